@@ -1,0 +1,108 @@
+//! The agent's one error type, and its mapping to the typed wire codes clients see.
+
+use streamhouse_proto::batch::CodecError;
+use streamhouse_proto::pb;
+
+/// Everything that can go wrong inside the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("unknown topic {0:?}")]
+    UnknownTopic(String),
+    #[error("topic {topic:?} has no partition {partition} (it has {count})")]
+    UnknownPartition {
+        topic: String,
+        partition: u32,
+        count: u32,
+    },
+    #[error("topic {0:?} already exists")]
+    TopicExists(String),
+    #[error("invalid topic: {0}")]
+    InvalidTopic(String),
+    #[error("invalid partition count: {0}")]
+    InvalidPartitions(String),
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("this agent does not lead {topic}-{partition}")]
+    NotLeader {
+        topic: String,
+        partition: u32,
+        leader_hint: Option<String>,
+    },
+    #[error("offset {offset} is outside [{log_start}, {high_watermark}]")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start: i64,
+        high_watermark: i64,
+    },
+    #[error("record batch of {size} bytes exceeds the limit of {max} bytes")]
+    RecordTooLarge { size: usize, max: usize },
+    #[error("corrupt record batch: {0}")]
+    CorruptBatch(#[from] CodecError),
+    #[error("object store: {0}")]
+    Storage(#[from] crate::object_store::StorageError),
+    #[error("metadata store: {0}")]
+    Metadata(#[from] crate::metadata::MetadataError),
+    #[error("object store unavailable: {0}")]
+    StorageUnavailable(String),
+    #[error("metadata store unavailable: {0}")]
+    MetadataUnavailable(String),
+    #[error("the agent is shutting down")]
+    ShuttingDown,
+}
+
+impl AgentError {
+    /// The wire form, with the code a client decides on.
+    pub fn to_pb(&self) -> pb::Error {
+        use pb::ErrorCode as C;
+        let mut e = pb::Error {
+            code: 0,
+            message: self.to_string(),
+            leader_hint: String::new(),
+            log_start_offset: 0,
+            high_watermark: 0,
+        };
+        let code = match self {
+            AgentError::UnknownTopic(_) => C::UnknownTopic,
+            AgentError::UnknownPartition { .. } => C::UnknownPartition,
+            AgentError::TopicExists(_) => C::TopicExists,
+            AgentError::InvalidTopic(_) => C::InvalidTopic,
+            AgentError::InvalidPartitions(_) => C::InvalidPartitions,
+            AgentError::InvalidRequest(_) => C::InvalidRequest,
+            AgentError::NotLeader { leader_hint, .. } => {
+                e.leader_hint = leader_hint.clone().unwrap_or_default();
+                C::NotLeader
+            }
+            AgentError::OffsetOutOfRange {
+                log_start,
+                high_watermark,
+                ..
+            } => {
+                e.log_start_offset = *log_start;
+                e.high_watermark = *high_watermark;
+                C::OffsetOutOfRange
+            }
+            AgentError::RecordTooLarge { .. } => C::RecordTooLarge,
+            AgentError::CorruptBatch(_) => C::CorruptBatch,
+            AgentError::Storage(_) | AgentError::StorageUnavailable(_) => C::StorageUnavailable,
+            AgentError::MetadataUnavailable(_) => C::MetadataUnavailable,
+            AgentError::Metadata(crate::metadata::MetadataError::Fenced(_)) => C::NotLeader,
+            AgentError::Metadata(_) => C::MetadataUnavailable,
+            AgentError::ShuttingDown => C::ShuttingDown,
+        };
+        e.code = code as i32;
+        e
+    }
+}
+
+/// The `error` field of a successful response.
+pub fn ok() -> Option<pb::Error> {
+    Some(pb::Error {
+        code: pb::ErrorCode::Ok as i32,
+        message: String::new(),
+        leader_hint: String::new(),
+        log_start_offset: 0,
+        high_watermark: 0,
+    })
+}
+
+pub type Result<T, E = AgentError> = std::result::Result<T, E>;

@@ -1,0 +1,300 @@
+//! The StreamHouse agent: a stateless broker. Record data goes to an object store, everything
+//! else to a metadata store; any agent can be killed at any moment without losing an
+//! acknowledged record.
+//!
+//! The modules follow the data: [`service`] takes a request, [`writer`] buffers and flushes
+//! it to the [`object_store`] and commits it to the [`metadata`] store; [`reader`] serves it
+//! back. [`lease`] decides which agent writes which partition; [`partitions`] is what an agent
+//! knows of each.
+
+pub mod config;
+pub mod error;
+pub mod lease;
+pub mod metadata;
+pub mod object_store;
+pub mod partitions;
+pub mod reader;
+pub mod service;
+#[doc(hidden)]
+pub mod testing;
+pub mod writer;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use streamhouse_proto::pb::stream_house_server::StreamHouseServer;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+
+pub use config::AgentConfig;
+pub use error::AgentError;
+
+use error::Result;
+use metadata::MetadataStore;
+use object_store::ObjectStore;
+use partitions::{TopicState, Topics};
+use reader::{ChunkCache, Reader};
+use writer::Writer;
+
+/// Why an agent could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("object store: {0}")]
+    Storage(#[from] object_store::StorageError),
+    #[error("metadata store: {0}")]
+    Metadata(#[from] metadata::MetadataError),
+    #[error("network: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// What every part of a running agent shares.
+#[derive(Debug)]
+pub struct Shared {
+    pub id: String,
+    pub advertise: String,
+    pub config: AgentConfig,
+    pub meta: MetadataStore,
+    pub store: Arc<dyn ObjectStore>,
+    pub topics: Topics,
+    pub writer: Writer,
+    pub reader: Reader,
+    pub lease_kick: Arc<Notify>,
+    pub shutting_down: AtomicBool,
+}
+
+impl Shared {
+    /// A topic's state, loaded from the metadata store if this agent has not seen it.
+    pub async fn topic(&self, name: &str) -> Result<Arc<TopicState>> {
+        if let Some(t) = self.topics.get(name) {
+            return Ok(t);
+        }
+        match self.meta.get_topic(name).await? {
+            Some(row) => Ok(self.topics.upsert(&row)),
+            None => Err(AgentError::UnknownTopic(name.to_string())),
+        }
+    }
+}
+
+fn valid_agent_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// A started agent: registered, holding its first leases, ready to serve.
+#[derive(Debug)]
+pub struct Agent {
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+impl Agent {
+    /// Connects to the stores, registers, and takes this agent's share of the leases.
+    pub async fn start(config: AgentConfig, listener: TcpListener) -> Result<Agent, StartError> {
+        config.validate().map_err(StartError::Config)?;
+        let id = config
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("agent-{:08x}", rand::random::<u32>()));
+        if !valid_agent_id(&id) {
+            return Err(StartError::Config(format!(
+                "agent id {id:?} must be 1-64 of [A-Za-z0-9._-]"
+            )));
+        }
+        let addr = listener.local_addr()?;
+        let advertise = config.advertise.clone().unwrap_or_else(|| addr.to_string());
+        let store = object_store::open(&config.storage).await?;
+        let meta = MetadataStore::connect(&config.metadata).await?;
+        let cache = Arc::new(ChunkCache::new(config.cache_bytes));
+        let lease_kick = Arc::new(Notify::new());
+        let writer = Writer::start(
+            id.clone(),
+            config.flush_interval(),
+            config.flush_bytes,
+            meta.clone(),
+            store.clone(),
+            cache.clone(),
+            lease_kick.clone(),
+        );
+        let reader = Reader::new(meta.clone(), store.clone(), cache);
+        meta.register_agent(&id, &advertise).await?;
+        let shared = Arc::new(Shared {
+            id,
+            advertise,
+            config,
+            meta,
+            store,
+            topics: Topics::default(),
+            writer,
+            reader,
+            lease_kick,
+            shutting_down: AtomicBool::new(false),
+        });
+        if let Err(e) = lease::tick(&shared).await {
+            tracing::warn!(error = %e, "first lease round failed; the lease loop will retry");
+        }
+        Ok(Agent {
+            shared,
+            listener,
+            addr,
+        })
+    }
+
+    /// The address the agent listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn id(&self) -> &str {
+        &self.shared.id
+    }
+
+    /// Serves until `shutdown` completes, then stops gracefully: refuse new writes, flush and
+    /// acknowledge what is buffered, finish in-flight requests, release leases, deregister.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), StartError> {
+        let shared = self.shared;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let lease_task = tokio::spawn(lease::run(shared.clone(), stop_rx));
+        let max_msg = shared.config.max_record_bytes * 2 + 1024 * 1024;
+        let svc = StreamHouseServer::new(service::Service::new(shared.clone()))
+            .max_decoding_message_size(max_msg.max(8 * 1024 * 1024))
+            .max_encoding_message_size(128 * 1024 * 1024);
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        tracing::info!(id = %shared.id, addr = %self.addr, "agent serving");
+        let drain = shared.clone();
+        let result = tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming_shutdown(incoming, async move {
+                shutdown.await;
+                tracing::info!("shutting down: flushing buffered batches");
+                drain.shutting_down.store(true, Ordering::Release);
+                drain.writer.close().await;
+            })
+            .await;
+        // Also when the server failed: whatever was buffered is answered before leaving.
+        shared.shutting_down.store(true, Ordering::Release);
+        shared.writer.close().await;
+        let _ = stop_tx.send(true);
+        let _ = lease_task.await;
+        if let Err(e) = shared.meta.release_leases(&shared.id).await {
+            tracing::warn!(error = %e, "could not release leases; they will expire");
+        }
+        if let Err(e) = shared.meta.deregister_agent(&shared.id).await {
+            tracing::warn!(error = %e, "could not deregister");
+        }
+        shared.meta.close().await;
+        tracing::info!(id = %shared.id, "agent stopped");
+        result.map_err(StartError::from)
+    }
+}
+
+/// An agent on its own thread and runtime inside this process: the console's local cluster
+/// and the benchmarks use it. Nothing is shared with the caller's runtime.
+#[derive(Debug)]
+pub struct EmbeddedAgent {
+    addr: SocketAddr,
+    id: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+}
+
+impl EmbeddedAgent {
+    /// Starts an agent with `config` (whose `listen` may use port 0) and waits until it serves.
+    pub fn start(config: AgentConfig, worker_threads: usize) -> Result<EmbeddedAgent, StartError> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("streamhouse-agent".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(worker_threads.max(1))
+                    .thread_name("agent-worker")
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                rt.block_on(async move {
+                    let started = async {
+                        let listener = TcpListener::bind(&config.listen).await?;
+                        Agent::start(config, listener).await
+                    }
+                    .await;
+                    let agent = match started {
+                        Ok(a) => {
+                            let _ = ready_tx.send(Ok((a.local_addr(), a.id().to_string())));
+                            a
+                        }
+                        Err(e) => {
+                            let msg = e.to_string();
+                            let _ = ready_tx.send(Err(e));
+                            return Err(msg);
+                        }
+                    };
+                    agent
+                        .serve(async {
+                            let _ = stop_rx.await;
+                        })
+                        .await
+                        .map_err(|e| e.to_string())
+                })
+            })?;
+        match ready_rx.recv() {
+            Ok(Ok((addr, id))) => Ok(EmbeddedAgent {
+                addr,
+                id,
+                stop: Some(stop_tx),
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let why = match thread.join() {
+                    Ok(Err(e)) => e,
+                    _ => "agent thread ended before it was ready".into(),
+                };
+                Err(StartError::Config(why))
+            }
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Stops gracefully and waits for the agent to finish.
+    pub fn stop(mut self) -> Result<(), String> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> Result<(), String> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err("agent thread panicked".into()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for EmbeddedAgent {
+    fn drop(&mut self) {
+        let _ = self.stop_and_join();
+    }
+}

@@ -1,0 +1,238 @@
+//! The behaviour every metadata backend must have, written once and run against SQLite and
+//! PostgreSQL.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{ChunkCommit, FlushCommit, MetadataError, MetadataStore};
+
+fn chunk(topic: &str, partition: u32, epoch: i64, base: i64, count: i64) -> ChunkCommit {
+    ChunkCommit {
+        topic: Arc::from(topic),
+        partition,
+        lease_epoch: epoch,
+        base_offset: base,
+        last_offset: base + count - 1,
+        byte_start: 0,
+        byte_len: 100,
+        record_count: count,
+        max_timestamp: 1_700_000_000_000,
+    }
+}
+
+async fn run(store: &MetadataStore) {
+    // Topics.
+    let t = store.create_topic("orders", 3, -1, -1).await.unwrap();
+    assert_eq!((t.name.as_str(), t.partition_count), ("orders", 3));
+    assert!(matches!(
+        store.create_topic("orders", 5, -1, -1).await,
+        Err(MetadataError::TopicExists(_))
+    ));
+    store
+        .create_topic("audit", 1, 86_400_000, -1)
+        .await
+        .unwrap();
+    let names: Vec<_> = store
+        .list_topics()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, ["audit", "orders"]);
+    let parts = store.list_partitions(Some("orders")).await.unwrap();
+    assert_eq!(parts.len(), 3);
+    assert!(parts
+        .iter()
+        .all(|p| p.high_watermark == 0 && p.leader_id.is_none() && p.lease_epoch == 0));
+    assert!(store.get_topic("nope").await.unwrap().is_none());
+
+    // Agents.
+    store.register_agent("a1", "127.0.0.1:1").await.unwrap();
+    store.register_agent("a2", "127.0.0.1:2").await.unwrap();
+    assert!(store.heartbeat_agent("a1").await.unwrap());
+    assert!(!store.heartbeat_agent("ghost").await.unwrap());
+    assert_eq!(store.list_agents(Some(60_000)).await.unwrap().len(), 2);
+
+    // Leases: one holder at a time, epochs grow with every change of holder.
+    let free = store.free_partitions().await.unwrap();
+    assert_eq!(free.len(), 4);
+    let orders: Vec<_> = free
+        .iter()
+        .filter(|(t, _)| t == "orders")
+        .cloned()
+        .collect();
+    let got = store.acquire_leases("a1", 60_000, &orders).await.unwrap();
+    assert_eq!(got.len(), 3);
+    assert!(got.iter().all(|l| l.epoch == 1));
+    assert!(store
+        .acquire_leases("a2", 60_000, &orders)
+        .await
+        .unwrap()
+        .is_empty());
+    let p0 = store.get_partition("orders", 0).await.unwrap().unwrap();
+    assert_eq!(p0.leader_id.as_deref(), Some("a1"));
+    assert_eq!(p0.leader_address.as_deref(), Some("127.0.0.1:1"));
+    let renewed = store.renew_leases("a1", 60_000).await.unwrap();
+    assert_eq!(renewed.len(), 3);
+
+    // The write path: one transaction per flush, fenced on a stale epoch or a gap.
+    let c = [chunk("orders", 0, 1, 0, 10), chunk("orders", 1, 1, 0, 5)];
+    store
+        .commit_flush(&FlushCommit {
+            agent_id: "a1",
+            object_key: "data/1.obj",
+            object_size: 200,
+            chunks: &c,
+        })
+        .await
+        .unwrap();
+    let p0 = store.get_partition("orders", 0).await.unwrap().unwrap();
+    assert_eq!(p0.high_watermark, 10);
+    let segs = store.segments("orders", 0, 0, 10).await.unwrap();
+    assert_eq!(segs.len(), 1);
+    assert_eq!((segs[0].base_offset, segs[0].last_offset), (0, 9));
+    assert_eq!(segs[0].object_key, "data/1.obj");
+    assert!(store
+        .segments("orders", 0, 10, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A chunk that does not start at the high watermark is refused, and takes the whole
+    // flush with it.
+    let bad = [chunk("orders", 0, 1, 10, 1), chunk("orders", 1, 1, 7, 1)];
+    match store
+        .commit_flush(&FlushCommit {
+            agent_id: "a1",
+            object_key: "data/2.obj",
+            object_size: 200,
+            chunks: &bad,
+        })
+        .await
+    {
+        Err(MetadataError::Fenced(p)) => assert_eq!(p, vec![(Arc::from("orders"), 1)]),
+        other => panic!("expected Fenced, got {other:?}"),
+    }
+    assert_eq!(
+        store
+            .get_partition("orders", 0)
+            .await
+            .unwrap()
+            .unwrap()
+            .high_watermark,
+        10
+    );
+
+    // Release, take over: the new holder's epoch is higher, and the old one is fenced.
+    assert_eq!(store.release_leases("a1").await.unwrap(), 3);
+    let taken = store
+        .acquire_leases("a2", 60_000, &[("orders".into(), 0)])
+        .await
+        .unwrap();
+    assert_eq!(taken[0].epoch, 2);
+    assert_eq!(taken[0].high_watermark, 10);
+    let stale = [chunk("orders", 0, 1, 10, 1)];
+    assert!(matches!(
+        store
+            .commit_flush(&FlushCommit {
+                agent_id: "a1",
+                object_key: "data/3.obj",
+                object_size: 1,
+                chunks: &stale,
+            })
+            .await,
+        Err(MetadataError::Fenced(_))
+    ));
+
+    // An expired lease (by the store's clock) can be taken.
+    let short = store
+        .acquire_leases("a1", 50, &[("audit".into(), 0)])
+        .await
+        .unwrap();
+    assert_eq!(short.len(), 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = store
+            .acquire_leases("a2", 60_000, &[("audit".into(), 0)])
+            .await
+            .unwrap();
+        if let Some(l) = got.first() {
+            assert_eq!(l.epoch, 2);
+            break;
+        }
+        assert!(Instant::now() < deadline, "lease never expired");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Deleting a topic removes its partitions and index; recreating starts clean.
+    store.delete_topic("orders").await.unwrap();
+    assert!(matches!(
+        store.delete_topic("orders").await,
+        Err(MetadataError::UnknownTopic(_))
+    ));
+    assert!(store
+        .list_partitions(Some("orders"))
+        .await
+        .unwrap()
+        .is_empty());
+    store.create_topic("orders", 2, -1, -1).await.unwrap();
+    assert!(store.segments("orders", 0, 0, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .get_partition("orders", 0)
+            .await
+            .unwrap()
+            .unwrap()
+            .high_watermark,
+        0
+    );
+
+    // Events were recorded along the way, in order.
+    let events = store.list_events(0, 1000).await.unwrap();
+    assert!(events
+        .iter()
+        .any(|e| e.kind == "agent_joined" && e.subject == "a1"));
+    assert!(events.iter().any(|e| e.kind == "lease_acquired"));
+    assert!(events.windows(2).all(|w| w[0].id < w[1].id));
+
+    store.deregister_agent("a1").await.unwrap();
+    assert_eq!(store.list_agents(None).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("meta.db").display());
+    let store = MetadataStore::connect(&url).await.unwrap();
+    run(&store).await;
+    // Migrations are idempotent: a second agent on the same file starts cleanly.
+    let again = MetadataStore::connect(&url).await.unwrap();
+    assert_eq!(again.list_topics().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn postgres() {
+    let Some(db) = crate::testing::FreshPostgres::create().await else {
+        return;
+    };
+    let store = MetadataStore::connect(&db.url).await.unwrap();
+    run(&store).await;
+    let again = MetadataStore::connect(&db.url).await.unwrap();
+    assert_eq!(again.list_topics().await.unwrap().len(), 2);
+    store.close().await;
+    again.close().await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn bad_urls_are_refused() {
+    assert!(matches!(
+        MetadataStore::connect("mysql://x").await,
+        Err(MetadataError::InvalidUrl { .. })
+    ));
+    assert!(matches!(
+        MetadataStore::connect("sqlite://").await,
+        Err(MetadataError::InvalidUrl { .. })
+    ));
+}

@@ -1,0 +1,121 @@
+//! The metadata schema and its migrations, embedded in the binary and applied at start.
+//!
+//! One text serves both backends: `{id}` becomes each backend's auto-increment key. Numbers
+//! are all BIGINT so both decode to `i64`. Times are milliseconds since the epoch, taken from
+//! the metadata store's own clock wherever they decide correctness (lease expiry).
+
+/// (version, SQL). Append only: a released migration is never edited.
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1)];
+
+const V1: &str = r#"
+CREATE TABLE topics (
+    name              TEXT PRIMARY KEY,
+    partition_count   BIGINT NOT NULL,
+    retention_ms      BIGINT NOT NULL DEFAULT -1,
+    retention_bytes   BIGINT NOT NULL DEFAULT -1,
+    created_at_ms     BIGINT NOT NULL
+);
+
+-- One row per partition: its lease and its log bounds.
+CREATE TABLE partitions (
+    topic             TEXT NOT NULL,
+    partition_id      BIGINT NOT NULL,
+    leader_id         TEXT,
+    lease_epoch       BIGINT NOT NULL DEFAULT 0,
+    lease_expires_ms  BIGINT NOT NULL DEFAULT 0,
+    log_start_offset  BIGINT NOT NULL DEFAULT 0,
+    high_watermark    BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (topic, partition_id)
+);
+
+-- The segment index: where each run of offsets sits in the object store.
+CREATE TABLE segments (
+    topic             TEXT NOT NULL,
+    partition_id      BIGINT NOT NULL,
+    base_offset       BIGINT NOT NULL,
+    last_offset       BIGINT NOT NULL,
+    object_key        TEXT NOT NULL,
+    byte_start        BIGINT NOT NULL,
+    byte_len          BIGINT NOT NULL,
+    record_count      BIGINT NOT NULL,
+    max_timestamp     BIGINT NOT NULL,
+    created_at_ms     BIGINT NOT NULL,
+    PRIMARY KEY (topic, partition_id, base_offset)
+);
+CREATE INDEX segments_by_object ON segments (object_key);
+
+-- Every object a flush committed, so garbage collection can find unreferenced ones.
+CREATE TABLE objects (
+    object_key        TEXT PRIMARY KEY,
+    size_bytes        BIGINT NOT NULL,
+    agent_id          TEXT NOT NULL,
+    created_at_ms     BIGINT NOT NULL
+);
+
+CREATE TABLE agents (
+    id                TEXT PRIMARY KEY,
+    address           TEXT NOT NULL,
+    started_at_ms     BIGINT NOT NULL,
+    heartbeat_ms      BIGINT NOT NULL
+);
+
+CREATE TABLE producer_ids (
+    id                {id},
+    created_at_ms     BIGINT NOT NULL
+);
+
+CREATE TABLE producer_state (
+    producer_id       BIGINT NOT NULL,
+    topic             TEXT NOT NULL,
+    partition_id      BIGINT NOT NULL,
+    producer_epoch    BIGINT NOT NULL,
+    last_sequence     BIGINT NOT NULL,
+    last_offset       BIGINT NOT NULL,
+    updated_at_ms     BIGINT NOT NULL,
+    PRIMARY KEY (producer_id, topic, partition_id)
+);
+
+CREATE TABLE consumer_groups (
+    group_id          TEXT PRIMARY KEY,
+    generation        BIGINT NOT NULL DEFAULT 0,
+    state             TEXT NOT NULL DEFAULT 'empty',
+    assignor          TEXT NOT NULL DEFAULT 'round-robin',
+    created_at_ms     BIGINT NOT NULL,
+    updated_at_ms     BIGINT NOT NULL
+);
+
+CREATE TABLE group_members (
+    group_id            TEXT NOT NULL,
+    member_id           TEXT NOT NULL,
+    client_id           TEXT NOT NULL,
+    client_host         TEXT NOT NULL,
+    subscription        TEXT NOT NULL,
+    assigned            TEXT NOT NULL DEFAULT '',
+    member_generation   BIGINT NOT NULL DEFAULT 0,
+    session_timeout_ms  BIGINT NOT NULL,
+    last_heartbeat_ms   BIGINT NOT NULL,
+    joined_at_ms        BIGINT NOT NULL,
+    PRIMARY KEY (group_id, member_id)
+);
+
+CREATE TABLE committed_offsets (
+    group_id          TEXT NOT NULL,
+    topic             TEXT NOT NULL,
+    partition_id      BIGINT NOT NULL,
+    committed_offset  BIGINT NOT NULL,
+    metadata          TEXT NOT NULL DEFAULT '',
+    generation        BIGINT NOT NULL,
+    committed_at_ms   BIGINT NOT NULL,
+    PRIMARY KEY (group_id, topic, partition_id)
+);
+
+-- A bounded log of what happened: agents joining and leaving, leases moving, rebalances.
+CREATE TABLE events (
+    id                {id},
+    at_ms             BIGINT NOT NULL,
+    kind              TEXT NOT NULL,
+    subject           TEXT NOT NULL,
+    detail            TEXT NOT NULL
+);
+CREATE INDEX events_by_time ON events (at_ms);
+"#;

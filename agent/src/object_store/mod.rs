@@ -1,0 +1,102 @@
+//! Where record data lives: one trait, backends chosen by URL (`file://DIR`, `s3://BUCKET/PREFIX`).
+//!
+//! Objects are immutable once put: the writer puts each flush as one new object under a unique
+//! key and never rewrites it, so readers may cache any byte range forever.
+
+mod file;
+mod s3;
+
+use std::fmt::Debug;
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+pub use file::FileStore;
+pub use s3::S3Store;
+
+/// Why an object-store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("invalid storage URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("invalid object key {0:?}")]
+    InvalidKey(String),
+    #[error("object {0:?} not found")]
+    NotFound(String),
+    #[error("object {key:?} has {size} bytes; range {start}..{end} is past its end")]
+    RangeOutOfBounds {
+        key: String,
+        start: u64,
+        end: u64,
+        size: u64,
+    },
+    #[error("{op} {key:?}: {source}")]
+    Io {
+        op: &'static str,
+        key: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{op} {key:?}: {message}")]
+    Remote {
+        op: &'static str,
+        key: String,
+        message: String,
+    },
+}
+
+/// One stored object, as `list` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub size: u64,
+}
+
+/// A store of immutable objects addressed by `/`-separated keys.
+#[async_trait::async_trait]
+pub trait ObjectStore: Send + Sync + Debug {
+    /// Stores `data` under `key` durably and atomically: readers see all of it or nothing.
+    async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError>;
+    /// Reads `range` of the object (end exclusive).
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StorageError>;
+    /// Reads a whole object.
+    async fn get(&self, key: &str) -> Result<Bytes, StorageError>;
+    /// Every object whose key starts with `prefix`, in key order.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError>;
+    /// Removes an object; removing one that is absent is not an error.
+    async fn delete(&self, key: &str) -> Result<(), StorageError>;
+}
+
+/// Opens the store a URL names.
+pub async fn open(url: &str) -> Result<Arc<dyn ObjectStore>, StorageError> {
+    if let Some(path) = url.strip_prefix("file://") {
+        return Ok(Arc::new(FileStore::open(path).await?));
+    }
+    if url.starts_with("s3://") {
+        return Ok(Arc::new(S3Store::open(url).await?));
+    }
+    Err(StorageError::InvalidUrl {
+        url: url.to_string(),
+        reason: "expected file://DIR or s3://BUCKET/PREFIX".into(),
+    })
+}
+
+/// Keys are relative, `/`-separated, and never climb out of the store's root.
+fn check_key(key: &str) -> Result<(), StorageError> {
+    let bad = key.is_empty()
+        || key.starts_with('/')
+        || key.contains('\\')
+        || key.contains('\0')
+        || key
+            .split('/')
+            .any(|p| p.is_empty() || p == "." || p == "..");
+    if bad {
+        Err(StorageError::InvalidKey(key.to_string()))
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod conformance;

@@ -1,0 +1,248 @@
+//! What an agent knows about each partition: whether it holds the lease and at which epoch,
+//! the log's bounds (the high watermark is a `watch` so long-polling fetches wake on commit),
+//! and a cache of the partition's segment index.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::sync::watch;
+
+use crate::metadata::{SegmentRow, TopicRow};
+
+/// Where a run of a partition's offsets is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentEntry {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub object_key: Arc<str>,
+    pub byte_start: u64,
+    pub byte_len: u64,
+}
+
+impl From<&SegmentRow> for SegmentEntry {
+    fn from(r: &SegmentRow) -> Self {
+        SegmentEntry {
+            base_offset: r.base_offset,
+            last_offset: r.last_offset,
+            object_key: Arc::from(r.object_key.as_str()),
+            byte_start: r.byte_start,
+            byte_len: r.byte_len,
+        }
+    }
+}
+
+/// Index entries kept per partition before the oldest are dropped (they reload on demand).
+const INDEX_ENTRIES_KEPT: usize = 8192;
+
+/// The epoch value meaning "this agent does not hold the lease".
+const NOT_HELD: i64 = -1;
+
+#[derive(Debug)]
+pub struct PartitionState {
+    pub topic: Arc<str>,
+    pub partition: u32,
+    epoch: AtomicI64,
+    log_start: AtomicI64,
+    high_watermark: watch::Sender<i64>,
+    index: Mutex<BTreeMap<i64, SegmentEntry>>,
+}
+
+impl PartitionState {
+    fn new(topic: Arc<str>, partition: u32) -> Self {
+        PartitionState {
+            topic,
+            partition,
+            epoch: AtomicI64::new(NOT_HELD),
+            log_start: AtomicI64::new(0),
+            high_watermark: watch::Sender::new(0),
+            index: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The lease epoch this agent holds, if it holds the lease.
+    pub fn lease_epoch(&self) -> Option<i64> {
+        let e = self.epoch.load(Ordering::Acquire);
+        (e != NOT_HELD).then_some(e)
+    }
+
+    /// Takes the lease at `epoch` with the log bounds the store recorded. The bounds are set
+    /// before the epoch is published, so whoever sees the epoch sees them too.
+    pub fn adopt_lease(&self, epoch: i64, log_start: i64, high_watermark: i64) {
+        self.set_bounds(log_start, high_watermark);
+        self.epoch.store(epoch, Ordering::Release);
+    }
+
+    /// Forgets the lease, but only if it is still the one at `epoch` (when given).
+    pub fn drop_lease(&self, epoch: Option<i64>) {
+        match epoch {
+            Some(e) => {
+                let _ =
+                    self.epoch
+                        .compare_exchange(e, NOT_HELD, Ordering::AcqRel, Ordering::Acquire);
+            }
+            None => self.epoch.store(NOT_HELD, Ordering::Release),
+        }
+    }
+
+    pub fn log_start(&self) -> i64 {
+        self.log_start.load(Ordering::Acquire)
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        *self.high_watermark.borrow()
+    }
+
+    pub fn subscribe_high_watermark(&self) -> watch::Receiver<i64> {
+        self.high_watermark.subscribe()
+    }
+
+    /// Records bounds read from the store (for partitions another agent writes).
+    pub fn set_bounds(&self, log_start: i64, high_watermark: i64) {
+        self.log_start.store(log_start, Ordering::Release);
+        self.high_watermark.send_if_modified(|h| {
+            let changed = *h != high_watermark;
+            *h = high_watermark;
+            changed
+        });
+    }
+
+    /// After a commit: index the new chunk and move the high watermark, waking long-polls.
+    pub fn committed(&self, entry: SegmentEntry) {
+        let next = entry.last_offset + 1;
+        self.insert_segments(std::iter::once(entry));
+        self.high_watermark.send_replace(next);
+    }
+
+    pub fn insert_segments(&self, entries: impl IntoIterator<Item = SegmentEntry>) {
+        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        for e in entries {
+            index.insert(e.base_offset, e);
+        }
+        while index.len() > INDEX_ENTRIES_KEPT {
+            index.pop_first();
+        }
+    }
+
+    /// The cached index entry holding `offset`, if any.
+    pub fn segment_for(&self, offset: i64) -> Option<SegmentEntry> {
+        let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        index
+            .range(..=offset)
+            .next_back()
+            .map(|(_, e)| e)
+            .filter(|e| e.last_offset >= offset)
+            .cloned()
+    }
+}
+
+#[derive(Debug)]
+pub struct TopicState {
+    pub name: Arc<str>,
+    pub created_at_ms: i64,
+    pub partitions: Vec<Arc<PartitionState>>,
+}
+
+impl TopicState {
+    fn from_row(row: &TopicRow) -> Self {
+        let name: Arc<str> = Arc::from(row.name.as_str());
+        TopicState {
+            partitions: (0..row.partition_count)
+                .map(|p| Arc::new(PartitionState::new(name.clone(), p)))
+                .collect(),
+            name,
+            created_at_ms: row.created_at_ms,
+        }
+    }
+}
+
+/// The topics this agent has seen, by name.
+#[derive(Debug, Default)]
+pub struct Topics {
+    map: RwLock<HashMap<String, Arc<TopicState>>>,
+}
+
+impl Topics {
+    pub fn get(&self, name: &str) -> Option<Arc<TopicState>> {
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// The state for `row`, created if new. A row with a different creation time is a new
+    /// topic under an old name: its state starts afresh.
+    pub fn upsert(&self, row: &TopicRow) -> Arc<TopicState> {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        match map.get(&row.name) {
+            Some(t) if t.created_at_ms == row.created_at_ms => t.clone(),
+            _ => {
+                let t = Arc::new(TopicState::from_row(row));
+                map.insert(row.name.clone(), t.clone());
+                t
+            }
+        }
+    }
+
+    pub fn remove(&self, name: &str) -> Option<Arc<TopicState>> {
+        let removed = self
+            .map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        if let Some(t) = &removed {
+            for p in &t.partitions {
+                p.drop_lease(None);
+            }
+        }
+        removed
+    }
+
+    pub fn all(&self) -> Vec<Arc<TopicState>> {
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(base: i64, last: i64) -> SegmentEntry {
+        SegmentEntry {
+            base_offset: base,
+            last_offset: last,
+            object_key: Arc::from("k"),
+            byte_start: 0,
+            byte_len: 1,
+        }
+    }
+
+    #[test]
+    fn index_finds_the_segment_holding_an_offset() {
+        let p = PartitionState::new(Arc::from("t"), 0);
+        p.committed(entry(0, 9));
+        p.committed(entry(10, 19));
+        assert_eq!(p.high_watermark(), 20);
+        assert_eq!(p.segment_for(0).unwrap().base_offset, 0);
+        assert_eq!(p.segment_for(9).unwrap().base_offset, 0);
+        assert_eq!(p.segment_for(10).unwrap().base_offset, 10);
+        assert!(p.segment_for(20).is_none());
+        assert!(p.segment_for(-1).is_none());
+    }
+
+    #[test]
+    fn dropping_a_lease_only_drops_the_epoch_it_names() {
+        let p = PartitionState::new(Arc::from("t"), 0);
+        p.adopt_lease(3, 0, 0);
+        p.drop_lease(Some(2));
+        assert_eq!(p.lease_epoch(), Some(3));
+        p.drop_lease(Some(3));
+        assert_eq!(p.lease_epoch(), None);
+    }
+}

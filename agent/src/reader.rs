@@ -1,0 +1,230 @@
+//! The read path: find the index entries covering an offset, read those chunks (from an LRU
+//! of chunk bytes, else a ranged read of the object), and return whole batches exactly as
+//! they were stored, each with the offset of its first record. At the high watermark a fetch
+//! waits for the next commit, up to the caller's `max_wait`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use lru::LruCache;
+use streamhouse_proto::batch;
+
+use crate::error::{AgentError, Result};
+use crate::metadata::MetadataStore;
+use crate::object_store::ObjectStore;
+use crate::partitions::{PartitionState, SegmentEntry};
+
+/// Index rows loaded from the store at a time when the cached index misses.
+const INDEX_LOAD: i64 = 256;
+
+/// An LRU of chunk bytes keyed by (object, byte offset). Objects are immutable, so entries
+/// never go stale.
+#[derive(Debug)]
+pub struct ChunkCache {
+    capacity: usize,
+    inner: Mutex<CacheInner>,
+}
+
+#[derive(Debug)]
+struct CacheInner {
+    lru: LruCache<(Arc<str>, u64), Bytes>,
+    bytes: usize,
+}
+
+impl ChunkCache {
+    pub fn new(capacity: usize) -> Self {
+        ChunkCache {
+            capacity,
+            inner: Mutex::new(CacheInner {
+                lru: LruCache::unbounded(),
+                bytes: 0,
+            }),
+        }
+    }
+
+    pub fn get(&self, key: &Arc<str>, start: u64) -> Option<Bytes> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.lru.get(&(key.clone(), start)).cloned()
+    }
+
+    pub fn insert(&self, key: Arc<str>, start: u64, data: Bytes) {
+        if data.len() > self.capacity {
+            return;
+        }
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let len = data.len();
+        if let Some(old) = inner.lru.put((key, start), data) {
+            inner.bytes -= old.len();
+        }
+        inner.bytes += len;
+        while inner.bytes > self.capacity {
+            match inner.lru.pop_lru() {
+                Some((_, evicted)) => inner.bytes -= evicted.len(),
+                None => break,
+            }
+        }
+    }
+
+    /// Bytes held.
+    pub fn size(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).bytes
+    }
+}
+
+/// Batches returned by one fetch.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    /// (offset of the batch's first record, the batch's bytes).
+    pub batches: Vec<(i64, Bytes)>,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Reader {
+    meta: MetadataStore,
+    store: Arc<dyn ObjectStore>,
+    cache: Arc<ChunkCache>,
+}
+
+impl Reader {
+    pub fn new(meta: MetadataStore, store: Arc<dyn ObjectStore>, cache: Arc<ChunkCache>) -> Self {
+        Reader { meta, store, cache }
+    }
+
+    /// Reads batches of `state`'s partition from `offset`, about `max_bytes` of them (always at
+    /// least one whole batch when there is data), waiting up to `max_wait` at the high
+    /// watermark.
+    pub async fn fetch(
+        &self,
+        state: &PartitionState,
+        offset: i64,
+        max_bytes: usize,
+        max_wait: Duration,
+    ) -> Result<Fetched> {
+        if state.lease_epoch().is_none() {
+            // Another agent writes this partition: take its bounds from the store.
+            if let Some(row) = self
+                .meta
+                .get_partition(&state.topic, state.partition)
+                .await?
+            {
+                state.set_bounds(row.log_start_offset, row.high_watermark);
+            }
+        }
+        let log_start = state.log_start();
+        let mut hwm = state.high_watermark();
+        if offset < log_start || offset > hwm {
+            return Err(AgentError::OffsetOutOfRange {
+                offset,
+                log_start,
+                high_watermark: hwm,
+            });
+        }
+        if offset == hwm && !max_wait.is_zero() {
+            let mut rx = state.subscribe_high_watermark();
+            let waited = tokio::time::timeout(max_wait, rx.wait_for(|h| *h > offset)).await;
+            if let Ok(Ok(h)) = waited {
+                hwm = *h;
+            }
+        }
+        let mut out = Fetched {
+            batches: Vec::new(),
+            high_watermark: hwm,
+            log_start_offset: log_start,
+        };
+        let mut pos = offset;
+        let mut bytes = 0usize;
+        while pos < hwm && bytes < max_bytes {
+            let Some(seg) = self.segment_for(state, pos).await? else {
+                tracing::warn!(topic = %state.topic, partition = state.partition, offset = pos,
+                    "no index entry below the high watermark");
+                break;
+            };
+            let chunk = self.chunk(&seg).await?;
+            let mut base = seg.base_offset;
+            for item in batch::split(&chunk) {
+                let (header, range) = item.map_err(|e| {
+                    AgentError::StorageUnavailable(format!(
+                        "object {} at {} holds a malformed batch: {e}",
+                        seg.object_key, seg.byte_start
+                    ))
+                })?;
+                let count = i64::from(header.record_count);
+                if base + count > pos {
+                    bytes += range.len();
+                    out.batches.push((base, chunk.slice(range)));
+                    pos = base + count;
+                    if bytes >= max_bytes {
+                        break;
+                    }
+                }
+                base += count;
+            }
+            if base <= seg.last_offset {
+                return Err(AgentError::StorageUnavailable(format!(
+                    "object {} chunk at {} ends at offset {} but its index says {}",
+                    seg.object_key,
+                    seg.byte_start,
+                    base - 1,
+                    seg.last_offset
+                )));
+            }
+            pos = pos.max(seg.last_offset + 1);
+        }
+        Ok(out)
+    }
+
+    async fn segment_for(
+        &self,
+        state: &PartitionState,
+        offset: i64,
+    ) -> Result<Option<SegmentEntry>> {
+        if let Some(seg) = state.segment_for(offset) {
+            return Ok(Some(seg));
+        }
+        let rows = self
+            .meta
+            .segments(&state.topic, state.partition, offset, INDEX_LOAD)
+            .await?;
+        state.insert_segments(rows.iter().map(SegmentEntry::from));
+        Ok(state.segment_for(offset))
+    }
+
+    async fn chunk(&self, seg: &SegmentEntry) -> Result<Bytes> {
+        if let Some(b) = self.cache.get(&seg.object_key, seg.byte_start) {
+            return Ok(b);
+        }
+        let data = self
+            .store
+            .get_range(
+                &seg.object_key,
+                seg.byte_start..seg.byte_start + seg.byte_len,
+            )
+            .await?;
+        self.cache
+            .insert(seg.object_key.clone(), seg.byte_start, data.clone());
+        Ok(data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_evicts_least_recently_used_beyond_capacity() {
+        let c = ChunkCache::new(100);
+        let k: Arc<str> = Arc::from("o");
+        c.insert(k.clone(), 0, Bytes::from(vec![0; 40]));
+        c.insert(k.clone(), 40, Bytes::from(vec![0; 40]));
+        assert!(c.get(&k, 0).is_some()); // 0 is now the most recent
+        c.insert(k.clone(), 80, Bytes::from(vec![0; 40]));
+        assert!(c.get(&k, 40).is_none());
+        assert!(c.get(&k, 0).is_some());
+        assert_eq!(c.size(), 80);
+        c.insert(k.clone(), 200, Bytes::from(vec![0; 101])); // larger than the cache: skipped
+        assert_eq!(c.size(), 80);
+    }
+}

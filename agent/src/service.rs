@@ -1,0 +1,361 @@
+//! The gRPC service: decodes requests, checks them, and hands them to the writer, the reader
+//! or the metadata store. Every outcome, good or bad, is a typed response; the transport's
+//! own status codes are left to the transport.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use streamhouse_proto::{batch, pb, validate_topic_name};
+use tonic::{Request, Response, Status};
+
+use crate::error::{ok, AgentError, Result};
+use crate::metadata::{PartitionRow, TopicRow};
+use crate::partitions::{PartitionState, TopicState};
+use crate::Shared;
+
+/// Longest a fetch may wait at the high watermark.
+const MAX_FETCH_WAIT: Duration = Duration::from_secs(30);
+/// Default and ceiling for a fetch's size.
+const DEFAULT_FETCH_BYTES: usize = 1024 * 1024;
+const MAX_FETCH_BYTES: usize = 64 * 1024 * 1024;
+/// Most partitions one topic may have.
+pub const MAX_PARTITIONS: u32 = 10_000;
+
+#[derive(Debug, Clone)]
+pub struct Service {
+    shared: Arc<Shared>,
+}
+
+impl Service {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Service { shared }
+    }
+
+    async fn partition(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> Result<(Arc<TopicState>, Arc<PartitionState>)> {
+        validate_topic_name(topic).map_err(AgentError::InvalidTopic)?;
+        let t = self.shared.topic(topic).await?;
+        let p = t
+            .partitions
+            .get(partition as usize)
+            .cloned()
+            .ok_or_else(|| AgentError::UnknownPartition {
+                topic: topic.to_string(),
+                partition,
+                count: t.partitions.len() as u32,
+            })?;
+        Ok((t, p))
+    }
+
+    async fn produce_inner(&self, r: pb::ProduceRequest) -> Result<pb::ProduceResponse> {
+        if self.shared.shutting_down.load(Ordering::Acquire) {
+            return Err(AgentError::ShuttingDown);
+        }
+        let (_, state) = self.partition(&r.topic, r.partition).await?;
+        let max = self.shared.config.max_record_bytes;
+        if r.batch.len() > max {
+            return Err(AgentError::RecordTooLarge {
+                size: r.batch.len(),
+                max,
+            });
+        }
+        let header = batch::validate(&r.batch)?;
+        if state.lease_epoch().is_none() {
+            return Err(AgentError::NotLeader {
+                topic: r.topic.clone(),
+                partition: r.partition,
+                leader_hint: self.leader_hint(&r.topic, r.partition).await,
+            });
+        }
+        let ack = self.shared.writer.append(&state, r.batch, &header)?;
+        let appended = ack.await.map_err(|_| AgentError::ShuttingDown)??;
+        Ok(pb::ProduceResponse {
+            error: ok(),
+            base_offset: appended.base_offset,
+            append_time_ms: appended.append_time_ms,
+            log_start_offset: appended.log_start_offset,
+        })
+    }
+
+    async fn leader_hint(&self, topic: &str, partition: u32) -> Option<String> {
+        match self.shared.meta.get_partition(topic, partition).await {
+            Ok(Some(row)) => row.leader_address,
+            _ => None,
+        }
+    }
+
+    async fn fetch_inner(&self, r: pb::FetchRequest) -> Result<pb::FetchResponse> {
+        let (_, state) = self.partition(&r.topic, r.partition).await?;
+        let max_bytes = match r.max_bytes as usize {
+            0 => DEFAULT_FETCH_BYTES,
+            n => n.min(MAX_FETCH_BYTES),
+        };
+        let max_wait = Duration::from_millis(u64::from(r.max_wait_ms)).min(MAX_FETCH_WAIT);
+        let fetched = self
+            .shared
+            .reader
+            .fetch(&state, r.offset, max_bytes, max_wait)
+            .await?;
+        let (base_offsets, batches) = fetched.batches.into_iter().unzip();
+        Ok(pb::FetchResponse {
+            error: ok(),
+            batches,
+            base_offsets,
+            high_watermark: fetched.high_watermark,
+            log_start_offset: fetched.log_start_offset,
+        })
+    }
+
+    async fn topic_infos(&self, topics: Vec<TopicRow>) -> Result<Vec<pb::TopicInfo>> {
+        let mut parts: BTreeMap<String, Vec<PartitionRow>> = BTreeMap::new();
+        let rows = if topics.len() == 1 {
+            self.shared
+                .meta
+                .list_partitions(Some(&topics[0].name))
+                .await?
+        } else {
+            self.shared.meta.list_partitions(None).await?
+        };
+        for p in rows {
+            parts.entry(p.topic.clone()).or_default().push(p);
+        }
+        Ok(topics
+            .into_iter()
+            .map(|t| {
+                let partitions = parts.remove(&t.name).unwrap_or_default();
+                topic_info(t, partitions)
+            })
+            .collect())
+    }
+
+    async fn metadata_inner(&self, r: pb::GetMetadataRequest) -> Result<pb::GetMetadataResponse> {
+        let meta = &self.shared.meta;
+        let live_within = 3 * self.shared.config.lease_ttl_ms as i64;
+        let agents = meta
+            .list_agents(Some(live_within))
+            .await?
+            .into_iter()
+            .map(|a| pb::AgentInfo {
+                id: a.id,
+                address: a.address,
+                started_at_ms: a.started_at_ms,
+                heartbeat_ms: a.heartbeat_ms,
+            })
+            .collect();
+        let mut topics = Vec::new();
+        if r.topics.is_empty() {
+            topics = self.topic_infos(meta.list_topics().await?).await?;
+        } else {
+            for name in r.topics {
+                let row = match validate_topic_name(&name) {
+                    Err(e) => Err(AgentError::InvalidTopic(e)),
+                    Ok(()) => meta
+                        .get_topic(&name)
+                        .await?
+                        .ok_or_else(|| AgentError::UnknownTopic(name.clone())),
+                };
+                match row {
+                    Ok(row) => topics.extend(self.topic_infos(vec![row]).await?),
+                    Err(e) => topics.push(pb::TopicInfo {
+                        name,
+                        error: Some(e.to_pb()),
+                        ..Default::default()
+                    }),
+                }
+            }
+        }
+        Ok(pb::GetMetadataResponse {
+            error: ok(),
+            agents,
+            topics,
+            max_batch_bytes: self.shared.config.max_record_bytes as u32,
+        })
+    }
+
+    async fn create_topic_inner(
+        &self,
+        r: pb::CreateTopicRequest,
+    ) -> Result<pb::CreateTopicResponse> {
+        validate_topic_name(&r.name).map_err(AgentError::InvalidTopic)?;
+        if r.partitions == 0 || r.partitions > MAX_PARTITIONS {
+            return Err(AgentError::InvalidPartitions(format!(
+                "{} partitions; a topic has 1 to {MAX_PARTITIONS}",
+                r.partitions
+            )));
+        }
+        let retention = |v: i64| if v <= 0 { -1 } else { v };
+        let row = self
+            .shared
+            .meta
+            .create_topic(
+                &r.name,
+                r.partitions,
+                retention(r.retention_ms),
+                retention(r.retention_bytes),
+            )
+            .await
+            .map_err(|e| match e {
+                crate::metadata::MetadataError::TopicExists(n) => AgentError::TopicExists(n),
+                other => AgentError::Metadata(other),
+            })?;
+        self.shared.topics.upsert(&row);
+        // Take this agent's share of the new partitions now rather than at the next round,
+        // so the first produce finds a leader.
+        if let Err(e) = crate::lease::tick(&self.shared).await {
+            tracing::warn!(error = %e, "lease round after topic creation failed");
+        }
+        let info = self.topic_infos(vec![row]).await?.pop();
+        Ok(pb::CreateTopicResponse {
+            error: ok(),
+            topic: info,
+        })
+    }
+
+    async fn delete_topic_inner(
+        &self,
+        r: pb::DeleteTopicRequest,
+    ) -> Result<pb::DeleteTopicResponse> {
+        validate_topic_name(&r.name).map_err(AgentError::InvalidTopic)?;
+        self.shared
+            .meta
+            .delete_topic(&r.name)
+            .await
+            .map_err(|e| match e {
+                crate::metadata::MetadataError::UnknownTopic(n) => AgentError::UnknownTopic(n),
+                other => AgentError::Metadata(other),
+            })?;
+        self.shared.topics.remove(&r.name);
+        Ok(pb::DeleteTopicResponse { error: ok() })
+    }
+}
+
+fn topic_info(t: TopicRow, partitions: Vec<PartitionRow>) -> pb::TopicInfo {
+    pb::TopicInfo {
+        partition_count: t.partition_count,
+        partitions: partitions
+            .into_iter()
+            .map(|p| pb::PartitionInfo {
+                partition: p.partition,
+                leader_id: p.leader_id.unwrap_or_default(),
+                leader_address: p.leader_address.unwrap_or_default(),
+                lease_epoch: p.lease_epoch,
+                log_start_offset: p.log_start_offset,
+                high_watermark: p.high_watermark,
+            })
+            .collect(),
+        retention_ms: t.retention_ms,
+        retention_bytes: t.retention_bytes,
+        created_at_ms: t.created_at_ms,
+        name: t.name,
+        error: ok(),
+    }
+}
+
+/// Builds a response whose `error` field carries `e`.
+macro_rules! answer {
+    ($result:expr, $ty:ty) => {
+        Ok(Response::new(match $result {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(error = %e, "request refused");
+                <$ty>::with_error(e.to_pb())
+            }
+        }))
+    };
+}
+
+trait WithError {
+    fn with_error(e: pb::Error) -> Self;
+}
+
+macro_rules! with_error {
+    ($($ty:ty),*) => {$(
+        impl WithError for $ty {
+            fn with_error(e: pb::Error) -> Self {
+                Self { error: Some(e), ..Default::default() }
+            }
+        }
+    )*};
+}
+
+with_error!(
+    pb::ProduceResponse,
+    pb::FetchResponse,
+    pb::GetMetadataResponse,
+    pb::CreateTopicResponse,
+    pb::DeleteTopicResponse,
+    pb::ListTopicsResponse
+);
+
+#[tonic::async_trait]
+impl pb::stream_house_server::StreamHouse for Service {
+    async fn produce(
+        &self,
+        request: Request<pb::ProduceRequest>,
+    ) -> Result<Response<pb::ProduceResponse>, Status> {
+        answer!(
+            self.produce_inner(request.into_inner()).await,
+            pb::ProduceResponse
+        )
+    }
+
+    async fn fetch(
+        &self,
+        request: Request<pb::FetchRequest>,
+    ) -> Result<Response<pb::FetchResponse>, Status> {
+        answer!(
+            self.fetch_inner(request.into_inner()).await,
+            pb::FetchResponse
+        )
+    }
+
+    async fn get_metadata(
+        &self,
+        request: Request<pb::GetMetadataRequest>,
+    ) -> Result<Response<pb::GetMetadataResponse>, Status> {
+        answer!(
+            self.metadata_inner(request.into_inner()).await,
+            pb::GetMetadataResponse
+        )
+    }
+
+    async fn create_topic(
+        &self,
+        request: Request<pb::CreateTopicRequest>,
+    ) -> Result<Response<pb::CreateTopicResponse>, Status> {
+        answer!(
+            self.create_topic_inner(request.into_inner()).await,
+            pb::CreateTopicResponse
+        )
+    }
+
+    async fn delete_topic(
+        &self,
+        request: Request<pb::DeleteTopicRequest>,
+    ) -> Result<Response<pb::DeleteTopicResponse>, Status> {
+        answer!(
+            self.delete_topic_inner(request.into_inner()).await,
+            pb::DeleteTopicResponse
+        )
+    }
+
+    async fn list_topics(
+        &self,
+        _request: Request<pb::ListTopicsRequest>,
+    ) -> Result<Response<pb::ListTopicsResponse>, Status> {
+        let result: Result<pb::ListTopicsResponse> = async {
+            let topics = self.shared.meta.list_topics().await?;
+            Ok(pb::ListTopicsResponse {
+                error: ok(),
+                topics: self.topic_infos(topics).await?,
+            })
+        }
+        .await;
+        answer!(result, pb::ListTopicsResponse)
+    }
+}

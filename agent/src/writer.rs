@@ -1,0 +1,390 @@
+//! The write path: one flush buffer per agent for every partition it leads, flushed as ONE
+//! object and committed in ONE metadata transaction; producers are acknowledged only after
+//! that commit.
+//!
+//! `append` only copies a reference to the batch's bytes into the buffer under a short lock.
+//! A single flusher task swaps the buffer out, assigns offsets (a partition's next offset is
+//! its committed high watermark, since flushes are sequential), writes the object, commits,
+//! and only then moves the high watermarks and answers. No lock is held across I/O. A flush
+//! that fails moves nothing, so offsets stay dense.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use streamhouse_proto::batch::BatchHeader;
+use tokio::sync::{oneshot, Notify};
+
+use crate::error::{AgentError, Result};
+use crate::metadata::{ChunkCommit, FlushCommit, MetadataError, MetadataStore};
+use crate::object_store::ObjectStore;
+use crate::partitions::{PartitionState, SegmentEntry};
+use crate::reader::ChunkCache;
+
+/// What a producer is told once its batch is committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub base_offset: i64,
+    pub append_time_ms: i64,
+    pub log_start_offset: i64,
+}
+
+#[derive(Debug)]
+struct Pending {
+    bytes: Bytes,
+    record_count: i64,
+    max_timestamp: i64,
+    ack: oneshot::Sender<Result<Appended>>,
+}
+
+#[derive(Debug)]
+struct PartitionBuffer {
+    state: Arc<PartitionState>,
+    batches: Vec<Pending>,
+}
+
+#[derive(Debug, Default)]
+struct Buffer {
+    /// Keyed by the address of the partition's state, which the entry keeps alive.
+    partitions: HashMap<usize, PartitionBuffer>,
+    bytes: usize,
+    oldest: Option<Instant>,
+}
+
+/// Counters the agent reports.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub flushes: AtomicU64,
+    pub flushed_bytes: AtomicU64,
+    pub flushed_records: AtomicU64,
+    pub failed_flushes: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    agent_id: String,
+    flush_interval: Duration,
+    flush_bytes: usize,
+    buffer: Mutex<Buffer>,
+    wake: Notify,
+    closed: AtomicBool,
+    done: Notify,
+    finished: AtomicBool,
+    meta: MetadataStore,
+    store: Arc<dyn ObjectStore>,
+    cache: Arc<ChunkCache>,
+    /// Wakes the lease task when a commit finds this agent fenced.
+    lease_kick: Arc<Notify>,
+    object_seq: AtomicU64,
+    stats: WriterStats,
+}
+
+/// The agent's flush buffer and its flusher task.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    inner: Arc<Inner>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Writer {
+    /// Creates the writer and spawns its flusher on the current runtime.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(
+        agent_id: String,
+        flush_interval: Duration,
+        flush_bytes: usize,
+        meta: MetadataStore,
+        store: Arc<dyn ObjectStore>,
+        cache: Arc<ChunkCache>,
+        lease_kick: Arc<Notify>,
+    ) -> Writer {
+        let inner = Arc::new(Inner {
+            agent_id,
+            flush_interval,
+            flush_bytes,
+            buffer: Mutex::new(Buffer::default()),
+            wake: Notify::new(),
+            closed: AtomicBool::new(false),
+            done: Notify::new(),
+            finished: AtomicBool::new(false),
+            meta,
+            store,
+            cache,
+            lease_kick,
+            object_seq: AtomicU64::new(0),
+            stats: WriterStats::default(),
+        });
+        tokio::spawn(flusher(inner.clone()));
+        Writer { inner }
+    }
+
+    pub fn stats(&self) -> &WriterStats {
+        &self.inner.stats
+    }
+
+    /// Adds a validated batch to the buffer. The receiver answers once the batch is committed
+    /// (or has failed).
+    pub fn append(
+        &self,
+        state: &Arc<PartitionState>,
+        bytes: Bytes,
+        header: &BatchHeader,
+    ) -> Result<oneshot::Receiver<Result<Appended>>> {
+        let (tx, rx) = oneshot::channel();
+        let len = bytes.len();
+        let pending = Pending {
+            bytes,
+            record_count: i64::from(header.record_count),
+            max_timestamp: header.max_timestamp,
+            ack: tx,
+        };
+        let (first, full) = {
+            let mut buf = self.inner.buffer.lock().unwrap_or_else(|p| p.into_inner());
+            if self.inner.closed.load(Ordering::Acquire) {
+                return Err(AgentError::ShuttingDown);
+            }
+            buf.partitions
+                .entry(Arc::as_ptr(state) as usize)
+                .or_insert_with(|| PartitionBuffer {
+                    state: state.clone(),
+                    batches: Vec::new(),
+                })
+                .batches
+                .push(pending);
+            buf.bytes += len;
+            let first = buf.oldest.is_none();
+            if first {
+                buf.oldest = Some(Instant::now());
+            }
+            (first, buf.bytes >= self.inner.flush_bytes)
+        };
+        if first || full {
+            self.inner.wake.notify_one();
+        }
+        Ok(rx)
+    }
+
+    /// Stops taking batches, flushes what is buffered, and returns once every batch taken
+    /// has been answered.
+    pub async fn close(&self) {
+        {
+            let _guard = self.inner.buffer.lock().unwrap_or_else(|p| p.into_inner());
+            self.inner.closed.store(true, Ordering::Release);
+        }
+        self.inner.wake.notify_one();
+        loop {
+            let done = self.inner.done.notified();
+            if self.inner.finished.load(Ordering::Acquire) {
+                return;
+            }
+            done.await;
+        }
+    }
+}
+
+async fn flusher(inner: Arc<Inner>) {
+    loop {
+        let (oldest, bytes) = {
+            let buf = inner.buffer.lock().unwrap_or_else(|p| p.into_inner());
+            (buf.oldest, buf.bytes)
+        };
+        let closed = inner.closed.load(Ordering::Acquire);
+        match oldest {
+            None if closed => break,
+            None => {
+                inner.wake.notified().await;
+                continue;
+            }
+            Some(oldest) => {
+                let due = oldest + inner.flush_interval;
+                if !closed && bytes < inner.flush_bytes && Instant::now() < due {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(due.into()) => {}
+                        _ = inner.wake.notified() => {}
+                    }
+                    continue;
+                }
+            }
+        }
+        let taken = {
+            let mut buf = inner.buffer.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::take(&mut *buf)
+        };
+        flush(&inner, taken).await;
+    }
+    inner.finished.store(true, Ordering::Release);
+    inner.done.notify_waiters();
+}
+
+/// What one partition contributes to an object.
+struct Chunk {
+    state: Arc<PartitionState>,
+    commit: ChunkCommit,
+    /// (base offset, ack) of each batch in the chunk.
+    acks: Vec<(i64, oneshot::Sender<Result<Appended>>)>,
+}
+
+const FOOTER_MAGIC: &[u8; 4] = b"SHO1";
+
+async fn flush(inner: &Inner, taken: Buffer) {
+    let append_time_ms = now_ms();
+    let mut object = BytesMut::with_capacity(taken.bytes + 64 * taken.partitions.len() + 8);
+    let mut chunks: Vec<Chunk> = Vec::with_capacity(taken.partitions.len());
+    for (_, part) in taken.partitions {
+        let state = part.state;
+        let Some(epoch) = state.lease_epoch() else {
+            let err = || AgentError::NotLeader {
+                topic: state.topic.to_string(),
+                partition: state.partition,
+                leader_hint: None,
+            };
+            for p in part.batches {
+                let _ = p.ack.send(Err(err()));
+            }
+            continue;
+        };
+        let base = state.high_watermark();
+        let start = object.len() as u64;
+        let mut next = base;
+        let mut max_ts = i64::MIN;
+        let mut acks = Vec::with_capacity(part.batches.len());
+        for p in part.batches {
+            object.extend_from_slice(&p.bytes);
+            acks.push((next, p.ack));
+            next += p.record_count;
+            max_ts = max_ts.max(p.max_timestamp);
+        }
+        chunks.push(Chunk {
+            commit: ChunkCommit {
+                topic: state.topic.clone(),
+                partition: state.partition,
+                lease_epoch: epoch,
+                base_offset: base,
+                last_offset: next - 1,
+                byte_start: start,
+                byte_len: object.len() as u64 - start,
+                record_count: next - base,
+                max_timestamp: max_ts,
+            },
+            state,
+            acks,
+        });
+    }
+    if chunks.is_empty() {
+        return;
+    }
+    write_footer(&mut object, &chunks);
+    let object = object.freeze();
+    let seq = inner.object_seq.fetch_add(1, Ordering::Relaxed);
+    let key = format!("data/{append_time_ms:013}-{}-{seq:08}.obj", inner.agent_id);
+
+    let result = match inner.store.put(&key, object.clone()).await {
+        Err(e) => Err(AgentError::Storage(e)),
+        Ok(()) => {
+            let commits: Vec<ChunkCommit> = chunks.iter().map(|c| c.commit.clone()).collect();
+            inner
+                .meta
+                .commit_flush(&FlushCommit {
+                    agent_id: &inner.agent_id,
+                    object_key: &key,
+                    object_size: object.len() as u64,
+                    chunks: &commits,
+                })
+                .await
+                .map_err(AgentError::Metadata)
+        }
+    };
+
+    match result {
+        Ok(()) => {
+            let key: Arc<str> = Arc::from(key.as_str());
+            let mut records = 0;
+            for c in chunks {
+                let cm = &c.commit;
+                let range = cm.byte_start as usize..(cm.byte_start + cm.byte_len) as usize;
+                inner
+                    .cache
+                    .insert(key.clone(), cm.byte_start, object.slice(range));
+                c.state.committed(SegmentEntry {
+                    base_offset: cm.base_offset,
+                    last_offset: cm.last_offset,
+                    object_key: key.clone(),
+                    byte_start: cm.byte_start,
+                    byte_len: cm.byte_len,
+                });
+                records += cm.record_count as u64;
+                let log_start_offset = c.state.log_start();
+                for (base_offset, ack) in c.acks {
+                    let _ = ack.send(Ok(Appended {
+                        base_offset,
+                        append_time_ms,
+                        log_start_offset,
+                    }));
+                }
+            }
+            let s = &inner.stats;
+            s.flushes.fetch_add(1, Ordering::Relaxed);
+            s.flushed_bytes
+                .fetch_add(object.len() as u64, Ordering::Relaxed);
+            s.flushed_records.fetch_add(records, Ordering::Relaxed);
+        }
+        Err(err) => {
+            inner.stats.failed_flushes.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(object = %key, error = %err, "flush failed; its batches are refused");
+            let fenced = matches!(err, AgentError::Metadata(MetadataError::Fenced(_)));
+            let uncertain = matches!(err, AgentError::Metadata(_)) && !fenced;
+            for c in chunks {
+                // A fenced partition is no longer ours. After an uncertain commit (the store
+                // may or may not have applied it) our high watermark may be stale: stop writing
+                // until the lease task re-reads the partition from the store.
+                if fenced || uncertain {
+                    c.state.drop_lease(Some(c.commit.lease_epoch));
+                }
+                for (_, ack) in c.acks {
+                    let e = match &err {
+                        AgentError::Metadata(MetadataError::Fenced(_)) => AgentError::NotLeader {
+                            topic: c.state.topic.to_string(),
+                            partition: c.state.partition,
+                            leader_hint: None,
+                        },
+                        AgentError::Storage(e) => AgentError::StorageUnavailable(e.to_string()),
+                        other => AgentError::MetadataUnavailable(other.to_string()),
+                    };
+                    let _ = ack.send(Err(e));
+                }
+            }
+            if fenced || uncertain {
+                inner.lease_kick.notify_one();
+            }
+        }
+    }
+}
+
+/// The object's footer: where each chunk is and what it holds, so an object can be read or
+/// audited without the metadata store. Layout: per chunk `topic_len u16 | topic | partition
+/// u32 | base_offset i64 | last_offset i64 | byte_start u64 | byte_len u64`, then
+/// `chunk_count u32 | footer_len u32 | "SHO1"`.
+fn write_footer(object: &mut BytesMut, chunks: &[Chunk]) {
+    let start = object.len();
+    for c in chunks {
+        let cm = &c.commit;
+        object.put_u16(cm.topic.len() as u16);
+        object.put_slice(cm.topic.as_bytes());
+        object.put_u32(cm.partition);
+        object.put_i64(cm.base_offset);
+        object.put_i64(cm.last_offset);
+        object.put_u64(cm.byte_start);
+        object.put_u64(cm.byte_len);
+    }
+    object.put_u32(chunks.len() as u32);
+    let footer_len = (object.len() - start) as u32;
+    object.put_u32(footer_len);
+    object.put_slice(FOOTER_MAGIC);
+}
