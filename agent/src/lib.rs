@@ -7,6 +7,7 @@
 //! back. [`lease`] decides which agent writes which partition; [`partitions`] is what an agent
 //! knows of each.
 
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod lease;

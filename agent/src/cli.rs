@@ -1,0 +1,76 @@
+//! The `streamhouse-agent` command line: parse flags and environment, set up logging, run one
+//! agent until SIGINT or SIGTERM, then stop gracefully.
+
+use anyhow::Context;
+use clap::Parser;
+
+use crate::{Agent, AgentConfig};
+
+/// Runs the agent the process's arguments describe. Both the `streamhouse-agent` binary and
+/// the test suite's agent binary are this function.
+pub fn main() -> anyhow::Result<()> {
+    let config = AgentConfig::parse();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(config))
+}
+
+async fn run(config: AgentConfig) -> anyhow::Result<()> {
+    let _log_guard = init_logging(config.log_dir.as_deref())?;
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let agent = Agent::start(config, listener).await?;
+    // Scripts and tests read this line to find the agent.
+    println!(
+        "streamhouse-agent {} listening on {}",
+        agent.id(),
+        agent.local_addr()
+    );
+    agent.serve(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn init_logging(
+    dir: Option<&str>,
+) -> anyhow::Result<Option<tracing_appender::non_blocking::WorkerGuard>> {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("STREAMHOUSE_LOG").unwrap_or_else(|_| {
+        EnvFilter::new("info,sqlx=warn,aws=warn,h2=warn,tower=warn,hyper=warn")
+    });
+    match dir {
+        Some(dir) => {
+            let appender = tracing_appender::rolling::daily(dir, "streamhouse-agent.log");
+            let (writer, guard) = tracing_appender::non_blocking(appender);
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(writer)
+                .with_ansi(false)
+                .init();
+            Ok(Some(guard))
+        }
+        None => {
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .init();
+            Ok(None)
+        }
+    }
+}

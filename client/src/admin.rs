@@ -1,0 +1,214 @@
+//! Topic administration: create, list, describe, delete.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use streamhouse_proto::pb;
+
+use crate::cluster::{Cluster, parse_bootstrap};
+use crate::error::{ClientError, Result};
+
+/// One partition as the cluster describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionDescription {
+    /// The partition number.
+    pub partition: u32,
+    /// Id of the agent holding the lease, if any.
+    pub leader_id: Option<String>,
+    /// Address of that agent.
+    pub leader_address: Option<String>,
+    /// Lease epoch: it grows with every change of leader.
+    pub lease_epoch: i64,
+    /// First offset still stored.
+    pub log_start_offset: i64,
+    /// Offset the next record will get.
+    pub high_watermark: i64,
+}
+
+/// A topic as the cluster describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicDescription {
+    /// The topic's name.
+    pub name: String,
+    /// Its partitions, in order.
+    pub partitions: Vec<PartitionDescription>,
+    /// Retention by age in ms, or -1 for none.
+    pub retention_ms: i64,
+    /// Retention by size in bytes per partition, or -1 for none.
+    pub retention_bytes: i64,
+    /// Creation time, ms since the epoch.
+    pub created_at_ms: i64,
+}
+
+impl TopicDescription {
+    fn from_pb(t: pb::TopicInfo) -> Self {
+        TopicDescription {
+            name: t.name,
+            partitions: t
+                .partitions
+                .into_iter()
+                .map(|p| PartitionDescription {
+                    partition: p.partition,
+                    leader_id: (!p.leader_id.is_empty()).then_some(p.leader_id),
+                    leader_address: (!p.leader_address.is_empty()).then_some(p.leader_address),
+                    lease_epoch: p.lease_epoch,
+                    log_start_offset: p.log_start_offset,
+                    high_watermark: p.high_watermark,
+                })
+                .collect(),
+            retention_ms: t.retention_ms,
+            retention_bytes: t.retention_bytes,
+            created_at_ms: t.created_at_ms,
+        }
+    }
+}
+
+/// An agent of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentDescription {
+    /// The agent's id.
+    pub id: String,
+    /// Where clients reach it.
+    pub address: String,
+    /// When it started, ms since the epoch.
+    pub started_at_ms: i64,
+    /// Its last heartbeat, ms since the epoch.
+    pub heartbeat_ms: i64,
+}
+
+/// Options of a new topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTopic {
+    /// The name: 1 to 249 of `[a-zA-Z0-9._-]`.
+    pub name: String,
+    /// Number of partitions, 1 to 10,000.
+    pub partitions: u32,
+    /// Retention by age in ms; `None` keeps records forever.
+    pub retention_ms: Option<i64>,
+    /// Retention by size per partition in bytes; `None` for no limit.
+    pub retention_bytes: Option<i64>,
+}
+
+impl NewTopic {
+    /// A topic kept forever.
+    pub fn new(name: impl Into<String>, partitions: u32) -> Self {
+        NewTopic {
+            name: name.into(),
+            partitions,
+            retention_ms: None,
+            retention_bytes: None,
+        }
+    }
+}
+
+/// Manages topics.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), streamhouse_client::ClientError> {
+/// use streamhouse_client::{Admin, NewTopic};
+/// let admin = Admin::connect("127.0.0.1:9660").await?;
+/// admin.create_topic(NewTopic::new("events", 8)).await?;
+/// for topic in admin.list_topics().await? {
+///     println!("{} has {} partitions", topic.name, topic.partitions.len());
+/// }
+/// admin.delete_topic("events").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Admin {
+    cluster: Arc<Cluster>,
+}
+
+impl Admin {
+    /// An admin client for the cluster behind these comma-separated `HOST:PORT` addresses.
+    pub async fn connect(bootstrap: &str) -> Result<Admin> {
+        let cluster = Cluster::new(parse_bootstrap(bootstrap)?, 4, Duration::from_secs(30));
+        Ok(Admin {
+            cluster: Arc::new(cluster),
+        })
+    }
+
+    /// Creates a topic. Fails with [`ClientError::TopicExists`] if the name is taken.
+    pub async fn create_topic(&self, topic: NewTopic) -> Result<TopicDescription> {
+        let req = pb::CreateTopicRequest {
+            name: topic.name.clone(),
+            partitions: topic.partitions,
+            retention_ms: topic.retention_ms.unwrap_or(-1),
+            retention_bytes: topic.retention_bytes.unwrap_or(-1),
+        };
+        let resp = self
+            .cluster
+            .any_agent(|mut c| {
+                let req = req.clone();
+                async move { c.create_topic(req).await }
+            })
+            .await?;
+        if let Some(e) = ClientError::from_pb(resp.error.as_ref()) {
+            return Err(e);
+        }
+        resp.topic
+            .map(TopicDescription::from_pb)
+            .ok_or_else(|| ClientError::UnknownTopic(topic.name))
+    }
+
+    /// Deletes a topic and everything in it.
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        let resp = self
+            .cluster
+            .any_agent(|mut c| {
+                let name = name.to_string();
+                async move { c.delete_topic(pb::DeleteTopicRequest { name }).await }
+            })
+            .await?;
+        self.cluster.forget(name);
+        match ClientError::from_pb(resp.error.as_ref()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Every topic, by name.
+    pub async fn list_topics(&self) -> Result<Vec<TopicDescription>> {
+        let resp = self
+            .cluster
+            .any_agent(|mut c| async move { c.list_topics(pb::ListTopicsRequest {}).await })
+            .await?;
+        if let Some(e) = ClientError::from_pb(resp.error.as_ref()) {
+            return Err(e);
+        }
+        Ok(resp
+            .topics
+            .into_iter()
+            .map(TopicDescription::from_pb)
+            .collect())
+    }
+
+    /// One topic, with its partitions' leaders and offsets.
+    pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
+        let resp = self.cluster.metadata(vec![name.to_string()]).await?;
+        let t = resp
+            .topics
+            .into_iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| ClientError::UnknownTopic(name.to_string()))?;
+        if let Some(e) = ClientError::from_pb(t.error.as_ref()) {
+            return Err(e);
+        }
+        Ok(TopicDescription::from_pb(t))
+    }
+
+    /// The live agents.
+    pub async fn describe_cluster(&self) -> Result<Vec<AgentDescription>> {
+        let resp = self.cluster.metadata(vec![]).await?;
+        Ok(resp
+            .agents
+            .into_iter()
+            .map(|a| AgentDescription {
+                id: a.id,
+                address: a.address,
+                started_at_ms: a.started_at_ms,
+                heartbeat_ms: a.heartbeat_ms,
+            })
+            .collect())
+    }
+}

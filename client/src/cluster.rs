@@ -1,0 +1,231 @@
+//! Connections to agents and a cache of topic metadata (partition counts and leaders).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use streamhouse_proto::pb;
+use streamhouse_proto::pb::stream_house_client::StreamHouseClient;
+use tokio::sync::Semaphore;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::{ClientError, Result};
+
+/// Largest response a client accepts (a fetch of many partitions' batches).
+const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub(crate) struct AgentConn {
+    pub client: StreamHouseClient<Channel>,
+    /// Bounds the produce requests in flight to this agent.
+    pub in_flight: Arc<Semaphore>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct PartitionMeta {
+    pub leader_address: Option<String>,
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+}
+
+#[derive(Debug)]
+pub(crate) struct TopicMeta {
+    pub partitions: Vec<PartitionMeta>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Cluster {
+    bootstrap: Vec<String>,
+    max_in_flight: usize,
+    request_timeout: Duration,
+    conns: Mutex<HashMap<String, AgentConn>>,
+    topics: RwLock<HashMap<String, Arc<TopicMeta>>>,
+}
+
+pub(crate) fn parse_bootstrap(list: &str) -> Result<Vec<String>> {
+    let addrs: Vec<String> = list
+        .split(',')
+        .map(|s| s.trim().trim_start_matches("http://").to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if addrs.is_empty() {
+        return Err(ClientError::InvalidConfig(
+            "bootstrap needs at least one HOST:PORT".into(),
+        ));
+    }
+    for a in &addrs {
+        if !a.contains(':') {
+            return Err(ClientError::InvalidConfig(format!(
+                "bootstrap address {a:?} is not HOST:PORT"
+            )));
+        }
+    }
+    Ok(addrs)
+}
+
+impl Cluster {
+    pub fn new(bootstrap: Vec<String>, max_in_flight: usize, request_timeout: Duration) -> Self {
+        Cluster {
+            bootstrap,
+            max_in_flight,
+            request_timeout,
+            conns: Mutex::new(HashMap::new()),
+            topics: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    /// A connection to `addr`, made lazily and kept.
+    pub fn conn(&self, addr: &str) -> Result<AgentConn> {
+        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = conns.get(addr) {
+            return Ok(c.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| ClientError::InvalidConfig(format!("agent address {addr:?}: {e}")))?
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(3))
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_while_idle(true);
+        let client = StreamHouseClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(MAX_RESPONSE_BYTES)
+            .max_encoding_message_size(MAX_RESPONSE_BYTES);
+        let conn = AgentConn {
+            client,
+            in_flight: Arc::new(Semaphore::new(self.max_in_flight)),
+        };
+        conns.insert(addr.to_string(), conn.clone());
+        Ok(conn)
+    }
+
+    /// Agents to ask for metadata: the bootstrap list, then any leaders learned since.
+    fn candidates(&self) -> Vec<String> {
+        let mut out = self.bootstrap.clone();
+        let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
+        for t in topics.values() {
+            for p in &t.partitions {
+                if let Some(a) = &p.leader_address {
+                    if !out.contains(a) {
+                        out.push(a.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Runs `f` against the first agent that answers.
+    pub async fn any_agent<T, F, Fut>(&self, mut f: F) -> Result<T>
+    where
+        F: FnMut(StreamHouseClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut last = String::from("no agent tried");
+        for addr in self.candidates() {
+            let conn = self.conn(&addr)?;
+            match tokio::time::timeout(self.request_timeout, f(conn.client)).await {
+                Ok(Ok(resp)) => return Ok(resp.into_inner()),
+                Ok(Err(status)) => last = format!("{addr}: {}", ClientError::from_status(&status)),
+                Err(_) => last = format!("{addr}: timed out"),
+            }
+        }
+        Err(ClientError::Unreachable(last))
+    }
+
+    pub async fn metadata(&self, topics: Vec<String>) -> Result<pb::GetMetadataResponse> {
+        let resp = self
+            .any_agent(|mut c| {
+                let topics = topics.clone();
+                async move { c.get_metadata(pb::GetMetadataRequest { topics }).await }
+            })
+            .await?;
+        if let Some(e) = ClientError::from_pb(resp.error.as_ref()) {
+            return Err(e);
+        }
+        Ok(resp)
+    }
+
+    /// The topic's partitions and leaders, from the cache or an agent.
+    pub async fn topic(&self, name: &str) -> Result<Arc<TopicMeta>> {
+        if let Some(t) = self
+            .topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+        {
+            return Ok(t.clone());
+        }
+        self.refresh(name).await
+    }
+
+    /// Asks an agent for the topic's current metadata and caches it.
+    pub async fn refresh(&self, name: &str) -> Result<Arc<TopicMeta>> {
+        let resp = self.metadata(vec![name.to_string()]).await?;
+        let info = resp
+            .topics
+            .into_iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| ClientError::UnknownTopic(name.to_string()))?;
+        if let Some(e) = ClientError::from_pb(info.error.as_ref()) {
+            self.forget(name);
+            return Err(e);
+        }
+        let mut partitions = vec![
+            PartitionMeta {
+                leader_address: None,
+                log_start_offset: 0,
+                high_watermark: 0,
+            };
+            info.partition_count as usize
+        ];
+        for p in info.partitions {
+            if let Some(slot) = partitions.get_mut(p.partition as usize) {
+                *slot = PartitionMeta {
+                    leader_address: (!p.leader_address.is_empty()).then_some(p.leader_address),
+                    log_start_offset: p.log_start_offset,
+                    high_watermark: p.high_watermark,
+                };
+            }
+        }
+        let meta = Arc::new(TopicMeta { partitions });
+        self.topics
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), meta.clone());
+        Ok(meta)
+    }
+
+    pub fn forget(&self, name: &str) {
+        self.topics
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+    }
+
+    /// A connection to the agent leading the partition, refreshing metadata when the cache
+    /// knows no leader.
+    pub async fn leader(&self, topic: &str, partition: u32) -> Result<AgentConn> {
+        let mut meta = self.topic(topic).await?;
+        for attempt in 0..2 {
+            let p = meta.partitions.get(partition as usize).ok_or_else(|| {
+                ClientError::UnknownPartition {
+                    topic: topic.to_string(),
+                    partition,
+                }
+            })?;
+            if let Some(addr) = &p.leader_address {
+                return self.conn(addr);
+            }
+            if attempt == 0 {
+                meta = self.refresh(topic).await?;
+            }
+        }
+        Err(ClientError::Agent {
+            code: pb::ErrorCode::NotLeader,
+            message: format!("no agent leads {topic}-{partition} yet"),
+        })
+    }
+}

@@ -1,0 +1,538 @@
+//! The consumer: manual assignment of partitions, background prefetch, and `poll`.
+//!
+//! Each assigned partition has a fetch task that long-polls the partition's leader from the
+//! consumer's position, decodes the batches it gets (off the `poll` path), and queues the
+//! records. `poll` only takes from that queue. A `seek` restarts the partition's fetch task
+//! and discards whatever the old one had fetched.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use streamhouse_proto::batch::{Batch, Header};
+use streamhouse_proto::pb;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::cluster::{Cluster, parse_bootstrap};
+use crate::error::{ClientError, Result};
+
+/// A topic and one of its partitions.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    /// The topic.
+    pub topic: String,
+    /// The partition number.
+    pub partition: u32,
+}
+
+impl TopicPartition {
+    /// `TopicPartition::new("events", 3)`.
+    pub fn new(topic: impl Into<String>, partition: u32) -> Self {
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// One record as a consumer sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    /// The topic.
+    pub topic: Arc<str>,
+    /// The partition.
+    pub partition: u32,
+    /// The record's offset in its partition.
+    pub offset: i64,
+    /// The record's timestamp, ms since the epoch.
+    pub timestamp: i64,
+    /// The key, if any.
+    pub key: Option<Bytes>,
+    /// The value; `None` for a tombstone.
+    pub value: Option<Bytes>,
+    /// Record headers.
+    pub headers: Vec<Header>,
+}
+
+/// Where to start when there is no position, or the position fell out of the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OffsetReset {
+    /// The oldest record still stored.
+    Earliest,
+    /// Only records produced from now on (Kafka's default).
+    #[default]
+    Latest,
+    /// Fail `poll` with [`ClientError::OffsetOutOfRange`].
+    None,
+}
+
+/// Builds a [`Consumer`].
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), streamhouse_client::ClientError> {
+/// use streamhouse_client::{Consumer, OffsetReset};
+/// let consumer = Consumer::builder()
+///     .bootstrap("127.0.0.1:9660")
+///     .auto_offset_reset(OffsetReset::Earliest)
+///     .max_poll_records(500)
+///     .build()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ConsumerBuilder {
+    bootstrap: String,
+    auto_offset_reset: OffsetReset,
+    max_poll_records: usize,
+    fetch_max_wait: Duration,
+    max_partition_fetch_bytes: usize,
+    request_timeout: Duration,
+    prefetch_batches: usize,
+}
+
+impl Default for ConsumerBuilder {
+    fn default() -> Self {
+        ConsumerBuilder {
+            bootstrap: String::new(),
+            auto_offset_reset: OffsetReset::Latest,
+            max_poll_records: 500,
+            fetch_max_wait: Duration::from_millis(500),
+            max_partition_fetch_bytes: 1024 * 1024,
+            request_timeout: Duration::from_millis(30_000),
+            prefetch_batches: 4,
+        }
+    }
+}
+
+impl ConsumerBuilder {
+    /// Comma-separated `HOST:PORT` of one or more agents. Required.
+    pub fn bootstrap(mut self, addrs: impl Into<String>) -> Self {
+        self.bootstrap = addrs.into();
+        self
+    }
+
+    /// Where to start without a position (default [`OffsetReset::Latest`]).
+    pub fn auto_offset_reset(mut self, reset: OffsetReset) -> Self {
+        self.auto_offset_reset = reset;
+        self
+    }
+
+    /// Most records one `poll` returns (default 500).
+    pub fn max_poll_records(mut self, n: usize) -> Self {
+        self.max_poll_records = n;
+        self
+    }
+
+    /// How long an agent holds a fetch at the end of the log (default 500 ms).
+    pub fn fetch_max_wait_ms(mut self, ms: u64) -> Self {
+        self.fetch_max_wait = Duration::from_millis(ms);
+        self
+    }
+
+    /// About how many bytes one fetch of one partition returns (default 1 MiB).
+    pub fn max_partition_fetch_bytes(mut self, bytes: usize) -> Self {
+        self.max_partition_fetch_bytes = bytes;
+        self
+    }
+
+    /// How long one request may take (default 30,000 ms).
+    pub fn request_timeout_ms(mut self, ms: u64) -> Self {
+        self.request_timeout = Duration::from_millis(ms);
+        self
+    }
+
+    /// Fetched responses queued per partition ahead of `poll` (default 4).
+    pub fn prefetch_batches(mut self, n: usize) -> Self {
+        self.prefetch_batches = n;
+        self
+    }
+
+    /// Checks the settings and creates the consumer, assigned to nothing.
+    pub async fn build(self) -> Result<Consumer> {
+        let bootstrap = parse_bootstrap(&self.bootstrap)?;
+        let bad = |m: String| Err(ClientError::InvalidConfig(m));
+        if !(1..=1_000_000).contains(&self.max_poll_records) {
+            return bad("max_poll_records must be 1..=1000000".into());
+        }
+        if self.fetch_max_wait > Duration::from_secs(30) {
+            return bad("fetch_max_wait_ms must be at most 30000".into());
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&self.max_partition_fetch_bytes) {
+            return bad("max_partition_fetch_bytes must be 1 KiB..=64 MiB".into());
+        }
+        if self.request_timeout <= self.fetch_max_wait {
+            return bad("request_timeout_ms must exceed fetch_max_wait_ms".into());
+        }
+        if !(1..=1024).contains(&self.prefetch_batches) {
+            return bad("prefetch_batches must be 1..=1024".into());
+        }
+        let cluster = Arc::new(Cluster::new(bootstrap, 64, self.request_timeout));
+        Ok(Consumer {
+            cluster,
+            config: self,
+            partitions: HashMap::new(),
+            buffered: VecDeque::new(),
+        })
+    }
+}
+
+/// What a fetch task hands to `poll`.
+#[derive(Debug)]
+enum Fetched {
+    Records(Vec<ConsumerRecord>),
+    Error(ClientError),
+}
+
+#[derive(Debug)]
+struct Assigned {
+    /// The offset of the next record `poll` returns.
+    position: i64,
+    rx: mpsc::Receiver<Fetched>,
+    task: JoinHandle<()>,
+}
+
+/// Reads records from StreamHouse.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), streamhouse_client::ClientError> {
+/// use std::time::Duration;
+/// use streamhouse_client::{Consumer, OffsetReset, TopicPartition};
+/// let mut consumer = Consumer::builder()
+///     .bootstrap("127.0.0.1:9660")
+///     .auto_offset_reset(OffsetReset::Earliest)
+///     .build()
+///     .await?;
+/// consumer.assign(vec![TopicPartition::new("events", 0)]).await?;
+/// loop {
+///     for record in consumer.poll(Duration::from_millis(100)).await? {
+///         println!("{} {:?}", record.offset, record.value);
+///     }
+/// }
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Consumer {
+    cluster: Arc<Cluster>,
+    config: ConsumerBuilder,
+    partitions: HashMap<TopicPartition, Assigned>,
+    buffered: VecDeque<(TopicPartition, VecDeque<ConsumerRecord>)>,
+}
+
+impl Consumer {
+    /// A builder with the default settings.
+    pub fn builder() -> ConsumerBuilder {
+        ConsumerBuilder::default()
+    }
+
+    /// Reads exactly these partitions from now on, replacing any earlier assignment. Each
+    /// starts at the position `auto_offset_reset` gives, unless it was already assigned.
+    pub async fn assign(&mut self, partitions: Vec<TopicPartition>) -> Result<()> {
+        let mut next = HashMap::new();
+        for tp in partitions {
+            if next.contains_key(&tp) {
+                continue;
+            }
+            let (log_start, hwm) = self.bounds(&tp).await?;
+            let position = match self.partitions.remove(&tp) {
+                Some(a) => {
+                    a.task.abort();
+                    a.position
+                }
+                None => match self.config.auto_offset_reset {
+                    OffsetReset::Earliest => log_start,
+                    OffsetReset::Latest | OffsetReset::None => hwm,
+                },
+            };
+            next.insert(tp.clone(), self.start(&tp, position));
+        }
+        for (_, a) in self.partitions.drain() {
+            a.task.abort();
+        }
+        self.partitions = next;
+        let keep: Vec<TopicPartition> = self.partitions.keys().cloned().collect();
+        self.buffered.retain(|(tp, _)| keep.contains(tp));
+        Ok(())
+    }
+
+    /// The partitions assigned now.
+    pub fn assignment(&self) -> Vec<TopicPartition> {
+        let mut v: Vec<_> = self.partitions.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// The offset of the next record `poll` will return for `tp`.
+    pub fn position(&self, tp: &TopicPartition) -> Option<i64> {
+        self.partitions.get(tp).map(|a| a.position)
+    }
+
+    /// Makes the next `poll` of `tp` start at `offset`.
+    pub async fn seek(&mut self, tp: &TopicPartition, offset: i64) -> Result<()> {
+        let Some(old) = self.partitions.remove(tp) else {
+            return Err(ClientError::InvalidConfig(format!("{tp} is not assigned")));
+        };
+        old.task.abort();
+        self.buffered.retain(|(t, _)| t != tp);
+        let fresh = self.start(tp, offset);
+        self.partitions.insert(tp.clone(), fresh);
+        Ok(())
+    }
+
+    /// Seeks each partition to the oldest record still stored.
+    pub async fn seek_to_beginning(&mut self, tps: &[TopicPartition]) -> Result<()> {
+        for tp in tps {
+            let (start, _) = self.bounds(tp).await?;
+            self.seek(tp, start).await?;
+        }
+        Ok(())
+    }
+
+    /// Seeks each partition to its end, so only new records are read.
+    pub async fn seek_to_end(&mut self, tps: &[TopicPartition]) -> Result<()> {
+        for tp in tps {
+            let (_, end) = self.bounds(tp).await?;
+            self.seek(tp, end).await?;
+        }
+        Ok(())
+    }
+
+    /// The partition's (log start offset, high watermark), asked of an agent now.
+    pub async fn bounds(&self, tp: &TopicPartition) -> Result<(i64, i64)> {
+        let meta = self.cluster.refresh(&tp.topic).await?;
+        let p = meta.partitions.get(tp.partition as usize).ok_or_else(|| {
+            ClientError::UnknownPartition {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+            }
+        })?;
+        Ok((p.log_start_offset, p.high_watermark))
+    }
+
+    fn start(&self, tp: &TopicPartition, position: i64) -> Assigned {
+        let (tx, rx) = mpsc::channel(self.config.prefetch_batches);
+        let task = tokio::spawn(fetch_loop(
+            self.cluster.clone(),
+            self.config.clone(),
+            tp.clone(),
+            position,
+            tx,
+        ));
+        Assigned { position, rx, task }
+    }
+
+    /// Returns up to `max_poll_records` records, waiting up to `timeout` for the first.
+    /// Records of one partition come in offset order.
+    pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            self.drain_ready()?;
+            if !self.buffered.is_empty() {
+                return Ok(self.take_buffered());
+            }
+            if self.partitions.is_empty() {
+                tokio::time::sleep_until(deadline).await;
+                return Ok(Vec::new());
+            }
+            // Wait for whichever partition answers first.
+            let first = {
+                let waits = self
+                    .partitions
+                    .iter_mut()
+                    .map(|(tp, a)| Box::pin(async move { (tp.clone(), a.rx.recv().await) }));
+                match tokio::time::timeout_at(deadline, futures::future::select_all(waits)).await {
+                    Err(_) => None,
+                    Ok((first, _, rest)) => {
+                        drop(rest);
+                        Some(first)
+                    }
+                }
+            };
+            match first {
+                None => return Ok(Vec::new()),
+                Some((tp, Some(fetched))) => self.accept(tp, fetched)?,
+                Some((tp, None)) => {
+                    // The fetch task ended without saying why; restart it where we are.
+                    let pos = self.position(&tp).unwrap_or(0);
+                    self.seek(&tp, pos).await?;
+                }
+            }
+        }
+    }
+
+    fn drain_ready(&mut self) -> Result<()> {
+        let mut ready = Vec::new();
+        for (tp, a) in self.partitions.iter_mut() {
+            while let Ok(f) = a.rx.try_recv() {
+                ready.push((tp.clone(), f));
+            }
+        }
+        for (tp, f) in ready {
+            self.accept(tp, f)?;
+        }
+        Ok(())
+    }
+
+    fn accept(&mut self, tp: TopicPartition, fetched: Fetched) -> Result<()> {
+        match fetched {
+            Fetched::Error(e) => Err(e),
+            Fetched::Records(records) if records.is_empty() => Ok(()),
+            Fetched::Records(records) => {
+                self.buffered.push_back((tp, records.into()));
+                Ok(())
+            }
+        }
+    }
+
+    fn take_buffered(&mut self) -> Vec<ConsumerRecord> {
+        let max = self.config.max_poll_records;
+        let mut out = Vec::with_capacity(max.min(4096));
+        while out.len() < max {
+            let Some((tp, records)) = self.buffered.front_mut() else {
+                break;
+            };
+            let take = (max - out.len()).min(records.len());
+            out.extend(records.drain(..take));
+            if let (Some(last), Some(a)) = (out.last(), self.partitions.get_mut(tp)) {
+                a.position = last.offset + 1;
+            }
+            if records.is_empty() {
+                self.buffered.pop_front();
+            }
+        }
+        out
+    }
+
+    /// Stops every fetch task.
+    pub async fn close(mut self) -> Result<()> {
+        for (_, a) in self.partitions.drain() {
+            a.task.abort();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        for a in self.partitions.values() {
+            a.task.abort();
+        }
+    }
+}
+
+async fn fetch_loop(
+    cluster: Arc<Cluster>,
+    config: ConsumerBuilder,
+    tp: TopicPartition,
+    mut offset: i64,
+    tx: mpsc::Sender<Fetched>,
+) {
+    let topic: Arc<str> = Arc::from(tp.topic.as_str());
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match fetch_once(&cluster, &config, &tp, &topic, offset).await {
+            Ok((records, next)) => {
+                backoff = Duration::from_millis(50);
+                offset = next;
+                if !records.is_empty() && tx.send(Fetched::Records(records)).await.is_err() {
+                    return;
+                }
+            }
+            Err(ClientError::OffsetOutOfRange {
+                log_start_offset,
+                high_watermark,
+                ..
+            }) => match config.auto_offset_reset {
+                OffsetReset::Earliest => offset = log_start_offset,
+                OffsetReset::Latest => offset = high_watermark,
+                OffsetReset::None => {
+                    let e = ClientError::OffsetOutOfRange {
+                        offset,
+                        log_start_offset,
+                        high_watermark,
+                    };
+                    let _ = tx.send(Fetched::Error(e)).await;
+                    return;
+                }
+            },
+            Err(e) if e.is_retriable() => {
+                tracing::debug!(%tp, error = %e, "fetch failed; retrying");
+                cluster.forget(&tp.topic);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            Err(e) => {
+                let _ = tx.send(Fetched::Error(e)).await;
+                return;
+            }
+        }
+    }
+}
+
+async fn fetch_once(
+    cluster: &Cluster,
+    config: &ConsumerBuilder,
+    tp: &TopicPartition,
+    topic: &Arc<str>,
+    offset: i64,
+) -> Result<(Vec<ConsumerRecord>, i64)> {
+    // The leader has the freshest high watermark; any agent can serve reads.
+    let conn = cluster.leader(&tp.topic, tp.partition).await?;
+    let mut client = conn.client.clone();
+    let req = pb::FetchRequest {
+        topic: tp.topic.clone(),
+        partition: tp.partition,
+        offset,
+        max_bytes: config.max_partition_fetch_bytes as u32,
+        max_wait_ms: config.fetch_max_wait.as_millis() as u32,
+        min_bytes: 1,
+    };
+    let resp = match tokio::time::timeout(config.request_timeout, client.fetch(req)).await {
+        Err(_) => return Err(ClientError::Unreachable("fetch timed out".into())),
+        Ok(Err(status)) => return Err(ClientError::from_status(&status)),
+        Ok(Ok(r)) => r.into_inner(),
+    };
+    if let Some(mut e) = ClientError::from_pb(resp.error.as_ref()) {
+        if let ClientError::OffsetOutOfRange { offset: o, .. } = &mut e {
+            *o = offset;
+        }
+        return Err(e);
+    }
+    if resp.base_offsets.len() != resp.batches.len() {
+        return Err(ClientError::CorruptBatch(
+            "fetch response has a base offset count unlike its batch count".into(),
+        ));
+    }
+    let mut records = Vec::new();
+    let mut next = offset;
+    for (bytes, base) in resp.batches.into_iter().zip(resp.base_offsets) {
+        let batch = Batch::parse(bytes).map_err(|e| ClientError::CorruptBatch(e.to_string()))?;
+        for r in batch
+            .records(base)
+            .map_err(|e| ClientError::CorruptBatch(e.to_string()))?
+        {
+            if r.offset < offset {
+                continue;
+            }
+            next = r.offset + 1;
+            records.push(ConsumerRecord {
+                topic: topic.clone(),
+                partition: tp.partition,
+                offset: r.offset,
+                timestamp: r.timestamp,
+                key: r.key,
+                value: r.value,
+                headers: r.headers,
+            });
+        }
+    }
+    Ok((records, next))
+}

@@ -1,0 +1,135 @@
+//! The client's error type.
+
+use streamhouse_proto::pb::{self, ErrorCode};
+
+/// Everything a client call can fail with.
+///
+/// Errors an agent reports carry the agent's typed code; [`ClientError::is_retriable`] says
+/// which ones the producer and consumer retry by themselves.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    /// A builder setting is out of range.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// No bootstrap or known agent answered.
+    #[error("no agent reachable: {0}")]
+    Unreachable(String),
+    /// The topic does not exist.
+    #[error("unknown topic {0:?}")]
+    UnknownTopic(String),
+    /// The topic exists but has no such partition.
+    #[error("topic {topic:?} has no partition {partition}")]
+    UnknownPartition {
+        /// The topic.
+        topic: String,
+        /// The partition asked for.
+        partition: u32,
+    },
+    /// A topic of that name already exists.
+    #[error("topic {0:?} already exists")]
+    TopicExists(String),
+    /// The topic name breaks the naming rule.
+    #[error("invalid topic: {0}")]
+    InvalidTopic(String),
+    /// A record (or its batch) exceeds the size limit.
+    #[error("record of {size} bytes exceeds the limit of {max} bytes")]
+    RecordTooLarge {
+        /// Encoded size of the record or batch.
+        size: usize,
+        /// The limit it broke.
+        max: usize,
+    },
+    /// An offset outside the partition's log.
+    #[error("offset {offset} is outside [{log_start_offset}, {high_watermark}]")]
+    OffsetOutOfRange {
+        /// The offset asked for.
+        offset: i64,
+        /// First offset still stored.
+        log_start_offset: i64,
+        /// Offset the next record will get.
+        high_watermark: i64,
+    },
+    /// A batch failed its checks.
+    #[error("corrupt record batch: {0}")]
+    CorruptBatch(String),
+    /// A record was not acknowledged within the delivery timeout.
+    #[error("delivery timed out after {elapsed_ms} ms; last error: {last_error}")]
+    DeliveryTimeout {
+        /// How long delivery was tried.
+        elapsed_ms: u64,
+        /// What the last attempt ran into.
+        last_error: String,
+    },
+    /// Any other error an agent reported, with its code.
+    #[error("{code:?}: {message}")]
+    Agent {
+        /// The agent's error code.
+        code: ErrorCode,
+        /// The agent's explanation.
+        message: String,
+    },
+    /// The producer or consumer was closed.
+    #[error("closed")]
+    Closed,
+}
+
+impl ClientError {
+    /// True for transient conditions worth retrying: a leader moved, an agent is stopping or
+    /// unreachable, a store is briefly unavailable.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            ClientError::Unreachable(_) => true,
+            ClientError::Agent { code, .. } => matches!(
+                code,
+                ErrorCode::NotLeader
+                    | ErrorCode::StorageUnavailable
+                    | ErrorCode::MetadataUnavailable
+                    | ErrorCode::ShuttingDown
+                    | ErrorCode::Fenced
+            ),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn from_status(s: &tonic::Status) -> Self {
+        ClientError::Unreachable(format!("{:?}: {}", s.code(), s.message()))
+    }
+
+    /// The error an agent's response carries, or `None` when the response reports success.
+    pub(crate) fn from_pb(e: Option<&pb::Error>) -> Option<Self> {
+        let e = e?;
+        let code = ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Unknown);
+        let msg = e.message.clone();
+        Some(match code {
+            ErrorCode::Ok => return None,
+            ErrorCode::UnknownTopic => ClientError::UnknownTopic(msg),
+            ErrorCode::TopicExists => ClientError::TopicExists(msg),
+            ErrorCode::InvalidTopic => ClientError::InvalidTopic(msg),
+            ErrorCode::CorruptBatch => ClientError::CorruptBatch(msg),
+            ErrorCode::OffsetOutOfRange => ClientError::OffsetOutOfRange {
+                offset: -1,
+                log_start_offset: e.log_start_offset,
+                high_watermark: e.high_watermark,
+            },
+            code => ClientError::Agent { code, message: msg },
+        })
+    }
+
+    /// The agent's error code behind this error, where there is one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::UnknownTopic(_) => Some(ErrorCode::UnknownTopic),
+            ClientError::UnknownPartition { .. } => Some(ErrorCode::UnknownPartition),
+            ClientError::TopicExists(_) => Some(ErrorCode::TopicExists),
+            ClientError::InvalidTopic(_) => Some(ErrorCode::InvalidTopic),
+            ClientError::RecordTooLarge { .. } => Some(ErrorCode::RecordTooLarge),
+            ClientError::OffsetOutOfRange { .. } => Some(ErrorCode::OffsetOutOfRange),
+            ClientError::CorruptBatch(_) => Some(ErrorCode::CorruptBatch),
+            ClientError::Agent { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// The result type of this crate.
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
