@@ -145,3 +145,48 @@ async fn records_survive_restarts_complete_and_in_order() {
     check_dense_and_keyed(&acked);
     assert_eq!(consume_all(&agent.addr, &acked).await, acked);
 }
+
+/// The same path on PostgreSQL and S3: runs when `STREAMHOUSE_TEST_POSTGRES` and
+/// `STREAMHOUSE_TEST_S3_ENDPOINT` name the services (always under CI).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_survive_a_restart_on_postgres_and_s3() {
+    let Some(endpoint) = streamhouse_agent::testing::service_env("STREAMHOUSE_TEST_S3_ENDPOINT")
+    else {
+        return;
+    };
+    let Some(db) = streamhouse_agent::testing::FreshPostgres::create().await else {
+        return;
+    };
+    let bucket = format!("sh-e2e-{:08x}", rand_suffix());
+    let storage = format!("s3://{bucket}/cluster?endpoint={endpoint}&region=us-east-1");
+    streamhouse_agent::object_store::S3Store::open(&storage)
+        .await
+        .unwrap()
+        .ensure_bucket()
+        .await
+        .unwrap();
+    let extra = [&LEASE[..], &["--flush-interval-ms", "50"]].concat();
+    let agent = AgentProcess::start_with(BIN, &db.url, &storage, &extra);
+    Admin::connect(&agent.addr)
+        .await
+        .unwrap()
+        .create_topic(NewTopic::new(TOPIC, PARTITIONS))
+        .await
+        .unwrap();
+    let mut acked = Acked::new();
+    produce(&agent.addr, 0, 20_000, &mut acked).await;
+    check_dense_and_keyed(&acked);
+    agent.kill9();
+    let agent = AgentProcess::start_with(BIN, &db.url, &storage, &extra);
+    assert_eq!(consume_all(&agent.addr, &acked).await, acked);
+    assert!(agent.terminate().success());
+    db.drop_db().await;
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        ^ std::process::id()
+}
