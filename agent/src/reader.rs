@@ -144,6 +144,7 @@ impl Reader {
             };
             let chunk = self.chunk(&seg).await?;
             let mut base = seg.base_offset;
+            let mut full = false;
             for item in batch::split(&chunk) {
                 let (header, range) = item.map_err(|e| {
                     AgentError::StorageUnavailable(format!(
@@ -156,15 +157,19 @@ impl Reader {
                     bytes += range.len();
                     out.batches.push((base, chunk.slice(range)));
                     pos = base + count;
-                    if bytes >= max_bytes {
-                        break;
-                    }
                 }
                 base += count;
+                if bytes >= max_bytes {
+                    full = true;
+                    break;
+                }
             }
-            if base <= seg.last_offset {
+            if full {
+                break;
+            }
+            if base != seg.last_offset + 1 {
                 return Err(AgentError::StorageUnavailable(format!(
-                    "object {} chunk at {} ends at offset {} but its index says {}",
+                    "object {} chunk at {} holds offsets up to {} but its index says {}",
                     seg.object_key,
                     seg.byte_start,
                     base - 1,

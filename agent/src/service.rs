@@ -57,14 +57,20 @@ impl Service {
             return Err(AgentError::ShuttingDown);
         }
         let (_, state) = self.partition(&r.topic, r.partition).await?;
-        let max = self.shared.config.max_record_bytes;
-        if r.batch.len() > max {
-            return Err(AgentError::RecordTooLarge {
-                size: r.batch.len(),
-                max,
-            });
+        if r.batches.is_empty() {
+            return Err(AgentError::InvalidRequest(
+                "produce request carries no batch".into(),
+            ));
         }
-        let header = batch::validate(&r.batch)?;
+        let max = self.shared.config.max_record_bytes;
+        let mut checked = Vec::with_capacity(r.batches.len());
+        for b in r.batches {
+            if b.len() > max {
+                return Err(AgentError::RecordTooLarge { size: b.len(), max });
+            }
+            let header = batch::validate(&b)?;
+            checked.push((b, header));
+        }
         if state.lease_epoch().is_none() {
             return Err(AgentError::NotLeader {
                 topic: r.topic.clone(),
@@ -72,8 +78,13 @@ impl Service {
                 leader_hint: self.leader_hint(&r.topic, r.partition).await,
             });
         }
-        let ack = self.shared.writer.append(&state, r.batch, &header)?;
-        let appended = ack.await.map_err(|_| AgentError::ShuttingDown)??;
+        let acks = self.shared.writer.append(&state, checked)?;
+        let mut first = None;
+        for ack in acks {
+            let appended = ack.await.map_err(|_| AgentError::ShuttingDown)??;
+            first.get_or_insert(appended);
+        }
+        let appended = first.ok_or(AgentError::ShuttingDown)?;
         Ok(pb::ProduceResponse {
             error: ok(),
             base_offset: appended.base_offset,

@@ -129,22 +129,28 @@ impl Writer {
         &self.inner.stats
     }
 
-    /// Adds a validated batch to the buffer. The receiver answers once the batch is committed
-    /// (or has failed).
+    /// Adds validated batches of one partition to the buffer, together, so their offsets
+    /// follow one another. Each receiver answers once its batch is committed (or has failed);
+    /// batches added together are in the same flush and share its fate.
     pub fn append(
         &self,
         state: &Arc<PartitionState>,
-        bytes: Bytes,
-        header: &BatchHeader,
-    ) -> Result<oneshot::Receiver<Result<Appended>>> {
-        let (tx, rx) = oneshot::channel();
-        let len = bytes.len();
-        let pending = Pending {
-            bytes,
-            record_count: i64::from(header.record_count),
-            max_timestamp: header.max_timestamp,
-            ack: tx,
-        };
+        batches: Vec<(Bytes, BatchHeader)>,
+    ) -> Result<Vec<oneshot::Receiver<Result<Appended>>>> {
+        let mut receivers = Vec::with_capacity(batches.len());
+        let mut pending = Vec::with_capacity(batches.len());
+        let mut len = 0;
+        for (bytes, header) in batches {
+            let (tx, rx) = oneshot::channel();
+            len += bytes.len();
+            pending.push(Pending {
+                bytes,
+                record_count: i64::from(header.record_count),
+                max_timestamp: header.max_timestamp,
+                ack: tx,
+            });
+            receivers.push(rx);
+        }
         let (first, full) = {
             let mut buf = self.inner.buffer.lock().unwrap_or_else(|p| p.into_inner());
             if self.inner.closed.load(Ordering::Acquire) {
@@ -157,7 +163,7 @@ impl Writer {
                     batches: Vec::new(),
                 })
                 .batches
-                .push(pending);
+                .extend(pending);
             buf.bytes += len;
             let first = buf.oldest.is_none();
             if first {
@@ -168,7 +174,7 @@ impl Writer {
         if first || full {
             self.inner.wake.notify_one();
         }
-        Ok(rx)
+        Ok(receivers)
     }
 
     /// Stops taking batches, flushes what is buffered, and returns once every batch taken

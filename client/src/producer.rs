@@ -300,6 +300,7 @@ struct SealedBatch {
     builder: BatchBuilder,
     created: Instant,
     outcome: Arc<BatchOutcome>,
+    /// Buffer space held until the batch's outcome is known.
     _permits: Option<OwnedSemaphorePermit>,
 }
 
@@ -627,52 +628,85 @@ async fn linger_task(inner: std::sync::Weak<Inner>) {
     }
 }
 
-/// Sends one partition's batches in order.
+/// Most bytes of batches one produce request carries.
+const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+
+/// Sends one partition's batches in order. Whatever queued up while a request was in flight
+/// goes in the next request together, so a slow round trip costs no throughput.
 async fn lane(
     inner: Arc<LaneCtx>,
     topic: Arc<str>,
     partition: u32,
     mut rx: mpsc::UnboundedReceiver<LaneMsg>,
 ) {
-    while let Some(msg) = rx.recv().await {
-        match msg {
+    let mut held: Option<LaneMsg> = None;
+    loop {
+        let msg = match held.take() {
+            Some(m) => m,
+            None => match rx.recv().await {
+                Some(m) => m,
+                None => return,
+            },
+        };
+        let first = match msg {
             LaneMsg::Flush(done) => {
                 let _ = done.send(());
+                continue;
             }
-            LaneMsg::Batch(b) => {
-                let result = deliver(&inner, &topic, partition, b.builder, b.created).await;
-                b.outcome.set(result);
+            LaneMsg::Batch(b) => b,
+        };
+        let mut group = vec![first];
+        let mut bytes = group[0].builder.payload_len();
+        while bytes < MAX_REQUEST_BYTES {
+            match rx.try_recv() {
+                Ok(LaneMsg::Batch(b)) => {
+                    bytes += b.builder.payload_len();
+                    group.push(b);
+                }
+                Ok(flush) => {
+                    held = Some(flush);
+                    break;
+                }
+                Err(_) => break,
             }
         }
+        deliver(&inner, &topic, partition, group).await;
     }
 }
 
-async fn deliver(
-    inner: &LaneCtx,
-    topic: &str,
-    partition: u32,
-    builder: BatchBuilder,
-    created: Instant,
-) -> Result<i64> {
+/// Sends `group` (batches of one partition, in order) in one request, with retries, and
+/// resolves each batch's outcome.
+async fn deliver(inner: &LaneCtx, topic: &str, partition: u32, group: Vec<SealedBatch>) {
     let cfg = &inner.config;
-    let Some(bytes) = builder.finish(ProducerStamp::NONE) else {
-        return Err(ClientError::Closed);
-    };
+    let created = group
+        .iter()
+        .map(|b| b.created)
+        .min()
+        .unwrap_or_else(Instant::now);
+    let mut encoded = Vec::with_capacity(group.len());
+    let mut outcomes = Vec::with_capacity(group.len());
+    for b in group {
+        let count = b.builder.record_count() as i64;
+        if let Some(bytes) = b.builder.finish(ProducerStamp::NONE) {
+            encoded.push(bytes);
+            outcomes.push((count, b.outcome, b._permits));
+        }
+    }
     let deadline = created + cfg.delivery_timeout;
     let mut backoff = cfg.retry_backoff;
     let mut attempts = 0u32;
-    loop {
-        let err = match produce_once(inner, topic, partition, bytes.clone()).await {
-            Ok(base) => return Ok(base),
+    let result = loop {
+        let err = match produce_once(inner, topic, partition, encoded.clone()).await {
+            Ok(base) => break Ok(base),
             Err(e) => e,
         };
         attempts += 1;
         let out_of_retries = cfg.max_retries.is_some_and(|m| attempts > m);
         if !err.is_retriable() || out_of_retries {
-            return Err(err);
+            break Err(err);
         }
         if Instant::now() + backoff >= deadline {
-            return Err(ClientError::DeliveryTimeout {
+            break Err(ClientError::DeliveryTimeout {
                 elapsed_ms: created.elapsed().as_millis() as u64,
                 last_error: err.to_string(),
             });
@@ -681,10 +715,21 @@ async fn deliver(
         inner.cluster.forget(topic);
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(cfg.retry_backoff_max);
+    };
+    let mut next = result.as_ref().map_or(0, |b| *b);
+    for (count, outcome, permits) in outcomes {
+        outcome.set(result.clone().map(|_| next));
+        next += count;
+        drop(permits);
     }
 }
 
-async fn produce_once(inner: &LaneCtx, topic: &str, partition: u32, batch: Bytes) -> Result<i64> {
+async fn produce_once(
+    inner: &LaneCtx,
+    topic: &str,
+    partition: u32,
+    batches: Vec<Bytes>,
+) -> Result<i64> {
     let conn = inner.cluster.leader(topic, partition).await?;
     let _slot = conn
         .in_flight
@@ -696,7 +741,7 @@ async fn produce_once(inner: &LaneCtx, topic: &str, partition: u32, batch: Bytes
     let req = pb::ProduceRequest {
         topic: topic.to_string(),
         partition,
-        batch,
+        batches,
     };
     let resp =
         match tokio::time::timeout(inner.cluster.request_timeout(), client.produce(req)).await {

@@ -1,1 +1,150 @@
+//! What the examples and benchmarks share: reach a cluster given with `--bootstrap`, or start
+//! an agent inside the process (on its own runtime and threads) when none is given.
 
+use std::path::PathBuf;
+
+use streamhouse_agent::{AgentConfig, EmbeddedAgent};
+
+/// A cluster to talk to, and the agent started for it, if any.
+#[derive(Debug)]
+pub struct Target {
+    /// Comma-separated agent addresses.
+    pub bootstrap: String,
+    agent: Option<EmbeddedAgent>,
+    _dir: Option<tempfile::TempDir>,
+    data: Option<PathBuf>,
+}
+
+/// Where a started agent keeps its data.
+#[derive(Debug, Clone)]
+pub enum Storage {
+    /// A temporary directory, removed at exit (benchmarks).
+    Temporary,
+    /// A directory that outlives the run (demos share `./streamhouse-data`).
+    Dir(PathBuf),
+}
+
+impl Target {
+    /// Uses `bootstrap` if given; otherwise starts an agent on `storage`.
+    pub async fn connect(bootstrap: Option<String>, storage: Storage) -> anyhow::Result<Target> {
+        if let Some(b) = bootstrap {
+            return Ok(Target {
+                bootstrap: b,
+                agent: None,
+                _dir: None,
+                data: None,
+            });
+        }
+        let (dir, path) = match storage {
+            Storage::Temporary => {
+                let d = tempfile::tempdir()?;
+                let p = d.path().to_path_buf();
+                (Some(d), p)
+            }
+            Storage::Dir(p) => (None, p),
+        };
+        let agent = start_agent(path.clone()).await?;
+        eprintln!("started an agent at {} on {}", agent.addr(), path.display());
+        Ok(Target {
+            bootstrap: agent.addr().to_string(),
+            agent: Some(agent),
+            _dir: dir,
+            data: Some(path),
+        })
+    }
+
+    /// Stops the started agent and starts a fresh one on the same stores, so reads come from
+    /// storage rather than its cache. Does nothing for a cluster given with `--bootstrap`.
+    pub async fn restart(&mut self) -> anyhow::Result<bool> {
+        let (Some(agent), Some(path)) = (self.agent.take(), self.data.clone()) else {
+            return Ok(false);
+        };
+        tokio::task::spawn_blocking(move || agent.stop())
+            .await?
+            .map_err(anyhow::Error::msg)?;
+        let agent = start_agent(path).await?;
+        self.bootstrap = agent.addr().to_string();
+        self.agent = Some(agent);
+        Ok(true)
+    }
+
+    /// Stops the started agent gracefully.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(agent) = self.agent.take() {
+            tokio::task::spawn_blocking(move || agent.stop())
+                .await?
+                .map_err(anyhow::Error::msg)?;
+        }
+        Ok(())
+    }
+}
+
+async fn start_agent(path: PathBuf) -> anyhow::Result<EmbeddedAgent> {
+    let config = AgentConfig::embedded(&path, "127.0.0.1:0");
+    Ok(tokio::task::spawn_blocking(move || EmbeddedAgent::start(config, 2)).await??)
+}
+
+/// A value of `len` bytes: printable, varied, and about as compressible as JSON events.
+pub fn value(i: u64, len: usize) -> Vec<u8> {
+    const WORDS: [&str; 8] = [
+        "{\"user\":",
+        "\"page\":",
+        "\"/home\"",
+        "\"/cart\"",
+        "\"ts\":",
+        "\"click\"",
+        "\"view\"",
+        "}",
+    ];
+    let mut v = Vec::with_capacity(len);
+    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let w = WORDS[(x % 8) as usize].as_bytes();
+        v.extend_from_slice(w);
+        v.extend_from_slice(format!("{}", x % 10_000).as_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// A value of `len` random bytes: what LZ4 cannot shrink.
+pub fn random_value(i: u64, len: usize) -> Vec<u8> {
+    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Values the benchmarks send: JSON-like text by default, random bytes with `incompressible`.
+pub fn values(count: u64, len: usize, incompressible: bool) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|i| {
+            if incompressible {
+                random_value(i, len)
+            } else {
+                value(i, len)
+            }
+        })
+        .collect()
+}
+
+/// `p50`, `p99`, `p99.9` and max of a histogram of microseconds, in milliseconds.
+pub fn percentiles_ms(h: &hdrhistogram::Histogram<u64>) -> String {
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    format!(
+        "p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms  ({} samples)",
+        ms(0.5),
+        ms(0.99),
+        ms(0.999),
+        h.max() as f64 / 1000.0,
+        h.len()
+    )
+}

@@ -32,7 +32,7 @@ async fn produce(
     c.produce(pb::ProduceRequest {
         topic: topic.into(),
         partition,
-        batch,
+        batches: vec![batch],
     })
     .await
     .expect("a typed response, not a transport error")

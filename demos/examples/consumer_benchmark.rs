@@ -1,0 +1,104 @@
+//! Consumer throughput.
+//!
+//! `cargo run --release -p demos --example consumer_benchmark [-- --bootstrap HOST:PORT]`
+//!
+//! Produces `--records` records of `--value-size` bytes to a new topic, then (when it started
+//! the agent itself) restarts the agent so nothing is in its cache, and reads every partition
+//! from the beginning. Prints records/s and MB/s of values for the read alone.
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use demos::{values, Storage, Target};
+use streamhouse_client::{Admin, Consumer, NewTopic, OffsetReset, Producer, TopicPartition};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Agents to use; without it an agent is started in this process on a temporary directory.
+    #[arg(long)]
+    bootstrap: Option<String>,
+    #[arg(long, default_value_t = 2_000_000)]
+    records: u64,
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
+    #[arg(long, default_value_t = 8)]
+    partitions: u32,
+    /// Random values that LZ4 cannot compress, instead of JSON-like text.
+    #[arg(long)]
+    incompressible: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut target = Target::connect(args.bootstrap.clone(), Storage::Temporary).await?;
+    let topic = format!("consumer-bench-{}", std::process::id());
+    Admin::connect(&target.bootstrap)
+        .await?
+        .create_topic(NewTopic::new(&topic, args.partitions))
+        .await?;
+    let producer = Producer::builder()
+        .bootstrap(&target.bootstrap)
+        .build()
+        .await?;
+    let vals = values(1024, args.value_size, args.incompressible);
+    for i in 0..args.records {
+        producer
+            .send(&topic, None, &vals[(i % 1024) as usize])
+            .await?;
+    }
+    producer.close().await?;
+    let cold = target.restart().await?;
+
+    let mut consumer = Consumer::builder()
+        .bootstrap(&target.bootstrap)
+        .auto_offset_reset(OffsetReset::Earliest)
+        .max_poll_records(10_000)
+        .max_partition_fetch_bytes(4 * 1024 * 1024)
+        .build()
+        .await?;
+    let tps = (0..args.partitions)
+        .map(|p| TopicPartition::new(&topic, p))
+        .collect();
+    // The clock starts before `assign`, which starts the background prefetch.
+    let start = Instant::now();
+    consumer.assign(tps).await?;
+    let mut n = 0u64;
+    let mut value_bytes = 0u64;
+    while n < args.records {
+        for r in consumer.poll(Duration::from_secs(5)).await? {
+            value_bytes += r.value.map_or(0, |v| v.len() as u64);
+            n += 1;
+        }
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(300),
+            "read only {n} records"
+        );
+    }
+    let secs = start.elapsed().as_secs_f64();
+    consumer.close().await?;
+    println!(
+        "consumer_benchmark: {} records of {} B ({}) over {} partitions, read {}",
+        args.records,
+        args.value_size,
+        if args.incompressible {
+            "random bytes"
+        } else {
+            "JSON-like text"
+        },
+        args.partitions,
+        if cold {
+            "after an agent restart (cold cache, from storage)"
+        } else {
+            "from the given cluster"
+        }
+    );
+    println!(
+        "  throughput: {:.0} records/s, {:.1} MB/s of values ({:.2} s)",
+        n as f64 / secs,
+        value_bytes as f64 / secs / 1e6,
+        secs
+    );
+    target.shutdown().await?;
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! End-to-end latency at a fixed rate: from `send` to the record arriving at a consumer.
+//!
+//! `cargo run --release -p demos --example latency_benchmark [-- --rate 10000 --seconds 20]`
+//!
+//! A producer sends `--rate` records per second, each carrying its send time, for
+//! `--seconds`; a consumer in the same process, reading from the end, records how long each
+//! took. Prints p50, p99, p99.9 and max.
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use demos::{percentiles_ms, Storage, Target};
+use streamhouse_client::{Admin, Consumer, NewTopic, Producer, TopicPartition};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Agents to use; without it an agent is started in this process on a temporary directory.
+    #[arg(long)]
+    bootstrap: Option<String>,
+    #[arg(long, default_value_t = 10_000)]
+    rate: u64,
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
+    #[arg(long, default_value_t = 8)]
+    partitions: u32,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(
+        args.value_size >= 8,
+        "value_size must hold an 8-byte timestamp"
+    );
+    let target = Target::connect(args.bootstrap.clone(), Storage::Temporary).await?;
+    let topic = format!("latency-bench-{}", std::process::id());
+    Admin::connect(&target.bootstrap)
+        .await?
+        .create_topic(NewTopic::new(&topic, args.partitions))
+        .await?;
+    let epoch = Instant::now();
+    let total = args.rate * args.seconds;
+
+    let mut consumer = Consumer::builder()
+        .bootstrap(&target.bootstrap)
+        .fetch_max_wait_ms(500)
+        .build()
+        .await?;
+    let tps = (0..args.partitions)
+        .map(|p| TopicPartition::new(&topic, p))
+        .collect();
+    consumer.assign(tps).await?;
+    let reader = tokio::spawn(async move {
+        let mut h = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+        let deadline = Instant::now() + Duration::from_secs(args.seconds + 60);
+        while (h.len()) < total && Instant::now() < deadline {
+            for r in consumer.poll(Duration::from_millis(200)).await? {
+                let v = r.value.unwrap_or_default();
+                let mut ts = [0u8; 8];
+                ts.copy_from_slice(&v[..8]);
+                let sent = Duration::from_nanos(u64::from_be_bytes(ts));
+                h.record((epoch.elapsed() - sent).as_micros() as u64)?;
+            }
+        }
+        consumer.close().await?;
+        anyhow::Ok(h)
+    });
+
+    let producer = Producer::builder()
+        .bootstrap(&target.bootstrap)
+        .build()
+        .await?;
+    let mut value = vec![b'x'; args.value_size];
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while sent < total {
+        let due = ((start.elapsed().as_secs_f64() * args.rate as f64) as u64).min(total);
+        while sent < due {
+            value[..8].copy_from_slice(&(epoch.elapsed().as_nanos() as u64).to_be_bytes());
+            let key = format!("k{}", sent % 1000);
+            producer.send(&topic, Some(key.as_bytes()), &value).await?;
+            sent += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    producer.close().await?;
+    let h = reader.await??;
+    println!(
+        "latency_benchmark: {} records/s for {} s, {} B values, {} partitions",
+        args.rate, args.seconds, args.value_size, args.partitions
+    );
+    println!("  end-to-end (send -> poll): {}", percentiles_ms(&h));
+    anyhow::ensure!(h.len() == total, "received {} of {total} records", h.len());
+    target.shutdown().await?;
+    Ok(())
+}

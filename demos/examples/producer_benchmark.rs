@@ -1,0 +1,111 @@
+//! Producer throughput and acknowledgement latency.
+//!
+//! `cargo run --release -p demos --example producer_benchmark [-- --bootstrap HOST:PORT]`
+//!
+//! Sends `--records` records of `--value-size` bytes, keyed over 1,000 keys, to a new topic of
+//! `--partitions` partitions from one task awaiting each `send` (so back-pressure, not the
+//! loop, sets the pace), then waits for every acknowledgement. Prints records/s, MB/s of
+//! values, and the acknowledgement latency (send to ack) of every `--sample`-th record.
+
+use std::time::Instant;
+
+use clap::Parser;
+use demos::{percentiles_ms, values, Storage, Target};
+use streamhouse_client::{Admin, NewTopic, Producer};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Agents to use; without it an agent is started in this process on a temporary directory.
+    #[arg(long)]
+    bootstrap: Option<String>,
+    #[arg(long, default_value_t = 2_000_000)]
+    records: u64,
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
+    #[arg(long, default_value_t = 8)]
+    partitions: u32,
+    /// Measure the latency of one record in this many.
+    #[arg(long, default_value_t = 8)]
+    sample: u64,
+    /// Random values that LZ4 cannot compress, instead of JSON-like text.
+    #[arg(long)]
+    incompressible: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let target = Target::connect(args.bootstrap.clone(), Storage::Temporary).await?;
+    let topic = format!("producer-bench-{}", std::process::id());
+    Admin::connect(&target.bootstrap)
+        .await?
+        .create_topic(NewTopic::new(&topic, args.partitions))
+        .await?;
+    let producer = Producer::builder()
+        .bootstrap(&target.bootstrap)
+        .build()
+        .await?;
+
+    // Values and keys are made before the clock starts.
+    let values = values(1024, args.value_size, args.incompressible);
+    let keys: Vec<String> = (0..1000).map(|i| format!("key-{i}")).collect();
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let collector = tokio::spawn(async move {
+        let mut h = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+        while let Some((sent, delivery)) = rx.recv().await {
+            let delivery: streamhouse_client::DeliveryFuture = delivery;
+            delivery.await.expect("delivered");
+            let sent: Instant = sent;
+            h.record(sent.elapsed().as_micros() as u64).expect("record");
+        }
+        h
+    });
+
+    let start = Instant::now();
+    for i in 0..args.records {
+        let key = &keys[(i % 1000) as usize];
+        let d = producer
+            .send(&topic, Some(key.as_bytes()), &values[(i % 1024) as usize])
+            .await?;
+        if i % args.sample == 0 {
+            let _ = tx.send((Instant::now(), d));
+        }
+    }
+    let sent_in = start.elapsed();
+    producer.flush().await?;
+    let elapsed = start.elapsed();
+    drop(tx);
+    let h = collector.await?;
+    producer.close().await?;
+
+    let secs = elapsed.as_secs_f64();
+    println!(
+        "producer_benchmark: {} records of {} B ({}) over {} partitions",
+        args.records,
+        args.value_size,
+        if args.incompressible {
+            "random bytes"
+        } else {
+            "JSON-like text"
+        },
+        args.partitions
+    );
+    println!(
+        "  enqueued in {:.2} s; all acknowledged after {:.2} s",
+        sent_in.as_secs_f64(),
+        secs
+    );
+    println!(
+        "  throughput: {:.0} records/s, {:.1} MB/s of values",
+        args.records as f64 / secs,
+        (args.records as f64 * args.value_size as f64) / secs / 1e6
+    );
+    println!(
+        "  ack latency (1 in {}): {}",
+        args.sample,
+        percentiles_ms(&h)
+    );
+    target.shutdown().await?;
+    Ok(())
+}
