@@ -288,7 +288,9 @@ macro_rules! with_error {
     ($($ty:ty),*) => {$(
         impl WithError for $ty {
             fn with_error(e: pb::Error) -> Self {
-                Self { error: Some(e), ..Default::default() }
+                let mut r = Self::default();
+                r.error = Some(e);
+                r
             }
         }
     )*};

@@ -148,7 +148,7 @@ impl Admin {
         }
         resp.topic
             .map(TopicDescription::from_pb)
-            .ok_or_else(|| ClientError::UnknownTopic(topic.name))
+            .ok_or(ClientError::UnknownTopic(topic.name))
     }
 
     /// Deletes a topic and everything in it.

@@ -107,10 +107,10 @@ impl Cluster {
         let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
         for t in topics.values() {
             for p in &t.partitions {
-                if let Some(a) = &p.leader_address {
-                    if !out.contains(a) {
-                        out.push(a.clone());
-                    }
+                if let Some(a) = &p.leader_address
+                    && !out.contains(a)
+                {
+                    out.push(a.clone());
                 }
             }
         }

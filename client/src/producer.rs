@@ -420,13 +420,13 @@ impl Producer {
                 .map_err(|_| ClientError::Closed)?,
         };
         let count = self.partition_count(topic).await?;
-        if let Some(p) = partition {
-            if p >= count {
-                return Err(ClientError::UnknownPartition {
-                    topic: topic.to_string(),
-                    partition: p,
-                });
-            }
+        if let Some(p) = partition
+            && p >= count
+        {
+            return Err(ClientError::UnknownPartition {
+                topic: topic.to_string(),
+                partition: p,
+            });
         }
         let timestamp = timestamp.unwrap_or_else(now_ms);
         let mut accum = inner.accum.lock().unwrap_or_else(|p| p.into_inner());

@@ -48,8 +48,16 @@ async fn main() -> anyhow::Result<()> {
     let mut last_seen = Instant::now();
     while last_seen.elapsed() < Duration::from_millis(args.idle_ms) {
         for r in consumer.poll(Duration::from_millis(200)).await? {
-            let key = r.key.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
-            let value = r.value.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+            let key = r
+                .key
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            let value = r
+                .value
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
             println!("{}-{} @{}  {key}  {value}", r.topic, r.partition, r.offset);
             count += 1;
             last_seen = Instant::now();

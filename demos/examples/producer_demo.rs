@@ -34,7 +34,10 @@ async fn main() -> anyhow::Result<()> {
         Ok(_) | Err(ClientError::TopicExists(_)) => {}
         Err(e) => return Err(e.into()),
     }
-    let producer = Producer::builder().bootstrap(&target.bootstrap).build().await?;
+    let producer = Producer::builder()
+        .bootstrap(&target.bootstrap)
+        .build()
+        .await?;
     let pages = ["/", "/search", "/product/42", "/cart", "/checkout"];
     let start = Instant::now();
     let mut last = None;
@@ -44,7 +47,11 @@ async fn main() -> anyhow::Result<()> {
             r#"{{"user":"{user}","page":"{}","seq":{i}}}"#,
             pages[(i % 5) as usize]
         );
-        last = Some(producer.send(&args.topic, Some(user.as_bytes()), event.as_bytes()).await?);
+        last = Some(
+            producer
+                .send(&args.topic, Some(user.as_bytes()), event.as_bytes())
+                .await?,
+        );
     }
     producer.flush().await?;
     let secs = start.elapsed().as_secs_f64();

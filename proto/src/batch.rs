@@ -749,7 +749,11 @@ mod tests {
             Compression::Lz4,
             ProducerStamp::NONE,
         );
-        let b = build(&[one.clone()], Compression::None, ProducerStamp::NONE);
+        let b = build(
+            std::slice::from_ref(&one),
+            Compression::None,
+            ProducerStamp::NONE,
+        );
         let mut run = a.to_vec();
         run.extend_from_slice(&b);
         let parts: Vec<_> = split(&run).collect::<Result<_, _>>().unwrap();

@@ -67,7 +67,8 @@ mod tests {
     #[test]
     fn partitions_match_kafkas_default_partitioner() {
         // (key, [(partition count, partition Kafka picks)])
-        let cases: &[(&[u8], &[(u32, u32)])] = &[
+        type Case = (&'static [u8], &'static [(u32, u32)]);
+        let cases: &[Case] = &[
             (b"21", &[(3, 0), (8, 4), (12, 0), (100, 40)]),
             (b"foobar", &[(3, 0), (8, 6), (12, 6), (100, 66)]),
             (

@@ -25,7 +25,11 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let agent = EmbeddedAgent::start(AgentConfig::embedded(&dir, &listen), 2)?;
-    println!("StreamHouse local cluster: agent {} at {}", agent.id(), agent.addr());
+    println!(
+        "StreamHouse local cluster: agent {} at {}",
+        agent.id(),
+        agent.addr()
+    );
     println!("  data: {}", dir.display());
     println!("  the operations console is not built yet; this process runs the agent.");
     println!(
