@@ -25,6 +25,9 @@ struct Args {
     value_size: usize,
     #[arg(long, default_value_t = 8)]
     partitions: u32,
+    /// The producer's linger.
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u64,
 }
 
 #[tokio::main]
@@ -88,8 +91,8 @@ async fn main() -> anyhow::Result<()> {
     producer.close().await?;
     let h = reader.await??;
     println!(
-        "latency_benchmark: {} records/s for {} s, {} B values, {} partitions",
-        args.rate, args.seconds, args.value_size, args.partitions
+        "latency_benchmark: {} records/s for {} s, {} B values, {} partitions, linger {} ms",
+        args.rate, args.seconds, args.value_size, args.partitions, args.linger_ms
     );
     println!("  end-to-end (send -> poll): {}", percentiles_ms(&h));
     anyhow::ensure!(h.len() == total, "received {} of {total} records", h.len());
