@@ -73,8 +73,21 @@ async fn main() -> anyhow::Result<()> {
 
     let producer = Producer::builder()
         .bootstrap(&target.bootstrap)
+        .linger_ms(args.linger_ms)
         .build()
         .await?;
+    // Acknowledgement latency of every record, awaited off the sending loop.
+    let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel();
+    let acks = tokio::spawn(async move {
+        let mut h = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+        while let Some((sent, delivery)) = ack_rx.recv().await {
+            let sent: Instant = sent;
+            let delivery: streamhouse_client::DeliveryFuture = delivery;
+            delivery.await?;
+            h.record(sent.elapsed().as_micros() as u64)?;
+        }
+        anyhow::Ok(h)
+    });
     let mut value = vec![b'x'; args.value_size];
     let start = Instant::now();
     let mut sent = 0u64;
@@ -83,18 +96,23 @@ async fn main() -> anyhow::Result<()> {
         while sent < due {
             value[..8].copy_from_slice(&(epoch.elapsed().as_nanos() as u64).to_be_bytes());
             let key = format!("k{}", sent % 1000);
-            producer.send(&topic, Some(key.as_bytes()), &value).await?;
+            let sent_at = Instant::now();
+            let d = producer.send(&topic, Some(key.as_bytes()), &value).await?;
+            let _ = ack_tx.send((sent_at, d));
             sent += 1;
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     producer.close().await?;
+    drop(ack_tx);
+    let acked = acks.await??;
     let h = reader.await??;
     println!(
         "latency_benchmark: {} records/s for {} s, {} B values, {} partitions, linger {} ms",
         args.rate, args.seconds, args.value_size, args.partitions, args.linger_ms
     );
-    println!("  end-to-end (send -> poll): {}", percentiles_ms(&h));
+    println!("  acknowledged (send -> ack):  {}", percentiles_ms(&acked));
+    println!("  end-to-end (send -> poll):   {}", percentiles_ms(&h));
     anyhow::ensure!(h.len() == total, "received {} of {total} records", h.len());
     target.shutdown().await?;
     Ok(())
