@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 use crate::error::{ok, AgentError, Result};
 use crate::metadata::{PartitionRow, TopicRow};
 use crate::partitions::{PartitionState, TopicState};
+use crate::writer::Appended;
 use crate::Shared;
 
 /// Longest a fetch may wait at the high watermark.
@@ -56,15 +57,58 @@ impl Service {
         if self.shared.shutting_down.load(Ordering::Acquire) {
             return Err(AgentError::ShuttingDown);
         }
-        let (_, state) = self.partition(&r.topic, r.partition).await?;
-        if r.batches.is_empty() {
+        if r.partitions.is_empty() {
             return Err(AgentError::InvalidRequest(
-                "produce request carries no batch".into(),
+                "produce request names no partition".into(),
             ));
         }
+        // Append every partition's batches before waiting for any, so they share a flush.
+        let mut appended = Vec::with_capacity(r.partitions.len());
+        for p in r.partitions {
+            let (topic, partition) = (p.topic.clone(), p.partition);
+            appended.push((topic, partition, self.append_partition(p).await));
+        }
+        let mut results = Vec::with_capacity(appended.len());
+        for (topic, partition, acks) in appended {
+            let outcome = match acks {
+                Ok(acks) => first_of(acks).await,
+                Err(e) => Err(e),
+            };
+            results.push(match outcome {
+                Ok(a) => pb::PartitionProduceResult {
+                    topic,
+                    partition,
+                    error: ok(),
+                    base_offset: a.base_offset,
+                    append_time_ms: a.append_time_ms,
+                    log_start_offset: a.log_start_offset,
+                },
+                Err(e) => pb::PartitionProduceResult {
+                    topic,
+                    partition,
+                    error: Some(e.to_pb()),
+                    ..Default::default()
+                },
+            });
+        }
+        Ok(pb::ProduceResponse {
+            error: ok(),
+            results,
+        })
+    }
+
+    /// Checks one partition's batches and hands them to the writer.
+    async fn append_partition(&self, p: pb::PartitionBatches) -> Result<Vec<Ack>> {
+        let (_, state) = self.partition(&p.topic, p.partition).await?;
+        if p.batches.is_empty() {
+            return Err(AgentError::InvalidRequest(format!(
+                "no batch for {}-{}",
+                p.topic, p.partition
+            )));
+        }
         let max = self.shared.config.max_record_bytes;
-        let mut checked = Vec::with_capacity(r.batches.len());
-        for b in r.batches {
+        let mut checked = Vec::with_capacity(p.batches.len());
+        for b in p.batches {
             if b.len() > max {
                 return Err(AgentError::RecordTooLarge { size: b.len(), max });
             }
@@ -73,24 +117,12 @@ impl Service {
         }
         if state.lease_epoch().is_none() {
             return Err(AgentError::NotLeader {
-                topic: r.topic.clone(),
-                partition: r.partition,
-                leader_hint: self.leader_hint(&r.topic, r.partition).await,
+                leader_hint: self.leader_hint(&p.topic, p.partition).await,
+                topic: p.topic,
+                partition: p.partition,
             });
         }
-        let acks = self.shared.writer.append(&state, checked)?;
-        let mut first = None;
-        for ack in acks {
-            let appended = ack.await.map_err(|_| AgentError::ShuttingDown)??;
-            first.get_or_insert(appended);
-        }
-        let appended = first.ok_or(AgentError::ShuttingDown)?;
-        Ok(pb::ProduceResponse {
-            error: ok(),
-            base_offset: appended.base_offset,
-            append_time_ms: appended.append_time_ms,
-            log_start_offset: appended.log_start_offset,
-        })
+        self.shared.writer.append(&state, checked)
     }
 
     async fn leader_hint(&self, topic: &str, partition: u32) -> Option<String> {
@@ -243,6 +275,18 @@ impl Service {
         self.shared.topics.remove(&r.name);
         Ok(pb::DeleteTopicResponse { error: ok() })
     }
+}
+
+type Ack = tokio::sync::oneshot::Receiver<Result<Appended>>;
+
+/// Waits for every batch appended together; they share one flush, so they share its fate.
+async fn first_of(acks: Vec<Ack>) -> Result<Appended> {
+    let mut first = None;
+    for ack in acks {
+        let appended = ack.await.map_err(|_| AgentError::ShuttingDown)??;
+        first.get_or_insert(appended);
+    }
+    first.ok_or(AgentError::ShuttingDown)
 }
 
 fn topic_info(t: TopicRow, partitions: Vec<PartitionRow>) -> pb::TopicInfo {

@@ -198,6 +198,18 @@ impl Cluster {
         Ok(meta)
     }
 
+    /// The cached leader of a partition without asking anyone: `None` when the topic is not
+    /// cached, `Some(None)` when the cache knows no leader.
+    pub fn cached_leader(&self, topic: &str, partition: u32) -> Option<Option<String>> {
+        let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
+        let t = topics.get(topic)?;
+        Some(
+            t.partitions
+                .get(partition as usize)
+                .and_then(|p| p.leader_address.clone()),
+        )
+    }
+
     pub fn forget(&self, name: &str) {
         self.topics
             .write()

@@ -1,28 +1,29 @@
-//! The producer: batches records per partition, sends each batch to the partition's leader,
+//! The producer: batches records per partition, sends them to the partitions' leaders,
 //! retries transient failures within the delivery timeout, and resolves each record's
 //! [`DeliveryFuture`] with its offset.
 //!
 //! [`Producer::send`] encodes the record straight into its partition's open batch under a
-//! short lock and returns; it waits only when the buffer is full. Batches leave when they
-//! reach `batch_size` records or `batch_bytes`, or after `linger`. Each partition has one
-//! lane that sends its batches one after another, so records stay in order within a
-//! partition even across retries, while different partitions are sent concurrently (up to
-//! `max_in_flight` requests per agent).
+//! short lock and returns; it waits only when the buffer is full. Batches are sealed when they
+//! reach `batch_size` records or `batch_bytes`, or after `linger`. One sender task then puts
+//! every partition with sealed batches into one request per leader, as Kafka's producer does,
+//! with at most `max_in_flight` requests in flight to an agent. A partition whose request is
+//! in flight waits for its answer before sending again, and a retried batch goes back in front
+//! of its queue, so records stay in order within a partition.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use streamhouse_proto::batch::{self, BatchBuilder, Compression, Header, ProducerStamp};
 use streamhouse_proto::partitioner::partition_for_key;
 use streamhouse_proto::pb;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-use crate::cluster::{Cluster, parse_bootstrap};
+use crate::cluster::{AgentConn, Cluster, parse_bootstrap};
 use crate::error::{ClientError, Result};
 
 /// Where and when a record was stored.
@@ -208,19 +209,17 @@ impl ProducerBuilder {
             self.max_in_flight,
             self.request_timeout,
         ));
+        let wake = Arc::new(Notify::new());
         let inner = Arc::new(Inner {
-            lanes: Arc::new(LaneCtx {
-                config: self.clone(),
-                cluster: cluster.clone(),
-            }),
             cluster,
             buffer: Arc::new(Semaphore::new(self.buffer_bytes)),
             config: self,
             accum: Mutex::new(HashMap::new()),
-            linger_wake: Notify::new(),
+            wake: wake.clone(),
+            refreshing: Mutex::new(HashSet::new()),
             closed: AtomicBool::new(false),
         });
-        tokio::spawn(linger_task(Arc::downgrade(&inner)));
+        tokio::spawn(sender(Arc::downgrade(&inner), wake));
         Ok(Producer { inner })
     }
 }
@@ -295,55 +294,97 @@ struct OpenBatch {
     permits: Option<OwnedSemaphorePermit>,
 }
 
+/// A batch's records, encoded (and compressed) once, on its first send.
+#[derive(Debug)]
+enum Payload {
+    Records(BatchBuilder),
+    Encoded(Bytes),
+}
+
+/// A batch that has left its partition's open slot.
 #[derive(Debug)]
 struct SealedBatch {
-    builder: BatchBuilder,
+    payload: Payload,
+    record_count: i64,
     created: Instant,
+    attempts: u32,
+    last_error: Option<ClientError>,
     outcome: Arc<BatchOutcome>,
     /// Buffer space held until the batch's outcome is known.
     _permits: Option<OwnedSemaphorePermit>,
 }
 
-#[derive(Debug)]
-enum LaneMsg {
-    Batch(SealedBatch),
-    Flush(oneshot::Sender<()>),
+impl SealedBatch {
+    fn encode(&mut self) -> Bytes {
+        let bytes = match std::mem::replace(&mut self.payload, Payload::Encoded(Bytes::new())) {
+            Payload::Records(b) => b.finish(ProducerStamp::NONE).unwrap_or_default(),
+            Payload::Encoded(b) => b,
+        };
+        self.payload = Payload::Encoded(bytes.clone());
+        bytes
+    }
+
+    fn size(&self) -> usize {
+        match &self.payload {
+            Payload::Records(b) => b.payload_len(),
+            Payload::Encoded(b) => b.len(),
+        }
+    }
+
+    fn fail(self, e: ClientError) {
+        self.outcome.set(Err(e));
+    }
 }
 
-#[derive(Debug)]
-struct PartitionSlot {
+/// One partition's records on their way out.
+#[derive(Debug, Default)]
+struct PartitionQueue {
     open: Option<OpenBatch>,
-    lane: mpsc::UnboundedSender<LaneMsg>,
+    sealed: VecDeque<SealedBatch>,
+    /// Outcomes of the batches in the request now in flight. A partition with a request in
+    /// flight sends nothing else until it is answered, which keeps its records in order
+    /// across retries.
+    in_flight: Vec<Arc<BatchOutcome>>,
+    /// Backing off after a failure: nothing is sent before this.
+    retry_at: Option<Instant>,
 }
 
 #[derive(Debug)]
-struct TopicSlots {
+struct TopicQueues {
     name: Arc<str>,
-    partitions: Vec<PartitionSlot>,
-    /// Where keyless records go until that partition's batch is sent.
+    partitions: Vec<PartitionQueue>,
+    /// Where keyless records go until that partition's batch is sealed.
     sticky: u32,
 }
 
-/// What a partition's lane needs; lanes hold no reference to the producer itself, so dropping
-/// every `Producer` closes the lanes once they have sent what they were given.
-#[derive(Debug)]
-struct LaneCtx {
-    config: ProducerBuilder,
-    cluster: Arc<Cluster>,
+impl TopicQueues {
+    fn new(topic: &str, count: u32) -> Self {
+        TopicQueues {
+            name: Arc::from(topic),
+            partitions: (0..count).map(|_| PartitionQueue::default()).collect(),
+            sticky: rand::random::<u32>() % count.max(1),
+        }
+    }
 }
 
 #[derive(Debug)]
 struct Inner {
     config: ProducerBuilder,
     cluster: Arc<Cluster>,
-    lanes: Arc<LaneCtx>,
     buffer: Arc<Semaphore>,
-    accum: Mutex<HashMap<String, TopicSlots>>,
-    linger_wake: Notify,
+    accum: Mutex<HashMap<String, TopicQueues>>,
+    /// Wakes the sender: a batch was sealed or opened, or a request finished.
+    wake: Arc<Notify>,
+    /// Topics whose metadata is being fetched.
+    refreshing: Mutex<HashSet<String>>,
     closed: AtomicBool,
 }
 
 /// Sends records to StreamHouse. Cheap to clone; clones share batches and connections.
+///
+/// One sender task drains the batches: every partition with records ready goes into one
+/// `Produce` request per agent, like Kafka's producer, with at most `max_in_flight` requests
+/// in flight to an agent.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), streamhouse_client::ClientError> {
@@ -431,7 +472,7 @@ impl Producer {
         let timestamp = timestamp.unwrap_or_else(now_ms);
         let mut accum = inner.accum.lock().unwrap_or_else(|p| p.into_inner());
         if !accum.contains_key(topic) {
-            accum.insert(topic.to_string(), self.new_slots(topic, count));
+            accum.insert(topic.to_string(), TopicQueues::new(topic, count));
         }
         let Some(slots) = accum.get_mut(topic) else {
             return Err(ClientError::UnknownTopic(topic.to_string()));
@@ -459,7 +500,6 @@ impl Producer {
                 outcome: Arc::new(BatchOutcome::default()),
                 permits: None,
             });
-            inner.linger_wake.notify_one();
         }
         let Some(open) = slot.open.as_mut() else {
             return Err(ClientError::Closed);
@@ -478,6 +518,10 @@ impl Producer {
         };
         if open.builder.record_count() >= cfg.batch_size {
             sealed |= seal(slot);
+        }
+        if sealed || !fits {
+            // A batch to send, or a new batch whose linger the sender must time.
+            inner.wake.notify_one();
         }
         if sealed && key.is_none() && partition == slots.sticky && count > 1 {
             // Kafka's sticky partitioner: move keyless records on once a batch is sent.
@@ -511,43 +555,24 @@ impl Producer {
         Ok(meta.partitions.len() as u32)
     }
 
-    fn new_slots(&self, topic: &str, count: u32) -> TopicSlots {
-        let name: Arc<str> = Arc::from(topic);
-        TopicSlots {
-            partitions: (0..count)
-                .map(|p| {
-                    let (tx, rx) = mpsc::unbounded_channel();
-                    tokio::spawn(lane(self.inner.lanes.clone(), name.clone(), p, rx));
-                    PartitionSlot {
-                        open: None,
-                        lane: tx,
-                    }
-                })
-                .collect(),
-            name,
-            sticky: rand::random::<u32>() % count.max(1),
-        }
-    }
-
     /// Sends every buffered record now and waits until each one sent before this call is
     /// acknowledged or has failed.
     pub async fn flush(&self) -> Result<()> {
-        let waits: Vec<oneshot::Receiver<()>> = {
+        let outcomes: Vec<Arc<BatchOutcome>> = {
             let mut accum = self.inner.accum.lock().unwrap_or_else(|p| p.into_inner());
-            let mut waits = Vec::new();
-            for slots in accum.values_mut() {
-                for slot in &mut slots.partitions {
-                    seal(slot);
-                    let (tx, rx) = oneshot::channel();
-                    if slot.lane.send(LaneMsg::Flush(tx)).is_ok() {
-                        waits.push(rx);
-                    }
+            let mut outcomes = Vec::new();
+            for topic in accum.values_mut() {
+                for q in &mut topic.partitions {
+                    seal(q);
+                    outcomes.extend(q.sealed.iter().map(|b| b.outcome.clone()));
+                    outcomes.extend(q.in_flight.iter().cloned());
                 }
             }
-            waits
+            outcomes
         };
-        for w in waits {
-            let _ = w.await;
+        self.inner.wake.notify_one();
+        for o in outcomes {
+            let _ = o.wait().await;
         }
         Ok(())
     }
@@ -562,195 +587,309 @@ impl Producer {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Records still in open batches when the last handle goes are not sent: say so to
-        // whoever awaits them rather than leave them waiting.
+        // Records not yet sent when the last handle goes are not sent: say so to whoever
+        // awaits them rather than leave them waiting.
         let accum = self.accum.get_mut().unwrap_or_else(|p| p.into_inner());
-        for slots in accum.values_mut() {
-            for slot in &mut slots.partitions {
-                if let Some(open) = slot.open.take() {
+        for topic in accum.values_mut() {
+            for q in &mut topic.partitions {
+                if let Some(open) = q.open.take() {
                     open.outcome.set(Err(ClientError::Closed));
+                }
+                for b in q.sealed.drain(..) {
+                    b.fail(ClientError::Closed);
                 }
             }
         }
     }
 }
 
-/// Moves the slot's open batch to its lane. True if there was one.
-fn seal(slot: &mut PartitionSlot) -> bool {
-    let Some(open) = slot.open.take() else {
+/// Moves the partition's open batch to its queue. True if there was one.
+fn seal(q: &mut PartitionQueue) -> bool {
+    let Some(open) = q.open.take() else {
         return false;
     };
-    let _ = slot.lane.send(LaneMsg::Batch(SealedBatch {
-        builder: open.builder,
+    q.sealed.push_back(SealedBatch {
+        record_count: open.builder.record_count() as i64,
+        payload: Payload::Records(open.builder),
         created: open.created,
+        attempts: 0,
+        last_error: None,
         outcome: open.outcome,
         _permits: open.permits,
-    }));
+    });
     true
 }
 
-/// Seals batches that have lingered long enough.
-async fn linger_task(inner: std::sync::Weak<Inner>) {
+/// Most bytes of batches one produce request carries (at least one partition's batches go).
+const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+
+/// The sender: seals batches that lingered long enough, fails those past the delivery
+/// timeout, and sends the rest. It holds the producer only weakly, so dropping every
+/// `Producer` ends it.
+async fn sender(inner: Weak<Inner>, wake: Arc<Notify>) {
     loop {
         let Some(strong) = inner.upgrade() else {
             return;
         };
-        let linger = strong.config.linger;
-        let next_due = {
-            let mut accum = strong.accum.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
-            let mut next: Option<Instant> = None;
-            for slots in accum.values_mut() {
-                for slot in &mut slots.partitions {
-                    let Some(open) = &slot.open else { continue };
-                    let due = open.created + linger;
-                    if due <= now {
-                        seal(slot);
+        let next = strong.dispatch();
+        drop(strong);
+        let idle = Instant::now() + Duration::from_secs(1);
+        let until = next.map_or(idle, |n| n.min(idle));
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep_until(until.into()) => {}
+        }
+    }
+}
+
+/// One request being built: the partitions going to one agent.
+type RequestParts = Vec<(Arc<str>, u32, Vec<SealedBatch>)>;
+
+impl Inner {
+    /// Does everything due now; returns when something will next be due.
+    fn dispatch(self: &Arc<Inner>) -> Option<Instant> {
+        let cfg = &self.config;
+        let now = Instant::now();
+        let closing = self.closed.load(Ordering::Acquire);
+        let mut next: Option<Instant> = None;
+        let mut soonest = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
+        let mut unknown: Vec<String> = Vec::new();
+        let mut accum = self.accum.lock().unwrap_or_else(|p| p.into_inner());
+
+        // Partitions ready to send, by leader address.
+        let mut ready: HashMap<String, Vec<(String, u32)>> = HashMap::new();
+        for (name, topic) in accum.iter_mut() {
+            for (p, q) in topic.partitions.iter_mut().enumerate() {
+                if let Some(open) = &q.open {
+                    let due = open.created + cfg.linger;
+                    if due <= now || closing {
+                        seal(q);
                     } else {
-                        next = Some(next.map_or(due, |n| n.min(due)));
+                        soonest(due);
+                    }
+                }
+                while q
+                    .sealed
+                    .front()
+                    .is_some_and(|b| b.created + cfg.delivery_timeout <= now)
+                {
+                    if let Some(b) = q.sealed.pop_front() {
+                        let last_error = b
+                            .last_error
+                            .as_ref()
+                            .map_or_else(|| "never sent".to_string(), |e| e.to_string());
+                        let elapsed_ms = b.created.elapsed().as_millis() as u64;
+                        b.fail(ClientError::DeliveryTimeout {
+                            elapsed_ms,
+                            last_error,
+                        });
+                    }
+                }
+                let Some(front) = q.sealed.front() else {
+                    continue;
+                };
+                soonest(front.created + cfg.delivery_timeout);
+                if !q.in_flight.is_empty() {
+                    continue;
+                }
+                if let Some(t) = q.retry_at.filter(|t| *t > now) {
+                    soonest(t);
+                    continue;
+                }
+                match self.cluster.cached_leader(name, p as u32) {
+                    Some(Some(addr)) => ready
+                        .entry(addr)
+                        .or_default()
+                        .push((name.clone(), p as u32)),
+                    _ => {
+                        unknown.push(name.clone());
+                        q.retry_at = Some(now + cfg.retry_backoff);
+                        soonest(now + cfg.retry_backoff);
                     }
                 }
             }
-            next
-        };
-        let wake = async {
-            match next_due {
-                Some(due) => tokio::time::sleep_until(due.into()).await,
-                None => strong.linger_wake.notified().await,
-            }
-        };
-        // Hold only a weak reference while idle, so dropping the producer ends this task.
-        tokio::select! {
-            _ = wake => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
-        drop(strong);
+
+        for (addr, parts) in ready {
+            let conn = match self.cluster.conn(&addr) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "cannot reach the leader's address");
+                    continue;
+                }
+            };
+            let mut parts = parts.into_iter().peekable();
+            while parts.peek().is_some() {
+                // Without a free request slot the partitions wait for a request to finish,
+                // which wakes the sender.
+                let Ok(slot) = conn.in_flight.clone().try_acquire_owned() else {
+                    break;
+                };
+                let mut request: RequestParts = Vec::new();
+                let mut bytes = 0;
+                while bytes < MAX_REQUEST_BYTES {
+                    let Some((name, p)) = parts.next() else { break };
+                    let Some(topic) = accum.get_mut(&name) else {
+                        continue;
+                    };
+                    let q = &mut topic.partitions[p as usize];
+                    let batches: Vec<SealedBatch> = q.sealed.drain(..).collect();
+                    bytes += batches.iter().map(SealedBatch::size).sum::<usize>();
+                    q.in_flight = batches.iter().map(|b| b.outcome.clone()).collect();
+                    request.push((topic.name.clone(), p, batches));
+                }
+                tokio::spawn(send_request(self.clone(), conn.clone(), slot, request));
+            }
+        }
+        drop(accum);
+
+        for topic in unknown {
+            self.refresh_later(topic);
+        }
+        next
+    }
+
+    /// Fetches a topic's metadata in the background, once at a time per topic. A topic that
+    /// no longer exists fails its queued records at once.
+    fn refresh_later(self: &Arc<Inner>, topic: String) {
+        if !self
+            .refreshing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(topic.clone())
+        {
+            return;
+        }
+        let inner = self.clone();
+        tokio::spawn(async move {
+            let result = inner.cluster.refresh(&topic).await;
+            inner
+                .refreshing
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&topic);
+            if let Err(e) = result
+                && !e.is_retriable()
+            {
+                let mut accum = inner.accum.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(t) = accum.get_mut(&topic) {
+                    for q in &mut t.partitions {
+                        for b in q.sealed.drain(..) {
+                            b.fail(e.clone());
+                        }
+                    }
+                }
+            }
+            inner.wake.notify_one();
+        });
+    }
+
+    /// Settles one partition's part of a finished request: acknowledge, queue again for a
+    /// retry (in front, so order holds), or fail.
+    fn settle(
+        &self,
+        q: &mut PartitionQueue,
+        topic: &str,
+        batches: Vec<SealedBatch>,
+        result: Result<i64>,
+    ) {
+        let cfg = &self.config;
+        q.in_flight.clear();
+        match result {
+            Ok(base) => {
+                q.retry_at = None;
+                let mut next = base;
+                for b in batches {
+                    b.outcome.set(Ok(next));
+                    next += b.record_count;
+                }
+            }
+            Err(e) if e.is_retriable() => {
+                tracing::debug!(topic, error = %e, "produce failed; retrying");
+                self.cluster.forget(topic);
+                let mut attempts = 0;
+                for mut b in batches.into_iter().rev() {
+                    b.attempts += 1;
+                    attempts = attempts.max(b.attempts);
+                    if cfg.max_retries.is_some_and(|m| b.attempts > m) {
+                        b.fail(e.clone());
+                    } else {
+                        b.last_error = Some(e.clone());
+                        q.sealed.push_front(b);
+                    }
+                }
+                let backoff = cfg
+                    .retry_backoff
+                    .saturating_mul(1 << attempts.saturating_sub(1).min(16))
+                    .min(cfg.retry_backoff_max);
+                q.retry_at = Some(Instant::now() + backoff);
+            }
+            Err(e) => {
+                for b in batches {
+                    b.fail(e.clone());
+                }
+            }
+        }
     }
 }
 
-/// Most bytes of batches one produce request carries.
-const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
-
-/// Sends one partition's batches in order. Whatever queued up while a request was in flight
-/// goes in the next request together, so a slow round trip costs no throughput.
-async fn lane(
-    inner: Arc<LaneCtx>,
-    topic: Arc<str>,
-    partition: u32,
-    mut rx: mpsc::UnboundedReceiver<LaneMsg>,
+/// Sends one request and settles each of its partitions.
+async fn send_request(
+    inner: Arc<Inner>,
+    conn: AgentConn,
+    slot: OwnedSemaphorePermit,
+    mut parts: RequestParts,
 ) {
-    let mut held: Option<LaneMsg> = None;
-    loop {
-        let msg = match held.take() {
-            Some(m) => m,
-            None => match rx.recv().await {
-                Some(m) => m,
-                None => return,
+    let req = pb::ProduceRequest {
+        partitions: parts
+            .iter_mut()
+            .map(|(topic, partition, batches)| pb::PartitionBatches {
+                topic: topic.to_string(),
+                partition: *partition,
+                batches: batches.iter_mut().map(SealedBatch::encode).collect(),
+            })
+            .collect(),
+    };
+    let mut client = conn.client.clone();
+    let sent = tokio::time::timeout(inner.cluster.request_timeout(), client.produce(req)).await;
+    drop(slot);
+    let whole: std::result::Result<pb::ProduceResponse, ClientError> = match sent {
+        Err(_) => Err(ClientError::Unreachable("produce request timed out".into())),
+        Ok(Err(status)) => Err(ClientError::from_status(&status)),
+        Ok(Ok(r)) => {
+            let r = r.into_inner();
+            match ClientError::from_pb(r.error.as_ref()) {
+                Some(e) => Err(e),
+                None => Ok(r),
+            }
+        }
+    };
+    let mut accum = inner.accum.lock().unwrap_or_else(|p| p.into_inner());
+    for (i, (topic, partition, batches)) in parts.into_iter().enumerate() {
+        let result = match &whole {
+            Err(e) => Err(e.clone()),
+            Ok(resp) => match resp.results.get(i) {
+                Some(r) if r.topic == *topic && r.partition == partition => {
+                    match ClientError::from_pb(r.error.as_ref()) {
+                        Some(e) => Err(e),
+                        None => Ok(r.base_offset),
+                    }
+                }
+                _ => Err(ClientError::Agent {
+                    code: pb::ErrorCode::Unknown,
+                    message: format!("the agent's answer has no result for {topic}-{partition}"),
+                }),
             },
         };
-        let first = match msg {
-            LaneMsg::Flush(done) => {
-                let _ = done.send(());
-                continue;
-            }
-            LaneMsg::Batch(b) => b,
-        };
-        let mut group = vec![first];
-        let mut bytes = group[0].builder.payload_len();
-        while bytes < MAX_REQUEST_BYTES {
-            match rx.try_recv() {
-                Ok(LaneMsg::Batch(b)) => {
-                    bytes += b.builder.payload_len();
-                    group.push(b);
-                }
-                Ok(flush) => {
-                    held = Some(flush);
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        deliver(&inner, &topic, partition, group).await;
-    }
-}
-
-/// Sends `group` (batches of one partition, in order) in one request, with retries, and
-/// resolves each batch's outcome.
-async fn deliver(inner: &LaneCtx, topic: &str, partition: u32, group: Vec<SealedBatch>) {
-    let cfg = &inner.config;
-    let created = group
-        .iter()
-        .map(|b| b.created)
-        .min()
-        .unwrap_or_else(Instant::now);
-    let mut encoded = Vec::with_capacity(group.len());
-    let mut outcomes = Vec::with_capacity(group.len());
-    for b in group {
-        let count = b.builder.record_count() as i64;
-        if let Some(bytes) = b.builder.finish(ProducerStamp::NONE) {
-            encoded.push(bytes);
-            outcomes.push((count, b.outcome, b._permits));
+        if let Some(t) = accum.get_mut(&*topic) {
+            inner.settle(
+                &mut t.partitions[partition as usize],
+                &topic,
+                batches,
+                result,
+            );
         }
     }
-    let deadline = created + cfg.delivery_timeout;
-    let mut backoff = cfg.retry_backoff;
-    let mut attempts = 0u32;
-    let result = loop {
-        let err = match produce_once(inner, topic, partition, encoded.clone()).await {
-            Ok(base) => break Ok(base),
-            Err(e) => e,
-        };
-        attempts += 1;
-        let out_of_retries = cfg.max_retries.is_some_and(|m| attempts > m);
-        if !err.is_retriable() || out_of_retries {
-            break Err(err);
-        }
-        if Instant::now() + backoff >= deadline {
-            break Err(ClientError::DeliveryTimeout {
-                elapsed_ms: created.elapsed().as_millis() as u64,
-                last_error: err.to_string(),
-            });
-        }
-        tracing::debug!(topic, partition, error = %err, "retrying batch");
-        inner.cluster.forget(topic);
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(cfg.retry_backoff_max);
-    };
-    let mut next = result.as_ref().map_or(0, |b| *b);
-    for (count, outcome, permits) in outcomes {
-        outcome.set(result.clone().map(|_| next));
-        next += count;
-        drop(permits);
-    }
-}
-
-async fn produce_once(
-    inner: &LaneCtx,
-    topic: &str,
-    partition: u32,
-    batches: Vec<Bytes>,
-) -> Result<i64> {
-    let conn = inner.cluster.leader(topic, partition).await?;
-    let _slot = conn
-        .in_flight
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| ClientError::Closed)?;
-    let mut client = conn.client.clone();
-    let req = pb::ProduceRequest {
-        topic: topic.to_string(),
-        partition,
-        batches,
-    };
-    let resp =
-        match tokio::time::timeout(inner.cluster.request_timeout(), client.produce(req)).await {
-            Err(_) => return Err(ClientError::Unreachable("produce request timed out".into())),
-            Ok(Err(status)) => return Err(ClientError::from_status(&status)),
-            Ok(Ok(r)) => r.into_inner(),
-        };
-    match ClientError::from_pb(resp.error.as_ref()) {
-        Some(e) => Err(e),
-        None => Ok(resp.base_offset),
-    }
+    drop(accum);
+    inner.wake.notify_one();
 }

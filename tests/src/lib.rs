@@ -123,3 +123,97 @@ where
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// Requests straight over gRPC, for tests that check what the agent itself answers.
+pub mod raw {
+    use bytes::Bytes;
+    use streamhouse_proto::pb::stream_house_client::StreamHouseClient;
+    use streamhouse_proto::pb::{self, ErrorCode};
+    use tonic::transport::Channel;
+
+    pub type Client = StreamHouseClient<Channel>;
+
+    pub async fn connect(addr: &str) -> Client {
+        StreamHouseClient::connect(format!("http://{addr}"))
+            .await
+            .expect("connect to the agent")
+    }
+
+    /// The code of a response's error field (which every response sets).
+    pub fn code(e: &Option<pb::Error>) -> ErrorCode {
+        ErrorCode::try_from(e.as_ref().expect("error field set").code).expect("a known code")
+    }
+
+    pub async fn create_topic(
+        c: &mut Client,
+        name: &str,
+        partitions: u32,
+    ) -> pb::CreateTopicResponse {
+        c.create_topic(pb::CreateTopicRequest {
+            name: name.into(),
+            partitions,
+            ..Default::default()
+        })
+        .await
+        .expect("a typed response, not a transport error")
+        .into_inner()
+    }
+
+    /// Produces to several partitions in one request.
+    pub async fn produce_many(
+        c: &mut Client,
+        parts: Vec<(&str, u32, Vec<Bytes>)>,
+    ) -> pb::ProduceResponse {
+        c.produce(pb::ProduceRequest {
+            partitions: parts
+                .into_iter()
+                .map(|(topic, partition, batches)| pb::PartitionBatches {
+                    topic: topic.into(),
+                    partition,
+                    batches,
+                })
+                .collect(),
+        })
+        .await
+        .expect("a typed response, not a transport error")
+        .into_inner()
+    }
+
+    /// Produces batches to one partition and returns that partition's result.
+    pub async fn produce(
+        c: &mut Client,
+        topic: &str,
+        partition: u32,
+        batches: Vec<Bytes>,
+    ) -> pb::PartitionProduceResult {
+        let resp = produce_many(c, vec![(topic, partition, batches)]).await;
+        assert_eq!(
+            code(&resp.error),
+            ErrorCode::Ok,
+            "request refused as a whole"
+        );
+        assert_eq!(resp.results.len(), 1);
+        resp.results.into_iter().next().expect("one result")
+    }
+
+    pub async fn fetch(
+        c: &mut Client,
+        topic: &str,
+        partition: u32,
+        offset: i64,
+        max_bytes: u32,
+        max_wait_ms: u32,
+    ) -> pb::FetchResponse {
+        c.fetch(pb::FetchRequest {
+            topic: topic.into(),
+            partition,
+            offset,
+            max_bytes,
+            max_wait_ms,
+            min_bytes: 1,
+        })
+        .await
+        .expect("a typed response, not a transport error")
+        .into_inner()
+    }
+}

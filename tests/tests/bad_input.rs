@@ -3,17 +3,12 @@
 use bytes::Bytes;
 use streamhouse_client::{ClientError, Producer};
 use streamhouse_proto::batch::{BatchBuilder, Compression, ProducerStamp};
-use streamhouse_proto::pb::stream_house_client::StreamHouseClient;
 use streamhouse_proto::pb::{self, ErrorCode};
+use streamhouse_tests::raw::{self, code, create_topic};
 use streamhouse_tests::{data_dir, AgentProcess};
-use tonic::transport::Channel;
 
 const BIN: &str = env!("CARGO_BIN_EXE_test-agent");
 const MAX: usize = 64 * 1024;
-
-fn code(e: &Option<pb::Error>) -> ErrorCode {
-    ErrorCode::try_from(e.as_ref().expect("error field set").code).unwrap()
-}
 
 fn batch(values: &[&[u8]], compression: Compression) -> Bytes {
     let mut b = BatchBuilder::new(compression);
@@ -23,116 +18,59 @@ fn batch(values: &[&[u8]], compression: Compression) -> Bytes {
     b.finish(ProducerStamp::NONE).unwrap()
 }
 
-async fn produce(
-    c: &mut StreamHouseClient<Channel>,
-    topic: &str,
-    partition: u32,
-    batch: Bytes,
-) -> pb::ProduceResponse {
-    c.produce(pb::ProduceRequest {
-        topic: topic.into(),
-        partition,
-        batches: vec![batch],
-    })
-    .await
-    .expect("a typed response, not a transport error")
-    .into_inner()
-}
-
-async fn fetch(
-    c: &mut StreamHouseClient<Channel>,
-    topic: &str,
-    partition: u32,
-    offset: i64,
-) -> pb::FetchResponse {
-    c.fetch(pb::FetchRequest {
-        topic: topic.into(),
-        partition,
-        offset,
-        max_bytes: 1 << 20,
-        max_wait_ms: 0,
-        min_bytes: 1,
-    })
-    .await
-    .expect("a typed response, not a transport error")
-    .into_inner()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_with_typed_errors_and_the_agent_keeps_serving() {
     let (_guard, dir) = data_dir();
     let agent = AgentProcess::start(BIN, &dir, &["--max-record-bytes", &MAX.to_string()]);
-    let mut c = StreamHouseClient::connect(format!("http://{}", agent.addr))
-        .await
-        .unwrap();
+    let mut c = raw::connect(&agent.addr).await;
 
     // Topics: bad names, bad partition counts, duplicates.
     for name in ["", "bad name", "a/b", "..", &"x".repeat(250)] {
-        let r = c
-            .create_topic(pb::CreateTopicRequest {
-                name: name.into(),
-                partitions: 1,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let r = create_topic(&mut c, name, 1).await;
         assert_eq!(code(&r.error), ErrorCode::InvalidTopic, "{name:?}");
     }
     for partitions in [0, 10_001] {
-        let r = c
-            .create_topic(pb::CreateTopicRequest {
-                name: "t".into(),
-                partitions,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let r = create_topic(&mut c, "t", partitions).await;
         assert_eq!(code(&r.error), ErrorCode::InvalidPartitions);
     }
-    let created = c
-        .create_topic(pb::CreateTopicRequest {
-            name: "t".into(),
-            partitions: 2,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(code(&created.error), ErrorCode::Ok);
-    let again = c
-        .create_topic(pb::CreateTopicRequest {
-            name: "t".into(),
-            partitions: 2,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(code(&again.error), ErrorCode::TopicExists);
+    assert_eq!(
+        code(&create_topic(&mut c, "t", 2).await.error),
+        ErrorCode::Ok
+    );
+    assert_eq!(
+        code(&create_topic(&mut c, "t", 2).await.error),
+        ErrorCode::TopicExists
+    );
 
     let good = batch(&[b"hello", b"world"], Compression::Lz4);
 
     // Unknown topics and partitions, invalid names.
     assert_eq!(
-        code(&produce(&mut c, "nope", 0, good.clone()).await.error),
+        code(
+            &raw::produce(&mut c, "nope", 0, vec![good.clone()])
+                .await
+                .error
+        ),
         ErrorCode::UnknownTopic
     );
     assert_eq!(
-        code(&produce(&mut c, "t", 2, good.clone()).await.error),
+        code(&raw::produce(&mut c, "t", 2, vec![good.clone()]).await.error),
         ErrorCode::UnknownPartition
     );
     assert_eq!(
-        code(&produce(&mut c, "no way", 0, good.clone()).await.error),
+        code(
+            &raw::produce(&mut c, "no way", 0, vec![good.clone()])
+                .await
+                .error
+        ),
         ErrorCode::InvalidTopic
     );
     assert_eq!(
-        code(&fetch(&mut c, "nope", 0, 0).await.error),
+        code(&raw::fetch(&mut c, "nope", 0, 0, 1 << 20, 0).await.error),
         ErrorCode::UnknownTopic
     );
     assert_eq!(
-        code(&fetch(&mut c, "t", 9, 0).await.error),
+        code(&raw::fetch(&mut c, "t", 9, 0, 1 << 20, 0).await.error),
         ErrorCode::UnknownPartition
     );
     let deleted = c
@@ -155,7 +93,7 @@ async fn bad_input_is_refused_with_typed_errors_and_the_agent_keeps_serving() {
 
     // A batch over the limit.
     let big = vec![7u8; MAX + 1];
-    let r = produce(&mut c, "t", 0, batch(&[&big], Compression::None)).await;
+    let r = raw::produce(&mut c, "t", 0, vec![batch(&[&big], Compression::None)]).await;
     assert_eq!(code(&r.error), ErrorCode::RecordTooLarge);
 
     // Corrupt batches: a flipped byte, a dropped tail, garbage, nothing.
@@ -172,16 +110,16 @@ async fn bad_input_is_refused_with_typed_errors_and_the_agent_keeps_serving() {
         Bytes::from_static(b"definitely not a batch, but long enough to have a header......"),
         Bytes::new(),
     ] {
-        let r = produce(&mut c, "t", 0, corrupt).await;
+        let r = raw::produce(&mut c, "t", 0, vec![corrupt]).await;
         assert_eq!(code(&r.error), ErrorCode::CorruptBatch);
     }
 
     // Fetches outside [log start, high watermark] report both bounds.
-    let ok = produce(&mut c, "t", 0, good.clone()).await;
+    let ok = raw::produce(&mut c, "t", 0, vec![good.clone()]).await;
     assert_eq!(code(&ok.error), ErrorCode::Ok);
     assert_eq!(ok.base_offset, 0);
     for offset in [-1, 3, 1_000] {
-        let r = fetch(&mut c, "t", 0, offset).await;
+        let r = raw::fetch(&mut c, "t", 0, offset, 1 << 20, 0).await;
         assert_eq!(
             code(&r.error),
             ErrorCode::OffsetOutOfRange,
@@ -191,10 +129,37 @@ async fn bad_input_is_refused_with_typed_errors_and_the_agent_keeps_serving() {
         assert_eq!((e.log_start_offset, e.high_watermark), (0, 2));
     }
 
+    // One request for several partitions: each is answered on its own; a bad one does not
+    // take the good one down with it.
+    let mixed = raw::produce_many(
+        &mut c,
+        vec![
+            ("t", 1, vec![good.clone()]),
+            ("t", 7, vec![good.clone()]),
+            ("nope", 0, vec![good.clone()]),
+            ("t", 1, vec![Bytes::from_static(b"garbage")]),
+        ],
+    )
+    .await;
+    assert_eq!(code(&mixed.error), ErrorCode::Ok);
+    let codes: Vec<_> = mixed.results.iter().map(|r| code(&r.error)).collect();
+    assert_eq!(
+        codes,
+        [
+            ErrorCode::Ok,
+            ErrorCode::UnknownPartition,
+            ErrorCode::UnknownTopic,
+            ErrorCode::CorruptBatch
+        ]
+    );
+    assert_eq!(mixed.results[0].base_offset, 0);
+    let empty = raw::produce_many(&mut c, vec![]).await;
+    assert_eq!(code(&empty.error), ErrorCode::InvalidRequest);
+
     // Still serving: nothing above touched the log, and what was written reads back.
-    let ok = produce(&mut c, "t", 0, good.clone()).await;
+    let ok = raw::produce(&mut c, "t", 0, vec![good.clone()]).await;
     assert_eq!((code(&ok.error), ok.base_offset), (ErrorCode::Ok, 2));
-    let r = fetch(&mut c, "t", 0, 0).await;
+    let r = raw::fetch(&mut c, "t", 0, 0, 1 << 20, 0).await;
     assert_eq!(code(&r.error), ErrorCode::Ok);
     assert_eq!(r.base_offsets, vec![0, 2]);
     assert_eq!(r.batches, vec![good.clone(), good.clone()]);
