@@ -163,6 +163,10 @@ const EVENTS_KEPT: i64 = 10_000;
 pub struct MetadataStore {
     pool: AnyPool,
     dialect: Dialect,
+    /// SQLite allows one writer at a time. Writers of this process queue here instead of
+    /// meeting in SQLite's busy handler, whose sleeps grow to 100 ms and would stall a flush
+    /// commit behind a lease renewal. Other processes sharing the file still meet there.
+    sqlite_writer: Arc<tokio::sync::Mutex<()>>,
 }
 
 fn map_sqlite_url(url: &str) -> Result<String> {
@@ -265,7 +269,11 @@ impl MetadataStore {
             })
             .connect(&conn_url)
             .await?;
-        let store = MetadataStore { pool, dialect };
+        let store = MetadataStore {
+            pool,
+            dialect,
+            sqlite_writer: Arc::new(tokio::sync::Mutex::new(())),
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -333,18 +341,24 @@ impl MetadataStore {
         .await
     }
 
-    /// Runs a write transaction again while SQLite reports another process holds the lock.
+    /// Runs a write: on SQLite one at a time within this process, and again while SQLite
+    /// reports that another process holds the write lock. Every write goes through here, and
+    /// none calls another from inside `f` (the queue is not reentrant).
     async fn retry_busy<T, F, Fut>(&self, mut f: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        let mut delay = Duration::from_millis(2);
-        for _ in 0..30 {
+        let _turn = match self.dialect {
+            Dialect::Sqlite => Some(self.sqlite_writer.lock().await),
+            Dialect::Postgres => None,
+        };
+        let mut delay = Duration::from_millis(1);
+        for _ in 0..50 {
             match f().await {
                 Err(MetadataError::Unavailable(e)) if is_busy(&e) => {
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_millis(200));
+                    delay = (delay * 2).min(Duration::from_millis(50));
                 }
                 other => return other,
             }
