@@ -54,22 +54,14 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
-    /// Defaults for an agent on embedded storage under `dir`, listening on `listen`.
+    /// An agent on embedded storage under `dir`, listening on `listen`; every other setting
+    /// is what the command line would give with no flags (environment variables included).
     pub fn embedded(dir: &std::path::Path, listen: &str) -> Self {
-        AgentConfig {
-            metadata: format!("sqlite://{}", dir.join("metadata.db").display()),
-            storage: format!("file://{}", dir.join("objects").display()),
-            listen: listen.to_string(),
-            advertise: None,
-            id: None,
-            flush_interval_ms: None,
-            flush_bytes: 4 * 1024 * 1024,
-            lease_ttl_ms: 3_000,
-            heartbeat_ms: 1_000,
-            max_record_bytes: 1024 * 1024,
-            cache_bytes: 256 * 1024 * 1024,
-            log_dir: None,
-        }
+        let mut config = <Self as clap::Parser>::parse_from(["streamhouse-agent"]);
+        config.metadata = format!("sqlite://{}", dir.join("metadata.db").display());
+        config.storage = format!("file://{}", dir.join("objects").display());
+        config.listen = listen.to_string();
+        config
     }
 
     pub fn flush_interval(&self) -> Duration {

@@ -53,15 +53,6 @@ struct Buffer {
     oldest: Option<Instant>,
 }
 
-/// Counters the agent reports.
-#[derive(Debug, Default)]
-pub struct WriterStats {
-    pub flushes: AtomicU64,
-    pub flushed_bytes: AtomicU64,
-    pub flushed_records: AtomicU64,
-    pub failed_flushes: AtomicU64,
-}
-
 #[derive(Debug)]
 struct Inner {
     agent_id: String,
@@ -78,7 +69,6 @@ struct Inner {
     /// Wakes the lease task when a commit finds this agent fenced.
     lease_kick: Arc<Notify>,
     object_seq: AtomicU64,
-    stats: WriterStats,
 }
 
 /// The agent's flush buffer and its flusher task.
@@ -119,14 +109,9 @@ impl Writer {
             cache,
             lease_kick,
             object_seq: AtomicU64::new(0),
-            stats: WriterStats::default(),
         });
         tokio::spawn(flusher(inner.clone()));
         Writer { inner }
-    }
-
-    pub fn stats(&self) -> &WriterStats {
-        &self.inner.stats
     }
 
     /// Adds validated batches of one partition to the buffer, together, so their offsets
@@ -311,7 +296,6 @@ async fn flush(inner: &Inner, taken: Buffer) {
     match result {
         Ok(()) => {
             let key: Arc<str> = Arc::from(key.as_str());
-            let mut records = 0;
             for c in chunks {
                 let cm = &c.commit;
                 let range = cm.byte_start as usize..(cm.byte_start + cm.byte_len) as usize;
@@ -325,7 +309,6 @@ async fn flush(inner: &Inner, taken: Buffer) {
                     byte_start: cm.byte_start,
                     byte_len: cm.byte_len,
                 });
-                records += cm.record_count as u64;
                 let log_start_offset = c.state.log_start();
                 for (base_offset, ack) in c.acks {
                     let _ = ack.send(Ok(Appended {
@@ -335,14 +318,8 @@ async fn flush(inner: &Inner, taken: Buffer) {
                     }));
                 }
             }
-            let s = &inner.stats;
-            s.flushes.fetch_add(1, Ordering::Relaxed);
-            s.flushed_bytes
-                .fetch_add(object.len() as u64, Ordering::Relaxed);
-            s.flushed_records.fetch_add(records, Ordering::Relaxed);
         }
         Err(err) => {
-            inner.stats.failed_flushes.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(object = %key, error = %err, "flush failed; its batches are refused");
             let fenced = matches!(err, AgentError::Metadata(MetadataError::Fenced(_)));
             let uncertain = matches!(err, AgentError::Metadata(_)) && !fenced;

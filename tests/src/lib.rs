@@ -60,10 +60,6 @@ impl AgentProcess {
         AgentProcess { child, addr }
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// SIGTERM, then waits for the process to exit.
     pub fn terminate(mut self) -> ExitStatus {
         let status = Command::new("kill")
@@ -109,19 +105,6 @@ pub fn data_dir() -> (tempfile::TempDir, PathBuf) {
     let d = tempfile::tempdir().expect("tempdir");
     let p = d.path().to_path_buf();
     (d, p)
-}
-
-/// Awaits `cond` until it holds or `within` passes.
-pub async fn eventually<F, Fut>(within: Duration, what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 /// Requests straight over gRPC, for tests that check what the agent itself answers.
