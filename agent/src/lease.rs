@@ -66,6 +66,7 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
 
 /// One round: heartbeat, reconcile topics, renew, take.
 pub async fn tick(shared: &Shared) -> Result<()> {
+    let _turn = shared.lease_round.lock().await;
     let meta = &shared.meta;
     let ttl = shared.config.lease_ttl_ms as i64;
     if !meta.heartbeat_agent(&shared.id).await? {

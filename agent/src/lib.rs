@@ -66,6 +66,8 @@ pub struct Shared {
     pub writer: Writer,
     pub reader: Reader,
     pub lease_kick: Arc<Notify>,
+    /// Lease rounds take turns: the loop's and the one a topic creation runs at once.
+    pub lease_round: tokio::sync::Mutex<()>,
     pub shutting_down: AtomicBool,
 }
 
@@ -138,6 +140,7 @@ impl Agent {
             writer,
             reader,
             lease_kick,
+            lease_round: tokio::sync::Mutex::new(()),
             shutting_down: AtomicBool::new(false),
         });
         if let Err(e) = lease::tick(&shared).await {

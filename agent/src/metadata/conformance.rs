@@ -70,7 +70,14 @@ async fn run(store: &MetadataStore) {
         .await
         .unwrap()
         .is_empty());
+    // Not even the holder takes a live lease again: that would fence its own flushes.
+    assert!(store
+        .acquire_leases("a1", 60_000, &orders)
+        .await
+        .unwrap()
+        .is_empty());
     let p0 = store.get_partition("orders", 0).await.unwrap().unwrap();
+    assert_eq!(p0.lease_epoch, 1);
     assert_eq!(p0.leader_id.as_deref(), Some("a1"));
     assert_eq!(p0.leader_address.as_deref(), Some("127.0.0.1:1"));
     let renewed = store.renew_leases("a1", 60_000).await.unwrap();

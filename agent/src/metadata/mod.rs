@@ -638,9 +638,10 @@ impl MetadataStore {
         .collect()
     }
 
-    /// Takes each of `candidates` whose lease is free, expired, or already `agent_id`'s.
-    /// Taking always increments the epoch, so whatever a previous holder (even an earlier run
-    /// of this agent) still has in flight is fenced.
+    /// Takes each of `candidates` whose lease is free or expired. A live lease is never taken,
+    /// not even one `agent_id` holds already (that would fence its own flush in flight).
+    /// Taking increments the epoch, so whatever a previous holder (even an earlier run of this
+    /// agent) still has in flight is fenced.
     pub async fn acquire_leases(
         &self,
         agent_id: &str,
@@ -652,7 +653,7 @@ impl MetadataStore {
             "UPDATE partitions
              SET leader_id = $1, lease_epoch = lease_epoch + 1, lease_expires_ms = {now} + $2
              WHERE topic = $3 AND partition_id = $4
-               AND (leader_id IS NULL OR leader_id = $1 OR lease_expires_ms <= {now})
+               AND (leader_id IS NULL OR lease_expires_ms <= {now})
              RETURNING lease_epoch, log_start_offset, high_watermark"
         );
         let leases = self
