@@ -9,6 +9,14 @@ use crate::cluster::{Cluster, parse_bootstrap};
 use crate::error::{ClientError, Result};
 
 /// One partition as the cluster describes it.
+///
+/// ```no_run
+/// # async fn example(admin: streamhouse_client::Admin) -> Result<(), streamhouse_client::ClientError> {
+/// for p in admin.describe_topic("events").await?.partitions {
+///     println!("{}: leader {:?}, offsets {}..{}", p.partition, p.leader_id, p.log_start_offset, p.high_watermark);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionDescription {
     /// The partition number.
@@ -26,6 +34,13 @@ pub struct PartitionDescription {
 }
 
 /// A topic as the cluster describes it.
+///
+/// ```no_run
+/// # async fn example(admin: streamhouse_client::Admin) -> Result<(), streamhouse_client::ClientError> {
+/// let t = admin.describe_topic("events").await?;
+/// println!("{} has {} partitions", t.name, t.partitions.len());
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicDescription {
     /// The topic's name.
@@ -64,6 +79,14 @@ impl TopicDescription {
 }
 
 /// An agent of the cluster.
+///
+/// ```no_run
+/// # async fn example(admin: streamhouse_client::Admin) -> Result<(), streamhouse_client::ClientError> {
+/// for agent in admin.describe_cluster().await? {
+///     println!("{} at {}", agent.id, agent.address);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentDescription {
     /// The agent's id.
@@ -77,6 +100,11 @@ pub struct AgentDescription {
 }
 
 /// Options of a new topic.
+///
+/// ```
+/// let mut topic = streamhouse_client::NewTopic::new("audit", 3);
+/// topic.retention_ms = Some(7 * 24 * 3600 * 1000);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTopic {
     /// The name: 1 to 249 of `[a-zA-Z0-9._-]`.
@@ -91,6 +119,11 @@ pub struct NewTopic {
 
 impl NewTopic {
     /// A topic kept forever.
+    ///
+    /// ```
+    /// let topic = streamhouse_client::NewTopic::new("events", 8);
+    /// assert_eq!(topic.retention_ms, None);
+    /// ```
     pub fn new(name: impl Into<String>, partitions: u32) -> Self {
         NewTopic {
             name: name.into(),
@@ -121,6 +154,12 @@ pub struct Admin {
 
 impl Admin {
     /// An admin client for the cluster behind these comma-separated `HOST:PORT` addresses.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), streamhouse_client::ClientError> {
+    /// let admin = streamhouse_client::Admin::connect("127.0.0.1:9660,127.0.0.1:9661").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn connect(bootstrap: &str) -> Result<Admin> {
         let cluster = Cluster::new(parse_bootstrap(bootstrap)?, 4, Duration::from_secs(30));
         Ok(Admin {
@@ -129,6 +168,15 @@ impl Admin {
     }
 
     /// Creates a topic. Fails with [`ClientError::TopicExists`] if the name is taken.
+    ///
+    /// ```no_run
+    /// # async fn example(admin: streamhouse_client::Admin) -> Result<(), streamhouse_client::ClientError> {
+    /// match admin.create_topic(streamhouse_client::NewTopic::new("events", 8)).await {
+    ///     Ok(_) | Err(streamhouse_client::ClientError::TopicExists(_)) => {}
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn create_topic(&self, topic: NewTopic) -> Result<TopicDescription> {
         let req = pb::CreateTopicRequest {
             name: topic.name.clone(),
@@ -152,6 +200,12 @@ impl Admin {
     }
 
     /// Deletes a topic and everything in it.
+    ///
+    /// ```no_run
+    /// # async fn example(admin: streamhouse_client::Admin) -> Result<(), streamhouse_client::ClientError> {
+    /// admin.delete_topic("events").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
         let resp = self
             .cluster
@@ -168,6 +222,12 @@ impl Admin {
     }
 
     /// Every topic, by name.
+    ///
+    /// ```no_run
+    /// # async fn example(admin: streamhouse_client::Admin) -> Result<(), streamhouse_client::ClientError> {
+    /// let names: Vec<String> = admin.list_topics().await?.into_iter().map(|t| t.name).collect();
+    /// # Ok(()) }
+    /// ```
     pub async fn list_topics(&self) -> Result<Vec<TopicDescription>> {
         let resp = self
             .cluster
@@ -184,6 +244,13 @@ impl Admin {
     }
 
     /// One topic, with its partitions' leaders and offsets.
+    ///
+    /// ```no_run
+    /// # async fn example(admin: streamhouse_client::Admin) -> Result<(), streamhouse_client::ClientError> {
+    /// let t = admin.describe_topic("events").await?;
+    /// let stored: i64 = t.partitions.iter().map(|p| p.high_watermark - p.log_start_offset).sum();
+    /// # Ok(()) }
+    /// ```
     pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
         let resp = self.cluster.metadata(vec![name.to_string()]).await?;
         let t = resp
@@ -198,6 +265,12 @@ impl Admin {
     }
 
     /// The live agents.
+    ///
+    /// ```no_run
+    /// # async fn example(admin: streamhouse_client::Admin) -> Result<(), streamhouse_client::ClientError> {
+    /// println!("{} agents", admin.describe_cluster().await?.len());
+    /// # Ok(()) }
+    /// ```
     pub async fn describe_cluster(&self) -> Result<Vec<AgentDescription>> {
         let resp = self.cluster.metadata(vec![]).await?;
         Ok(resp

@@ -20,6 +20,11 @@ use crate::cluster::{Cluster, parse_bootstrap};
 use crate::error::{ClientError, Result};
 
 /// A topic and one of its partitions.
+///
+/// ```
+/// let tp = streamhouse_client::TopicPartition::new("events", 3);
+/// assert_eq!(tp.to_string(), "events-3");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicPartition {
     /// The topic.
@@ -30,6 +35,11 @@ pub struct TopicPartition {
 
 impl TopicPartition {
     /// `TopicPartition::new("events", 3)`.
+    ///
+    /// ```
+    /// let tp = streamhouse_client::TopicPartition::new("events", 0);
+    /// assert_eq!((tp.topic.as_str(), tp.partition), ("events", 0));
+    /// ```
     pub fn new(topic: impl Into<String>, partition: u32) -> Self {
         TopicPartition {
             topic: topic.into(),
@@ -45,6 +55,15 @@ impl fmt::Display for TopicPartition {
 }
 
 /// One record as a consumer sees it.
+///
+/// ```no_run
+/// # async fn example(mut consumer: streamhouse_client::Consumer) -> Result<(), streamhouse_client::ClientError> {
+/// for r in consumer.poll(std::time::Duration::from_millis(100)).await? {
+///     let value = r.value.as_deref().unwrap_or_default();
+///     println!("{}-{}@{}: {} bytes", r.topic, r.partition, r.offset, value.len());
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerRecord {
     /// The topic.
@@ -64,6 +83,10 @@ pub struct ConsumerRecord {
 }
 
 /// Where to start when there is no position, or the position fell out of the log.
+///
+/// ```
+/// let b = streamhouse_client::Consumer::builder().auto_offset_reset(streamhouse_client::OffsetReset::Earliest);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OffsetReset {
     /// The oldest record still stored.
@@ -115,48 +138,82 @@ impl Default for ConsumerBuilder {
 
 impl ConsumerBuilder {
     /// Comma-separated `HOST:PORT` of one or more agents. Required.
+    ///
+    /// ```
+    /// let b = streamhouse_client::Consumer::builder().bootstrap("10.0.0.1:9660,10.0.0.2:9660");
+    /// ```
     pub fn bootstrap(mut self, addrs: impl Into<String>) -> Self {
         self.bootstrap = addrs.into();
         self
     }
 
     /// Where to start without a position (default [`OffsetReset::Latest`]).
+    ///
+    /// ```
+    /// let b = streamhouse_client::Consumer::builder().auto_offset_reset(streamhouse_client::OffsetReset::None);
+    /// ```
     pub fn auto_offset_reset(mut self, reset: OffsetReset) -> Self {
         self.auto_offset_reset = reset;
         self
     }
 
     /// Most records one `poll` returns (default 500).
+    ///
+    /// ```
+    /// let b = streamhouse_client::Consumer::builder().max_poll_records(10_000);
+    /// ```
     pub fn max_poll_records(mut self, n: usize) -> Self {
         self.max_poll_records = n;
         self
     }
 
     /// How long an agent holds a fetch at the end of the log (default 500 ms).
+    ///
+    /// ```
+    /// let b = streamhouse_client::Consumer::builder().fetch_max_wait_ms(100);
+    /// ```
     pub fn fetch_max_wait_ms(mut self, ms: u64) -> Self {
         self.fetch_max_wait = Duration::from_millis(ms);
         self
     }
 
     /// About how many bytes one fetch of one partition returns (default 1 MiB).
+    ///
+    /// ```
+    /// let b = streamhouse_client::Consumer::builder().max_partition_fetch_bytes(4 * 1024 * 1024);
+    /// ```
     pub fn max_partition_fetch_bytes(mut self, bytes: usize) -> Self {
         self.max_partition_fetch_bytes = bytes;
         self
     }
 
     /// How long one request may take (default 30,000 ms).
+    ///
+    /// ```
+    /// let b = streamhouse_client::Consumer::builder().request_timeout_ms(10_000);
+    /// ```
     pub fn request_timeout_ms(mut self, ms: u64) -> Self {
         self.request_timeout = Duration::from_millis(ms);
         self
     }
 
     /// Fetched responses queued per partition ahead of `poll` (default 4).
+    ///
+    /// ```
+    /// let b = streamhouse_client::Consumer::builder().prefetch_batches(16);
+    /// ```
     pub fn prefetch_batches(mut self, n: usize) -> Self {
         self.prefetch_batches = n;
         self
     }
 
     /// Checks the settings and creates the consumer, assigned to nothing.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), streamhouse_client::ClientError> {
+    /// let consumer = streamhouse_client::Consumer::builder().bootstrap("127.0.0.1:9660").build().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn build(self) -> Result<Consumer> {
         let bootstrap = parse_bootstrap(&self.bootstrap)?;
         let bad = |m: String| Err(ClientError::InvalidConfig(m));
@@ -229,12 +286,23 @@ pub struct Consumer {
 
 impl Consumer {
     /// A builder with the default settings.
+    ///
+    /// ```
+    /// let builder = streamhouse_client::Consumer::builder().bootstrap("127.0.0.1:9660");
+    /// ```
     pub fn builder() -> ConsumerBuilder {
         ConsumerBuilder::default()
     }
 
     /// Reads exactly these partitions from now on, replacing any earlier assignment. Each
     /// starts at the position `auto_offset_reset` gives, unless it was already assigned.
+    ///
+    /// ```no_run
+    /// # async fn example(mut consumer: streamhouse_client::Consumer) -> Result<(), streamhouse_client::ClientError> {
+    /// use streamhouse_client::TopicPartition;
+    /// consumer.assign(vec![TopicPartition::new("events", 0), TopicPartition::new("events", 1)]).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn assign(&mut self, partitions: Vec<TopicPartition>) -> Result<()> {
         let mut next = HashMap::new();
         for tp in partitions {
@@ -264,6 +332,13 @@ impl Consumer {
     }
 
     /// The partitions assigned now.
+    ///
+    /// ```no_run
+    /// # async fn example(mut consumer: streamhouse_client::Consumer) -> Result<(), streamhouse_client::ClientError> {
+    /// consumer.assign(vec![streamhouse_client::TopicPartition::new("events", 1)]).await?;
+    /// assert_eq!(consumer.assignment().len(), 1);
+    /// # Ok(()) }
+    /// ```
     pub fn assignment(&self) -> Vec<TopicPartition> {
         let mut v: Vec<_> = self.partitions.keys().cloned().collect();
         v.sort();
@@ -271,11 +346,27 @@ impl Consumer {
     }
 
     /// The offset of the next record `poll` will return for `tp`.
+    ///
+    /// ```no_run
+    /// # async fn example(mut consumer: streamhouse_client::Consumer) -> Result<(), streamhouse_client::ClientError> {
+    /// let tp = streamhouse_client::TopicPartition::new("events", 0);
+    /// consumer.assign(vec![tp.clone()]).await?;
+    /// consumer.seek(&tp, 42).await?;
+    /// assert_eq!(consumer.position(&tp), Some(42));
+    /// # Ok(()) }
+    /// ```
     pub fn position(&self, tp: &TopicPartition) -> Option<i64> {
         self.partitions.get(tp).map(|a| a.position)
     }
 
     /// Makes the next `poll` of `tp` start at `offset`.
+    ///
+    /// ```no_run
+    /// # async fn example(mut consumer: streamhouse_client::Consumer) -> Result<(), streamhouse_client::ClientError> {
+    /// let tp = streamhouse_client::TopicPartition::new("events", 0);
+    /// consumer.seek(&tp, 42).await?; // the next poll starts at offset 42
+    /// # Ok(()) }
+    /// ```
     pub async fn seek(&mut self, tp: &TopicPartition, offset: i64) -> Result<()> {
         let Some(old) = self.partitions.remove(tp) else {
             return Err(ClientError::InvalidConfig(format!("{tp} is not assigned")));
@@ -288,6 +379,13 @@ impl Consumer {
     }
 
     /// Seeks each partition to the oldest record still stored.
+    ///
+    /// ```no_run
+    /// # async fn example(mut consumer: streamhouse_client::Consumer) -> Result<(), streamhouse_client::ClientError> {
+    /// let all = consumer.assignment();
+    /// consumer.seek_to_beginning(&all).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn seek_to_beginning(&mut self, tps: &[TopicPartition]) -> Result<()> {
         for tp in tps {
             let (start, _) = self.bounds(tp).await?;
@@ -297,6 +395,13 @@ impl Consumer {
     }
 
     /// Seeks each partition to its end, so only new records are read.
+    ///
+    /// ```no_run
+    /// # async fn example(mut consumer: streamhouse_client::Consumer) -> Result<(), streamhouse_client::ClientError> {
+    /// let all = consumer.assignment();
+    /// consumer.seek_to_end(&all).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn seek_to_end(&mut self, tps: &[TopicPartition]) -> Result<()> {
         for tp in tps {
             let (_, end) = self.bounds(tp).await?;
@@ -306,6 +411,13 @@ impl Consumer {
     }
 
     /// The partition's (log start offset, high watermark), asked of an agent now.
+    ///
+    /// ```no_run
+    /// # async fn example(mut consumer: streamhouse_client::Consumer) -> Result<(), streamhouse_client::ClientError> {
+    /// let (start, end) = consumer.bounds(&streamhouse_client::TopicPartition::new("events", 0)).await?;
+    /// println!("{} records stored", end - start);
+    /// # Ok(()) }
+    /// ```
     pub async fn bounds(&self, tp: &TopicPartition) -> Result<(i64, i64)> {
         let meta = self.cluster.refresh(&tp.topic).await?;
         let p = meta.partitions.get(tp.partition as usize).ok_or_else(|| {
@@ -331,6 +443,13 @@ impl Consumer {
 
     /// Returns up to `max_poll_records` records, waiting up to `timeout` for the first.
     /// Records of one partition come in offset order.
+    ///
+    /// ```no_run
+    /// # async fn example(mut consumer: streamhouse_client::Consumer) -> Result<(), streamhouse_client::ClientError> {
+    /// let records = consumer.poll(std::time::Duration::from_millis(100)).await?;
+    /// println!("{} records", records.len());
+    /// # Ok(()) }
+    /// ```
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -412,6 +531,12 @@ impl Consumer {
     }
 
     /// Stops every fetch task.
+    ///
+    /// ```no_run
+    /// # async fn example(consumer: streamhouse_client::Consumer) -> Result<(), streamhouse_client::ClientError> {
+    /// consumer.close().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn close(mut self) -> Result<()> {
         for (_, a) in self.partitions.drain() {
             a.task.abort();

@@ -6,6 +6,16 @@ use streamhouse_proto::pb::{self, ErrorCode};
 ///
 /// Errors an agent reports carry the agent's typed code; [`ClientError::is_retriable`] says
 /// which ones the producer and consumer retry by themselves.
+///
+/// ```no_run
+/// # async fn example(producer: streamhouse_client::Producer) -> Result<(), streamhouse_client::ClientError> {
+/// match producer.send_and_wait("events", None, b"x").await {
+///     Ok(meta) => println!("offset {}", meta.offset),
+///     Err(streamhouse_client::ClientError::UnknownTopic(t)) => eprintln!("create {t} first"),
+///     Err(e) => return Err(e),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ClientError {
     /// A builder setting is out of range.
@@ -76,6 +86,12 @@ pub enum ClientError {
 impl ClientError {
     /// True for transient conditions worth retrying: a leader moved, an agent is stopping or
     /// unreachable, a store is briefly unavailable.
+    ///
+    /// ```
+    /// let e = streamhouse_client::ClientError::Unreachable("connection refused".into());
+    /// assert!(e.is_retriable());
+    /// assert!(!streamhouse_client::ClientError::UnknownTopic("t".into()).is_retriable());
+    /// ```
     pub fn is_retriable(&self) -> bool {
         match self {
             ClientError::Unreachable(_) => true,
@@ -116,6 +132,11 @@ impl ClientError {
     }
 
     /// The agent's error code behind this error, where there is one.
+    ///
+    /// ```
+    /// let e = streamhouse_client::ClientError::UnknownTopic("t".into());
+    /// assert_eq!(e.code(), Some(streamhouse_client::ErrorCode::UnknownTopic));
+    /// ```
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             ClientError::UnknownTopic(_) => Some(ErrorCode::UnknownTopic),

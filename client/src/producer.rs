@@ -27,6 +27,13 @@ use crate::cluster::{AgentConn, Cluster, parse_bootstrap};
 use crate::error::{ClientError, Result};
 
 /// Where and when a record was stored.
+///
+/// ```no_run
+/// # async fn example(producer: streamhouse_client::Producer) -> Result<(), streamhouse_client::ClientError> {
+/// let meta = producer.send_and_wait("events", Some(b"k"), b"v").await?;
+/// println!("{}-{}@{} at {}", meta.topic, meta.partition, meta.offset, meta.timestamp);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordMetadata {
     /// The topic.
@@ -90,12 +97,20 @@ impl Default for ProducerBuilder {
 
 impl ProducerBuilder {
     /// Comma-separated `HOST:PORT` of one or more agents. Required.
+    ///
+    /// ```
+    /// let b = streamhouse_client::Producer::builder().bootstrap("10.0.0.1:9660,10.0.0.2:9660");
+    /// ```
     pub fn bootstrap(mut self, addrs: impl Into<String>) -> Self {
         self.bootstrap = addrs.into();
         self
     }
 
     /// Most records in one partition batch (default 1,000).
+    ///
+    /// ```
+    /// let b = streamhouse_client::Producer::builder().batch_size(5_000);
+    /// ```
     pub fn batch_size(mut self, records: usize) -> Self {
         self.batch_size = records;
         self
@@ -103,24 +118,40 @@ impl ProducerBuilder {
 
     /// Most encoded bytes in one partition batch (default 1 MiB). A single record larger than
     /// this is refused with [`ClientError::RecordTooLarge`].
+    ///
+    /// ```
+    /// let b = streamhouse_client::Producer::builder().batch_bytes(512 * 1024);
+    /// ```
     pub fn batch_bytes(mut self, bytes: usize) -> Self {
         self.batch_bytes = bytes;
         self
     }
 
     /// How long a batch waits for more records before it is sent (default 5 ms).
+    ///
+    /// ```
+    /// let b = streamhouse_client::Producer::builder().linger_ms(20);
+    /// ```
     pub fn linger_ms(mut self, ms: u64) -> Self {
         self.linger = Duration::from_millis(ms);
         self
     }
 
     /// Most produce requests in flight to one agent (default 5).
+    ///
+    /// ```
+    /// let b = streamhouse_client::Producer::builder().max_in_flight(1);
+    /// ```
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.max_in_flight = n;
         self
     }
 
     /// How long one request may take before it is retried (default 30,000 ms).
+    ///
+    /// ```
+    /// let b = streamhouse_client::Producer::builder().request_timeout_ms(10_000);
+    /// ```
     pub fn request_timeout_ms(mut self, ms: u64) -> Self {
         self.request_timeout = Duration::from_millis(ms);
         self
@@ -128,42 +159,74 @@ impl ProducerBuilder {
 
     /// How long a record may take from `send` to acknowledgement, retries included (default
     /// 120,000 ms). A failover shorter than this never surfaces as an error.
+    ///
+    /// ```
+    /// let b = streamhouse_client::Producer::builder().delivery_timeout_ms(300_000);
+    /// ```
     pub fn delivery_timeout_ms(mut self, ms: u64) -> Self {
         self.delivery_timeout = Duration::from_millis(ms);
         self
     }
 
     /// First pause between retries (default 100 ms); it doubles up to 1,000 ms.
+    ///
+    /// ```
+    /// let b = streamhouse_client::Producer::builder().retry_backoff_ms(50);
+    /// ```
     pub fn retry_backoff_ms(mut self, ms: u64) -> Self {
         self.retry_backoff = Duration::from_millis(ms);
         self
     }
 
     /// Ceiling of the retry pause (default 1,000 ms).
+    ///
+    /// ```
+    /// let b = streamhouse_client::Producer::builder().retry_backoff_max_ms(5_000);
+    /// ```
     pub fn retry_backoff_max_ms(mut self, ms: u64) -> Self {
         self.retry_backoff_max = Duration::from_millis(ms);
         self
     }
 
     /// Most retries of one batch (default: unlimited within the delivery timeout).
+    ///
+    /// ```
+    /// let b = streamhouse_client::Producer::builder().max_retries(3);
+    /// ```
     pub fn max_retries(mut self, n: u32) -> Self {
         self.max_retries = Some(n);
         self
     }
 
     /// Batch compression (default LZ4).
+    ///
+    /// ```
+    /// let b = streamhouse_client::Producer::builder().compression(streamhouse_client::Compression::None);
+    /// ```
     pub fn compression(mut self, c: Compression) -> Self {
         self.compression = c;
         self
     }
 
     /// Bytes of records buffered before `send` waits (default 32 MiB).
+    ///
+    /// ```
+    /// let b = streamhouse_client::Producer::builder().buffer_bytes(256 * 1024 * 1024);
+    /// ```
     pub fn buffer_bytes(mut self, bytes: usize) -> Self {
         self.buffer_bytes = bytes;
         self
     }
 
     /// Checks the settings and creates the producer. Connections are made on first use.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), streamhouse_client::ClientError> {
+    /// let producer = streamhouse_client::Producer::builder().bootstrap("127.0.0.1:9660").build().await?;
+    /// let refused = streamhouse_client::Producer::builder().batch_size(0).build().await;
+    /// assert!(matches!(refused, Err(streamhouse_client::ClientError::InvalidConfig(_))));
+    /// # Ok(()) }
+    /// ```
     pub async fn build(self) -> Result<Producer> {
         let bootstrap = parse_bootstrap(&self.bootstrap)?;
         let bad = |m: String| Err(ClientError::InvalidConfig(m));
@@ -412,6 +475,10 @@ fn now_ms() -> i64 {
 
 impl Producer {
     /// A builder with the default settings.
+    ///
+    /// ```
+    /// let builder = streamhouse_client::Producer::builder().bootstrap("127.0.0.1:9660");
+    /// ```
     pub fn builder() -> ProducerBuilder {
         ProducerBuilder::default()
     }
@@ -420,6 +487,14 @@ impl Producer {
     /// [`DeliveryFuture`] for its offset. Keyed records go to the partition Kafka's default
     /// partitioner would pick; keyless ones stick to one partition per batch. Waits only when
     /// `buffer_bytes` of records are already waiting.
+    ///
+    /// ```no_run
+    /// # async fn example(producer: streamhouse_client::Producer) -> Result<(), streamhouse_client::ClientError> {
+    /// let delivery = producer.send("events", Some(b"user-1"), b"clicked").await?;
+    /// // ... later, or never: dropping it does not cancel the record
+    /// let offset = delivery.await?.offset;
+    /// # Ok(()) }
+    /// ```
     pub async fn send(
         &self,
         topic: &str,
@@ -433,6 +508,15 @@ impl Producer {
     /// Like [`Producer::send`] with every field: an explicit partition (or `None` to let the
     /// partitioner choose), a nullable value (a tombstone), headers and a timestamp (ms since
     /// the epoch; `None` for now).
+    ///
+    /// ```no_run
+    /// # async fn example(producer: streamhouse_client::Producer) -> Result<(), streamhouse_client::ClientError> {
+    /// let headers = [streamhouse_client::Header { key: "trace".into(), value: Some(bytes::Bytes::from_static(b"abc")) }];
+    /// producer
+    ///     .send_record("events", Some(2), Some(b"user-1"), None, &headers, Some(1_700_000_000_000))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn send_record(
         &self,
         topic: &str,
@@ -532,6 +616,13 @@ impl Producer {
     }
 
     /// Sends one record and waits for its acknowledgement.
+    ///
+    /// ```no_run
+    /// # async fn example(producer: streamhouse_client::Producer) -> Result<(), streamhouse_client::ClientError> {
+    /// let meta = producer.send_and_wait("events", None, b"x").await?;
+    /// assert_eq!(meta.topic, "events");
+    /// # Ok(()) }
+    /// ```
     pub async fn send_and_wait(
         &self,
         topic: &str,
@@ -557,6 +648,15 @@ impl Producer {
 
     /// Sends every buffered record now and waits until each one sent before this call is
     /// acknowledged or has failed.
+    ///
+    /// ```no_run
+    /// # async fn example(producer: streamhouse_client::Producer) -> Result<(), streamhouse_client::ClientError> {
+    /// for i in 0..100u32 {
+    ///     producer.send("events", None, &i.to_be_bytes()).await?;
+    /// }
+    /// producer.flush().await?; // all 100 are acknowledged or failed now
+    /// # Ok(()) }
+    /// ```
     pub async fn flush(&self) -> Result<()> {
         let outcomes: Vec<Arc<BatchOutcome>> = {
             let mut accum = self.inner.accum.lock().unwrap_or_else(|p| p.into_inner());
@@ -578,6 +678,13 @@ impl Producer {
     }
 
     /// Flushes, then refuses further sends. Records already sent are delivered first.
+    ///
+    /// ```no_run
+    /// # async fn example(producer: streamhouse_client::Producer) -> Result<(), streamhouse_client::ClientError> {
+    /// producer.close().await?;
+    /// assert!(producer.send("events", None, b"late").await.is_err());
+    /// # Ok(()) }
+    /// ```
     pub async fn close(&self) -> Result<()> {
         self.flush().await?;
         self.inner.closed.store(true, Ordering::Release);
