@@ -9,40 +9,32 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use demos::{values, Storage, Target};
+use demos::{values, Storage, Target, Workload};
 use streamhouse_client::{Admin, Consumer, NewTopic, OffsetReset, Producer, TopicPartition};
 
 #[derive(Debug, Parser)]
+#[command(about = "Consumer throughput, reading from storage")]
 struct Args {
-    /// Agents to use; without it an agent is started in this process on a temporary directory.
-    #[arg(long)]
-    bootstrap: Option<String>,
-    #[arg(long, default_value_t = 2_000_000)]
-    records: u64,
-    #[arg(long, default_value_t = 100)]
-    value_size: usize,
-    #[arg(long, default_value_t = 8)]
-    partitions: u32,
-    /// Random values that LZ4 cannot compress, instead of JSON-like text.
-    #[arg(long)]
-    incompressible: bool,
+    #[command(flatten)]
+    workload: Workload,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let mut target = Target::connect(args.bootstrap.clone(), Storage::Temporary).await?;
+    let w = &args.workload;
+    let mut target = Target::connect(w.bootstrap.clone(), Storage::Temporary).await?;
     let topic = format!("consumer-bench-{}", std::process::id());
     Admin::connect(&target.bootstrap)
         .await?
-        .create_topic(NewTopic::new(&topic, args.partitions))
+        .create_topic(NewTopic::new(&topic, w.partitions))
         .await?;
     let producer = Producer::builder()
         .bootstrap(&target.bootstrap)
         .build()
         .await?;
-    let vals = values(1024, args.value_size, args.incompressible);
-    for i in 0..args.records {
+    let vals = values(1024, w.value_size, w.incompressible);
+    for i in 0..w.records {
         producer
             .send(&topic, None, &vals[(i % 1024) as usize])
             .await?;
@@ -57,7 +49,7 @@ async fn main() -> anyhow::Result<()> {
         .max_partition_fetch_bytes(4 * 1024 * 1024)
         .build()
         .await?;
-    let tps = (0..args.partitions)
+    let tps = (0..w.partitions)
         .map(|p| TopicPartition::new(&topic, p))
         .collect();
     // The clock starts before `assign`, which starts the background prefetch.
@@ -65,7 +57,7 @@ async fn main() -> anyhow::Result<()> {
     consumer.assign(tps).await?;
     let mut n = 0u64;
     let mut value_bytes = 0u64;
-    while n < args.records {
+    while n < w.records {
         for r in consumer.poll(Duration::from_secs(5)).await? {
             value_bytes += r.value.map_or(0, |v| v.len() as u64);
             n += 1;
@@ -78,15 +70,8 @@ async fn main() -> anyhow::Result<()> {
     let secs = start.elapsed().as_secs_f64();
     consumer.close().await?;
     println!(
-        "consumer_benchmark: {} records of {} B ({}) over {} partitions, read {}",
-        args.records,
-        args.value_size,
-        if args.incompressible {
-            "random bytes"
-        } else {
-            "JSON-like text"
-        },
-        args.partitions,
+        "consumer_benchmark: {}, read {}",
+        w.describe(),
         if cold {
             "after an agent restart (cold cache, from storage)"
         } else {

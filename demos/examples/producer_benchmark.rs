@@ -10,36 +10,28 @@
 use std::time::Instant;
 
 use clap::Parser;
-use demos::{percentiles_ms, values, Storage, Target};
+use demos::{percentiles_ms, values, Storage, Target, Workload};
 use streamhouse_client::{Admin, NewTopic, Producer};
 
 #[derive(Debug, Parser)]
+#[command(about = "Producer throughput and acknowledgement latency")]
 struct Args {
-    /// Agents to use; without it an agent is started in this process on a temporary directory.
-    #[arg(long)]
-    bootstrap: Option<String>,
-    #[arg(long, default_value_t = 2_000_000)]
-    records: u64,
-    #[arg(long, default_value_t = 100)]
-    value_size: usize,
-    #[arg(long, default_value_t = 8)]
-    partitions: u32,
+    #[command(flatten)]
+    workload: Workload,
     /// Measure the latency of one record in this many.
     #[arg(long, default_value_t = 8)]
     sample: u64,
-    /// Random values that LZ4 cannot compress, instead of JSON-like text.
-    #[arg(long)]
-    incompressible: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let target = Target::connect(args.bootstrap.clone(), Storage::Temporary).await?;
+    let w = &args.workload;
+    let target = Target::connect(w.bootstrap.clone(), Storage::Temporary).await?;
     let topic = format!("producer-bench-{}", std::process::id());
     Admin::connect(&target.bootstrap)
         .await?
-        .create_topic(NewTopic::new(&topic, args.partitions))
+        .create_topic(NewTopic::new(&topic, w.partitions))
         .await?;
     let producer = Producer::builder()
         .bootstrap(&target.bootstrap)
@@ -47,7 +39,7 @@ async fn main() -> anyhow::Result<()> {
         .await?;
 
     // Values and keys are made before the clock starts.
-    let values = values(1024, args.value_size, args.incompressible);
+    let values = values(1024, w.value_size, w.incompressible);
     let keys: Vec<String> = (0..1000).map(|i| format!("key-{i}")).collect();
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -63,7 +55,7 @@ async fn main() -> anyhow::Result<()> {
     });
 
     let start = Instant::now();
-    for i in 0..args.records {
+    for i in 0..w.records {
         let key = &keys[(i % 1000) as usize];
         let d = producer
             .send(&topic, Some(key.as_bytes()), &values[(i % 1024) as usize])
@@ -80,17 +72,7 @@ async fn main() -> anyhow::Result<()> {
     producer.close().await?;
 
     let secs = elapsed.as_secs_f64();
-    println!(
-        "producer_benchmark: {} records of {} B ({}) over {} partitions",
-        args.records,
-        args.value_size,
-        if args.incompressible {
-            "random bytes"
-        } else {
-            "JSON-like text"
-        },
-        args.partitions
-    );
+    println!("producer_benchmark: {}", w.describe());
     println!(
         "  enqueued in {:.2} s; all acknowledged after {:.2} s",
         sent_in.as_secs_f64(),
@@ -98,8 +80,8 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "  throughput: {:.0} records/s, {:.1} MB/s of values",
-        args.records as f64 / secs,
-        (args.records as f64 * args.value_size as f64) / secs / 1e6
+        w.records as f64 / secs,
+        (w.records as f64 * w.value_size as f64) / secs / 1e6
     );
     println!(
         "  ack latency (1 in {}): {}",

@@ -15,6 +15,40 @@ pub struct Target {
     data: Option<PathBuf>,
 }
 
+/// The workload flags the throughput benchmarks share.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Workload {
+    /// Agents to use; without it an agent is started in this process on a temporary directory.
+    #[arg(long)]
+    pub bootstrap: Option<String>,
+    #[arg(long, default_value_t = 2_000_000)]
+    pub records: u64,
+    #[arg(long, default_value_t = 100)]
+    pub value_size: usize,
+    #[arg(long, default_value_t = 8)]
+    pub partitions: u32,
+    /// Random values that LZ4 cannot compress, instead of JSON-like text.
+    #[arg(long)]
+    pub incompressible: bool,
+}
+
+impl Workload {
+    /// "2000000 records of 100 B (JSON-like text) over 8 partitions".
+    pub fn describe(&self) -> String {
+        format!(
+            "{} records of {} B ({}) over {} partitions",
+            self.records,
+            self.value_size,
+            if self.incompressible {
+                "random bytes"
+            } else {
+                "JSON-like text"
+            },
+            self.partitions
+        )
+    }
+}
+
 /// Where a started agent keeps its data.
 #[derive(Debug, Clone)]
 pub enum Storage {

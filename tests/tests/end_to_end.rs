@@ -50,6 +50,15 @@ async fn produce(addr: &str, from: usize, to: usize, acked: &mut Acked) {
     producer.close().await.unwrap();
 }
 
+async fn create_topic(addr: &str) {
+    Admin::connect(addr)
+        .await
+        .unwrap()
+        .create_topic(NewTopic::new(TOPIC, PARTITIONS))
+        .await
+        .unwrap();
+}
+
 /// Reads every partition from the beginning to its high watermark.
 async fn consume_all(addr: &str, expected: &Acked) -> Acked {
     let mut consumer = Consumer::builder()
@@ -114,12 +123,7 @@ fn check_dense_and_keyed(acked: &Acked) {
 async fn records_survive_restarts_complete_and_in_order() {
     let (_guard, dir) = data_dir();
     let agent = AgentProcess::start(BIN, &dir, &LEASE);
-    Admin::connect(&agent.addr)
-        .await
-        .unwrap()
-        .create_topic(NewTopic::new(TOPIC, PARTITIONS))
-        .await
-        .unwrap();
+    create_topic(&agent.addr).await;
 
     let mut acked = Acked::new();
     produce(&agent.addr, 0, 100_000, &mut acked).await;
@@ -167,12 +171,7 @@ async fn records_survive_a_restart_on_postgres_and_s3() {
         .unwrap();
     let extra = [&LEASE[..], &["--flush-interval-ms", "50"]].concat();
     let agent = AgentProcess::start_with(BIN, &db.url, &storage, &extra);
-    Admin::connect(&agent.addr)
-        .await
-        .unwrap()
-        .create_topic(NewTopic::new(TOPIC, PARTITIONS))
-        .await
-        .unwrap();
+    create_topic(&agent.addr).await;
     let mut acked = Acked::new();
     produce(&agent.addr, 0, 20_000, &mut acked).await;
     check_dense_and_keyed(&acked);
