@@ -36,10 +36,11 @@ pub struct AgentConfig {
     /// Flush the write buffer when it holds this many bytes.
     #[arg(long, env = "STREAMHOUSE_FLUSH_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub flush_bytes: usize,
-    /// Partition lease time to live; leases are renewed every third of it.
+    /// Partition lease time to live: an agent silent this long loses its partitions.
     #[arg(long, env = "STREAMHOUSE_LEASE_TTL_MS", default_value_t = 3_000)]
     pub lease_ttl_ms: u64,
-    /// How often the agent heartbeats its registration.
+    /// How often the agent heartbeats, renews its leases and rebalances; at most half the
+    /// lease TTL, so one late round does not cost a lease.
     #[arg(long, env = "STREAMHOUSE_HEARTBEAT_MS", default_value_t = 1_000)]
     pub heartbeat_ms: u64,
     /// Largest record batch accepted, in bytes (Kafka's message.max.bytes).
@@ -84,8 +85,11 @@ impl AgentConfig {
         if self.lease_ttl_ms < 300 {
             return Err(format!("lease_ttl_ms {} is below 300", self.lease_ttl_ms));
         }
-        if self.heartbeat_ms == 0 || self.heartbeat_ms >= self.lease_ttl_ms {
-            return Err("heartbeat_ms must be positive and below lease_ttl_ms".into());
+        if self.heartbeat_ms == 0 || self.heartbeat_ms * 2 > self.lease_ttl_ms {
+            return Err(format!(
+                "heartbeat_ms {} must be positive and at most half of lease_ttl_ms {}",
+                self.heartbeat_ms, self.lease_ttl_ms
+            ));
         }
         if !(1024..=64 * 1024 * 1024).contains(&self.max_record_bytes) {
             return Err("max_record_bytes must be between 1 KiB and 64 MiB".into());

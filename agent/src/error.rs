@@ -48,6 +48,22 @@ pub enum AgentError {
     MetadataUnavailable(String),
     #[error("the agent is shutting down")]
     ShuttingDown,
+    #[error(
+        "producer {producer_id} sent sequence {got} to {topic}-{partition}, expected {expected}"
+    )]
+    OutOfOrderSequence {
+        topic: String,
+        partition: u32,
+        producer_id: i64,
+        expected: i32,
+        got: i32,
+    },
+    #[error("producer {producer_id} epoch {epoch} is fenced by epoch {current_epoch}")]
+    ProducerFenced {
+        producer_id: i64,
+        epoch: i16,
+        current_epoch: i16,
+    },
 }
 
 impl AgentError {
@@ -86,6 +102,11 @@ impl AgentError {
             AgentError::Storage(_) | AgentError::StorageUnavailable(_) => C::StorageUnavailable,
             AgentError::MetadataUnavailable(_) => C::MetadataUnavailable,
             AgentError::Metadata(crate::metadata::MetadataError::Fenced(_)) => C::NotLeader,
+            AgentError::Metadata(crate::metadata::MetadataError::ProducerFenced { .. }) => {
+                C::ProducerFenced
+            }
+            AgentError::OutOfOrderSequence { .. } => C::OutOfOrderSequence,
+            AgentError::ProducerFenced { .. } => C::ProducerFenced,
             AgentError::Metadata(_) => C::MetadataUnavailable,
             AgentError::ShuttingDown => C::ShuttingDown,
         };

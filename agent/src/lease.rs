@@ -1,60 +1,44 @@
-//! Partition leases: which agent writes which partition.
+//! Partition leases: which agent writes which partition, and the rounds that keep it so.
 //!
-//! Every third of the lease TTL the agent heartbeats, renews what it holds, notices what it
-//! lost, and takes the free or expired partitions that rendezvous hashing over the live agents
-//! assigns to it. The metadata store's clock alone judges expiry, and every change of holder
-//! increments the epoch that the flush commit checks, so a paused or partitioned agent can
-//! never commit after losing a lease.
+//! Every heartbeat the agent runs one round: it heartbeats its registration, marks agents
+//! that went silent as lost, renews the leases it holds (and forgets those it lost), then
+//! reads one snapshot of the live agents and every partition's holder and follows the
+//! [`assignment`](crate::assignment) plan: hand back (after flushing) what another live agent
+//! should lead, take the free or expired leases that map to it. The metadata store's clock
+//! alone judges expiry, and every change of holder increments the epoch that the flush
+//! commit checks, so a paused or partitioned agent can never commit after losing a lease.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::assignment::{self, Slot};
 use crate::error::Result;
+use crate::metadata::Lease;
+use crate::partitions::PartitionState;
 use crate::Shared;
 
-/// Rendezvous (highest random weight) hashing: the agent that should own a partition. Stable
-/// as agents come and go: only the partitions of an agent that left (or their share for one
-/// that joined) move.
-pub fn rendezvous_owner<'a>(agents: &'a [String], topic: &str, partition: u32) -> Option<&'a str> {
-    agents
-        .iter()
-        .max_by_key(|a| weight(a, topic, partition))
-        .map(String::as_str)
-}
+/// How long an idle producer's state is remembered (Kafka's `producer.id.expiration.ms`
+/// is one day; a week is kinder to producers that pause).
+pub const PRODUCER_STATE_MAX_AGE_MS: i64 = 7 * 24 * 3600 * 1000;
 
-fn weight(agent: &str, topic: &str, partition: u32) -> u64 {
-    // FNV-1a over the three fields, then a 64-bit finaliser (splitmix64) to spread it.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in agent
-        .as_bytes()
-        .iter()
-        .chain([0u8].iter())
-        .chain(topic.as_bytes())
-        .chain([0u8].iter())
-        .chain(partition.to_be_bytes().iter())
-    {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h ^= h >> 30;
-    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h ^= h >> 27;
-    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^ (h >> 31)
-}
-
-/// Runs the lease loop until `stop` turns true.
+/// Runs lease rounds until `stop` turns true.
 pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let period = Duration::from_millis(shared.config.lease_ttl_ms / 3);
+    let period = Duration::from_millis(shared.config.heartbeat_ms);
     loop {
-        if let Err(e) = tick(&shared).await {
-            tracing::warn!(error = %e, "lease round failed; retrying");
-        }
+        let sleep = match tick(&shared).await {
+            Ok(Some(soon)) => soon.min(period),
+            Ok(None) => period,
+            Err(e) => {
+                tracing::warn!(error = %e, "lease round failed; retrying");
+                period
+            }
+        };
         tokio::select! {
-            _ = tokio::time::sleep(period) => {}
+            _ = tokio::time::sleep(sleep) => {}
             _ = shared.lease_kick.notified() => {}
             _ = stop.changed() => return,
         }
@@ -64,13 +48,17 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// One round: heartbeat, reconcile topics, renew, take.
-pub async fn tick(shared: &Shared) -> Result<()> {
+/// One round. Returns how soon the next one should run when a lease this agent would take
+/// over is about to expire (its holder has gone quiet), so takeover does not wait a period.
+pub async fn tick(shared: &Shared) -> Result<Option<Duration>> {
     let _turn = shared.lease_round.lock().await;
     let meta = &shared.meta;
     let ttl = shared.config.lease_ttl_ms as i64;
     if !meta.heartbeat_agent(&shared.id).await? {
         meta.register_agent(&shared.id, &shared.advertise).await?;
+    }
+    for lost in meta.reap_lost_agents(ttl).await? {
+        tracing::warn!(agent = %lost, "agent lost: no heartbeat within the lease TTL");
     }
 
     // Topics deleted or recreated elsewhere.
@@ -90,93 +78,135 @@ pub async fn tick(shared: &Shared) -> Result<()> {
 
     // Renew; whatever we thought we held and the store no longer says is ours is lost.
     let held = meta.renew_leases(&shared.id, ttl).await?;
-    let held_epochs: HashMap<(&str, u32), &crate::metadata::Lease> = held
+    let held_epochs: HashMap<(&str, u32), i64> = held
         .iter()
-        .map(|l| ((l.topic.as_str(), l.partition), l))
+        .map(|l| ((l.topic.as_str(), l.partition), l.epoch))
         .collect();
     for t in shared.topics.all() {
         for p in &t.partitions {
             let Some(epoch) = p.lease_epoch() else {
                 continue;
             };
-            match held_epochs.get(&(&*t.name, p.partition)) {
-                Some(l) if l.epoch == epoch => {}
-                _ => {
-                    tracing::warn!(topic = %t.name, partition = p.partition, epoch, "lease lost");
-                    p.drop_lease(Some(epoch));
-                }
+            if held_epochs.get(&(&*t.name, p.partition)) != Some(&epoch) {
+                tracing::warn!(topic = %t.name, partition = p.partition, epoch, "lease lost");
+                p.drop_lease(Some(epoch));
             }
         }
     }
     // Held in the store but not in memory (after an uncertain commit): adopt afresh.
     for l in &held {
-        if let Some(p) = shared
-            .topics
-            .get(&l.topic)
-            .and_then(|t| t.partitions.get(l.partition as usize).cloned())
-        {
+        if let Some(p) = partition_state(shared, &l.topic, l.partition) {
             if p.lease_epoch() != Some(l.epoch) {
-                p.adopt_lease(l.epoch, l.log_start_offset, l.high_watermark);
+                adopt(shared, &p, l).await?;
             }
         }
     }
 
-    // Take the free partitions that map to this agent.
-    let free = meta.free_partitions().await?;
-    if free.is_empty() {
-        return Ok(());
-    }
+    // One snapshot of who is live and who holds what, and the plan it gives.
     let agents: Vec<String> = meta
         .list_agents(Some(ttl))
         .await?
         .into_iter()
         .map(|a| a.id)
         .collect();
-    let mine: Vec<(String, u32)> = free
-        .into_iter()
-        .filter(|(t, p)| rendezvous_owner(&agents, t, *p).is_none_or(|owner| owner == shared.id))
+    let rows = meta.list_partitions(None).await?;
+    let now = meta.now_ms().await?;
+    let slots: Vec<Slot<'_>> = rows
+        .iter()
+        .map(|r| Slot {
+            topic: &r.topic,
+            partition: r.partition,
+            holder: r.leader_id.as_deref(),
+        })
         .collect();
-    if mine.is_empty() {
-        return Ok(());
-    }
-    for l in meta.acquire_leases(&shared.id, ttl, &mine).await? {
-        let Some(row) = topics.iter().find(|t| t.name == l.topic) else {
-            continue;
-        };
-        let topic = shared.topics.upsert(row);
-        if let Some(p) = topic.partitions.get(l.partition as usize) {
-            tracing::info!(topic = %l.topic, partition = l.partition, epoch = l.epoch, "lease acquired");
-            p.adopt_lease(l.epoch, l.log_start_offset, l.high_watermark);
+    let plan = assignment::plan(&shared.id, &agents, &slots);
+    let wanted = assignment::assign(&agents, &slots);
+
+    for &s in &plan.hand_back {
+        let row = &rows[s];
+        let to = wanted[s].map_or("another agent", |k| agents[k].as_str());
+        if let Some(state) = partition_state(shared, &row.topic, row.partition) {
+            hand_back(shared, &state, to).await?;
         }
     }
+
+    if !shared.shutting_down.load(Ordering::Acquire) && !plan.acquire.is_empty() {
+        let mine: Vec<(String, u32)> = plan
+            .acquire
+            .iter()
+            .map(|&s| (rows[s].topic.clone(), rows[s].partition))
+            .collect();
+        for l in meta.acquire_leases(&shared.id, ttl, &mine).await? {
+            let Some(row) = topics.iter().find(|t| t.name == l.topic) else {
+                continue;
+            };
+            let topic = shared.topics.upsert(row);
+            if let Some(p) = topic.partitions.get(l.partition as usize) {
+                tracing::info!(topic = %l.topic, partition = l.partition, epoch = l.epoch, "lease acquired");
+                adopt(shared, p, &l).await?;
+            }
+        }
+    }
+
+    // Leases we would inherit: wake just after the first one runs out.
+    let soonest = plan
+        .successor_of
+        .iter()
+        .map(|&s| rows[s].lease_expires_ms - now)
+        .min();
+    Ok(soonest.map(|ms| Duration::from_millis(ms.max(0) as u64 + 5)))
+}
+
+fn partition_state(shared: &Shared, topic: &str, partition: u32) -> Option<Arc<PartitionState>> {
+    shared
+        .topics
+        .get(topic)
+        .and_then(|t| t.partitions.get(partition as usize).cloned())
+}
+
+/// Starts leading a partition: its bounds and producer table from the store, then the epoch.
+async fn adopt(shared: &Shared, state: &PartitionState, lease: &Lease) -> Result<()> {
+    let producers = shared
+        .meta
+        .producer_states(&lease.topic, lease.partition, PRODUCER_STATE_MAX_AGE_MS)
+        .await?;
+    state.adopt_lease(
+        lease.epoch,
+        lease.log_start_offset,
+        lease.high_watermark,
+        producers,
+    );
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rendezvous_is_balanced_and_moves_little() {
-        let three: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
-        let mut counts = HashMap::new();
-        for p in 0..3000 {
-            *counts
-                .entry(rendezvous_owner(&three, "t", p).unwrap())
-                .or_insert(0) += 1;
+/// Gives a partition to the agent that should lead it: refuse new batches, flush the
+/// buffered ones, then release the lease (only at our epoch) so its owner can take it.
+async fn hand_back(shared: &Shared, state: &PartitionState, to: &str) -> Result<()> {
+    let Some(epoch) = state.lease_epoch() else {
+        return Ok(());
+    };
+    state.set_closing(true);
+    shared.writer.sync().await;
+    let released = shared
+        .meta
+        .release_lease(
+            &shared.id,
+            &state.topic,
+            state.partition,
+            epoch,
+            &format!("handed back to {to}"),
+        )
+        .await;
+    match released {
+        Ok(_) => {
+            tracing::info!(topic = %state.topic, partition = state.partition, epoch, to,
+                "lease handed back");
+            state.drop_lease(Some(epoch));
+            Ok(())
         }
-        for (_, n) in counts {
-            assert!((850..1150).contains(&n), "unbalanced: {n}");
+        Err(e) => {
+            state.set_closing(false);
+            Err(e.into())
         }
-        // Removing an agent moves only the partitions it owned.
-        let two: Vec<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
-        for p in 0..3000 {
-            let before = rendezvous_owner(&three, "t", p).unwrap();
-            let after = rendezvous_owner(&two, "t", p).unwrap();
-            if before != "c" {
-                assert_eq!(before, after);
-            }
-        }
-        assert_eq!(rendezvous_owner(&[], "t", 0), None);
     }
 }

@@ -7,6 +7,7 @@
 //! back. [`lease`] decides which agent writes which partition; [`partitions`] is what an agent
 //! knows of each.
 
+pub mod assignment;
 pub mod cli;
 pub mod config;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod metadata;
 pub mod object_store;
 pub mod partitions;
 pub mod reader;
+pub mod sequence;
 pub mod service;
 #[doc(hidden)]
 pub mod testing;
@@ -163,7 +165,7 @@ impl Agent {
     }
 
     /// Serves until `shutdown` completes, then stops gracefully: refuse new writes, flush and
-    /// acknowledge what is buffered, finish in-flight requests, release leases, deregister.
+    /// acknowledge what is buffered, finish in-flight requests, deregister, release leases.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), StartError> {
         let shared = self.shared;
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -190,11 +192,13 @@ impl Agent {
         shared.writer.close().await;
         let _ = stop_tx.send(true);
         let _ = lease_task.await;
-        if let Err(e) = shared.meta.release_leases(&shared.id).await {
-            tracing::warn!(error = %e, "could not release leases; they will expire");
-        }
+        // Deregister first, so that the leases released next are taken by the others and
+        // not waited for by them as ours.
         if let Err(e) = shared.meta.deregister_agent(&shared.id).await {
             tracing::warn!(error = %e, "could not deregister");
+        }
+        if let Err(e) = shared.meta.release_leases(&shared.id).await {
+            tracing::warn!(error = %e, "could not release leases; they will expire");
         }
         shared.meta.close().await;
         tracing::info!(id = %shared.id, "agent stopped");

@@ -1,14 +1,16 @@
 //! What an agent knows about each partition: whether it holds the lease and at which epoch,
 //! the log's bounds (the high watermark is a `watch` so long-polling fetches wake on commit),
-//! and a cache of the partition's segment index.
+//! a cache of the partition's segment index, and, while it leads, what the partition
+//! remembers of its idempotent producers.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::watch;
 
 use crate::metadata::{SegmentRow, TopicRow};
+use crate::sequence::ProducerEntry;
 
 /// Where a run of a partition's offsets is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,9 +45,14 @@ pub struct PartitionState {
     pub topic: Arc<str>,
     pub partition: u32,
     epoch: AtomicI64,
+    /// Set while the lease is being handed back: new batches are refused while the buffered
+    /// ones are flushed.
+    closing: AtomicBool,
     log_start: AtomicI64,
     high_watermark: watch::Sender<i64>,
     index: Mutex<BTreeMap<i64, SegmentEntry>>,
+    /// Idempotent producers by id, as of the last commit. Only the flusher changes it.
+    producers: Mutex<HashMap<i64, ProducerEntry>>,
 }
 
 impl PartitionState {
@@ -54,9 +61,11 @@ impl PartitionState {
             topic,
             partition,
             epoch: AtomicI64::new(NOT_HELD),
+            closing: AtomicBool::new(false),
             log_start: AtomicI64::new(0),
             high_watermark: watch::Sender::new(0),
             index: Mutex::new(BTreeMap::new()),
+            producers: Mutex::new(HashMap::new()),
         }
     }
 
@@ -66,11 +75,38 @@ impl PartitionState {
         (e != NOT_HELD).then_some(e)
     }
 
-    /// Takes the lease at `epoch` with the log bounds the store recorded. The bounds are set
-    /// before the epoch is published, so whoever sees the epoch sees them too.
-    pub fn adopt_lease(&self, epoch: i64, log_start: i64, high_watermark: i64) {
+    /// The epoch to append under: the lease's, unless it is being handed back.
+    pub fn append_epoch(&self) -> Option<i64> {
+        if self.closing.load(Ordering::Acquire) {
+            return None;
+        }
+        self.lease_epoch()
+    }
+
+    /// Takes the lease at `epoch` with the log bounds and producer state the store recorded.
+    /// They are set before the epoch is published, so whoever sees the epoch sees them too.
+    pub fn adopt_lease(
+        &self,
+        epoch: i64,
+        log_start: i64,
+        high_watermark: i64,
+        producers: Vec<(i64, ProducerEntry)>,
+    ) {
         self.set_bounds(log_start, high_watermark);
+        *self.producers.lock().unwrap_or_else(|p| p.into_inner()) = producers.into_iter().collect();
+        self.closing.store(false, Ordering::Release);
         self.epoch.store(epoch, Ordering::Release);
+    }
+
+    /// Refuses new batches (true) or takes them again (false) while the lease is kept.
+    pub fn set_closing(&self, closing: bool) {
+        self.closing.store(closing, Ordering::Release);
+    }
+
+    /// The producer table, for the flusher's checks and updates. Held only briefly, never
+    /// across I/O.
+    pub fn producers(&self) -> std::sync::MutexGuard<'_, HashMap<i64, ProducerEntry>> {
+        self.producers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Forgets the lease, but only if it is still the one at `epoch` (when given).
@@ -239,7 +275,7 @@ mod tests {
     #[test]
     fn dropping_a_lease_only_drops_the_epoch_it_names() {
         let p = PartitionState::new(Arc::from("t"), 0);
-        p.adopt_lease(3, 0, 0);
+        p.adopt_lease(3, 0, 0, Vec::new());
         p.drop_lease(Some(2));
         assert_eq!(p.lease_epoch(), Some(3));
         p.drop_lease(Some(3));

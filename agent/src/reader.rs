@@ -15,6 +15,9 @@ use crate::metadata::MetadataStore;
 use crate::object_store::ObjectStore;
 use crate::partitions::{PartitionState, SegmentEntry};
 
+/// How often a long-poll on a partition another agent writes looks for its commits.
+const FOLLOWER_POLL: Duration = Duration::from_millis(100);
+
 /// Index rows loaded from the store at a time when the cached index misses.
 const INDEX_LOAD: i64 = 256;
 
@@ -104,14 +107,7 @@ impl Reader {
         max_wait: Duration,
     ) -> Result<Fetched> {
         if state.lease_epoch().is_none() {
-            // Another agent writes this partition: take its bounds from the store.
-            if let Some(row) = self
-                .meta
-                .get_partition(&state.topic, state.partition)
-                .await?
-            {
-                state.set_bounds(row.log_start_offset, row.high_watermark);
-            }
+            self.refresh_bounds(state).await?;
         }
         let log_start = state.log_start();
         let mut hwm = state.high_watermark();
@@ -123,11 +119,7 @@ impl Reader {
             });
         }
         if offset == hwm && !max_wait.is_zero() {
-            let mut rx = state.subscribe_high_watermark();
-            let waited = tokio::time::timeout(max_wait, rx.wait_for(|h| *h > offset)).await;
-            if let Ok(Ok(h)) = waited {
-                hwm = *h;
-            }
+            hwm = self.wait_for_data(state, offset, max_wait).await?;
         }
         let mut out = Fetched {
             batches: Vec::new(),
@@ -179,6 +171,51 @@ impl Reader {
             pos = pos.max(seg.last_offset + 1);
         }
         Ok(out)
+    }
+
+    /// Another agent writes this partition: take its bounds from the store.
+    async fn refresh_bounds(&self, state: &PartitionState) -> Result<()> {
+        if let Some(row) = self
+            .meta
+            .get_partition(&state.topic, state.partition)
+            .await?
+        {
+            state.set_bounds(row.log_start_offset, row.high_watermark);
+        }
+        Ok(())
+    }
+
+    /// Waits up to `max_wait` for the high watermark to pass `offset` and returns it. A
+    /// commit of this agent's wakes the wait at once; one of another agent's is seen by
+    /// polling the store every [`FOLLOWER_POLL`].
+    async fn wait_for_data(
+        &self,
+        state: &PartitionState,
+        offset: i64,
+        max_wait: Duration,
+    ) -> Result<i64> {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        let mut rx = state.subscribe_high_watermark();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Ok(state.high_watermark());
+            }
+            let step = if state.lease_epoch().is_some() {
+                left
+            } else {
+                FOLLOWER_POLL.min(left)
+            };
+            if let Ok(Ok(h)) = tokio::time::timeout(step, rx.wait_for(|h| *h > offset)).await {
+                return Ok(*h);
+            }
+            if state.lease_epoch().is_none() {
+                self.refresh_bounds(state).await?;
+                if state.high_watermark() > offset {
+                    return Ok(state.high_watermark());
+                }
+            }
+        }
     }
 
     async fn segment_for(

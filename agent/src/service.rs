@@ -71,17 +71,18 @@ impl Service {
         let mut results = Vec::with_capacity(appended.len());
         for (topic, partition, acks) in appended {
             let outcome = match acks {
-                Ok(acks) => first_of(acks).await,
+                Ok(acks) => all_of(acks).await,
                 Err(e) => Err(e),
             };
             results.push(match outcome {
-                Ok(a) => pb::PartitionProduceResult {
+                Ok(all) => pb::PartitionProduceResult {
                     topic,
                     partition,
                     error: ok(),
-                    base_offset: a.base_offset,
-                    append_time_ms: a.append_time_ms,
-                    log_start_offset: a.log_start_offset,
+                    base_offset: all.first().map_or(0, |a| a.base_offset),
+                    append_time_ms: all.iter().map(|a| a.append_time_ms).max().unwrap_or(0),
+                    log_start_offset: all.iter().map(|a| a.log_start_offset).max().unwrap_or(0),
+                    base_offsets: all.iter().map(|a| a.base_offset).collect(),
                 },
                 Err(e) => pb::PartitionProduceResult {
                     topic,
@@ -115,7 +116,7 @@ impl Service {
             let header = batch::validate(&b)?;
             checked.push((b, header));
         }
-        if state.lease_epoch().is_none() {
+        if state.append_epoch().is_none() {
             return Err(AgentError::NotLeader {
                 leader_hint: self.leader_hint(&p.topic, p.partition).await,
                 topic: p.topic,
@@ -178,7 +179,7 @@ impl Service {
 
     async fn metadata_inner(&self, r: pb::GetMetadataRequest) -> Result<pb::GetMetadataResponse> {
         let meta = &self.shared.meta;
-        let live_within = 3 * self.shared.config.lease_ttl_ms as i64;
+        let live_within = self.shared.config.lease_ttl_ms as i64;
         let agents = meta
             .list_agents(Some(live_within))
             .await?
@@ -188,6 +189,8 @@ impl Service {
                 address: a.address,
                 started_at_ms: a.started_at_ms,
                 heartbeat_ms: a.heartbeat_ms,
+                live: true,
+                partitions_led: 0,
             })
             .collect();
         let mut topics = Vec::new();
@@ -277,16 +280,114 @@ impl Service {
     }
 }
 
+impl Service {
+    async fn init_producer_id_inner(
+        &self,
+        r: pb::InitProducerIdRequest,
+    ) -> Result<pb::InitProducerIdResponse> {
+        let current = match r.producer_id {
+            -1 => None,
+            id if id >= 0 => {
+                let epoch = i16::try_from(r.producer_epoch).map_err(|_| {
+                    AgentError::InvalidRequest(format!(
+                        "producer epoch {} is out of range",
+                        r.producer_epoch
+                    ))
+                })?;
+                Some((id, epoch))
+            }
+            id => {
+                return Err(AgentError::InvalidRequest(format!(
+                    "producer id {id}: -1 asks for a new one, otherwise it must be >= 0"
+                )))
+            }
+        };
+        let (producer_id, epoch) = self.shared.meta.init_producer_id(current).await?;
+        Ok(pb::InitProducerIdResponse {
+            error: ok(),
+            producer_id,
+            producer_epoch: i32::from(epoch),
+        })
+    }
+
+    async fn describe_cluster_inner(&self) -> Result<pb::DescribeClusterResponse> {
+        let meta = &self.shared.meta;
+        let ttl = self.shared.config.lease_ttl_ms as i64;
+        let now_ms = meta.now_ms().await?;
+        let topics = self.topic_infos(meta.list_topics().await?).await?;
+        let mut led: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+        for p in topics.iter().flat_map(|t| &t.partitions) {
+            if !p.leader_id.is_empty() {
+                *led.entry(p.leader_id.as_str()).or_default() += 1;
+            }
+        }
+        let agents = meta
+            .list_agents(None)
+            .await?
+            .into_iter()
+            .map(|a| pb::AgentInfo {
+                live: a.heartbeat_ms > now_ms - ttl,
+                partitions_led: led.get(a.id.as_str()).copied().unwrap_or(0),
+                id: a.id,
+                address: a.address,
+                started_at_ms: a.started_at_ms,
+                heartbeat_ms: a.heartbeat_ms,
+            })
+            .collect();
+        Ok(pb::DescribeClusterResponse {
+            error: ok(),
+            now_ms,
+            agents,
+            topics,
+            lease_ttl_ms: self.shared.config.lease_ttl_ms,
+        })
+    }
+
+    async fn list_events_inner(&self, r: pb::ListEventsRequest) -> Result<pb::ListEventsResponse> {
+        let limit = match r.limit {
+            0 => 100,
+            n => n.min(1000),
+        };
+        let events = self
+            .shared
+            .meta
+            .list_events(r.after_id, i64::from(limit))
+            .await?
+            .into_iter()
+            .map(|e| pb::Event {
+                id: e.id,
+                at_ms: e.at_ms,
+                kind: e.kind,
+                subject: e.subject,
+                detail: e.detail,
+            })
+            .collect();
+        Ok(pb::ListEventsResponse {
+            error: ok(),
+            events,
+        })
+    }
+}
+
 type Ack = tokio::sync::oneshot::Receiver<Result<Appended>>;
 
-/// Waits for every batch appended together; they share one flush, so they share its fate.
-async fn first_of(acks: Vec<Ack>) -> Result<Appended> {
-    let mut first = None;
+/// Waits for every batch appended together and answers for them all: the first error, or
+/// where each was stored.
+async fn all_of(acks: Vec<Ack>) -> Result<Vec<Appended>> {
+    let mut all = Vec::with_capacity(acks.len());
+    let mut error = None;
     for ack in acks {
-        let appended = ack.await.map_err(|_| AgentError::ShuttingDown)??;
-        first.get_or_insert(appended);
+        match ack.await.map_err(|_| AgentError::ShuttingDown) {
+            Ok(Ok(a)) => all.push(a),
+            Ok(Err(e)) | Err(e) => {
+                error.get_or_insert(e);
+            }
+        }
     }
-    first.ok_or(AgentError::ShuttingDown)
+    match error {
+        Some(e) => Err(e),
+        None => Ok(all),
+    }
 }
 
 fn topic_info(t: TopicRow, partitions: Vec<PartitionRow>) -> pb::TopicInfo {
@@ -301,6 +402,7 @@ fn topic_info(t: TopicRow, partitions: Vec<PartitionRow>) -> pb::TopicInfo {
                 lease_epoch: p.lease_epoch,
                 log_start_offset: p.log_start_offset,
                 high_watermark: p.high_watermark,
+                lease_expires_ms: p.lease_expires_ms,
             })
             .collect(),
         retention_ms: t.retention_ms,
@@ -346,7 +448,10 @@ with_error!(
     pb::GetMetadataResponse,
     pb::CreateTopicResponse,
     pb::DeleteTopicResponse,
-    pb::ListTopicsResponse
+    pb::ListTopicsResponse,
+    pb::InitProducerIdResponse,
+    pb::DescribeClusterResponse,
+    pb::ListEventsResponse
 );
 
 #[tonic::async_trait]
@@ -414,5 +519,35 @@ impl pb::stream_house_server::StreamHouse for Service {
         }
         .await;
         answer!(result, pb::ListTopicsResponse)
+    }
+
+    async fn init_producer_id(
+        &self,
+        request: Request<pb::InitProducerIdRequest>,
+    ) -> Result<Response<pb::InitProducerIdResponse>, Status> {
+        answer!(
+            self.init_producer_id_inner(request.into_inner()).await,
+            pb::InitProducerIdResponse
+        )
+    }
+
+    async fn describe_cluster(
+        &self,
+        _request: Request<pb::DescribeClusterRequest>,
+    ) -> Result<Response<pb::DescribeClusterResponse>, Status> {
+        answer!(
+            self.describe_cluster_inner().await,
+            pb::DescribeClusterResponse
+        )
+    }
+
+    async fn list_events(
+        &self,
+        request: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        answer!(
+            self.list_events_inner(request.into_inner()).await,
+            pb::ListEventsResponse
+        )
     }
 }

@@ -7,6 +7,11 @@
 //! its committed high watermark, since flushes are sequential), writes the object, commits,
 //! and only then moves the high watermarks and answers. No lock is held across I/O. A flush
 //! that fails moves nothing, so offsets stay dense.
+//!
+//! Batches from idempotent producers are checked against the partition's producer table as
+//! the flush is built (flushes are sequential, so it reflects every earlier commit): a batch
+//! already stored is answered with its original offset and not written again, and the table's
+//! new state is stored by the same transaction as the data.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,13 +20,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use streamhouse_proto::batch::BatchHeader;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{oneshot, watch, Notify};
 
 use crate::error::{AgentError, Result};
-use crate::metadata::{ChunkCommit, FlushCommit, MetadataError, MetadataStore};
+use crate::metadata::{ChunkCommit, FlushCommit, MetadataError, MetadataStore, ProducerCommit};
 use crate::object_store::ObjectStore;
 use crate::partitions::{PartitionState, SegmentEntry};
 use crate::reader::ChunkCache;
+use crate::sequence::{self, ProducerEntry, Verdict, Written};
 
 /// What a producer is told once its batch is committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +42,8 @@ struct Pending {
     bytes: Bytes,
     record_count: i64,
     max_timestamp: i64,
+    /// (producer id, epoch, first sequence) of an idempotent producer's batch.
+    stamp: Option<(i64, i16, i32)>,
     ack: oneshot::Sender<Result<Appended>>,
 }
 
@@ -69,6 +77,10 @@ struct Inner {
     /// Wakes the lease task when a commit finds this agent fenced.
     lease_kick: Arc<Notify>,
     object_seq: AtomicU64,
+    /// Flush cycles begun, and (below) finished, for [`Writer::sync`].
+    started: AtomicU64,
+    completed: watch::Sender<u64>,
+    sync_requested: AtomicBool,
 }
 
 /// The agent's flush buffer and its flusher task.
@@ -109,6 +121,9 @@ impl Writer {
             cache,
             lease_kick,
             object_seq: AtomicU64::new(0),
+            started: AtomicU64::new(0),
+            completed: watch::Sender::new(0),
+            sync_requested: AtomicBool::new(false),
         });
         tokio::spawn(flusher(inner.clone()));
         Writer { inner }
@@ -132,6 +147,11 @@ impl Writer {
                 bytes,
                 record_count: i64::from(header.record_count),
                 max_timestamp: header.max_timestamp,
+                stamp: (header.producer_id >= 0).then_some((
+                    header.producer_id,
+                    header.producer_epoch,
+                    header.base_sequence,
+                )),
                 ack: tx,
             });
             receivers.push(rx);
@@ -162,6 +182,17 @@ impl Writer {
         Ok(receivers)
     }
 
+    /// Flushes now and returns once every batch appended before the call has been answered.
+    pub async fn sync(&self) {
+        let mut completed = self.inner.completed.subscribe();
+        // What was appended before now is in the flush under way (begun as cycle `started`)
+        // or in the buffer, which the next cycle takes.
+        let target = self.inner.started.load(Ordering::Acquire) + 1;
+        self.inner.sync_requested.store(true, Ordering::Release);
+        self.inner.wake.notify_one();
+        let _ = completed.wait_for(|c| *c >= target).await;
+    }
+
     /// Stops taking batches, flushes what is buffered, and returns once every batch taken
     /// has been answered.
     pub async fn close(&self) {
@@ -187,15 +218,18 @@ async fn flusher(inner: Arc<Inner>) {
             (buf.oldest, buf.bytes)
         };
         let closed = inner.closed.load(Ordering::Acquire);
+        let sync = inner.sync_requested.load(Ordering::Acquire);
         match oldest {
             None if closed => break,
+            // Nothing buffered: an empty cycle tells the caller of `sync` so.
+            None if sync => {}
             None => {
                 inner.wake.notified().await;
                 continue;
             }
             Some(oldest) => {
                 let due = oldest + inner.flush_interval;
-                if !closed && bytes < inner.flush_bytes && Instant::now() < due {
+                if !closed && !sync && bytes < inner.flush_bytes && Instant::now() < due {
                     tokio::select! {
                         _ = tokio::time::sleep_until(due.into()) => {}
                         _ = inner.wake.notified() => {}
@@ -204,13 +238,17 @@ async fn flusher(inner: Arc<Inner>) {
                 }
             }
         }
+        inner.sync_requested.store(false, Ordering::Release);
         let taken = {
             let mut buf = inner.buffer.lock().unwrap_or_else(|p| p.into_inner());
+            inner.started.fetch_add(1, Ordering::AcqRel);
             std::mem::take(&mut *buf)
         };
         flush(&inner, taken).await;
+        inner.completed.send_modify(|c| *c += 1);
     }
     inner.finished.store(true, Ordering::Release);
+    inner.completed.send_replace(u64::MAX);
     inner.done.notify_waiters();
 }
 
@@ -218,8 +256,11 @@ async fn flusher(inner: Arc<Inner>) {
 struct Chunk {
     state: Arc<PartitionState>,
     commit: ChunkCommit,
-    /// (base offset, ack) of each batch in the chunk.
+    /// (base offset, ack) of each batch in the chunk, and of retries of batches it or an
+    /// earlier flush stored, answered with the original offset.
     acks: Vec<(i64, oneshot::Sender<Result<Appended>>)>,
+    /// The producer table after this chunk, installed if the commit succeeds.
+    producers: HashMap<i64, ProducerEntry>,
 }
 
 const FOOTER_MAGIC: &[u8; 4] = b"SHO1";
@@ -246,12 +287,85 @@ async fn flush(inner: &Inner, taken: Buffer) {
         let mut next = base;
         let mut max_ts = i64::MIN;
         let mut acks = Vec::with_capacity(part.batches.len());
-        for p in part.batches {
-            object.extend_from_slice(&p.bytes);
-            acks.push((next, p.ack));
-            next += p.record_count;
-            max_ts = max_ts.max(p.max_timestamp);
+        let mut changed: HashMap<i64, ProducerEntry> = HashMap::new();
+        {
+            let table = state.producers();
+            for p in part.batches {
+                if let Some((id, epoch, first)) = p.stamp {
+                    let count = p.record_count as i32;
+                    let current = changed.get(&id).or_else(|| table.get(&id));
+                    match sequence::check(current, epoch, first, count) {
+                        Verdict::Append => {
+                            let written = Written {
+                                first_sequence: first,
+                                last_sequence: sequence::next_sequence(first, count - 1),
+                                base_offset: next,
+                            };
+                            let entry = match current {
+                                Some(e) => {
+                                    let mut e = e.clone();
+                                    e.record(epoch, written);
+                                    e
+                                }
+                                None => ProducerEntry::new(epoch, written),
+                            };
+                            changed.insert(id, entry);
+                        }
+                        Verdict::Duplicate { base_offset } => {
+                            acks.push((base_offset, p.ack));
+                            continue;
+                        }
+                        Verdict::OutOfOrder { expected } => {
+                            let _ = p.ack.send(Err(AgentError::OutOfOrderSequence {
+                                topic: state.topic.to_string(),
+                                partition: state.partition,
+                                producer_id: id,
+                                expected,
+                                got: first,
+                            }));
+                            continue;
+                        }
+                        Verdict::Fenced { current_epoch } => {
+                            let _ = p.ack.send(Err(AgentError::ProducerFenced {
+                                producer_id: id,
+                                epoch,
+                                current_epoch,
+                            }));
+                            continue;
+                        }
+                    }
+                }
+                object.extend_from_slice(&p.bytes);
+                acks.push((next, p.ack));
+                next += p.record_count;
+                max_ts = max_ts.max(p.max_timestamp);
+            }
         }
+        if next == base {
+            // Only retries of batches stored by earlier flushes: answer them now.
+            let log_start_offset = state.log_start();
+            for (base_offset, ack) in acks {
+                let _ = ack.send(Ok(Appended {
+                    base_offset,
+                    append_time_ms,
+                    log_start_offset,
+                }));
+            }
+            continue;
+        }
+        let producers = changed
+            .iter()
+            .map(|(id, e)| {
+                let last = e.last();
+                ProducerCommit {
+                    producer_id: *id,
+                    epoch: e.epoch,
+                    last_sequence: last.last_sequence,
+                    last_offset: last.base_offset,
+                    recent: e.encode_recent(),
+                }
+            })
+            .collect();
         chunks.push(Chunk {
             commit: ChunkCommit {
                 topic: state.topic.clone(),
@@ -263,9 +377,11 @@ async fn flush(inner: &Inner, taken: Buffer) {
                 byte_len: object.len() as u64 - start,
                 record_count: next - base,
                 max_timestamp: max_ts,
+                producers,
             },
             state,
             acks,
+            producers: changed,
         });
     }
     if chunks.is_empty() {
@@ -302,6 +418,7 @@ async fn flush(inner: &Inner, taken: Buffer) {
                 inner
                     .cache
                     .insert(key.clone(), cm.byte_start, object.slice(range));
+                c.state.producers().extend(c.producers);
                 c.state.committed(SegmentEntry {
                     base_offset: cm.base_offset,
                     last_offset: cm.last_offset,
@@ -321,29 +438,55 @@ async fn flush(inner: &Inner, taken: Buffer) {
         }
         Err(err) => {
             tracing::warn!(object = %key, error = %err, "flush failed; its batches are refused");
-            let fenced = matches!(err, AgentError::Metadata(MetadataError::Fenced(_)));
-            let uncertain = matches!(err, AgentError::Metadata(_)) && !fenced;
+            let fenced: Vec<(Arc<str>, u32)> = match &err {
+                AgentError::Metadata(MetadataError::Fenced(list)) => list.clone(),
+                _ => Vec::new(),
+            };
+            let uncertain = matches!(err, AgentError::Metadata(_)) && fenced.is_empty();
             for c in chunks {
+                let is_fenced = fenced
+                    .iter()
+                    .any(|(t, p)| *t == c.state.topic && *p == c.state.partition);
                 // A fenced partition is no longer ours. After an uncertain commit (the store
                 // may or may not have applied it) our high watermark may be stale: stop writing
-                // until the lease task re-reads the partition from the store.
-                if fenced || uncertain {
+                // until the lease task re-reads the partition from the store. The other
+                // partitions of a fenced flush keep their leases: nothing of theirs changed.
+                if is_fenced || uncertain {
                     c.state.drop_lease(Some(c.commit.lease_epoch));
                 }
+                let hint = if is_fenced {
+                    match inner
+                        .meta
+                        .get_partition(&c.state.topic, c.state.partition)
+                        .await
+                    {
+                        Ok(Some(row)) => row.leader_address,
+                        _ => None,
+                    }
+                } else {
+                    None
+                };
                 for (_, ack) in c.acks {
                     let e = match &err {
-                        AgentError::Metadata(MetadataError::Fenced(_)) => AgentError::NotLeader {
+                        _ if is_fenced => AgentError::NotLeader {
                             topic: c.state.topic.to_string(),
                             partition: c.state.partition,
-                            leader_hint: None,
+                            leader_hint: hint.clone(),
                         },
+                        AgentError::Metadata(MetadataError::Fenced(_)) => {
+                            AgentError::MetadataUnavailable(
+                                "the flush holding this batch was aborted because other \
+                                 partitions in it were fenced; retry"
+                                    .into(),
+                            )
+                        }
                         AgentError::Storage(e) => AgentError::StorageUnavailable(e.to_string()),
                         other => AgentError::MetadataUnavailable(other.to_string()),
                     };
                     let _ = ack.send(Err(e));
                 }
             }
-            if fenced || uncertain {
+            if !fenced.is_empty() || uncertain {
                 inner.lease_kick.notify_one();
             }
         }

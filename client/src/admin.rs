@@ -27,6 +27,9 @@ pub struct PartitionDescription {
     pub leader_address: Option<String>,
     /// Lease epoch: it grows with every change of leader.
     pub lease_epoch: i64,
+    /// When the lease runs out unless renewed, ms since the epoch by the metadata store's
+    /// clock (compare with [`ClusterDescription::now_ms`]).
+    pub lease_expires_ms: i64,
     /// First offset still stored.
     pub log_start_offset: i64,
     /// Offset the next record will get.
@@ -67,6 +70,7 @@ impl TopicDescription {
                     leader_id: (!p.leader_id.is_empty()).then_some(p.leader_id),
                     leader_address: (!p.leader_address.is_empty()).then_some(p.leader_address),
                     lease_epoch: p.lease_epoch,
+                    lease_expires_ms: p.lease_expires_ms,
                     log_start_offset: p.log_start_offset,
                     high_watermark: p.high_watermark,
                 })
@@ -82,8 +86,8 @@ impl TopicDescription {
 ///
 /// ```no_run
 /// # async fn example(admin: streamhouse_client::Admin) -> Result<(), streamhouse_client::ClientError> {
-/// for agent in admin.describe_cluster().await? {
-///     println!("{} at {}", agent.id, agent.address);
+/// for agent in admin.describe_cluster().await?.agents {
+///     println!("{} at {}: live {}, leads {}", agent.id, agent.address, agent.live, agent.partitions_led);
 /// }
 /// # Ok(()) }
 /// ```
@@ -97,6 +101,61 @@ pub struct AgentDescription {
     pub started_at_ms: i64,
     /// Its last heartbeat, ms since the epoch.
     pub heartbeat_ms: i64,
+    /// Whether its last heartbeat is younger than the lease TTL.
+    pub live: bool,
+    /// Partitions whose live lease it holds.
+    pub partitions_led: u32,
+}
+
+/// The whole cluster at one moment: every registered agent (live or lost), every topic with
+/// its partitions' leases, and the metadata store's clock they were judged by.
+///
+/// ```no_run
+/// # async fn example(admin: streamhouse_client::Admin) -> Result<(), streamhouse_client::ClientError> {
+/// let c = admin.describe_cluster().await?;
+/// for t in &c.topics {
+///     for p in &t.partitions {
+///         let left = p.lease_expires_ms - c.now_ms;
+///         println!("{}-{}: {:?} epoch {} ({left} ms left)", t.name, p.partition, p.leader_id, p.lease_epoch);
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterDescription {
+    /// The metadata store's clock, ms since the epoch.
+    pub now_ms: i64,
+    /// The agents' lease TTL.
+    pub lease_ttl_ms: u64,
+    /// Every registered agent, by id.
+    pub agents: Vec<AgentDescription>,
+    /// Every topic, by name.
+    pub topics: Vec<TopicDescription>,
+}
+
+/// Something that happened in the cluster: an agent joined, left or was lost, a lease was
+/// acquired, taken after expiry or released, a topic was created or deleted.
+///
+/// ```no_run
+/// # async fn example(admin: streamhouse_client::Admin) -> Result<(), streamhouse_client::ClientError> {
+/// for e in admin.list_events(0, 100).await? {
+///     println!("{} {} {}: {}", e.at_ms, e.kind, e.subject, e.detail);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterEvent {
+    /// Increasing id; pass the last one seen to [`Admin::list_events`] to get what follows.
+    pub id: i64,
+    /// When, ms since the epoch, by the metadata store's clock.
+    pub at_ms: i64,
+    /// `agent_joined`, `agent_left`, `agent_lost`, `lease_acquired`, `lease_taken`,
+    /// `lease_released`, `topic_created` or `topic_deleted`.
+    pub kind: String,
+    /// What it happened to: an agent id, `topic-partition`, or a topic.
+    pub subject: String,
+    /// Details in words.
+    pub detail: String,
 }
 
 /// Options of a new topic.
@@ -264,23 +323,82 @@ impl Admin {
         Ok(TopicDescription::from_pb(t))
     }
 
-    /// The live agents.
+    /// Every registered agent and every partition's lease, with the store's clock.
     ///
     /// ```no_run
     /// # async fn example(admin: streamhouse_client::Admin) -> Result<(), streamhouse_client::ClientError> {
-    /// println!("{} agents", admin.describe_cluster().await?.len());
+    /// let live = admin.describe_cluster().await?.agents.iter().filter(|a| a.live).count();
+    /// println!("{live} agents live");
     /// # Ok(()) }
     /// ```
-    pub async fn describe_cluster(&self) -> Result<Vec<AgentDescription>> {
-        let resp = self.cluster.metadata(vec![]).await?;
+    pub async fn describe_cluster(&self) -> Result<ClusterDescription> {
+        let resp = self
+            .cluster
+            .any_agent(
+                |mut c| async move { c.describe_cluster(pb::DescribeClusterRequest {}).await },
+            )
+            .await?;
+        if let Some(e) = ClientError::from_pb(resp.error.as_ref()) {
+            return Err(e);
+        }
+        Ok(ClusterDescription {
+            now_ms: resp.now_ms,
+            lease_ttl_ms: resp.lease_ttl_ms,
+            agents: resp
+                .agents
+                .into_iter()
+                .map(|a| AgentDescription {
+                    id: a.id,
+                    address: a.address,
+                    started_at_ms: a.started_at_ms,
+                    heartbeat_ms: a.heartbeat_ms,
+                    live: a.live,
+                    partitions_led: a.partitions_led,
+                })
+                .collect(),
+            topics: resp
+                .topics
+                .into_iter()
+                .map(TopicDescription::from_pb)
+                .collect(),
+        })
+    }
+
+    /// Up to `limit` (at most 1,000) cluster events with an id above `after_id`, oldest
+    /// first. The cluster keeps the last 10,000.
+    ///
+    /// ```no_run
+    /// # async fn example(admin: streamhouse_client::Admin) -> Result<(), streamhouse_client::ClientError> {
+    /// let mut last = 0;
+    /// loop {
+    ///     for e in admin.list_events(last, 100).await? {
+    ///         println!("{}: {}", e.kind, e.subject);
+    ///         last = e.id;
+    ///     }
+    ///     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    /// }
+    /// # }
+    /// ```
+    pub async fn list_events(&self, after_id: i64, limit: u32) -> Result<Vec<ClusterEvent>> {
+        let resp = self
+            .cluster
+            .any_agent(|mut c| async move {
+                c.list_events(pb::ListEventsRequest { after_id, limit })
+                    .await
+            })
+            .await?;
+        if let Some(e) = ClientError::from_pb(resp.error.as_ref()) {
+            return Err(e);
+        }
         Ok(resp
-            .agents
+            .events
             .into_iter()
-            .map(|a| AgentDescription {
-                id: a.id,
-                address: a.address,
-                started_at_ms: a.started_at_ms,
-                heartbeat_ms: a.heartbeat_ms,
+            .map(|e| ClusterEvent {
+                id: e.id,
+                at_ms: e.at_ms,
+                kind: e.kind,
+                subject: e.subject,
+                detail: e.detail,
             })
             .collect())
     }

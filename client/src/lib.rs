@@ -32,7 +32,10 @@ mod consumer;
 mod error;
 mod producer;
 
-pub use admin::{Admin, AgentDescription, NewTopic, PartitionDescription, TopicDescription};
+pub use admin::{
+    Admin, AgentDescription, ClusterDescription, ClusterEvent, NewTopic, PartitionDescription,
+    TopicDescription,
+};
 pub use consumer::{Consumer, ConsumerBuilder, ConsumerRecord, OffsetReset, TopicPartition};
 pub use error::{ClientError, Result};
 pub use producer::{DeliveryFuture, Producer, ProducerBuilder, RecordMetadata};

@@ -74,6 +74,7 @@ pub struct ProducerBuilder {
     max_retries: Option<u32>,
     compression: Compression,
     buffer_bytes: usize,
+    idempotence: bool,
 }
 
 impl Default for ProducerBuilder {
@@ -91,6 +92,7 @@ impl Default for ProducerBuilder {
             max_retries: None,
             compression: Compression::Lz4,
             buffer_bytes: 32 * 1024 * 1024,
+            idempotence: true,
         }
     }
 }
@@ -218,6 +220,19 @@ impl ProducerBuilder {
         self
     }
 
+    /// Idempotent delivery (default on): the producer gets an id from the cluster and numbers
+    /// its batches per partition, so a batch retried after a lost answer or a failover is
+    /// stored once and acknowledged with its original offsets. Off, a retry may store a batch
+    /// twice (at-least-once).
+    ///
+    /// ```
+    /// let b = streamhouse_client::Producer::builder().enable_idempotence(false);
+    /// ```
+    pub fn enable_idempotence(mut self, on: bool) -> Self {
+        self.idempotence = on;
+        self
+    }
+
     /// Checks the settings and creates the producer. Connections are made on first use.
     ///
     /// ```no_run
@@ -281,6 +296,11 @@ impl ProducerBuilder {
             wake: wake.clone(),
             refreshing: Mutex::new(HashSet::new()),
             closed: AtomicBool::new(false),
+            identity: Mutex::new(Identity {
+                current: None,
+                renew: true,
+                renewing: false,
+            }),
         });
         tokio::spawn(sender(Arc::downgrade(&inner), wake));
         Ok(Producer { inner })
@@ -373,6 +393,9 @@ struct SealedBatch {
     attempts: u32,
     last_error: Option<ClientError>,
     outcome: Arc<BatchOutcome>,
+    /// Producer id, epoch and first sequence, given on the batch's first send and kept for
+    /// every retry, so the agent recognises a retry.
+    stamp: Option<ProducerStamp>,
     /// Buffer space held until the batch's outcome is known.
     _permits: Option<OwnedSemaphorePermit>,
 }
@@ -380,7 +403,9 @@ struct SealedBatch {
 impl SealedBatch {
     fn encode(&mut self) -> Bytes {
         let bytes = match std::mem::replace(&mut self.payload, Payload::Encoded(Bytes::new())) {
-            Payload::Records(b) => b.finish(ProducerStamp::NONE).unwrap_or_default(),
+            Payload::Records(b) => b
+                .finish(self.stamp.unwrap_or(ProducerStamp::NONE))
+                .unwrap_or_default(),
             Payload::Encoded(b) => b,
         };
         self.payload = Payload::Encoded(bytes.clone());
@@ -410,6 +435,9 @@ struct PartitionQueue {
     in_flight: Vec<Arc<BatchOutcome>>,
     /// Backing off after a failure: nothing is sent before this.
     retry_at: Option<Instant>,
+    /// The epoch `next_sequence` counts under; a new epoch starts again at 0.
+    sequence_epoch: Option<i16>,
+    next_sequence: i32,
 }
 
 #[derive(Debug)]
@@ -441,6 +469,19 @@ struct Inner {
     /// Topics whose metadata is being fetched.
     refreshing: Mutex<HashSet<String>>,
     closed: AtomicBool,
+    /// The idempotent producer's identity (unused with idempotence off).
+    identity: Mutex<Identity>,
+}
+
+/// Who this producer is to the cluster's de-duplication.
+#[derive(Debug, Default)]
+struct Identity {
+    /// (producer id, epoch) once the cluster has given them.
+    current: Option<(i64, i16)>,
+    /// A batch with a sequence failed for good, leaving a gap the agents would refuse: new
+    /// batches wait for the next epoch, which starts every partition's sequences afresh.
+    renew: bool,
+    renewing: bool,
 }
 
 /// Sends records to StreamHouse. Cheap to clone; clones share batches and connections.
@@ -722,6 +763,7 @@ fn seal(q: &mut PartitionQueue) -> bool {
         attempts: 0,
         last_error: None,
         outcome: open.outcome,
+        stamp: None,
         _permits: open.permits,
     });
     true
@@ -761,6 +803,12 @@ impl Inner {
         let mut next: Option<Instant> = None;
         let mut soonest = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
         let mut unknown: Vec<String> = Vec::new();
+        let stamp_with = if cfg.idempotence {
+            self.identity_for_new_batches()
+        } else {
+            None
+        };
+        let mut failed_stamped = false;
         let mut accum = self.accum.lock().unwrap_or_else(|p| p.into_inner());
 
         // Partitions ready to send, by leader address.
@@ -781,6 +829,7 @@ impl Inner {
                     .is_some_and(|b| b.created + cfg.delivery_timeout <= now)
                 {
                     if let Some(b) = q.sealed.pop_front() {
+                        failed_stamped |= b.stamp.is_some();
                         let last_error = b
                             .last_error
                             .as_ref()
@@ -797,6 +846,10 @@ impl Inner {
                 };
                 soonest(front.created + cfg.delivery_timeout);
                 if !q.in_flight.is_empty() {
+                    continue;
+                }
+                if cfg.idempotence && front.stamp.is_none() && stamp_with.is_none() {
+                    // Waiting for the producer's (next) epoch.
                     continue;
                 }
                 if let Some(t) = q.retry_at.filter(|t| *t > now) {
@@ -840,7 +893,10 @@ impl Inner {
                         continue;
                     };
                     let q = &mut topic.partitions[p as usize];
-                    let batches: Vec<SealedBatch> = q.sealed.drain(..).collect();
+                    let batches = take_batches(q, cfg.idempotence, stamp_with);
+                    if batches.is_empty() {
+                        continue;
+                    }
                     bytes += batches.iter().map(SealedBatch::size).sum::<usize>();
                     q.in_flight = batches.iter().map(|b| b.outcome.clone()).collect();
                     request.push((topic.name.clone(), p, batches));
@@ -853,7 +909,78 @@ impl Inner {
         for topic in unknown {
             self.refresh_later(topic);
         }
+        if failed_stamped {
+            self.renew_identity_later();
+        }
+        self.start_identity_renewal();
         next
+    }
+
+    /// The (id, epoch) to number new batches with, or `None` while there is none yet or a
+    /// new epoch is on its way.
+    fn identity_for_new_batches(&self) -> Option<(i64, i16)> {
+        let id = self.identity.lock().unwrap_or_else(|p| p.into_inner());
+        if id.renew || id.renewing {
+            None
+        } else {
+            id.current
+        }
+    }
+
+    /// A numbered batch failed for good: its partition's sequence has a hole.
+    fn renew_identity_later(&self) {
+        if self.config.idempotence {
+            self.identity
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .renew = true;
+        }
+    }
+
+    /// Asks the cluster for a producer id, or for the next epoch of ours, in the background.
+    fn start_identity_renewal(self: &Arc<Inner>) {
+        let current = {
+            let mut id = self.identity.lock().unwrap_or_else(|p| p.into_inner());
+            if !self.config.idempotence || !id.renew || id.renewing {
+                return;
+            }
+            id.renewing = true;
+            id.current
+        };
+        // Held weakly, so that dropping the producer ends the attempts.
+        let weak = Arc::downgrade(self);
+        let mut backoff = self.config.retry_backoff;
+        tokio::spawn(async move {
+            let (inner, got) = loop {
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                let cluster = inner.cluster.clone();
+                let attempt = match init_producer_id(&cluster, current).await {
+                    // Our epoch was bumped elsewhere or forgotten: start as a new producer.
+                    Err(e) if e.code() == Some(pb::ErrorCode::ProducerFenced) => {
+                        init_producer_id(&cluster, None).await
+                    }
+                    other => other,
+                };
+                match attempt {
+                    Ok(got) => break (inner, got),
+                    Err(e) => tracing::debug!(error = %e, "producer id request failed"),
+                }
+                let max = inner.config.retry_backoff_max;
+                drop(inner);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(max);
+            };
+            {
+                let mut id = inner.identity.lock().unwrap_or_else(|p| p.into_inner());
+                id.current = Some(got);
+                id.renew = false;
+                id.renewing = false;
+            }
+            tracing::debug!(producer_id = got.0, epoch = got.1, "producer identity");
+            inner.wake.notify_one();
+        });
     }
 
     /// Fetches a topic's metadata in the background, once at a time per topic. A topic that
@@ -898,17 +1025,15 @@ impl Inner {
         q: &mut PartitionQueue,
         topic: &str,
         batches: Vec<SealedBatch>,
-        result: Result<i64>,
+        result: Result<Vec<i64>>,
     ) {
         let cfg = &self.config;
         q.in_flight.clear();
         match result {
-            Ok(base) => {
+            Ok(offsets) => {
                 q.retry_at = None;
-                let mut next = base;
-                for b in batches {
-                    b.outcome.set(Ok(next));
-                    next += b.record_count;
+                for (b, base) in batches.into_iter().zip(offsets) {
+                    b.outcome.set(Ok(base));
                 }
             }
             Err(e) if e.is_retriable() => {
@@ -919,6 +1044,9 @@ impl Inner {
                     b.attempts += 1;
                     attempts = attempts.max(b.attempts);
                     if cfg.max_retries.is_some_and(|m| b.attempts > m) {
+                        if b.stamp.is_some() {
+                            self.renew_identity_later();
+                        }
                         b.fail(e.clone());
                     } else {
                         b.last_error = Some(e.clone());
@@ -933,11 +1061,78 @@ impl Inner {
             }
             Err(e) => {
                 for b in batches {
+                    if b.stamp.is_some() {
+                        self.renew_identity_later();
+                    }
                     b.fail(e.clone());
                 }
             }
         }
     }
+}
+
+/// Takes the batches of a partition's next request. With idempotence: at most the agents'
+/// de-duplication window of them, each numbered on its first send (retries keep theirs);
+/// batches not yet numbered wait while there is no identity to number them with.
+fn take_batches(
+    q: &mut PartitionQueue,
+    idempotence: bool,
+    stamp_with: Option<(i64, i16)>,
+) -> Vec<SealedBatch> {
+    if !idempotence {
+        return q.sealed.drain(..).collect();
+    }
+    let mut out = Vec::new();
+    while out.len() < DEDUPE_WINDOW {
+        let Some(front) = q.sealed.front_mut() else {
+            break;
+        };
+        if front.stamp.is_none() {
+            let Some((producer_id, producer_epoch)) = stamp_with else {
+                break;
+            };
+            if q.sequence_epoch != Some(producer_epoch) {
+                q.sequence_epoch = Some(producer_epoch);
+                q.next_sequence = 0;
+            }
+            front.stamp = Some(ProducerStamp {
+                producer_id,
+                producer_epoch,
+                base_sequence: q.next_sequence,
+            });
+            q.next_sequence = batch::next_sequence(q.next_sequence, front.record_count as i32);
+        }
+        if let Some(b) = q.sealed.pop_front() {
+            out.push(b);
+        }
+    }
+    out
+}
+
+/// Batches of one partition in one request when idempotent: what the agents remember per
+/// producer and partition, so a retried request is recognised whole.
+const DEDUPE_WINDOW: usize = 5;
+
+async fn init_producer_id(cluster: &Cluster, current: Option<(i64, i16)>) -> Result<(i64, i16)> {
+    let (producer_id, producer_epoch) = current.map_or((-1, -1), |(i, e)| (i, i32::from(e)));
+    let resp = cluster
+        .any_agent(|mut client| async move {
+            client
+                .init_producer_id(pb::InitProducerIdRequest {
+                    producer_id,
+                    producer_epoch,
+                })
+                .await
+        })
+        .await?;
+    if let Some(e) = ClientError::from_pb(resp.error.as_ref()) {
+        return Err(e);
+    }
+    let epoch = i16::try_from(resp.producer_epoch).map_err(|_| ClientError::Agent {
+        code: pb::ErrorCode::Unknown,
+        message: format!("producer epoch {} out of range", resp.producer_epoch),
+    })?;
+    Ok((resp.producer_id, epoch))
 }
 
 /// Sends one request and settles each of its partitions.
@@ -979,7 +1174,16 @@ async fn send_request(
                 Some(r) if r.topic == *topic && r.partition == partition => {
                     match ClientError::from_pb(r.error.as_ref()) {
                         Some(e) => Err(e),
-                        None => Ok(r.base_offset),
+                        None if r.base_offsets.len() == batches.len() => Ok(r.base_offsets.clone()),
+                        // An agent that does not list each batch's offset: they are adjacent.
+                        None => Ok(batches
+                            .iter()
+                            .scan(r.base_offset, |next, b| {
+                                let base = *next;
+                                *next += b.record_count;
+                                Some(base)
+                            })
+                            .collect()),
                     }
                 }
                 _ => Err(ClientError::Agent {

@@ -437,6 +437,12 @@ pub struct ProducerStamp {
     pub base_sequence: i32,
 }
 
+/// The sequence number `records` after `seq`. Sequences wrap to 0 after `i32::MAX`, as
+/// Kafka's do.
+pub fn next_sequence(seq: i32, records: i32) -> i32 {
+    ((i64::from(seq) + i64::from(records)) % (i64::from(i32::MAX) + 1)) as i32
+}
+
 impl ProducerStamp {
     /// No producer identity: the agent does not de-duplicate such batches.
     pub const NONE: ProducerStamp = ProducerStamp {

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{ChunkCommit, FlushCommit, MetadataError, MetadataStore};
+use super::{ChunkCommit, FlushCommit, MetadataError, MetadataStore, ProducerCommit};
+use crate::sequence::ProducerEntry;
 
 fn chunk(topic: &str, partition: u32, epoch: i64, base: i64, count: i64) -> ChunkCommit {
     ChunkCommit {
@@ -17,6 +18,7 @@ fn chunk(topic: &str, partition: u32, epoch: i64, base: i64, count: i64) -> Chun
         byte_len: 100,
         record_count: count,
         max_timestamp: 1_700_000_000_000,
+        producers: Vec::new(),
     }
 }
 
@@ -55,13 +57,7 @@ async fn run(store: &MetadataStore) {
     assert_eq!(store.list_agents(Some(60_000)).await.unwrap().len(), 2);
 
     // Leases: one holder at a time, epochs grow with every change of holder.
-    let free = store.free_partitions().await.unwrap();
-    assert_eq!(free.len(), 4);
-    let orders: Vec<_> = free
-        .iter()
-        .filter(|(t, _)| t == "orders")
-        .cloned()
-        .collect();
+    let orders: Vec<(String, u32)> = (0..3).map(|p| ("orders".to_string(), p)).collect();
     let got = store.acquire_leases("a1", 60_000, &orders).await.unwrap();
     assert_eq!(got.len(), 3);
     assert!(got.iter().all(|l| l.epoch == 1));
@@ -83,8 +79,28 @@ async fn run(store: &MetadataStore) {
     let renewed = store.renew_leases("a1", 60_000).await.unwrap();
     assert_eq!(renewed.len(), 3);
 
-    // The write path: one transaction per flush, fenced on a stale epoch or a gap.
-    let c = [chunk("orders", 0, 1, 0, 10), chunk("orders", 1, 1, 0, 5)];
+    // The write path: one transaction per flush, fenced on a stale epoch or a gap; it
+    // stores idempotent producers' state with the data.
+    let (pid, epoch) = store.init_producer_id(None).await.unwrap();
+    assert_eq!(epoch, 0);
+    let (pid2, _) = store.init_producer_id(None).await.unwrap();
+    assert_ne!(pid, pid2);
+    let mut c = [chunk("orders", 0, 1, 0, 10), chunk("orders", 1, 1, 0, 5)];
+    let mut entry = ProducerEntry::new(
+        0,
+        crate::sequence::Written {
+            first_sequence: 0,
+            last_sequence: 9,
+            base_offset: 0,
+        },
+    );
+    c[0].producers.push(ProducerCommit {
+        producer_id: pid,
+        epoch: 0,
+        last_sequence: 9,
+        last_offset: 0,
+        recent: entry.encode_recent(),
+    });
     store
         .commit_flush(&FlushCommit {
             agent_id: "a1",
@@ -96,19 +112,68 @@ async fn run(store: &MetadataStore) {
         .unwrap();
     let p0 = store.get_partition("orders", 0).await.unwrap().unwrap();
     assert_eq!(p0.high_watermark, 10);
+    let states = store.producer_states("orders", 0, 60_000).await.unwrap();
+    assert_eq!(states, vec![(pid, entry.clone())]);
+    assert!(store
+        .producer_states("orders", 1, 60_000)
+        .await
+        .unwrap()
+        .is_empty());
+    // A later flush replaces the producer's row.
+    entry.record(
+        0,
+        crate::sequence::Written {
+            first_sequence: 10,
+            last_sequence: 11,
+            base_offset: 10,
+        },
+    );
+    let mut more = [chunk("orders", 0, 1, 10, 2)];
+    more[0].producers.push(ProducerCommit {
+        producer_id: pid,
+        epoch: 0,
+        last_sequence: 11,
+        last_offset: 10,
+        recent: entry.encode_recent(),
+    });
+    store
+        .commit_flush(&FlushCommit {
+            agent_id: "a1",
+            object_key: "data/1b.obj",
+            object_size: 50,
+            chunks: &more,
+        })
+        .await
+        .unwrap();
+    let states = store.producer_states("orders", 0, 60_000).await.unwrap();
+    assert_eq!(states, vec![(pid, entry)]);
+    // Epoch bumps: only from the current epoch.
+    assert_eq!(
+        store.init_producer_id(Some((pid, 0))).await.unwrap(),
+        (pid, 1)
+    );
+    assert!(matches!(
+        store.init_producer_id(Some((pid, 0))).await,
+        Err(MetadataError::ProducerFenced { .. })
+    ));
+    assert!(matches!(
+        store.init_producer_id(Some((999_999, 0))).await,
+        Err(MetadataError::ProducerFenced { .. })
+    ));
     let segs = store.segments("orders", 0, 0, 10).await.unwrap();
-    assert_eq!(segs.len(), 1);
+    assert_eq!(segs.len(), 2);
     assert_eq!((segs[0].base_offset, segs[0].last_offset), (0, 9));
     assert_eq!(segs[0].object_key, "data/1.obj");
+    assert_eq!((segs[1].base_offset, segs[1].last_offset), (10, 11));
     assert!(store
-        .segments("orders", 0, 10, 10)
+        .segments("orders", 0, 12, 10)
         .await
         .unwrap()
         .is_empty());
 
     // A chunk that does not start at the high watermark is refused, and takes the whole
     // flush with it.
-    let bad = [chunk("orders", 0, 1, 10, 1), chunk("orders", 1, 1, 7, 1)];
+    let bad = [chunk("orders", 0, 1, 12, 1), chunk("orders", 1, 1, 7, 1)];
     match store
         .commit_flush(&FlushCommit {
             agent_id: "a1",
@@ -128,18 +193,39 @@ async fn run(store: &MetadataStore) {
             .unwrap()
             .unwrap()
             .high_watermark,
-        10
+        12
     );
 
+    // Handing back one lease works only at the holder's epoch.
+    assert!(!store
+        .release_lease("a1", "orders", 2, 7, "test")
+        .await
+        .unwrap());
+    assert!(!store
+        .release_lease("a2", "orders", 2, 1, "test")
+        .await
+        .unwrap());
+    assert!(store
+        .release_lease("a1", "orders", 2, 1, "test")
+        .await
+        .unwrap());
+    assert!(store
+        .get_partition("orders", 2)
+        .await
+        .unwrap()
+        .unwrap()
+        .leader_id
+        .is_none());
+
     // Release, take over: the new holder's epoch is higher, and the old one is fenced.
-    assert_eq!(store.release_leases("a1").await.unwrap(), 3);
+    assert_eq!(store.release_leases("a1").await.unwrap(), 2);
     let taken = store
         .acquire_leases("a2", 60_000, &[("orders".into(), 0)])
         .await
         .unwrap();
     assert_eq!(taken[0].epoch, 2);
-    assert_eq!(taken[0].high_watermark, 10);
-    let stale = [chunk("orders", 0, 1, 10, 1)];
+    assert_eq!(taken[0].high_watermark, 12);
+    let stale = [chunk("orders", 0, 1, 12, 1)];
     assert!(matches!(
         store
             .commit_flush(&FlushCommit {
@@ -166,6 +252,10 @@ async fn run(store: &MetadataStore) {
             .unwrap();
         if let Some(l) = got.first() {
             assert_eq!(l.epoch, 2);
+            let events = store.list_events(0, 1000).await.unwrap();
+            assert!(events
+                .iter()
+                .any(|e| e.kind == "lease_taken" && e.subject == "audit-0"));
             break;
         }
         assert!(Instant::now() < deadline, "lease never expired");
@@ -203,8 +293,44 @@ async fn run(store: &MetadataStore) {
     assert!(events.iter().any(|e| e.kind == "lease_acquired"));
     assert!(events.windows(2).all(|w| w[0].id < w[1].id));
 
+    assert!(events.iter().any(|e| e.kind == "lease_released"));
+
+    // An agent silent past the TTL is reported lost once, and must register again.
+    store.register_agent("a3", "127.0.0.1:3").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let lost = loop {
+        let lost = store.reap_lost_agents(50).await.unwrap();
+        if lost.contains(&"a3".to_string()) {
+            break lost;
+        }
+        assert!(Instant::now() < deadline, "a3 was never reported lost");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(lost.contains(&"a3".to_string()));
+    assert!(!store
+        .reap_lost_agents(50)
+        .await
+        .unwrap()
+        .contains(&"a3".to_string()));
+    assert!(!store.heartbeat_agent("a3").await.unwrap());
+    store.register_agent("a3", "127.0.0.1:3").await.unwrap();
+    assert!(store.heartbeat_agent("a3").await.unwrap());
+    let events = store.list_events(0, 1000).await.unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.kind == "agent_lost" && e.subject == "a3")
+            .count(),
+        1
+    );
+
     store.deregister_agent("a1").await.unwrap();
+    store.deregister_agent("a3").await.unwrap();
     assert_eq!(store.list_agents(None).await.unwrap().len(), 1);
+    let events = store.list_events(0, 1000).await.unwrap();
+    assert!(events
+        .iter()
+        .any(|e| e.kind == "agent_left" && e.subject == "a1"));
 }
 
 #[tokio::test]

@@ -36,6 +36,9 @@ pub enum MetadataError {
     /// The commit found this agent no longer holds these partitions at the epoch it wrote with.
     #[error("fenced: lease lost for {}", fmt_partitions(.0))]
     Fenced(Vec<(Arc<str>, u32)>),
+    /// Another instance of this producer bumped its epoch first.
+    #[error("producer {id} epoch {epoch} is no longer current")]
+    ProducerFenced { id: i64, epoch: i16 },
 }
 
 fn fmt_partitions(p: &[(Arc<str>, u32)]) -> String {
@@ -144,6 +147,20 @@ pub struct ChunkCommit {
     pub byte_len: u64,
     pub record_count: i64,
     pub max_timestamp: i64,
+    /// Idempotent producers whose batches are in this chunk: their state after it.
+    pub producers: Vec<ProducerCommit>,
+}
+
+/// One producer's state on one partition after a flush.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerCommit {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub last_sequence: i32,
+    /// Offset of the last record of the producer's last batch.
+    pub last_offset: i64,
+    /// The window of recent batches, in [`crate::sequence::ProducerEntry::encode_recent`] form.
+    pub recent: String,
 }
 
 /// Everything one flush commits.
@@ -381,7 +398,7 @@ impl MetadataStore {
         self.retry_busy(|| async {
             sqlx::query(&format!(
                 "INSERT INTO agents (id, address, started_at_ms, heartbeat_ms) VALUES ($1, $2, {now}, {now})
-                 ON CONFLICT (id) DO UPDATE SET address = $2, started_at_ms = {now}, heartbeat_ms = {now}"
+                 ON CONFLICT (id) DO UPDATE SET address = $2, started_at_ms = {now}, heartbeat_ms = {now}, lost = 0"
             ))
             .bind(id)
             .bind(address)
@@ -399,7 +416,7 @@ impl MetadataStore {
         let now = self.dialect.now_ms();
         self.retry_busy(|| async {
             let done = sqlx::query(&format!(
-                "UPDATE agents SET heartbeat_ms = {now} WHERE id = $1"
+                "UPDATE agents SET heartbeat_ms = {now} WHERE id = $1 AND lost = 0"
             ))
             .bind(id)
             .execute(&self.pool)
@@ -453,6 +470,46 @@ impl MetadataStore {
                 })
             })
             .collect()
+    }
+
+    /// Marks agents whose heartbeat is older than `ttl_ms` as lost (once each, with an event)
+    /// and forgets those silent for an hour. Returns the newly lost.
+    pub async fn reap_lost_agents(&self, ttl_ms: i64) -> Result<Vec<String>> {
+        let now = self.dialect.now_ms();
+        let lost: Vec<String> = self
+            .retry_busy(|| async {
+                let mut tx = self.pool.begin().await?;
+                let lost = sqlx::query(&format!(
+                    "UPDATE agents SET lost = 1 WHERE lost = 0 AND heartbeat_ms <= {now} - $1
+                     RETURNING id"
+                ))
+                .bind(ttl_ms)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| r.try_get::<String, _>("id"))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+                sqlx::query(&format!(
+                    "DELETE FROM agents WHERE lost = 1 AND heartbeat_ms <= {now} - 3600000"
+                ))
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(lost)
+            })
+            .await?;
+        let events: Vec<(&str, String, String)> = lost
+            .iter()
+            .map(|id| {
+                (
+                    "agent_lost",
+                    id.clone(),
+                    format!("no heartbeat for {ttl_ms} ms"),
+                )
+            })
+            .collect();
+        self.append_events(&events).await?;
+        Ok(lost)
     }
 
     // ---- topics -------------------------------------------------------------------------
@@ -623,21 +680,6 @@ impl MetadataStore {
 
     // ---- leases -------------------------------------------------------------------------
 
-    /// Partitions whose lease is free or expired, by the store's clock.
-    pub async fn free_partitions(&self) -> Result<Vec<(String, u32)>> {
-        sqlx::query(&format!(
-            "SELECT topic, partition_id FROM partitions
-             WHERE leader_id IS NULL OR lease_expires_ms <= {}
-             ORDER BY topic, partition_id",
-            self.dialect.now_ms()
-        ))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| Ok((r.try_get("topic")?, u32_col(r, "partition_id")?)))
-        .collect()
-    }
-
     /// Takes each of `candidates` whose lease is free or expired. A live lease is never taken,
     /// not even one `agent_id` holds already (that would fence its own flush in flight).
     /// Taking increments the epoch, so whatever a previous holder (even an earlier run of this
@@ -656,11 +698,21 @@ impl MetadataStore {
                AND (leader_id IS NULL OR lease_expires_ms <= {now})
              RETURNING lease_epoch, log_start_offset, high_watermark"
         );
-        let leases = self
+        let taken = self
             .retry_busy(|| async {
                 let mut tx = self.pool.begin().await?;
-                let mut leases = Vec::new();
+                let mut taken = Vec::new();
                 for (topic, partition) in candidates {
+                    // Who had it, for the event: nobody, or a holder whose lease ran out.
+                    let before: Option<Option<String>> = sqlx::query(
+                        "SELECT leader_id FROM partitions WHERE topic = $1 AND partition_id = $2",
+                    )
+                    .bind(topic.as_str())
+                    .bind(i64::from(*partition))
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|r| r.try_get("leader_id"))
+                    .transpose()?;
                     let row = sqlx::query(&sql)
                         .bind(agent_id)
                         .bind(ttl_ms)
@@ -669,28 +721,80 @@ impl MetadataStore {
                         .fetch_optional(&mut *tx)
                         .await?;
                     if let Some(r) = row {
-                        leases.push(Lease {
+                        let lease = Lease {
                             topic: topic.clone(),
                             partition: *partition,
                             epoch: r.try_get("lease_epoch")?,
                             log_start_offset: r.try_get("log_start_offset")?,
                             high_watermark: r.try_get("high_watermark")?,
-                        });
+                        };
+                        taken.push((lease, before.flatten()));
                     }
                 }
                 tx.commit().await?;
-                Ok(leases)
+                Ok(taken)
             })
             .await?;
-        for l in &leases {
+        let events: Vec<(&str, String, String)> = taken
+            .iter()
+            .map(|(l, before)| {
+                let subject = format!("{}-{}", l.topic, l.partition);
+                match before {
+                    Some(prev) => (
+                        "lease_taken",
+                        subject,
+                        format!(
+                            "agent {agent_id} epoch {} (lease of {prev} expired)",
+                            l.epoch
+                        ),
+                    ),
+                    None => (
+                        "lease_acquired",
+                        subject,
+                        format!("agent {agent_id} epoch {}", l.epoch),
+                    ),
+                }
+            })
+            .collect();
+        self.append_events(&events).await?;
+        Ok(taken.into_iter().map(|(l, _)| l).collect())
+    }
+
+    /// Gives up one lease, if `agent_id` still holds it at `epoch`, so its wanted owner can
+    /// take it at once. False if it was no longer ours.
+    pub async fn release_lease(
+        &self,
+        agent_id: &str,
+        topic: &str,
+        partition: u32,
+        epoch: i64,
+        why: &str,
+    ) -> Result<bool> {
+        let released = self
+            .retry_busy(|| async {
+                Ok(sqlx::query(
+                    "UPDATE partitions SET leader_id = NULL, lease_expires_ms = 0
+                     WHERE topic = $1 AND partition_id = $2 AND leader_id = $3 AND lease_epoch = $4",
+                )
+                .bind(topic)
+                .bind(i64::from(partition))
+                .bind(agent_id)
+                .bind(epoch)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                    == 1)
+            })
+            .await?;
+        if released {
             self.append_event(
-                "lease_acquired",
-                &format!("{}-{}", l.topic, l.partition),
-                &format!("agent {agent_id} epoch {}", l.epoch),
+                "lease_released",
+                &format!("{topic}-{partition}"),
+                &format!("agent {agent_id} epoch {epoch}: {why}"),
             )
             .await?;
         }
-        Ok(leases)
+        Ok(released)
     }
 
     /// Extends every lease `agent_id` holds and returns them.
@@ -724,22 +828,107 @@ impl MetadataStore {
 
     /// Gives up every lease `agent_id` holds, so others may take them at once.
     pub async fn release_leases(&self, agent_id: &str) -> Result<u64> {
-        let n = self
+        let released: Vec<(String, i64, i64)> = self
             .retry_busy(|| async {
-                Ok(sqlx::query(
-                    "UPDATE partitions SET leader_id = NULL, lease_expires_ms = 0 WHERE leader_id = $1",
+                sqlx::query(
+                    "UPDATE partitions SET leader_id = NULL, lease_expires_ms = 0 WHERE leader_id = $1
+                     RETURNING topic, partition_id, lease_epoch",
                 )
                 .bind(agent_id)
-                .execute(&self.pool)
+                .fetch_all(&self.pool)
                 .await?
-                .rows_affected())
+                .iter()
+                .map(|r| {
+                    Ok((
+                        r.try_get("topic")?,
+                        r.try_get("partition_id")?,
+                        r.try_get("lease_epoch")?,
+                    ))
+                })
+                .collect()
             })
             .await?;
-        if n > 0 {
-            self.append_event("leases_released", agent_id, &format!("{n} partitions"))
-                .await?;
+        let events: Vec<(&str, String, String)> = released
+            .iter()
+            .map(|(t, p, e)| {
+                (
+                    "lease_released",
+                    format!("{t}-{p}"),
+                    format!("agent {agent_id} epoch {e}: shutting down"),
+                )
+            })
+            .collect();
+        self.append_events(&events).await?;
+        Ok(released.len() as u64)
+    }
+
+    // ---- idempotent producers -----------------------------------------------------------
+
+    /// A new producer id at epoch 0, or, given an id and its current epoch, the next epoch.
+    /// An epoch that is not the current one is refused: another instance bumped it.
+    pub async fn init_producer_id(&self, current: Option<(i64, i16)>) -> Result<(i64, i16)> {
+        let now = self.dialect.now_ms();
+        self.retry_busy(|| async {
+            match current {
+                None => {
+                    let row = sqlx::query(&format!(
+                        "INSERT INTO producer_ids (created_at_ms, epoch) VALUES ({now}, 0) RETURNING id"
+                    ))
+                    .fetch_one(&self.pool)
+                    .await?;
+                    Ok((row.try_get("id")?, 0))
+                }
+                Some((id, epoch)) => {
+                    let row = sqlx::query(
+                        "UPDATE producer_ids SET epoch = epoch + 1
+                         WHERE id = $1 AND epoch = $2 AND epoch < 32767 RETURNING epoch",
+                    )
+                    .bind(id)
+                    .bind(i64::from(epoch))
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    match row {
+                        Some(r) => {
+                            let e: i64 = r.try_get("epoch")?;
+                            Ok((id, e as i16))
+                        }
+                        None => Err(MetadataError::ProducerFenced { id, epoch }),
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    /// What one partition remembers of its idempotent producers active within `max_age_ms`.
+    pub async fn producer_states(
+        &self,
+        topic: &str,
+        partition: u32,
+        max_age_ms: i64,
+    ) -> Result<Vec<(i64, crate::sequence::ProducerEntry)>> {
+        let rows = sqlx::query(&format!(
+            "SELECT producer_id, producer_epoch, recent FROM producer_state
+             WHERE topic = $1 AND partition_id = $2 AND updated_at_ms > {} - $3",
+            self.dialect.now_ms()
+        ))
+        .bind(topic)
+        .bind(i64::from(partition))
+        .bind(max_age_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id: i64 = r.try_get("producer_id")?;
+            let epoch: i64 = r.try_get("producer_epoch")?;
+            let recent: String = r.try_get("recent")?;
+            match crate::sequence::ProducerEntry::decode(epoch as i16, &recent) {
+                Some(e) => out.push((id, e)),
+                None => tracing::warn!(topic, partition, producer_id = id, %recent,
+                    "unreadable producer state; that producer's next batch must start a new epoch"),
+            }
         }
-        Ok(n)
+        Ok(out)
     }
 
     // ---- the write path -----------------------------------------------------------------
@@ -810,6 +999,45 @@ impl MetadataStore {
             }
             q.execute(&mut *tx).await?;
         }
+        let producers: Vec<(&ChunkCommit, &ProducerCommit)> = c
+            .chunks
+            .iter()
+            .flat_map(|ch| ch.producers.iter().map(move |p| (ch, p)))
+            .collect();
+        for batch in producers.chunks(100) {
+            const PER_ROW: usize = 7;
+            let values = (0..batch.len())
+                .map(|i| {
+                    let p: Vec<String> = (0..PER_ROW)
+                        .map(|k| format!("${}", i * PER_ROW + k + 1))
+                        .collect();
+                    format!("({}, {now})", p.join(", "))
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "INSERT INTO producer_state (producer_id, topic, partition_id, producer_epoch,
+                    last_sequence, last_offset, recent, updated_at_ms) VALUES {values}
+                 ON CONFLICT (producer_id, topic, partition_id) DO UPDATE SET
+                    producer_epoch = excluded.producer_epoch,
+                    last_sequence = excluded.last_sequence,
+                    last_offset = excluded.last_offset,
+                    recent = excluded.recent,
+                    updated_at_ms = excluded.updated_at_ms"
+            );
+            let mut q = sqlx::query(&sql);
+            for (ch, p) in batch {
+                q = q
+                    .bind(p.producer_id)
+                    .bind(&*ch.topic)
+                    .bind(i64::from(ch.partition))
+                    .bind(i64::from(p.epoch))
+                    .bind(i64::from(p.last_sequence))
+                    .bind(p.last_offset)
+                    .bind(p.recent.as_str());
+            }
+            q.execute(&mut *tx).await?;
+        }
         sqlx::query(&format!(
             "INSERT INTO objects (object_key, size_bytes, agent_id, created_at_ms) VALUES ($1, $2, $3, {now})"
         ))
@@ -864,26 +1092,46 @@ impl MetadataStore {
 
     /// Appends to the bounded events log.
     pub async fn append_event(&self, kind: &str, subject: &str, detail: &str) -> Result<()> {
+        self.append_events(&[(kind, subject.to_string(), detail.to_string())])
+            .await
+    }
+
+    /// Appends several events, one statement per 200, trimming the log to its last
+    /// [`EVENTS_KEPT`] whenever the ids pass a thousand.
+    pub async fn append_events(&self, events: &[(&str, String, String)]) -> Result<()> {
         let now = self.dialect.now_ms();
-        self.retry_busy(|| async {
-            let row = sqlx::query(&format!(
-                "INSERT INTO events (at_ms, kind, subject, detail) VALUES ({now}, $1, $2, $3) RETURNING id"
-            ))
-            .bind(kind)
-            .bind(subject)
-            .bind(detail)
-            .fetch_one(&self.pool)
+        for batch in events.chunks(200) {
+            let values = (0..batch.len())
+                .map(|i| format!("({now}, ${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "INSERT INTO events (at_ms, kind, subject, detail) VALUES {values} RETURNING id"
+            );
+            self.retry_busy(|| async {
+                let mut q = sqlx::query(&sql);
+                for (kind, subject, detail) in batch {
+                    q = q.bind(*kind).bind(subject.as_str()).bind(detail.as_str());
+                }
+                let ids = q
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get::<i64, _>("id"))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                if let (Some(lo), Some(hi)) = (ids.iter().min(), ids.iter().max()) {
+                    if (lo - 1) / 1000 != hi / 1000 {
+                        sqlx::query("DELETE FROM events WHERE id <= $1")
+                            .bind(hi - EVENTS_KEPT)
+                            .execute(&self.pool)
+                            .await?;
+                    }
+                }
+                Ok(())
+            })
             .await?;
-            let id: i64 = row.try_get("id")?;
-            if id % 1000 == 0 {
-                sqlx::query("DELETE FROM events WHERE id <= $1")
-                    .bind(id - EVENTS_KEPT)
-                    .execute(&self.pool)
-                    .await?;
-            }
-            Ok(())
-        })
-        .await
+        }
+        Ok(())
     }
 
     /// Events after `after_id`, oldest first.

@@ -5,7 +5,7 @@
 //! the metadata store's own clock wherever they decide correctness (lease expiry).
 
 /// (version, SQL). Append only: a released migration is never edited.
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1)];
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2)];
 
 const V1: &str = r#"
 CREATE TABLE topics (
@@ -118,4 +118,13 @@ CREATE TABLE events (
     detail            TEXT NOT NULL
 );
 CREATE INDEX events_by_time ON events (at_ms);
+"#;
+
+/// Idempotent producers, and agents marked lost once (so the event is written once): a producer id's current epoch, and per partition the window of its
+/// last batches (`first:last:offset,...`) so a retry after a failover is recognised.
+const V2: &str = r#"
+ALTER TABLE producer_ids ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE producer_state ADD COLUMN recent TEXT NOT NULL DEFAULT '';
+CREATE INDEX producer_state_by_partition ON producer_state (topic, partition_id);
+ALTER TABLE agents ADD COLUMN lost BIGINT NOT NULL DEFAULT 0;
 "#;
