@@ -24,7 +24,7 @@ pub mod writer;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use streamhouse_proto::pb::stream_house_server::StreamHouseServer;
@@ -71,6 +71,17 @@ pub struct Shared {
     /// Lease rounds take turns: the loop's and the one a topic creation runs at once.
     pub lease_round: tokio::sync::Mutex<()>,
     pub shutting_down: AtomicBool,
+    pub stats: Stats,
+}
+
+/// Counters the agent reports through `GetAgentStats`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub started_at_ms: i64,
+    pub produced_records: AtomicU64,
+    pub produced_bytes: AtomicU64,
+    pub fetched_records: AtomicU64,
+    pub fetched_bytes: AtomicU64,
 }
 
 impl Shared {
@@ -106,6 +117,18 @@ impl Agent {
     /// Connects to the stores, registers, and takes this agent's share of the leases.
     pub async fn start(config: AgentConfig, listener: TcpListener) -> Result<Agent, StartError> {
         config.validate().map_err(StartError::Config)?;
+        let store = object_store::open(&config.storage).await?;
+        Self::start_with_store(config, listener, store).await
+    }
+
+    /// [`Agent::start`] with an object store given rather than opened from the config's URL
+    /// (tests use it to wrap a store with faults).
+    pub async fn start_with_store(
+        config: AgentConfig,
+        listener: TcpListener,
+        store: Arc<dyn ObjectStore>,
+    ) -> Result<Agent, StartError> {
+        config.validate().map_err(StartError::Config)?;
         let id = config
             .id
             .clone()
@@ -117,7 +140,6 @@ impl Agent {
         }
         let addr = listener.local_addr()?;
         let advertise = config.advertise.clone().unwrap_or_else(|| addr.to_string());
-        let store = object_store::open(&config.storage).await?;
         let meta = MetadataStore::connect(&config.metadata).await?;
         let cache = Arc::new(ChunkCache::new(config.cache_bytes));
         let lease_kick = Arc::new(Notify::new());
@@ -144,6 +166,12 @@ impl Agent {
             lease_kick,
             lease_round: tokio::sync::Mutex::new(()),
             shutting_down: AtomicBool::new(false),
+            stats: Stats {
+                started_at_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64),
+                ..Stats::default()
+            },
         });
         if let Err(e) = lease::tick(&shared).await {
             tracing::warn!(error = %e, "first lease round failed; the lease loop will retry");

@@ -71,7 +71,15 @@ impl Service {
         let mut results = Vec::with_capacity(appended.len());
         for (topic, partition, acks) in appended {
             let outcome = match acks {
-                Ok(acks) => all_of(acks).await,
+                Ok((acks, records, bytes)) => {
+                    let all = all_of(acks).await;
+                    if all.is_ok() {
+                        let stats = &self.shared.stats;
+                        stats.produced_records.fetch_add(records, Ordering::Relaxed);
+                        stats.produced_bytes.fetch_add(bytes, Ordering::Relaxed);
+                    }
+                    all
+                }
                 Err(e) => Err(e),
             };
             results.push(match outcome {
@@ -98,8 +106,9 @@ impl Service {
         })
     }
 
-    /// Checks one partition's batches and hands them to the writer.
-    async fn append_partition(&self, p: pb::PartitionBatches) -> Result<Vec<Ack>> {
+    /// Checks one partition's batches and hands them to the writer. Also returns their
+    /// record and byte counts.
+    async fn append_partition(&self, p: pb::PartitionBatches) -> Result<(Vec<Ack>, u64, u64)> {
         let (_, state) = self.partition(&p.topic, p.partition).await?;
         if p.batches.is_empty() {
             return Err(AgentError::InvalidRequest(format!(
@@ -109,21 +118,25 @@ impl Service {
         }
         let max = self.shared.config.max_record_bytes;
         let mut checked = Vec::with_capacity(p.batches.len());
+        let (mut records, mut bytes) = (0u64, 0u64);
         for b in p.batches {
             if b.len() > max {
                 return Err(AgentError::RecordTooLarge { size: b.len(), max });
             }
             let header = batch::validate(&b)?;
+            records += header.record_count.max(0) as u64;
+            bytes += b.len() as u64;
             checked.push((b, header));
         }
-        if state.append_epoch().is_none() {
+        let Some(epoch) = state.append_epoch() else {
             return Err(AgentError::NotLeader {
                 leader_hint: self.leader_hint(&p.topic, p.partition).await,
                 topic: p.topic,
                 partition: p.partition,
             });
-        }
-        self.shared.writer.append(&state, checked)
+        };
+        let acks = self.shared.writer.append(&state, epoch, checked)?;
+        Ok((acks, records, bytes))
     }
 
     async fn leader_hint(&self, topic: &str, partition: u32) -> Option<String> {
@@ -145,6 +158,17 @@ impl Service {
             .reader
             .fetch(&state, r.offset, max_bytes, max_wait)
             .await?;
+        let stats = &self.shared.stats;
+        for (_, b) in &fetched.batches {
+            if let Ok(h) = batch::BatchHeader::peek(b) {
+                stats
+                    .fetched_records
+                    .fetch_add(h.record_count.max(0) as u64, Ordering::Relaxed);
+            }
+            stats
+                .fetched_bytes
+                .fetch_add(b.len() as u64, Ordering::Relaxed);
+        }
         let (base_offsets, batches) = fetched.batches.into_iter().unzip();
         Ok(pb::FetchResponse {
             error: ok(),
@@ -343,6 +367,34 @@ impl Service {
         })
     }
 
+    fn agent_stats(&self) -> pb::GetAgentStatsResponse {
+        let stats = &self.shared.stats;
+        let (buffered_batches, buffered_bytes) = self.shared.writer.buffered();
+        let (flushes, flushed_bytes) = self.shared.writer.flushed();
+        let partitions_led = self
+            .shared
+            .topics
+            .all()
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .filter(|p| p.lease_epoch().is_some())
+            .count() as u32;
+        pb::GetAgentStatsResponse {
+            error: ok(),
+            agent_id: self.shared.id.clone(),
+            started_at_ms: stats.started_at_ms,
+            produced_records: stats.produced_records.load(Ordering::Relaxed),
+            produced_bytes: stats.produced_bytes.load(Ordering::Relaxed),
+            fetched_records: stats.fetched_records.load(Ordering::Relaxed),
+            fetched_bytes: stats.fetched_bytes.load(Ordering::Relaxed),
+            flushes,
+            flushed_bytes,
+            buffered_batches,
+            buffered_bytes,
+            partitions_led,
+        }
+    }
+
     async fn list_events_inner(&self, r: pb::ListEventsRequest) -> Result<pb::ListEventsResponse> {
         let limit = match r.limit {
             0 => 100,
@@ -539,6 +591,13 @@ impl pb::stream_house_server::StreamHouse for Service {
             self.describe_cluster_inner().await,
             pb::DescribeClusterResponse
         )
+    }
+
+    async fn get_agent_stats(
+        &self,
+        _request: Request<pb::GetAgentStatsRequest>,
+    ) -> Result<Response<pb::GetAgentStatsResponse>, Status> {
+        Ok(Response::new(self.agent_stats()))
     }
 
     async fn list_events(

@@ -1,7 +1,67 @@
-//! Helpers for tests that need outside services (PostgreSQL, an S3-compatible server).
+//! Helpers for tests: outside services (PostgreSQL, an S3-compatible server) and an object
+//! store that fails on command.
 //!
 //! A backend test skips when its service is not configured on a developer's machine; under
 //! CI (`CI=true`) a missing service fails the test instead.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::object_store::{ObjectMeta, ObjectStore, StorageError};
+
+/// Wraps an object store; while `failing` is set, every put fails as an unreachable store's
+/// would (reads still work, as they would from a cache or another region).
+#[derive(Debug)]
+pub struct FaultyStore {
+    inner: Arc<dyn ObjectStore>,
+    pub failing: AtomicBool,
+    /// Puts refused so far.
+    pub refused: AtomicU64,
+}
+
+impl FaultyStore {
+    pub fn new(inner: Arc<dyn ObjectStore>) -> Arc<Self> {
+        Arc::new(FaultyStore {
+            inner,
+            failing: AtomicBool::new(false),
+            refused: AtomicU64::new(0),
+        })
+    }
+
+    pub fn set_failing(&self, on: bool) {
+        self.failing.store(on, Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for FaultyStore {
+    async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
+        if self.failing.load(Ordering::SeqCst) {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+            return Err(StorageError::Remote {
+                op: "put",
+                key: key.to_string(),
+                message: "injected fault: store unreachable".into(),
+            });
+        }
+        self.inner.put(key, data).await
+    }
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StorageError> {
+        self.inner.get_range(key, range).await
+    }
+    async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
+        self.inner.get(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.inner.delete(key).await
+    }
+}
 
 /// The value of `var`, or `None` (after saying so) when it is unset outside CI.
 ///

@@ -44,6 +44,9 @@ struct Pending {
     max_timestamp: i64,
     /// (producer id, epoch, first sequence) of an idempotent producer's batch.
     stamp: Option<(i64, i16, i32)>,
+    /// The lease epoch the batch was accepted under: it is written under that one or not at
+    /// all (a lease lost and taken again in between must not carry it over).
+    lease_epoch: i64,
     ack: oneshot::Sender<Result<Appended>>,
 }
 
@@ -81,6 +84,8 @@ struct Inner {
     started: AtomicU64,
     completed: watch::Sender<u64>,
     sync_requested: AtomicBool,
+    flushes: AtomicU64,
+    flushed_bytes: AtomicU64,
 }
 
 /// The agent's flush buffer and its flusher task.
@@ -124,6 +129,8 @@ impl Writer {
             started: AtomicU64::new(0),
             completed: watch::Sender::new(0),
             sync_requested: AtomicBool::new(false),
+            flushes: AtomicU64::new(0),
+            flushed_bytes: AtomicU64::new(0),
         });
         tokio::spawn(flusher(inner.clone()));
         Writer { inner }
@@ -135,6 +142,7 @@ impl Writer {
     pub fn append(
         &self,
         state: &Arc<PartitionState>,
+        lease_epoch: i64,
         batches: Vec<(Bytes, BatchHeader)>,
     ) -> Result<Vec<oneshot::Receiver<Result<Appended>>>> {
         let mut receivers = Vec::with_capacity(batches.len());
@@ -152,6 +160,7 @@ impl Writer {
                     header.producer_epoch,
                     header.base_sequence,
                 )),
+                lease_epoch,
                 ack: tx,
             });
             receivers.push(rx);
@@ -180,6 +189,25 @@ impl Writer {
             self.inner.wake.notify_one();
         }
         Ok(receivers)
+    }
+
+    /// (batches, bytes) waiting in the buffer now.
+    pub fn buffered(&self) -> (u64, u64) {
+        let buf = self.inner.buffer.lock().unwrap_or_else(|p| p.into_inner());
+        let batches = buf
+            .partitions
+            .values()
+            .map(|p| p.batches.len())
+            .sum::<usize>();
+        (batches as u64, buf.bytes as u64)
+    }
+
+    /// (objects committed, their bytes) since the start.
+    pub fn flushed(&self) -> (u64, u64) {
+        (
+            self.inner.flushes.load(Ordering::Relaxed),
+            self.inner.flushed_bytes.load(Ordering::Relaxed),
+        )
     }
 
     /// Flushes now and returns once every batch appended before the call has been answered.
@@ -291,6 +319,14 @@ async fn flush(inner: &Inner, taken: Buffer) {
         {
             let table = state.producers();
             for p in part.batches {
+                if p.lease_epoch != epoch {
+                    let _ = p.ack.send(Err(AgentError::NotLeader {
+                        topic: state.topic.to_string(),
+                        partition: state.partition,
+                        leader_hint: None,
+                    }));
+                    continue;
+                }
                 if let Some((id, epoch, first)) = p.stamp {
                     let count = p.record_count as i32;
                     let current = changed.get(&id).or_else(|| table.get(&id));
@@ -411,6 +447,10 @@ async fn flush(inner: &Inner, taken: Buffer) {
 
     match result {
         Ok(()) => {
+            inner.flushes.fetch_add(1, Ordering::Relaxed);
+            inner
+                .flushed_bytes
+                .fetch_add(object.len() as u64, Ordering::Relaxed);
             let key: Arc<str> = Arc::from(key.as_str());
             for c in chunks {
                 let cm = &c.commit;

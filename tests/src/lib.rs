@@ -76,6 +76,15 @@ impl AgentProcess {
         let _ = self.child.wait();
     }
 
+    /// Sends a signal by name (`STOP`, `CONT`, ...) without waiting for anything.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
     fn wait_exit(&mut self, within: Duration) -> ExitStatus {
         let deadline = Instant::now() + within;
         loop {

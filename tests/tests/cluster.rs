@@ -1,0 +1,563 @@
+//! Several real agent processes on one metadata store and one object store: a leader killed
+//! under load, an agent paused past its leases, agents joining and leaving. Each scenario runs
+//! on SQLite + a local directory, and on PostgreSQL when `STREAMHOUSE_TEST_POSTGRES` names it
+//! (always under CI). The assertions are invariants: every acknowledged record read back
+//! exactly once, offsets dense, no offset given twice, balance within one.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use streamhouse_agent::testing::FreshPostgres;
+use streamhouse_client::{
+    Admin, Consumer, DeliveryFuture, NewTopic, OffsetReset, Producer, TopicDescription,
+    TopicPartition,
+};
+use streamhouse_proto::batch::{BatchBuilder, Compression, ProducerStamp};
+use streamhouse_proto::pb::{self, ErrorCode};
+use streamhouse_tests::{data_dir, raw, AgentProcess};
+use tokio::time::Instant;
+
+const BIN: &str = env!("CARGO_BIN_EXE_test-agent");
+const LEASE: [&str; 4] = ["--lease-ttl-ms", "1500", "--heartbeat-ms", "300"];
+
+/// One metadata store and one object store that every agent of a test shares.
+struct Stores {
+    metadata: String,
+    storage: String,
+    postgres: Option<FreshPostgres>,
+    _dir: tempfile::TempDir,
+}
+
+impl Stores {
+    fn sqlite() -> Stores {
+        let (guard, dir) = data_dir();
+        Stores {
+            metadata: format!("sqlite://{}", dir.join("metadata.db").display()),
+            storage: objects(&dir),
+            postgres: None,
+            _dir: guard,
+        }
+    }
+
+    async fn postgres() -> Option<Stores> {
+        let db = FreshPostgres::create().await?;
+        let (guard, dir) = data_dir();
+        Some(Stores {
+            metadata: db.url.clone(),
+            storage: objects(&dir),
+            postgres: Some(db),
+            _dir: guard,
+        })
+    }
+
+    async fn done(self) {
+        if let Some(db) = self.postgres {
+            db.drop_db().await;
+        }
+    }
+}
+
+fn objects(dir: &Path) -> String {
+    format!("file://{}", dir.join("objects").display())
+}
+
+/// The agent processes of one test, by id (`agent-0`, `agent-1`, ...).
+struct Cluster<'a> {
+    stores: &'a Stores,
+    agents: BTreeMap<String, AgentProcess>,
+}
+
+impl<'a> Cluster<'a> {
+    fn start(stores: &'a Stores, n: usize) -> Self {
+        let mut c = Cluster {
+            stores,
+            agents: BTreeMap::new(),
+        };
+        for i in 0..n {
+            c.add(&format!("agent-{i}"), &[]);
+        }
+        c
+    }
+
+    fn add(&mut self, id: &str, extra: &[&str]) -> String {
+        let args = [&LEASE[..], &["--id", id], extra].concat();
+        let agent =
+            AgentProcess::start_with(BIN, &self.stores.metadata, &self.stores.storage, &args);
+        let addr = agent.addr.clone();
+        self.agents.insert(id.to_string(), agent);
+        addr
+    }
+
+    fn bootstrap(&self) -> String {
+        self.agents
+            .values()
+            .map(|a| a.addr.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn take(&mut self, id: &str) -> AgentProcess {
+        self.agents
+            .remove(id)
+            .expect("a running agent of this test")
+    }
+}
+
+/// Polls `probe` until it yields a value, failing the test after `within`.
+async fn wait_for<T, F, Fut>(what: &str, within: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The topic once every partition has a live leader, with the leaders' loads balanced
+/// within one over exactly `agents`.
+async fn balanced(admin: &Admin, topic: &str, agents: &[&str]) -> TopicDescription {
+    let want: HashSet<&str> = agents.iter().copied().collect();
+    wait_for(
+        &format!("{topic} balanced over {agents:?}"),
+        Duration::from_secs(60),
+        || async {
+            let t = admin.describe_topic(topic).await.ok()?;
+            let mut load: HashMap<String, usize> = HashMap::new();
+            for p in &t.partitions {
+                *load.entry(p.leader_id.clone()?).or_default() += 1;
+            }
+            let leaders: HashSet<&str> = load.keys().map(String::as_str).collect();
+            let expect_all = t.partitions.len() >= agents.len();
+            let ok = leaders.is_subset(&want)
+                && (!expect_all || leaders == want)
+                && load.values().max()? - load.values().min()? <= 1;
+            ok.then_some(t)
+        },
+    )
+    .await
+}
+
+fn leader_of(t: &TopicDescription, partition: u32) -> String {
+    t.partitions[partition as usize]
+        .leader_id
+        .clone()
+        .expect("partition has a leader")
+}
+
+/// What producers were told: partition -> offset -> value.
+type Acked = BTreeMap<u32, BTreeMap<i64, String>>;
+
+/// Awaits deliveries; every one must succeed, and no offset may be given twice.
+async fn settle(deliveries: Vec<(String, DeliveryFuture)>, acked: &mut Acked) {
+    for (value, d) in deliveries {
+        let meta = d
+            .await
+            .unwrap_or_else(|e| panic!("record {value} failed, which the application sees: {e}"));
+        let previous = acked
+            .entry(meta.partition)
+            .or_default()
+            .insert(meta.offset, value);
+        assert!(
+            previous.is_none(),
+            "offset {}-{} given twice",
+            meta.partition,
+            meta.offset
+        );
+    }
+}
+
+/// Reads `topic`'s partitions from the start to their high watermarks and checks the log is
+/// exactly what was acknowledged: nothing lost, nothing twice, offsets dense from 0.
+async fn assert_log_is(bootstrap: &str, topic: &str, partitions: u32, acked: &Acked) {
+    let admin = Admin::connect(bootstrap).await.unwrap();
+    let t = admin.describe_topic(topic).await.unwrap();
+    for p in &t.partitions {
+        let n = acked.get(&p.partition).map_or(0, BTreeMap::len) as i64;
+        assert_eq!(
+            p.high_watermark, n,
+            "partition {} holds {} records, {n} acknowledged",
+            p.partition, p.high_watermark
+        );
+    }
+    let mut consumer = Consumer::builder()
+        .bootstrap(bootstrap)
+        .auto_offset_reset(OffsetReset::Earliest)
+        .max_poll_records(5000)
+        .build()
+        .await
+        .unwrap();
+    consumer
+        .assign(
+            (0..partitions)
+                .map(|p| TopicPartition::new(topic, p))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let want: usize = acked.values().map(BTreeMap::len).sum();
+    let mut got: Acked = BTreeMap::new();
+    let mut n = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while n < want {
+        assert!(Instant::now() < deadline, "read {n} of {want} records");
+        for r in consumer.poll(Duration::from_millis(500)).await.unwrap() {
+            let value = String::from_utf8(r.value.unwrap().to_vec()).unwrap();
+            let dup = got.entry(r.partition).or_default().insert(r.offset, value);
+            assert!(
+                dup.is_none(),
+                "offset {}-{} read twice",
+                r.partition,
+                r.offset
+            );
+            n += 1;
+        }
+    }
+    consumer.close().await.unwrap();
+    for (p, records) in &got {
+        for (i, offset) in records.keys().enumerate() {
+            assert_eq!(*offset, i as i64, "partition {p} is not dense");
+        }
+    }
+    let mut seen = HashSet::new();
+    for v in got.values().flat_map(BTreeMap::values) {
+        assert!(seen.insert(v.clone()), "record {v} stored twice");
+    }
+    assert_eq!(&got, acked, "the log differs from what was acknowledged");
+}
+
+async fn create(admin: &Admin, topic: &str, partitions: u32) {
+    admin
+        .create_topic(NewTopic::new(topic, partitions))
+        .await
+        .unwrap();
+}
+
+// ---- kill -9 of a leader under load ------------------------------------------------------
+
+async fn kill_leader_under_load(stores: &Stores) {
+    const TOPIC: &str = "load";
+    const PARTITIONS: u32 = 6;
+    let mut cluster = Cluster::start(stores, 3);
+    let admin = Admin::connect(&cluster.bootstrap()).await.unwrap();
+    create(&admin, TOPIC, PARTITIONS).await;
+    let t = balanced(&admin, TOPIC, &["agent-0", "agent-1", "agent-2"]).await;
+    let victim = leader_of(&t, 0);
+    let old_epoch = t.partitions[0].lease_epoch;
+
+    let producer = Producer::builder()
+        .bootstrap(cluster.bootstrap())
+        .delivery_timeout_ms(60_000)
+        .build()
+        .await
+        .unwrap();
+    // 100 records every 10 ms: 10,000 records/s, for 6 s, with the kill at 2 s.
+    let mut deliveries = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let start = Instant::now();
+    let mut killed_at = None;
+    let mut i = 0u64;
+    while start.elapsed() < Duration::from_secs(6) {
+        tick.tick().await;
+        for _ in 0..100 {
+            let key = format!("k{}", i % 64);
+            let value = format!("{i}");
+            let d = producer
+                .send(TOPIC, Some(key.as_bytes()), value.as_bytes())
+                .await
+                .unwrap();
+            deliveries.push((value, d));
+            i += 1;
+        }
+        if killed_at.is_none() && start.elapsed() >= Duration::from_secs(2) {
+            cluster.take(&victim).kill9();
+            killed_at = Some(start.elapsed());
+        }
+    }
+    let rate = i as f64 / start.elapsed().as_secs_f64();
+    eprintln!("sent {i} records at {rate:.0}/s; killed {victim} at {killed_at:?}");
+    producer.flush().await.unwrap();
+    let mut acked = Acked::new();
+    settle(deliveries, &mut acked).await;
+    producer.close().await.unwrap();
+
+    let survivors: Vec<&str> = cluster.agents.keys().map(String::as_str).collect();
+    let t = balanced(&admin, TOPIC, &survivors).await;
+    assert_ne!(leader_of(&t, 0), victim);
+    assert!(t.partitions[0].lease_epoch > old_epoch);
+    assert_log_is(&cluster.bootstrap(), TOPIC, PARTITIONS, &acked).await;
+    let events = admin.list_events(0, 1000).await.unwrap();
+    assert!(events
+        .iter()
+        .any(|e| e.kind == "agent_lost" && e.subject == victim));
+    assert!(events.iter().any(|e| e.kind == "lease_taken"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_leader_under_load_sqlite() {
+    let stores = Stores::sqlite();
+    kill_leader_under_load(&stores).await;
+    stores.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_leader_under_load_postgres() {
+    let Some(stores) = Stores::postgres().await else {
+        return;
+    };
+    kill_leader_under_load(&stores).await;
+    stores.done().await;
+}
+
+// ---- SIGSTOP past the lease ----------------------------------------------------------------
+
+fn batch(values: &[&str]) -> Bytes {
+    let mut b = BatchBuilder::new(Compression::None);
+    for v in values {
+        b.append(0, None, Some(v.as_bytes()), &[]);
+    }
+    b.finish(ProducerStamp::NONE).unwrap()
+}
+
+async fn paused_agent_is_fenced(stores: &Stores) {
+    const TOPIC: &str = "paused";
+    let mut cluster = Cluster::start(stores, 2);
+    // The agent to pause flushes slowly, so what it was sent is still buffered when it stops.
+    let paused_addr = cluster.add("agent-2", &["--flush-interval-ms", "5000"]);
+    let admin = Admin::connect(&cluster.bootstrap()).await.unwrap();
+    create(&admin, TOPIC, 6).await;
+    let t = balanced(&admin, TOPIC, &["agent-0", "agent-1", "agent-2"]).await;
+    let p = t
+        .partitions
+        .iter()
+        .find(|p| p.leader_id.as_deref() == Some("agent-2"))
+        .expect("agent-2 leads a partition")
+        .clone();
+
+    let to_paused = raw::connect(&paused_addr).await;
+    let ghost = {
+        let mut c = to_paused.clone();
+        let partition = p.partition;
+        tokio::spawn(async move {
+            raw::produce(&mut c, TOPIC, partition, vec![batch(&["ghost"])]).await
+        })
+    };
+    wait_for(
+        "the batch buffered on agent-2",
+        Duration::from_secs(30),
+        || {
+            let mut c = to_paused.clone();
+            async move {
+                let s = c
+                    .get_agent_stats(pb::GetAgentStatsRequest {})
+                    .await
+                    .ok()?
+                    .into_inner();
+                (s.buffered_batches >= 1).then_some(())
+            }
+        },
+    )
+    .await;
+    cluster.agents["agent-2"].signal("STOP");
+
+    // Another agent takes the partition at a higher epoch and writes to it.
+    let others = format!(
+        "{},{}",
+        cluster.agents["agent-0"].addr, cluster.agents["agent-1"].addr
+    );
+    let admin = Admin::connect(&others).await.unwrap();
+    let taken = wait_for(
+        "the paused agent's lease taken",
+        Duration::from_secs(60),
+        || async {
+            let t = admin.describe_topic(TOPIC).await.ok()?;
+            let q = &t.partitions[p.partition as usize];
+            (q.leader_id.as_deref().is_some_and(|l| l != "agent-2")
+                && q.lease_epoch > p.lease_epoch)
+                .then(|| q.clone())
+        },
+    )
+    .await;
+    let mut to_new = raw::connect(taken.leader_address.as_deref().unwrap()).await;
+    let written = raw::produce(
+        &mut to_new,
+        TOPIC,
+        p.partition,
+        vec![batch(&["a", "b", "c"])],
+    )
+    .await;
+    assert_eq!(raw::code(&written.error), ErrorCode::Ok);
+    assert_eq!(written.base_offset, 0);
+
+    // Resumed: its buffered batch is refused, not stored.
+    cluster.agents["agent-2"].signal("CONT");
+    let refused = ghost.await.unwrap();
+    assert_eq!(
+        raw::code(&refused.error),
+        ErrorCode::NotLeader,
+        "{refused:?}"
+    );
+
+    // It comes back as a member and gets its share again, under new epochs.
+    let t = balanced(&admin, TOPIC, &["agent-0", "agent-1", "agent-2"]).await;
+    assert!(t.partitions[p.partition as usize].lease_epoch >= taken.lease_epoch);
+    let c = admin.describe_cluster().await.unwrap();
+    assert!(c.agents.iter().any(|a| a.id == "agent-2" && a.live));
+
+    // The partition holds exactly what the new leader acknowledged; a write after the
+    // rejoin continues the offsets.
+    let mut acked = Acked::new();
+    for (i, v) in ["a", "b", "c"].iter().enumerate() {
+        acked
+            .entry(p.partition)
+            .or_default()
+            .insert(i as i64, v.to_string());
+    }
+    let producer = Producer::builder()
+        .bootstrap(cluster.bootstrap())
+        .build()
+        .await
+        .unwrap();
+    let more = producer
+        .send_record(TOPIC, Some(p.partition), None, Some(b"d"), &[], None)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(more.offset, 3);
+    producer.close().await.unwrap();
+    acked.get_mut(&p.partition).unwrap().insert(3, "d".into());
+    assert_log_is(&cluster.bootstrap(), TOPIC, 6, &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_agent_is_fenced_sqlite() {
+    let stores = Stores::sqlite();
+    paused_agent_is_fenced(&stores).await;
+    stores.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_agent_is_fenced_postgres() {
+    let Some(stores) = Stores::postgres().await else {
+        return;
+    };
+    paused_agent_is_fenced(&stores).await;
+    stores.done().await;
+}
+
+// ---- joining and leaving -------------------------------------------------------------------
+
+async fn agents_join_and_leave(stores: &Stores) {
+    const TOPIC: &str = "moving";
+    const PARTITIONS: u32 = 8;
+    let mut cluster = Cluster::start(stores, 3);
+    let admin = Admin::connect(&cluster.bootstrap()).await.unwrap();
+    create(&admin, TOPIC, PARTITIONS).await;
+    let before = balanced(&admin, TOPIC, &["agent-0", "agent-1", "agent-2"]).await;
+
+    // A steady producer the whole time: no error may reach it.
+    let producer = Producer::builder()
+        .bootstrap(cluster.bootstrap())
+        .delivery_timeout_ms(60_000)
+        .build()
+        .await
+        .unwrap();
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let load = {
+        let producer = producer.clone();
+        tokio::spawn(async move {
+            let mut deliveries = Vec::new();
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            let mut i = 0u64;
+            while !*stop_rx.borrow_and_update() {
+                tick.tick().await;
+                for _ in 0..20 {
+                    let key = format!("k{}", i % 32);
+                    let value = format!("{i}");
+                    let d = producer
+                        .send(TOPIC, Some(key.as_bytes()), value.as_bytes())
+                        .await
+                        .unwrap();
+                    deliveries.push((value, d));
+                    i += 1;
+                }
+            }
+            deliveries
+        })
+    };
+
+    // A fourth agent: it takes exactly its share, and only its share moves.
+    cluster.add("agent-3", &[]);
+    let after = balanced(&admin, TOPIC, &["agent-0", "agent-1", "agent-2", "agent-3"]).await;
+    for (b, a) in before.partitions.iter().zip(&after.partitions) {
+        if b.leader_id != a.leader_id {
+            assert_eq!(
+                a.leader_id.as_deref(),
+                Some("agent-3"),
+                "partition {} moved elsewhere",
+                a.partition
+            );
+        }
+    }
+    assert_eq!(
+        after
+            .partitions
+            .iter()
+            .filter(|p| p.leader_id.as_deref() == Some("agent-3"))
+            .count(),
+        2
+    );
+
+    // One stops gracefully: its partitions move, and only they.
+    assert!(cluster.take("agent-1").terminate().success());
+    let last = balanced(&admin, TOPIC, &["agent-0", "agent-2", "agent-3"]).await;
+    for (a, l) in after.partitions.iter().zip(&last.partitions) {
+        if a.leader_id.as_deref() != Some("agent-1") {
+            assert_eq!(
+                a.leader_id, l.leader_id,
+                "partition {} moved needlessly",
+                a.partition
+            );
+        }
+    }
+
+    stop_tx.send(true).unwrap();
+    let deliveries = load.await.unwrap();
+    producer.flush().await.unwrap();
+    let mut acked = Acked::new();
+    settle(deliveries, &mut acked).await;
+    producer.close().await.unwrap();
+    assert_log_is(&cluster.bootstrap(), TOPIC, PARTITIONS, &acked).await;
+    let events = admin.list_events(0, 1000).await.unwrap();
+    assert!(events
+        .iter()
+        .any(|e| e.kind == "agent_left" && e.subject == "agent-1"));
+    assert!(events
+        .iter()
+        .any(|e| e.kind == "lease_released" && e.detail.contains("handed back to agent-3")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_join_and_leave_sqlite() {
+    let stores = Stores::sqlite();
+    agents_join_and_leave(&stores).await;
+    stores.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_join_and_leave_postgres() {
+    let Some(stores) = Stores::postgres().await else {
+        return;
+    };
+    agents_join_and_leave(&stores).await;
+    stores.done().await;
+}
