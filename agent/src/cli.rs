@@ -9,7 +9,18 @@ use crate::{Agent, AgentConfig};
 /// Runs the agent the process's arguments describe. Both the `streamhouse-agent` binary and
 /// the test suite's agent binary are this function.
 pub fn main() -> anyhow::Result<()> {
-    let config = AgentConfig::parse();
+    main_from(std::env::args_os())
+}
+
+/// Runs the agent `args` describe (the first is the program name), as [`main`] does with the
+/// process's own arguments. Programs that start agents as child processes of themselves call
+/// it when re-executed in agent mode.
+pub fn main_from<I, T>(args: I) -> anyhow::Result<()>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let config = AgentConfig::try_parse_from(args)?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use streamhouse_proto::pb;
 use streamhouse_proto::pb::stream_house_client::StreamHouseClient;
@@ -31,6 +31,7 @@ pub(crate) struct PartitionMeta {
 #[derive(Debug)]
 pub(crate) struct TopicMeta {
     pub partitions: Vec<PartitionMeta>,
+    pub fetched_at: Instant,
 }
 
 #[derive(Debug)]
@@ -40,6 +41,9 @@ pub(crate) struct Cluster {
     request_timeout: Duration,
     conns: Mutex<HashMap<String, AgentConn>>,
     topics: RwLock<HashMap<String, Arc<TopicMeta>>>,
+    /// The live agents the last metadata answer named: asked first, so a client keeps
+    /// finding the cluster after every agent it was bootstrapped with has moved or died.
+    agents: RwLock<Vec<String>>,
 }
 
 pub(crate) fn parse_bootstrap(list: &str) -> Result<Vec<String>> {
@@ -71,6 +75,7 @@ impl Cluster {
             request_timeout,
             conns: Mutex::new(HashMap::new()),
             topics: RwLock::new(HashMap::new()),
+            agents: RwLock::new(Vec::new()),
         }
     }
 
@@ -101,9 +106,19 @@ impl Cluster {
         Ok(conn)
     }
 
-    /// Agents to ask for metadata: the bootstrap list, then any leaders learned since.
+    /// Agents to ask: the live ones the cluster last named, the bootstrap list, then any
+    /// leaders learned since.
     fn candidates(&self) -> Vec<String> {
-        let mut out = self.bootstrap.clone();
+        let mut out = self
+            .agents
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for b in &self.bootstrap {
+            if !out.contains(b) {
+                out.push(b.clone());
+            }
+        }
         let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
         for t in topics.values() {
             for p in &t.partitions {
@@ -144,6 +159,10 @@ impl Cluster {
             .await?;
         if let Some(e) = ClientError::from_pb(resp.error.as_ref()) {
             return Err(e);
+        }
+        if !resp.agents.is_empty() {
+            *self.agents.write().unwrap_or_else(|p| p.into_inner()) =
+                resp.agents.iter().map(|a| a.address.clone()).collect();
         }
         Ok(resp)
     }
@@ -190,7 +209,10 @@ impl Cluster {
                 };
             }
         }
-        let meta = Arc::new(TopicMeta { partitions });
+        let meta = Arc::new(TopicMeta {
+            partitions,
+            fetched_at: Instant::now(),
+        });
         self.topics
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -208,6 +230,12 @@ impl Cluster {
                 .get(partition as usize)
                 .and_then(|p| p.leader_address.clone()),
         )
+    }
+
+    /// How old the cached metadata of a topic is, if it is cached.
+    pub fn cached_age(&self, topic: &str) -> Option<Duration> {
+        let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
+        topics.get(topic).map(|t| t.fetched_at.elapsed())
     }
 
     pub fn forget(&self, name: &str) {

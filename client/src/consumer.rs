@@ -592,7 +592,9 @@ async fn fetch_loop(
                 tracing::debug!(%tp, error = %e, "fetch failed; retrying");
                 cluster.forget(&tp.topic);
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
+                // At most half a second: after a failover the new leader is there as soon as
+                // the lease has moved.
+                backoff = (backoff * 2).min(Duration::from_millis(500));
             }
             Err(e) => {
                 let _ = tx.send(Fetched::Error(e)).await;

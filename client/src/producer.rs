@@ -433,8 +433,10 @@ struct PartitionQueue {
     /// flight sends nothing else until it is answered, which keeps its records in order
     /// across retries.
     in_flight: Vec<Arc<BatchOutcome>>,
-    /// Backing off after a failure: nothing is sent before this.
+    /// Backing off after a failure: nothing is sent before this, unless the partition gets
+    /// a leader other than `failed_leader`, the agent the failed request went to.
     retry_at: Option<Instant>,
+    failed_leader: Option<String>,
     /// The epoch `next_sequence` counts under; a new epoch starts again at 0.
     sequence_epoch: Option<i16>,
     next_sequence: i32,
@@ -803,6 +805,7 @@ impl Inner {
         let mut next: Option<Instant> = None;
         let mut soonest = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
         let mut unknown: Vec<String> = Vec::new();
+        let mut stale: Vec<String> = Vec::new();
         let stamp_with = if cfg.idempotence {
             self.identity_for_new_batches()
         } else {
@@ -853,8 +856,25 @@ impl Inner {
                     continue;
                 }
                 if let Some(t) = q.retry_at.filter(|t| *t > now) {
-                    soonest(t);
-                    continue;
+                    // A new leader ends the wait at once. While the failed one is still
+                    // named (its lease has not run out yet), look again every base backoff,
+                    // so a failover costs the lease TTL and not the grown backoff as well.
+                    let cached = self.cluster.cached_leader(name, p as u32);
+                    let moved = matches!((&cached, &q.failed_leader),
+                        (Some(Some(now_leader)), Some(failed)) if now_leader != failed);
+                    if !moved {
+                        if q.failed_leader.is_some()
+                            && self
+                                .cluster
+                                .cached_age(name)
+                                .is_some_and(|age| age >= cfg.retry_backoff)
+                        {
+                            stale.push(name.clone());
+                        }
+                        soonest(t.min(now + cfg.retry_backoff));
+                        continue;
+                    }
+                    q.retry_at = None;
                 }
                 match self.cluster.cached_leader(name, p as u32) {
                     Some(Some(addr)) => ready
@@ -901,12 +921,20 @@ impl Inner {
                     q.in_flight = batches.iter().map(|b| b.outcome.clone()).collect();
                     request.push((topic.name.clone(), p, batches));
                 }
-                tokio::spawn(send_request(self.clone(), conn.clone(), slot, request));
+                tokio::spawn(send_request(
+                    self.clone(),
+                    addr.clone(),
+                    conn.clone(),
+                    slot,
+                    request,
+                ));
             }
         }
         drop(accum);
 
-        for topic in unknown {
+        stale.sort_unstable();
+        stale.dedup();
+        for topic in unknown.into_iter().chain(stale) {
             self.refresh_later(topic);
         }
         if failed_stamped {
@@ -1024,6 +1052,7 @@ impl Inner {
         &self,
         q: &mut PartitionQueue,
         topic: &str,
+        addr: &str,
         batches: Vec<SealedBatch>,
         result: Result<Vec<i64>>,
     ) {
@@ -1032,6 +1061,7 @@ impl Inner {
         match result {
             Ok(offsets) => {
                 q.retry_at = None;
+                q.failed_leader = None;
                 for (b, base) in batches.into_iter().zip(offsets) {
                     b.outcome.set(Ok(base));
                 }
@@ -1058,6 +1088,7 @@ impl Inner {
                     .saturating_mul(1 << attempts.saturating_sub(1).min(16))
                     .min(cfg.retry_backoff_max);
                 q.retry_at = Some(Instant::now() + backoff);
+                q.failed_leader = Some(addr.to_string());
             }
             Err(e) => {
                 for b in batches {
@@ -1138,6 +1169,7 @@ async fn init_producer_id(cluster: &Cluster, current: Option<(i64, i16)>) -> Res
 /// Sends one request and settles each of its partitions.
 async fn send_request(
     inner: Arc<Inner>,
+    addr: String,
     conn: AgentConn,
     slot: OwnedSemaphorePermit,
     mut parts: RequestParts,
@@ -1196,6 +1228,7 @@ async fn send_request(
             inner.settle(
                 &mut t.partitions[partition as usize],
                 &topic,
+                &addr,
                 batches,
                 result,
             );

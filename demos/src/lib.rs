@@ -1,6 +1,9 @@
 //! What the examples and benchmarks share: reach a cluster given with `--bootstrap`, or start
 //! an agent inside the process (on its own runtime and threads) when none is given.
 
+pub mod failover;
+pub mod processes;
+
 use std::path::PathBuf;
 
 use streamhouse_agent::{AgentConfig, EmbeddedAgent};
