@@ -414,18 +414,7 @@ async fn consume(
     count: Arc<std::sync::atomic::AtomicU64>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let mut consumer = Consumer::builder()
-        .bootstrap(bootstrap)
-        .auto_offset_reset(OffsetReset::Earliest)
-        .build()
-        .await?;
-    consumer
-        .assign(
-            (0..partitions)
-                .map(|p| TopicPartition::new(TOPIC, p))
-                .collect(),
-        )
-        .await?;
+    let mut consumer = from_the_start(&bootstrap, partitions).await?;
     while !*stop.borrow_and_update() {
         let got = consumer.poll(Duration::from_millis(200)).await?;
         count.fetch_add(got.len() as u64, std::sync::atomic::Ordering::Relaxed);
@@ -434,16 +423,8 @@ async fn consume(
     Ok(())
 }
 
-/// Reads the whole topic and returns (acknowledged records missing or changed, records
-/// stored more than once).
-async fn verify(bootstrap: &str, partitions: u32, acks: &[Ack]) -> anyhow::Result<(u64, u64)> {
-    let admin = Admin::connect(bootstrap).await?;
-    let t = admin.describe_topic(TOPIC).await?;
-    let total: i64 = t
-        .partitions
-        .iter()
-        .map(|p| p.high_watermark - p.log_start_offset)
-        .sum();
+/// A consumer of every partition of the topic, from its first record.
+async fn from_the_start(bootstrap: &str, partitions: u32) -> anyhow::Result<Consumer> {
     let mut consumer = Consumer::builder()
         .bootstrap(bootstrap)
         .auto_offset_reset(OffsetReset::Earliest)
@@ -457,6 +438,20 @@ async fn verify(bootstrap: &str, partitions: u32, acks: &[Ack]) -> anyhow::Resul
                 .collect(),
         )
         .await?;
+    Ok(consumer)
+}
+
+/// Reads the whole topic and returns (acknowledged records missing or changed, records
+/// stored more than once).
+async fn verify(bootstrap: &str, partitions: u32, acks: &[Ack]) -> anyhow::Result<(u64, u64)> {
+    let admin = Admin::connect(bootstrap).await?;
+    let t = admin.describe_topic(TOPIC).await?;
+    let total: i64 = t
+        .partitions
+        .iter()
+        .map(|p| p.high_watermark - p.log_start_offset)
+        .sum();
+    let mut consumer = from_the_start(bootstrap, partitions).await?;
     let mut log: HashMap<(u32, i64), u64> = HashMap::with_capacity(total as usize);
     let deadline = Instant::now() + Duration::from_secs(300);
     while (log.len() as i64) < total {

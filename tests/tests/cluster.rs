@@ -301,22 +301,6 @@ async fn kill_leader_under_load(stores: &Stores) {
     assert!(events.iter().any(|e| e.kind == "lease_taken"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_leader_under_load_sqlite() {
-    let stores = Stores::sqlite();
-    kill_leader_under_load(&stores).await;
-    stores.done().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_leader_under_load_postgres() {
-    let Some(stores) = Stores::postgres().await else {
-        return;
-    };
-    kill_leader_under_load(&stores).await;
-    stores.done().await;
-}
-
 // ---- SIGSTOP past the lease ----------------------------------------------------------------
 
 fn batch(values: &[&str]) -> Bytes {
@@ -438,22 +422,6 @@ async fn paused_agent_is_fenced(stores: &Stores) {
     assert_log_is(&cluster.bootstrap(), TOPIC, 6, &acked).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn paused_agent_is_fenced_sqlite() {
-    let stores = Stores::sqlite();
-    paused_agent_is_fenced(&stores).await;
-    stores.done().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn paused_agent_is_fenced_postgres() {
-    let Some(stores) = Stores::postgres().await else {
-        return;
-    };
-    paused_agent_is_fenced(&stores).await;
-    stores.done().await;
-}
-
 // ---- joining and leaving -------------------------------------------------------------------
 
 async fn agents_join_and_leave(stores: &Stores) {
@@ -546,18 +514,32 @@ async fn agents_join_and_leave(stores: &Stores) {
         .any(|e| e.kind == "lease_released" && e.detail.contains("handed back to agent-3")));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agents_join_and_leave_sqlite() {
-    let stores = Stores::sqlite();
-    agents_join_and_leave(&stores).await;
-    stores.done().await;
+/// Each scenario as two tests: on SQLite, and on PostgreSQL (skipped when it is not
+/// configured, except under CI).
+macro_rules! on_both_backends {
+    ($($scenario:ident),*) => {$(
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let stores = super::Stores::sqlite();
+                super::$scenario(&stores).await;
+                stores.done().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(stores) = super::Stores::postgres().await else {
+                    return;
+                };
+                super::$scenario(&stores).await;
+                stores.done().await;
+            }
+        }
+    )*};
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agents_join_and_leave_postgres() {
-    let Some(stores) = Stores::postgres().await else {
-        return;
-    };
-    agents_join_and_leave(&stores).await;
-    stores.done().await;
-}
+on_both_backends!(
+    kill_leader_under_load,
+    paused_agent_is_fenced,
+    agents_join_and_leave
+);
