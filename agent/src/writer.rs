@@ -284,9 +284,9 @@ async fn flusher(inner: Arc<Inner>) {
 struct Chunk {
     state: Arc<PartitionState>,
     commit: ChunkCommit,
-    /// (base offset, ack) of each batch in the chunk, and of retries of batches it or an
-    /// earlier flush stored, answered with the original offset.
-    acks: Vec<(i64, oneshot::Sender<Result<Appended>>)>,
+    /// Each batch in the chunk with its base offset, and each retry of a batch this chunk or
+    /// an earlier flush stored, with the original offset; in the order they were appended.
+    entries: Vec<(i64, Pending)>,
     /// The producer table after this chunk, installed if the commit succeeds.
     producers: HashMap<i64, ProducerEntry>,
 }
@@ -314,7 +314,7 @@ async fn flush(inner: &Inner, taken: Buffer) {
         let start = object.len() as u64;
         let mut next = base;
         let mut max_ts = i64::MIN;
-        let mut acks = Vec::with_capacity(part.batches.len());
+        let mut entries = Vec::with_capacity(part.batches.len());
         let mut changed: HashMap<i64, ProducerEntry> = HashMap::new();
         {
             let table = state.producers();
@@ -348,7 +348,7 @@ async fn flush(inner: &Inner, taken: Buffer) {
                             changed.insert(id, entry);
                         }
                         Verdict::Duplicate { base_offset } => {
-                            acks.push((base_offset, p.ack));
+                            entries.push((base_offset, p));
                             continue;
                         }
                         Verdict::OutOfOrder { expected } => {
@@ -372,16 +372,16 @@ async fn flush(inner: &Inner, taken: Buffer) {
                     }
                 }
                 object.extend_from_slice(&p.bytes);
-                acks.push((next, p.ack));
                 next += p.record_count;
                 max_ts = max_ts.max(p.max_timestamp);
+                entries.push((next - p.record_count, p));
             }
         }
         if next == base {
             // Only retries of batches stored by earlier flushes: answer them now.
             let log_start_offset = state.log_start();
-            for (base_offset, ack) in acks {
-                let _ = ack.send(Ok(Appended {
+            for (base_offset, p) in entries {
+                let _ = p.ack.send(Ok(Appended {
                     base_offset,
                     append_time_ms,
                     log_start_offset,
@@ -416,7 +416,7 @@ async fn flush(inner: &Inner, taken: Buffer) {
                 producers,
             },
             state,
-            acks,
+            entries,
             producers: changed,
         });
     }
@@ -467,8 +467,8 @@ async fn flush(inner: &Inner, taken: Buffer) {
                     byte_len: cm.byte_len,
                 });
                 let log_start_offset = c.state.log_start();
-                for (base_offset, ack) in c.acks {
-                    let _ = ack.send(Ok(Appended {
+                for (base_offset, p) in c.entries {
+                    let _ = p.ack.send(Ok(Appended {
                         base_offset,
                         append_time_ms,
                         log_start_offset,
@@ -494,6 +494,12 @@ async fn flush(inner: &Inner, taken: Buffer) {
                 if is_fenced || uncertain {
                     c.state.drop_lease(Some(c.commit.lease_epoch));
                 }
+                if !is_fenced && !fenced.is_empty() {
+                    // Innocent bystander of another partition's fencing: nothing of it was
+                    // committed and its lease stands, so its batches go into the next flush.
+                    requeue(inner, c.state, c.entries);
+                    continue;
+                }
                 let hint = if is_fenced {
                     match inner
                         .meta
@@ -506,24 +512,17 @@ async fn flush(inner: &Inner, taken: Buffer) {
                 } else {
                     None
                 };
-                for (_, ack) in c.acks {
+                for (_, p) in c.entries {
                     let e = match &err {
                         _ if is_fenced => AgentError::NotLeader {
                             topic: c.state.topic.to_string(),
                             partition: c.state.partition,
                             leader_hint: hint.clone(),
                         },
-                        AgentError::Metadata(MetadataError::Fenced(_)) => {
-                            AgentError::MetadataUnavailable(
-                                "the flush holding this batch was aborted because other \
-                                 partitions in it were fenced; retry"
-                                    .into(),
-                            )
-                        }
                         AgentError::Storage(e) => AgentError::StorageUnavailable(e.to_string()),
                         other => AgentError::MetadataUnavailable(other.to_string()),
                     };
-                    let _ = ack.send(Err(e));
+                    let _ = p.ack.send(Err(e));
                 }
             }
             if !fenced.is_empty() || uncertain {
@@ -531,6 +530,28 @@ async fn flush(inner: &Inner, taken: Buffer) {
             }
         }
     }
+}
+
+/// Puts batches back at the front of their partition's buffer, ahead of anything appended
+/// since, so they keep their order, and wakes the flusher.
+fn requeue(inner: &Inner, state: Arc<PartitionState>, entries: Vec<(i64, Pending)>) {
+    let batches: Vec<Pending> = entries.into_iter().map(|(_, p)| p).collect();
+    let bytes: usize = batches.iter().map(|p| p.bytes.len()).sum();
+    {
+        let mut buf = inner.buffer.lock().unwrap_or_else(|p| p.into_inner());
+        let part = buf
+            .partitions
+            .entry(Arc::as_ptr(&state) as usize)
+            .or_insert_with(|| PartitionBuffer {
+                state: state.clone(),
+                batches: Vec::new(),
+            });
+        let newer = std::mem::replace(&mut part.batches, batches);
+        part.batches.extend(newer);
+        buf.bytes += bytes;
+        buf.oldest.get_or_insert_with(Instant::now);
+    }
+    inner.wake.notify_one();
 }
 
 /// The object's footer: where each chunk is and what it holds, so an object can be read or

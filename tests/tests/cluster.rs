@@ -318,38 +318,60 @@ async fn paused_agent_is_fenced(stores: &Stores) {
     let paused_addr = cluster.add("agent-2", &["--flush-interval-ms", "5000"]);
     let admin = Admin::connect(&cluster.bootstrap()).await.unwrap();
     create(&admin, TOPIC, 6).await;
-    let t = balanced(&admin, TOPIC, &["agent-0", "agent-1", "agent-2"]).await;
-    let p = t
-        .partitions
-        .iter()
-        .find(|p| p.leader_id.as_deref() == Some("agent-2"))
-        .expect("agent-2 leads a partition")
-        .clone();
-
     let to_paused = raw::connect(&paused_addr).await;
-    let ghost = {
-        let mut c = to_paused.clone();
-        let partition = p.partition;
-        tokio::spawn(async move {
-            raw::produce(&mut c, TOPIC, partition, vec![batch(&["ghost"])]).await
-        })
-    };
-    wait_for(
-        "the batch buffered on agent-2",
-        Duration::from_secs(30),
-        || {
+    // Send agent-2 a batch for a partition it leads and see it buffered. Under load a lease
+    // can move between looking and sending; then the batch is refused at once, and we try
+    // again with what agent-2 leads now.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (p, ghost) = loop {
+        assert!(
+            Instant::now() < deadline,
+            "could not get a batch buffered on agent-2"
+        );
+        let t = balanced(&admin, TOPIC, &["agent-0", "agent-1", "agent-2"]).await;
+        let p = t
+            .partitions
+            .iter()
+            .find(|p| p.leader_id.as_deref() == Some("agent-2"))
+            .expect("agent-2 leads a partition")
+            .clone();
+        let ghost = {
             let mut c = to_paused.clone();
-            async move {
-                let s = c
-                    .get_agent_stats(pb::GetAgentStatsRequest {})
-                    .await
-                    .ok()?
-                    .into_inner();
-                (s.buffered_batches >= 1).then_some(())
-            }
-        },
-    )
-    .await;
+            let partition = p.partition;
+            tokio::spawn(async move {
+                raw::produce(&mut c, TOPIC, partition, vec![batch(&["ghost"])]).await
+            })
+        };
+        let buffered = wait_for(
+            "the batch buffered or refused",
+            Duration::from_secs(30),
+            || {
+                let mut c = to_paused.clone();
+                let finished = ghost.is_finished();
+                async move {
+                    if finished {
+                        return Some(false);
+                    }
+                    let s = c
+                        .get_agent_stats(pb::GetAgentStatsRequest {})
+                        .await
+                        .ok()?
+                        .into_inner();
+                    (s.buffered_batches >= 1).then_some(true)
+                }
+            },
+        )
+        .await;
+        if buffered {
+            break (p, ghost);
+        }
+        let refused = ghost.await.unwrap();
+        assert_ne!(
+            raw::code(&refused.error),
+            ErrorCode::Ok,
+            "acknowledged before the pause"
+        );
+    };
     cluster.agents["agent-2"].signal("STOP");
 
     // Another agent takes the partition at a higher epoch and writes to it.
