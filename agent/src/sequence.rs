@@ -8,11 +8,10 @@
 
 use std::collections::VecDeque;
 
-/// Batches remembered per producer and partition. A producer sends at most this many batches
-/// of a partition in one request, so a retried request is always recognised whole.
-pub const WINDOW: usize = 5;
+/// Batches remembered per producer and partition (see [`DEDUPE_WINDOW`]).
+pub const WINDOW: usize = DEDUPE_WINDOW;
 
-pub use streamhouse_proto::batch::next_sequence;
+pub use streamhouse_proto::batch::{next_sequence, DEDUPE_WINDOW};
 
 /// One batch a producer wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,7 +18,9 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use streamhouse_proto::batch::{self, BatchBuilder, Compression, Header, ProducerStamp};
+use streamhouse_proto::batch::{
+    self, BatchBuilder, Compression, DEDUPE_WINDOW, Header, ProducerStamp,
+};
 use streamhouse_proto::partitioner::partition_for_key;
 use streamhouse_proto::pb;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -1139,10 +1141,6 @@ fn take_batches(
     }
     out
 }
-
-/// Batches of one partition in one request when idempotent: what the agents remember per
-/// producer and partition, so a retried request is recognised whole.
-const DEDUPE_WINDOW: usize = 5;
 
 async fn init_producer_id(cluster: &Cluster, current: Option<(i64, i16)>) -> Result<(i64, i16)> {
     let (producer_id, producer_epoch) = current.map_or((-1, -1), |(i, e)| (i, i32::from(e)));

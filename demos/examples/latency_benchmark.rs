@@ -25,6 +25,9 @@ struct Args {
     value_size: usize,
     #[arg(long, default_value_t = 8)]
     partitions: u32,
+    /// Turn the producer's idempotence off (at-least-once), to see what it costs.
+    #[arg(long)]
+    no_idempotence: bool,
     /// The producer's linger.
     #[arg(long, default_value_t = 5)]
     linger_ms: u64,
@@ -74,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
     let producer = Producer::builder()
         .bootstrap(&target.bootstrap)
         .linger_ms(args.linger_ms)
+        .enable_idempotence(!args.no_idempotence)
         .build()
         .await?;
     // Acknowledgement latency of every record, awaited off the sending loop.

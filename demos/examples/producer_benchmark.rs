@@ -35,6 +35,7 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let producer = Producer::builder()
         .bootstrap(&target.bootstrap)
+        .enable_idempotence(!w.no_idempotence)
         .build()
         .await?;
 

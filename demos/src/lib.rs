@@ -33,6 +33,9 @@ pub struct Workload {
     /// Random values that LZ4 cannot compress, instead of JSON-like text.
     #[arg(long)]
     pub incompressible: bool,
+    /// Turn the producer's idempotence off (at-least-once), to see what it costs.
+    #[arg(long)]
+    pub no_idempotence: bool,
 }
 
 impl Workload {

@@ -437,6 +437,11 @@ pub struct ProducerStamp {
     pub base_sequence: i32,
 }
 
+/// How many of an idempotent producer's last batches a partition's leader remembers, and so
+/// the most batches of one partition a producer may put in one request: a retried request is
+/// then always recognised whole. Enough that a saturated producer is not held back by it.
+pub const DEDUPE_WINDOW: usize = 16;
+
 /// The sequence number `records` after `seq`. Sequences wrap to 0 after `i32::MAX`, as
 /// Kafka's do.
 pub fn next_sequence(seq: i32, records: i32) -> i32 {
