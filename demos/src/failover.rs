@@ -199,18 +199,6 @@ pub async fn run(
     let sent = load.await??;
     producer.flush().await?;
     producer.close().await?;
-    // The collector settles what is still in flight.
-    let deadline = Instant::now() + Duration::from_secs(130);
-    loop {
-        let settled = {
-            let a = acks.lock().unwrap_or_else(|p| p.into_inner());
-            a.list.len() as u64 + a.failed
-        };
-        if settled >= sent || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     reader.await??;
     let elapsed = started.elapsed();
 

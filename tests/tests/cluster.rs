@@ -156,6 +156,28 @@ fn leader_of(t: &TopicDescription, partition: u32) -> String {
 /// What producers were told: partition -> offset -> value.
 type Acked = BTreeMap<u32, BTreeMap<i64, String>>;
 
+/// Sends `n` records numbered from `*next` (the number is the value; keys cycle over
+/// `keys`), noting their deliveries.
+async fn send_numbered(
+    producer: &Producer,
+    topic: &str,
+    next: &mut u64,
+    n: usize,
+    keys: u64,
+    deliveries: &mut Vec<(String, DeliveryFuture)>,
+) {
+    for _ in 0..n {
+        let key = format!("k{}", *next % keys);
+        let value = format!("{next}");
+        let d = producer
+            .send(topic, Some(key.as_bytes()), value.as_bytes())
+            .await
+            .unwrap();
+        deliveries.push((value, d));
+        *next += 1;
+    }
+}
+
 /// Awaits deliveries; every one must succeed, and no offset may be given twice.
 async fn settle(deliveries: Vec<(String, DeliveryFuture)>, acked: &mut Acked) {
     for (value, d) in deliveries {
@@ -267,16 +289,7 @@ async fn kill_leader_under_load(stores: &Stores) {
     let mut i = 0u64;
     while start.elapsed() < Duration::from_secs(6) {
         tick.tick().await;
-        for _ in 0..100 {
-            let key = format!("k{}", i % 64);
-            let value = format!("{i}");
-            let d = producer
-                .send(TOPIC, Some(key.as_bytes()), value.as_bytes())
-                .await
-                .unwrap();
-            deliveries.push((value, d));
-            i += 1;
-        }
+        send_numbered(&producer, TOPIC, &mut i, 100, 64, &mut deliveries).await;
         if killed_at.is_none() && start.elapsed() >= Duration::from_secs(2) {
             cluster.take(&victim).kill9();
             killed_at = Some(start.elapsed());
@@ -470,16 +483,7 @@ async fn agents_join_and_leave(stores: &Stores) {
             let mut i = 0u64;
             while !*stop_rx.borrow_and_update() {
                 tick.tick().await;
-                for _ in 0..20 {
-                    let key = format!("k{}", i % 32);
-                    let value = format!("{i}");
-                    let d = producer
-                        .send(TOPIC, Some(key.as_bytes()), value.as_bytes())
-                        .await
-                        .unwrap();
-                    deliveries.push((value, d));
-                    i += 1;
-                }
+                send_numbered(&producer, TOPIC, &mut i, 20, 32, &mut deliveries).await;
             }
             deliveries
         })
