@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod lease;
+pub mod local_cluster;
 pub mod metadata;
 pub mod object_store;
 pub mod partitions;

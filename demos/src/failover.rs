@@ -15,7 +15,7 @@ use streamhouse_client::{
 };
 use tokio::sync::{mpsc, watch};
 
-use crate::processes::LocalCluster;
+use streamhouse_agent::local_cluster::LocalCluster;
 
 /// How the scenario runs.
 #[derive(Debug, Clone, clap::Args)]

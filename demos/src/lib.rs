@@ -2,7 +2,6 @@
 //! an agent inside the process (on its own runtime and threads) when none is given.
 
 pub mod failover;
-pub mod processes;
 
 use std::path::PathBuf;
 
