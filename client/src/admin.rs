@@ -158,6 +158,33 @@ pub struct ClusterEvent {
     pub detail: String,
 }
 
+/// One agent's counters since it started, from [`Admin::agent_stats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentStats {
+    /// The agent that answered.
+    pub agent_id: String,
+    /// When it started, in milliseconds since the Unix epoch.
+    pub started_at_ms: i64,
+    /// Records acknowledged to producers.
+    pub produced_records: u64,
+    /// Bytes (encoded batches) acknowledged to producers.
+    pub produced_bytes: u64,
+    /// Records returned to consumers (whole batches).
+    pub fetched_records: u64,
+    /// Bytes returned to consumers.
+    pub fetched_bytes: u64,
+    /// Objects written and committed.
+    pub flushes: u64,
+    /// Bytes of those objects.
+    pub flushed_bytes: u64,
+    /// Batches waiting in the flush buffer now.
+    pub buffered_batches: u64,
+    /// Bytes waiting in the flush buffer now.
+    pub buffered_bytes: u64,
+    /// Partitions it leads now.
+    pub partitions_led: u32,
+}
+
 /// Options of a new topic.
 ///
 /// ```
@@ -220,7 +247,23 @@ impl Admin {
     /// # Ok(()) }
     /// ```
     pub async fn connect(bootstrap: &str) -> Result<Admin> {
-        let cluster = Cluster::new(parse_bootstrap(bootstrap)?, 4, Duration::from_secs(30));
+        Admin::connect_with_timeout(bootstrap, Duration::from_secs(30)).await
+    }
+
+    /// As [`Admin::connect`], with each request to an agent given up after `timeout` (and
+    /// the next agent tried). Tools that watch a cluster use a short one, so that an agent
+    /// that is down or stopped costs them little.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), streamhouse_client::ClientError> {
+    /// use std::time::Duration;
+    /// let admin =
+    ///     streamhouse_client::Admin::connect_with_timeout("127.0.0.1:9660", Duration::from_secs(2))
+    ///         .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_with_timeout(bootstrap: &str, timeout: Duration) -> Result<Admin> {
+        let cluster = Cluster::new(parse_bootstrap(bootstrap)?, 4, timeout);
         Ok(Admin {
             cluster: Arc::new(cluster),
         })
@@ -341,6 +384,17 @@ impl Admin {
         if let Some(e) = ClientError::from_pb(resp.error.as_ref()) {
             return Err(e);
         }
+        // Agents that joined (or restarted on a new port) since the bootstrap list was
+        // written are asked next time, before the bootstrap list.
+        let live: Vec<String> = resp
+            .agents
+            .iter()
+            .filter(|a| a.live)
+            .map(|a| a.address.clone())
+            .collect();
+        if !live.is_empty() {
+            self.cluster.set_agents(live);
+        }
         Ok(ClusterDescription {
             now_ms: resp.now_ms,
             lease_ttl_ms: resp.lease_ttl_ms,
@@ -361,6 +415,54 @@ impl Admin {
                 .into_iter()
                 .map(TopicDescription::from_pb)
                 .collect(),
+        })
+    }
+
+    /// The counters of the agent at `address` (`HOST:PORT`, as [`AgentDescription::address`]
+    /// names it) since it started. Rates come from the differences between two answers.
+    ///
+    /// ```no_run
+    /// # async fn example(admin: streamhouse_client::Admin) -> Result<(), streamhouse_client::ClientError> {
+    /// for agent in admin.describe_cluster().await?.agents.iter().filter(|a| a.live) {
+    ///     let s = admin.agent_stats(&agent.address).await?;
+    ///     println!("{}: {} records produced", s.agent_id, s.produced_records);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn agent_stats(&self, address: &str) -> Result<AgentStats> {
+        let mut c = self.cluster.conn(address)?.client;
+        let resp = match tokio::time::timeout(
+            self.cluster.request_timeout(),
+            c.get_agent_stats(pb::GetAgentStatsRequest {}),
+        )
+        .await
+        {
+            Ok(Ok(r)) => r.into_inner(),
+            Ok(Err(status)) => {
+                return Err(ClientError::Unreachable(format!(
+                    "{address}: {}",
+                    ClientError::from_status(&status)
+                )));
+            }
+            Err(_) => {
+                return Err(ClientError::Unreachable(format!("{address}: timed out")));
+            }
+        };
+        if let Some(e) = ClientError::from_pb(resp.error.as_ref()) {
+            return Err(e);
+        }
+        Ok(AgentStats {
+            agent_id: resp.agent_id,
+            started_at_ms: resp.started_at_ms,
+            produced_records: resp.produced_records,
+            produced_bytes: resp.produced_bytes,
+            fetched_records: resp.fetched_records,
+            fetched_bytes: resp.fetched_bytes,
+            flushes: resp.flushes,
+            flushed_bytes: resp.flushed_bytes,
+            buffered_batches: resp.buffered_batches,
+            buffered_bytes: resp.buffered_bytes,
+            partitions_led: resp.partitions_led,
         })
     }
 

@@ -79,6 +79,11 @@ impl Cluster {
         }
     }
 
+    /// Replaces the live agents to ask first.
+    pub fn set_agents(&self, addrs: Vec<String>) {
+        *self.agents.write().unwrap_or_else(|p| p.into_inner()) = addrs;
+    }
+
     pub fn request_timeout(&self) -> Duration {
         self.request_timeout
     }
@@ -161,8 +166,7 @@ impl Cluster {
             return Err(e);
         }
         if !resp.agents.is_empty() {
-            *self.agents.write().unwrap_or_else(|p| p.into_inner()) =
-                resp.agents.iter().map(|a| a.address.clone()).collect();
+            self.set_agents(resp.agents.iter().map(|a| a.address.clone()).collect());
         }
         Ok(resp)
     }

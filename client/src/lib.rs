@@ -33,8 +33,8 @@ mod error;
 mod producer;
 
 pub use admin::{
-    Admin, AgentDescription, ClusterDescription, ClusterEvent, NewTopic, PartitionDescription,
-    TopicDescription,
+    Admin, AgentDescription, AgentStats, ClusterDescription, ClusterEvent, NewTopic,
+    PartitionDescription, TopicDescription,
 };
 pub use consumer::{Consumer, ConsumerBuilder, ConsumerRecord, OffsetReset, TopicPartition};
 pub use error::{ClientError, Result};
