@@ -1,0 +1,237 @@
+//! The console's event loop: keys, background reports and the render clock in one
+//! `select!`; effects handed to background tasks. The loop itself only updates state and
+//! draws.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossterm::event::{Event, EventStream, KeyEventKind};
+use futures::StreamExt;
+use ratatui::DefaultTerminal;
+use streamhouse_client::{Admin, NewTopic, Producer};
+use tokio::sync::{Mutex, mpsc, watch};
+
+use crate::action::{Ack, Action, Effect};
+use crate::app::App;
+use crate::supervisor::Supervisor;
+use crate::workers::{Load, Tail};
+
+/// How often the screen is redrawn (countdowns and ages move even when no data arrives).
+const FRAME: Duration = Duration::from_millis(250);
+pub const POLL_PERIOD: Duration = Duration::from_secs(1);
+
+/// What effects run against: the cluster's address and, when launched, its agents.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    pub tx: mpsc::UnboundedSender<Action>,
+    pub bootstrap: Arc<watch::Sender<String>>,
+    pub supervisor: Option<Supervisor>,
+    producer: Arc<Mutex<Option<Producer>>>,
+    pub load: Arc<Mutex<Option<Load>>>,
+    tail: Arc<std::sync::Mutex<Option<Tail>>>,
+}
+
+impl Runner {
+    pub fn new(
+        tx: mpsc::UnboundedSender<Action>,
+        bootstrap: Arc<watch::Sender<String>>,
+        supervisor: Option<Supervisor>,
+    ) -> Runner {
+        Runner {
+            tx,
+            bootstrap,
+            supervisor,
+            producer: Arc::new(Mutex::new(None)),
+            load: Arc::new(Mutex::new(None)),
+            tail: Arc::new(std::sync::Mutex::new(None)),
+        }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.bootstrap.borrow().clone()
+    }
+
+    fn notice(&self, s: impl Into<String>) {
+        let _ = self.tx.send(Action::Notice(s.into()));
+    }
+
+    pub async fn admin(&self) -> anyhow::Result<Admin> {
+        Ok(Admin::connect_with_timeout(&self.bootstrap(), Duration::from_secs(5)).await?)
+    }
+
+    pub async fn producer(&self) -> anyhow::Result<Producer> {
+        Ok(Producer::builder()
+            .bootstrap(self.bootstrap())
+            .linger_ms(5)
+            .delivery_timeout_ms(60_000)
+            .build()
+            .await?)
+    }
+
+    /// Does `effect` in the background; reports come back as actions.
+    pub fn spawn(&self, effect: Effect) {
+        let r = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = r.apply(effect).await {
+                r.notice(format!("{e:#}"));
+            }
+        });
+    }
+
+    async fn apply(&self, effect: Effect) -> anyhow::Result<()> {
+        let sup = || {
+            self.supervisor
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("this console launched no agents"))
+        };
+        match effect {
+            Effect::KillAgent(id) => sup()?.kill(&id).await?,
+            Effect::StopAgent(id) => sup()?.stop(&id).await?,
+            Effect::RestartAgent(id) => sup()?.restart(&id).await?,
+            Effect::StartAgent => {
+                let s = sup()?;
+                s.start(s.next_id()).await?;
+            }
+            Effect::CreateTopic { name, partitions } => {
+                self.admin()
+                    .await?
+                    .create_topic(NewTopic::new(&name, partitions))
+                    .await?;
+                self.notice(format!("created topic {name} with {partitions} partitions"));
+            }
+            Effect::DeleteTopic(name) => {
+                self.admin().await?.delete_topic(&name).await?;
+                self.notice(format!("deleted topic {name}"));
+            }
+            Effect::Produce { topic, key, value } => {
+                let result = self.produce_one(&topic, key.as_deref(), &value).await;
+                let _ = self
+                    .tx
+                    .send(Action::Acked(result.map_err(|e| format!("{e:#}"))));
+            }
+            Effect::StartLoad(spec) => {
+                let producer = self.producer().await?;
+                let mut load = self.load.lock().await;
+                if let Some(old) = load.take() {
+                    old.stop().await;
+                }
+                *load = Some(Load::start(producer, spec, false, self.tx.clone()));
+            }
+            Effect::StopLoad => match self.load.lock().await.take() {
+                Some(l) => l.stop().await,
+                None => self.notice("the load generator is not running"),
+            },
+            Effect::Tail(spec) => {
+                let t = Tail::start(self.bootstrap(), spec, self.tx.clone());
+                *self.tail.lock().unwrap_or_else(|p| p.into_inner()) = Some(t);
+            }
+            Effect::Seek(to) => match &*self.tail.lock().unwrap_or_else(|p| p.into_inner()) {
+                Some(t) => t.seek(to),
+                None => self.notice("nothing is being tailed"),
+            },
+            Effect::StopTail => {
+                self.tail.lock().unwrap_or_else(|p| p.into_inner()).take();
+            }
+            Effect::Quit => {}
+        }
+        Ok(())
+    }
+
+    async fn produce_one(
+        &self,
+        topic: &str,
+        key: Option<&str>,
+        value: &str,
+    ) -> anyhow::Result<Ack> {
+        let mut slot = self.producer.lock().await;
+        if slot.is_none() {
+            *slot = Some(self.producer().await?);
+        }
+        let p = slot
+            .as_ref()
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("no producer"))?;
+        drop(slot);
+        let started = Instant::now();
+        let m = p
+            .send_and_wait(topic, key.map(str::as_bytes), value.as_bytes())
+            .await?;
+        Ok(Ack {
+            topic: m.topic,
+            partition: m.partition,
+            offset: m.offset,
+            latency_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+
+    /// Stops the console's own load and tail, and the agents it launched.
+    pub async fn shutdown(&self) {
+        if let Some(l) = self.load.lock().await.take() {
+            l.stop().await;
+        }
+        self.tail.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(p) = self.producer.lock().await.take() {
+            let _ = p.close().await;
+        }
+        if let Some(s) = &self.supervisor
+            && let Err(e) = s.stop_all().await
+        {
+            tracing::warn!("stopping agents: {e:#}");
+        }
+    }
+}
+
+/// Runs the console on `terminal` until the operator quits.
+pub async fn run(
+    terminal: &mut DefaultTerminal,
+    mut app: App,
+    runner: &Runner,
+    mut rx: mpsc::UnboundedReceiver<Action>,
+) -> anyhow::Result<()> {
+    let clock = Instant::now();
+    let now = || clock.elapsed().as_millis() as u64;
+    let mut keys = EventStream::new();
+    let mut frame = tokio::time::interval(FRAME);
+    frame.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut dirty = true;
+    loop {
+        tokio::select! {
+            ev = keys.next() => match ev {
+                Some(Ok(Event::Key(k))) if k.kind == KeyEventKind::Press => {
+                    for e in app.update(Action::Key(k), now()) {
+                        if e == Effect::Quit {
+                            app.quit = true;
+                        } else {
+                            runner.spawn(e);
+                        }
+                    }
+                    dirty = true;
+                }
+                Some(Ok(Event::Resize(..))) => dirty = true,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.into()),
+                None => app.quit = true,
+            },
+            Some(action) = rx.recv() => {
+                app.update(action, now());
+                // Drain what else is queued before drawing: bursts of records draw once.
+                while let Ok(a) = rx.try_recv() {
+                    app.update(a, now());
+                }
+                dirty = true;
+            }
+            _ = frame.tick() => {
+                app.update(Action::Tick, now());
+                dirty = true;
+            }
+        }
+        if app.quit {
+            return Ok(());
+        }
+        if dirty {
+            let t = now();
+            terminal.draw(|f| crate::ui::draw(f, &app, t))?;
+            dirty = false;
+        }
+    }
+}

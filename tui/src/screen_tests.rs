@@ -1,0 +1,309 @@
+//! Every screen drawn from fixed data at fixed console times into ratatui's `TestBackend`,
+//! compared with the `insta` snapshots beside this file. The agents' counters advance by
+//! fixed amounts between snapshots, so the rates, ages and countdowns are the same every run.
+
+use crossterm::event::{KeyCode, KeyEvent};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use streamhouse_client::{
+    AgentDescription, AgentStats, ClusterDescription, ClusterEvent, PartitionDescription,
+    TopicDescription,
+};
+
+use crate::action::{Ack, Action, LoadReport, Phase, RecordView, StartAt, TailSpec};
+use crate::app::{App, Tab};
+
+const T0: i64 = 1_790_000_000_000;
+
+fn cluster(at: i64, leaders: &[&str], live: &[bool], hw: i64) -> ClusterDescription {
+    let agents = (0..3)
+        .map(|i| AgentDescription {
+            id: format!("agent-{i}"),
+            address: format!("127.0.0.1:{}", 40_100 + i),
+            started_at_ms: T0 - 60_000 * (i as i64 + 1),
+            heartbeat_ms: at - 400 * i as i64,
+            live: live[i],
+            partitions_led: leaders
+                .iter()
+                .filter(|l| **l == format!("agent-{i}"))
+                .count() as u32,
+        })
+        .collect();
+    let partitions = leaders
+        .iter()
+        .enumerate()
+        .map(|(p, l)| PartitionDescription {
+            partition: p as u32,
+            leader_id: (!l.is_empty()).then(|| l.to_string()),
+            leader_address: None,
+            lease_epoch: 3 + p as i64,
+            lease_expires_ms: at + 2_000 + 100 * p as i64,
+            log_start_offset: 0,
+            high_watermark: hw * (p as i64 + 1),
+        })
+        .collect();
+    ClusterDescription {
+        now_ms: at,
+        lease_ttl_ms: 3_000,
+        agents,
+        topics: vec![TopicDescription {
+            name: "demo".into(),
+            partitions,
+            retention_ms: 604_800_000,
+            retention_bytes: -1,
+            created_at_ms: T0 - 120_000,
+        }],
+    }
+}
+
+fn stats(i: usize, n: u64) -> AgentStats {
+    AgentStats {
+        agent_id: format!("agent-{i}"),
+        started_at_ms: T0 - 60_000 * (i as i64 + 1),
+        produced_records: n * (i as u64 + 1) * 1_000,
+        produced_bytes: n * (i as u64 + 1) * 120_000,
+        fetched_records: n * (i as u64 + 1) * 900,
+        fetched_bytes: n * (i as u64 + 1) * 100_000,
+        ..AgentStats::default()
+    }
+}
+
+/// Thirty seconds of polls of a steady three-agent cluster, then agent-1 killed and its
+/// partitions moved.
+fn fixture() -> (App, u64) {
+    let mut app = App::new("local cluster in ./streamhouse-data", true, false);
+    for i in 0..3 {
+        app.update(
+            Action::Agent {
+                id: format!("agent-{i}"),
+                phase: Phase::Up {
+                    addr: format!("127.0.0.1:{}", 40_100 + i),
+                },
+            },
+            0,
+        );
+    }
+    let steady = [
+        "agent-0", "agent-1", "agent-2", "agent-0", "agent-1", "agent-2",
+    ];
+    let mut now = 0;
+    for s in 0..30u64 {
+        now = 1_000 * s;
+        let c = cluster(T0 + now as i64, &steady, &[true; 3], 1_000 * s as i64);
+        // Rising and falling rates: the counters grow by s * 10 per second.
+        let st = (0..3).map(|i| stats(i, 5 * s * (s + 1))).collect();
+        app.update(
+            Action::Snapshot {
+                cluster: Box::new(c),
+                stats: st,
+            },
+            now,
+        );
+    }
+    app.update(
+        Action::Agent {
+            id: "agent-1".into(),
+            phase: Phase::Killed,
+        },
+        now + 100,
+    );
+    now += 1_000;
+    let moved = [
+        "agent-0", "agent-2", "agent-2", "agent-0", "agent-0", "agent-2",
+    ];
+    let c = cluster(T0 + now as i64, &moved, &[true, false, true], 30_000);
+    let st = [0, 2].into_iter().map(|i| stats(i, 5 * 31 * 32)).collect();
+    app.update(
+        Action::Snapshot {
+            cluster: Box::new(c),
+            stats: st,
+        },
+        now,
+    );
+    let events = [
+        (1, "agent_joined", "agent-0", "at 127.0.0.1:40100"),
+        (2, "topic_created", "demo", "6 partitions"),
+        (3, "lease_acquired", "demo-0", "agent-0 at epoch 3"),
+        (4, "agent_lost", "agent-1", "no heartbeat for 3000 ms"),
+        (
+            5,
+            "lease_taken",
+            "demo-1",
+            "agent-2 at epoch 5 from agent-1",
+        ),
+    ];
+    app.update(
+        Action::Events(
+            events
+                .iter()
+                .map(|(id, kind, subject, detail)| ClusterEvent {
+                    id: *id,
+                    at_ms: T0 + 1_000 * id,
+                    kind: kind.to_string(),
+                    subject: subject.to_string(),
+                    detail: detail.to_string(),
+                })
+                .collect(),
+        ),
+        now,
+    );
+    (app, now + 1_500)
+}
+
+fn draw(app: &App, now: u64, w: u16, h: u16) -> Terminal<TestBackend> {
+    let mut t = Terminal::new(TestBackend::new(w, h)).expect("test terminal");
+    t.draw(|f| crate::ui::draw(f, app, now)).expect("draw");
+    t
+}
+
+fn on(tab: Tab) -> (App, u64) {
+    let (mut app, now) = fixture();
+    app.tab = tab;
+    (app, now)
+}
+
+#[test]
+fn overview() {
+    let (app, now) = on(Tab::Overview);
+    insta::assert_snapshot!("overview_80x24", draw(&app, now, 80, 24).backend());
+    insta::assert_snapshot!("overview_120x40", draw(&app, now, 120, 40).backend());
+}
+
+#[test]
+fn partitions_highlight_moved_leases() {
+    let (app, now) = on(Tab::Partitions);
+    insta::assert_snapshot!("partitions_80x24", draw(&app, now, 80, 24).backend());
+    insta::assert_snapshot!("partitions_120x40", draw(&app, now, 120, 40).backend());
+}
+
+#[test]
+fn groups_says_plainly_it_is_not_there() {
+    let (app, now) = on(Tab::Groups);
+    insta::assert_snapshot!("groups_80x24", draw(&app, now, 80, 24).backend());
+}
+
+#[test]
+fn events_filtered() {
+    let (mut app, now) = on(Tab::Events);
+    insta::assert_snapshot!("events_80x24", draw(&app, now, 80, 24).backend());
+    app.events_filter = "lease".into();
+    insta::assert_snapshot!("events_filtered_80x24", draw(&app, now, 80, 24).backend());
+}
+
+#[test]
+fn produce_shows_the_ack_and_the_load() {
+    let (mut app, now) = on(Tab::Produce);
+    app.update(
+        Action::Acked(Ok(Ack {
+            topic: "demo".into(),
+            partition: 4,
+            offset: 1_234,
+            latency_ms: 17,
+        })),
+        now,
+    );
+    for i in 0..40 {
+        app.update(
+            Action::Load(LoadReport {
+                running: true,
+                topic: "demo".into(),
+                target_rate: 2_000,
+                sent: 2_000 * i,
+                acked: 1_990 * i,
+                failed: 0,
+                acked_rate: if i % 10 == 5 { 0.0 } else { 1_990.0 },
+                last_error: None,
+            }),
+            now,
+        );
+    }
+    insta::assert_snapshot!("produce_80x24", draw(&app, now, 80, 24).backend());
+}
+
+fn consume_fixture() -> (App, u64) {
+    let (mut app, now) = on(Tab::Consume);
+    app.consume.spec = Some(TailSpec {
+        topic: "demo".into(),
+        partition: None,
+        from: StartAt::Beginning,
+    });
+    app.update(Action::TailStatus("from the beginning".into()), now);
+    let records = (0..30)
+        .map(|i| RecordView {
+            partition: i % 3,
+            offset: i as i64 / 3,
+            timestamp: T0 + i as i64 * 250,
+            key: Some(format!("user-{}", i % 7).into_bytes()),
+            value: Some(format!("{{\"n\":{i},\"page\":\"/home\"}}").into_bytes()),
+            headers: vec![("source".into(), Some(b"web".to_vec()))],
+        })
+        .collect();
+    app.update(Action::Records(records), now);
+    (app, now)
+}
+
+#[test]
+fn consume_tails_and_filters() {
+    let (mut app, now) = consume_fixture();
+    insta::assert_snapshot!("consume_80x24", draw(&app, now, 80, 24).backend());
+    app.consume.key_filter = "user-3".into();
+    insta::assert_snapshot!("consume_filtered_80x24", draw(&app, now, 80, 24).backend());
+}
+
+#[test]
+fn record_view_in_text_and_hex() {
+    let (mut app, now) = consume_fixture();
+    app.update(Action::Key(KeyEvent::from(KeyCode::Enter)), now);
+    insta::assert_snapshot!("record_80x24", draw(&app, now, 80, 24).backend());
+    app.update(Action::Key(KeyEvent::from(KeyCode::Char('h'))), now);
+    insta::assert_snapshot!("record_hex_80x24", draw(&app, now, 80, 24).backend());
+}
+
+#[test]
+fn help_confirm_and_palette() {
+    let (mut app, now) = on(Tab::Overview);
+    app.update(Action::Key(KeyEvent::from(KeyCode::Char('?'))), now);
+    insta::assert_snapshot!("help_overview_80x24", draw(&app, now, 80, 24).backend());
+    app.update(Action::Key(KeyEvent::from(KeyCode::Esc)), now);
+    app.update(Action::Key(KeyEvent::from(KeyCode::Char('x'))), now);
+    insta::assert_snapshot!("confirm_kill_80x24", draw(&app, now, 80, 24).backend());
+    app.update(Action::Key(KeyEvent::from(KeyCode::Esc)), now);
+    for c in ":create orders".chars() {
+        app.update(Action::Key(KeyEvent::from(KeyCode::Char(c))), now);
+    }
+    app.update(Action::Key(KeyEvent::from(KeyCode::Enter)), now);
+    insta::assert_snapshot!("palette_error_80x24", draw(&app, now, 80, 24).backend());
+}
+
+#[test]
+fn stale_data_shows_its_age() {
+    let (mut app, now) = on(Tab::Overview);
+    app.update(
+        Action::PollFailed("127.0.0.1:40100: timed out".into()),
+        now + 8_000,
+    );
+    insta::assert_snapshot!(
+        "overview_stale_80x24",
+        draw(&app, now + 8_000, 80, 24).backend()
+    );
+}
+
+#[test]
+fn overview_with_the_demo_result() {
+    let (mut app, now) = on(Tab::Overview);
+    app.update(
+        Action::Caption("done: longest gap without acknowledgements 3061 ms".into()),
+        now,
+    );
+    app.update(
+        Action::DemoResult(vec![
+            "kill -9 of agent-1 (leader of partitions [1, 4])".into(),
+            "new leaders after 3012 ms".into(),
+            "partition 1: 3061 ms without acknowledgements".into(),
+            "partition 4: 3040 ms without acknowledgements".into(),
+            "records lost: 0 of 48242 acknowledged (48242 stored)".into(),
+        ]),
+        now,
+    );
+    insta::assert_snapshot!("overview_demo_120x40", draw(&app, now, 120, 40).backend());
+}

@@ -1,0 +1,174 @@
+//! The agents this console launched: starting, stopping and killing them off the render
+//! loop, and telling the state what phase each is in.
+
+use std::sync::{Arc, Mutex};
+
+use streamhouse_agent::local_cluster::{AgentProc, ClusterSpec, LocalCluster};
+use tokio::sync::{mpsc, watch};
+
+use crate::action::{Action, Phase};
+
+/// Process ids of running launched agents, for the panic hook: a panicking console must
+/// not leave agents behind.
+static PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// Asks every launched agent to stop (SIGTERM), without waiting. For the panic hook.
+pub fn emergency_stop() {
+    let pids = std::mem::take(&mut *PIDS.lock().unwrap_or_else(|p| p.into_inner()));
+    for pid in pids {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+    }
+}
+
+fn remember(pid: u32, running: bool) {
+    let mut pids = PIDS.lock().unwrap_or_else(|p| p.into_inner());
+    pids.retain(|p| *p != pid);
+    if running {
+        pids.push(pid);
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Supervisor {
+    spec: ClusterSpec,
+    cluster: Arc<Mutex<LocalCluster>>,
+    tx: mpsc::UnboundedSender<Action>,
+    /// Every running agent's address, comma-separated: what clients bootstrap from.
+    bootstrap: Arc<watch::Sender<String>>,
+}
+
+impl Supervisor {
+    pub fn new(
+        spec: ClusterSpec,
+        tx: mpsc::UnboundedSender<Action>,
+        bootstrap: Arc<watch::Sender<String>>,
+    ) -> Supervisor {
+        Supervisor {
+            cluster: Arc::new(Mutex::new(LocalCluster::new(spec.clone()))),
+            spec,
+            tx,
+            bootstrap,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LocalCluster> {
+        self.cluster.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn phase(&self, id: &str, phase: Phase) {
+        let _ = self.tx.send(Action::Agent {
+            id: id.to_string(),
+            phase,
+        });
+    }
+
+    fn publish(&self) {
+        let b = self.lock().bootstrap();
+        if !b.is_empty() {
+            self.bootstrap.send_replace(b);
+        }
+    }
+
+    pub fn running(&self) -> Vec<String> {
+        self.lock().agents.keys().cloned().collect()
+    }
+
+    /// The lowest `agent-N` id not running now.
+    pub fn next_id(&self) -> String {
+        let c = self.lock();
+        (0..)
+            .map(|i| format!("agent-{i}"))
+            .find(|id| !c.agents.contains_key(id))
+            .unwrap_or_default()
+    }
+
+    /// Starts agent `id` and waits until it serves.
+    pub async fn start(&self, id: String) -> anyhow::Result<String> {
+        self.phase(&id, Phase::Starting);
+        let spec = self.spec.clone();
+        let launch_id = id.clone();
+        match tokio::task::spawn_blocking(move || spec.launch(&launch_id)).await? {
+            Ok(p) => {
+                let addr = p.addr.clone();
+                remember(p.pid(), true);
+                self.lock().agents.insert(id.clone(), p);
+                self.publish();
+                self.phase(&id, Phase::Up { addr: addr.clone() });
+                Ok(addr)
+            }
+            Err(e) => {
+                self.phase(&id, Phase::Failed(format!("{e:#}")));
+                Err(e)
+            }
+        }
+    }
+
+    fn take(&self, id: &str) -> anyhow::Result<AgentProc> {
+        let p = self.lock().take(id)?;
+        remember(p.pid(), false);
+        self.publish();
+        Ok(p)
+    }
+
+    /// `kill -9` of agent `id`.
+    pub async fn kill(&self, id: &str) -> anyhow::Result<()> {
+        let p = self.take(id)?;
+        tokio::task::spawn_blocking(move || p.kill9()).await??;
+        self.phase(id, Phase::Killed);
+        Ok(())
+    }
+
+    /// Graceful stop: the agent flushes, hands back its leases and deregisters.
+    pub async fn stop(&self, id: &str) -> anyhow::Result<()> {
+        let p = self.take(id)?;
+        self.phase(id, Phase::Stopping);
+        tokio::task::spawn_blocking(move || p.stop()).await??;
+        self.phase(id, Phase::Stopped);
+        Ok(())
+    }
+
+    pub async fn restart(&self, id: &str) -> anyhow::Result<()> {
+        if self.lock().agents.contains_key(id) {
+            self.stop(id).await?;
+        }
+        self.start(id.to_string()).await.map(|_| ())
+    }
+
+    /// Notes agents that exited by themselves.
+    pub fn reap(&self) {
+        let exited: Vec<String> = self
+            .lock()
+            .agents
+            .iter_mut()
+            .filter_map(|(id, p)| p.has_exited().then(|| id.clone()))
+            .collect();
+        for id in exited {
+            if let Ok(p) = self.take(&id) {
+                drop(p);
+                let log = self.spec.log_dir(&id);
+                self.phase(
+                    &id,
+                    Phase::Failed(format!("exited on its own; see {}", log.display())),
+                );
+            }
+        }
+    }
+
+    /// Stops every agent gracefully, all at once.
+    pub async fn stop_all(&self) -> anyhow::Result<()> {
+        let cluster = self.cluster.clone();
+        for id in self.running() {
+            self.phase(&id, Phase::Stopping);
+        }
+        tokio::task::spawn_blocking(move || {
+            let mut c = cluster.lock().unwrap_or_else(|p| p.into_inner());
+            for p in c.agents.values() {
+                remember(p.pid(), false);
+            }
+            c.stop_all()
+        })
+        .await?
+    }
+}
