@@ -61,6 +61,11 @@ impl ClusterSpec {
     /// stderr goes to `stderr.log` in its log directory, so nothing reaches a terminal a
     /// console is drawing on.
     pub fn launch(&self, id: &str) -> anyhow::Result<AgentProc> {
+        self.launch_on(id, "127.0.0.1:0")
+    }
+
+    /// As [`ClusterSpec::launch`], listening on `listen` (`127.0.0.1:0`: any free port).
+    pub fn launch_on(&self, id: &str, listen: &str) -> anyhow::Result<AgentProc> {
         let exe = std::env::current_exe()?;
         let logs = self.log_dir(id);
         std::fs::create_dir_all(&logs)?;
@@ -76,7 +81,7 @@ impl ClusterSpec {
                 "--storage",
                 &format!("file://{}", self.dir.join("objects").display()),
                 "--listen",
-                "127.0.0.1:0",
+                listen,
                 "--id",
                 id,
                 "--log-dir",
@@ -106,7 +111,7 @@ impl ClusterSpec {
                 child,
                 addr,
             }),
-            Err(_) => {
+            Err(mpsc::RecvTimeoutError::Timeout) => {
                 let _ = child.kill();
                 let _ = child.wait();
                 anyhow::bail!(
@@ -114,6 +119,12 @@ impl ClusterSpec {
                     START_TIMEOUT.as_secs(),
                     logs.display()
                 )
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let _ = child.wait();
+                let said = std::fs::read_to_string(logs.join("stderr.log")).unwrap_or_default();
+                let last = said.lines().last().unwrap_or("no message");
+                anyhow::bail!("agent {id} exited before serving: {last}")
             }
         }
     }

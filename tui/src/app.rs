@@ -165,7 +165,9 @@ impl AgentRow {
             Some(Phase::Starting) => "starting",
             Some(Phase::Stopping) => "stopping",
             Some(Phase::Failed(_)) => "failed",
-            Some(Phase::Killed) | Some(Phase::Stopped) if !self.live => "down",
+            // The cluster notices a killed agent only when its heartbeat goes stale; the
+            // console that killed it knows at once.
+            Some(Phase::Killed) | Some(Phase::Stopped) => "down",
             _ if self.live => "up",
             _ => "down",
         }
@@ -421,7 +423,7 @@ impl App {
                     }
                     row.last_stats = Some((s.clone(), now));
                 }
-                None if !row.live => {
+                None if row.state() != "up" => {
                     (row.in_records, row.in_bytes) = (0.0, 0.0);
                     (row.out_records, row.out_bytes) = (0.0, 0.0);
                 }
@@ -501,6 +503,7 @@ impl App {
         }
         if matches!(phase, Phase::Killed | Phase::Stopped) {
             row.live = false;
+            (row.in_records, row.in_bytes, row.out_records, row.out_bytes) = (0.0, 0.0, 0.0, 0.0);
         }
         row.phase = Some(phase);
         if let Some(n) = notice {

@@ -35,6 +35,9 @@ pub struct Args {
     /// Run a scripted scenario on the launched cluster.
     #[arg(long, value_enum)]
     pub demo: Option<Demo>,
+    /// Launched agent `agent-N` listens on 127.0.0.1 at this port + N (0: any free port).
+    #[arg(long, default_value_t = 9660)]
+    pub base_port: u16,
     /// Launched agents' lease TTL: how long a dead leader's partitions wait for a new one.
     #[arg(long, default_value_t = 3_000)]
     pub lease_ttl_ms: u64,
@@ -95,6 +98,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ];
         Supervisor::new(
             ClusterSpec::new(&args.data_dir, &flags),
+            args.base_port,
             tx.clone(),
             bootstrap.clone(),
         )

@@ -194,17 +194,18 @@ pub async fn run(
     let mut frame = tokio::time::interval(FRAME);
     frame.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut dirty = true;
+    // Terminated or hung up: leave as `q` would, stopping launched agents gracefully.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
     loop {
         tokio::select! {
+            _ = term.recv() => app.quit = true,
+            _ = hangup.recv() => app.quit = true,
             ev = keys.next() => match ev {
                 Some(Ok(Event::Key(k))) if k.kind == KeyEventKind::Press => {
-                    for e in app.update(Action::Key(k), now()) {
-                        if e == Effect::Quit {
-                            app.quit = true;
-                        } else {
-                            runner.spawn(e);
-                        }
-                    }
+                    let effects = app.update(Action::Key(k), now());
+                    dispatch(&mut app, runner, effects);
                     dirty = true;
                 }
                 Some(Ok(Event::Resize(..))) => dirty = true,
@@ -213,11 +214,12 @@ pub async fn run(
                 None => app.quit = true,
             },
             Some(action) = rx.recv() => {
-                app.update(action, now());
+                let mut effects = app.update(action, now());
                 // Drain what else is queued before drawing: bursts of records draw once.
                 while let Ok(a) = rx.try_recv() {
-                    app.update(a, now());
+                    effects.extend(app.update(a, now()));
                 }
+                dispatch(&mut app, runner, effects);
                 dirty = true;
             }
             _ = frame.tick() => {
@@ -232,6 +234,17 @@ pub async fn run(
             let t = now();
             terminal.draw(|f| crate::ui::draw(f, &app, t))?;
             dirty = false;
+        }
+    }
+}
+
+/// Quitting ends the loop; every other effect runs in the background.
+fn dispatch(app: &mut App, runner: &Runner, effects: Vec<Effect>) {
+    for e in effects {
+        if e == Effect::Quit {
+            app.quit = true;
+        } else {
+            runner.spawn(e);
         }
     }
 }

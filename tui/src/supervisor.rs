@@ -37,15 +37,19 @@ pub struct Supervisor {
     tx: mpsc::UnboundedSender<Action>,
     /// Every running agent's address, comma-separated: what clients bootstrap from.
     bootstrap: Arc<watch::Sender<String>>,
+    /// `agent-N` listens on this port + N; 0: any free port.
+    base_port: u16,
 }
 
 impl Supervisor {
     pub fn new(
         spec: ClusterSpec,
+        base_port: u16,
         tx: mpsc::UnboundedSender<Action>,
         bootstrap: Arc<watch::Sender<String>>,
     ) -> Supervisor {
         Supervisor {
+            base_port,
             cluster: Arc::new(Mutex::new(LocalCluster::new(spec.clone()))),
             spec,
             tx,
@@ -84,12 +88,32 @@ impl Supervisor {
             .unwrap_or_default()
     }
 
+    /// Where agent `id` listens: a port of its own after the base (so it comes back where
+    /// it was after a restart), or any free port if that one is taken.
+    fn listen_for(&self, id: &str) -> String {
+        let n = id
+            .strip_prefix("agent-")
+            .and_then(|n| n.parse::<u16>().ok());
+        match n {
+            Some(n) if self.base_port != 0 => {
+                let addr = format!("127.0.0.1:{}", self.base_port.saturating_add(n));
+                // A port someone else holds is not worth failing over: take any free one.
+                match std::net::TcpListener::bind(&addr) {
+                    Ok(_) => addr,
+                    Err(_) => "127.0.0.1:0".to_string(),
+                }
+            }
+            _ => "127.0.0.1:0".to_string(),
+        }
+    }
+
     /// Starts agent `id` and waits until it serves.
     pub async fn start(&self, id: String) -> anyhow::Result<String> {
         self.phase(&id, Phase::Starting);
         let spec = self.spec.clone();
         let launch_id = id.clone();
-        match tokio::task::spawn_blocking(move || spec.launch(&launch_id)).await? {
+        let listen = self.listen_for(&id);
+        match tokio::task::spawn_blocking(move || spec.launch_on(&launch_id, &listen)).await? {
             Ok(p) => {
                 let addr = p.addr.clone();
                 remember(p.pid(), true);

@@ -11,7 +11,7 @@ use ratatui::widgets::{
     TableState, Wrap,
 };
 
-use crate::action::RecordView;
+use crate::action::{Phase, RecordView};
 use crate::app::{AgentRow, App, COMMANDS, Conn, MOVED_HIGHLIGHT_MS, Mode, Tab, keys_for};
 use crate::series::{Ring, age, si, sparkline};
 
@@ -276,6 +276,11 @@ fn overview(f: &mut Frame<'_>, app: &App, now: u64, area: Rect) {
     ))];
     if leaderless > 0 {
         spans.push(format!(" · {leaderless} without leader").red().bold());
+    }
+    for a in app.agents.values() {
+        if let Some(Phase::Failed(why)) = &a.phase {
+            spans.push(format!(" · {}: {why}", a.id).red());
+        }
     }
     f.render_widget(Paragraph::new(Line::from(spans)), totals);
 }
