@@ -16,6 +16,7 @@ use streamhouse_client::{
 use tokio::sync::{mpsc, watch};
 
 use streamhouse_agent::local_cluster::LocalCluster;
+use streamhouse_tui::scenario::{new_leaders, read_topic};
 
 /// How the scenario runs.
 #[derive(Debug, Clone, clap::Args)]
@@ -169,7 +170,7 @@ pub async fn run(
         cluster.kill9(&victim)?;
 
         let (new_leaders, leaders_after) =
-            new_leaders(&admin, &victim, &affected, killed_at).await?;
+            new_leaders(&admin, TOPIC, &victim, &affected, killed_at).await?;
         for (p, leader, epoch) in &new_leaders {
             say(format!(
                 "  partition {p}: new leader {leader} at epoch {epoch} after {} ms",
@@ -204,7 +205,7 @@ pub async fn run(
 
     let acks = std::mem::take(&mut *acks.lock().unwrap_or_else(|p| p.into_inner()));
     say("reading every partition back to check what was acknowledged".into());
-    let (lost, duplicated) = verify(&cluster.bootstrap(), opts.partitions, &acks.list).await?;
+    let (lost, duplicated) = verify(&cluster.bootstrap(), &acks.list).await?;
     cluster.stop_all()?;
     Ok(Outcome {
         kills: report,
@@ -256,34 +257,6 @@ async fn balanced(admin: &Admin, agents: usize) -> anyhow::Result<TopicDescripti
             "the cluster did not balance in 60 s"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn new_leaders(
-    admin: &Admin,
-    victim: &str,
-    affected: &[u32],
-    killed_at: Instant,
-) -> anyhow::Result<(Vec<(u32, String, i64)>, Duration)> {
-    let deadline = killed_at + Duration::from_secs(60);
-    loop {
-        if let Ok(t) = admin.describe_topic(TOPIC).await {
-            let moved: Vec<(u32, String, i64)> = affected
-                .iter()
-                .filter_map(|&p| {
-                    let d = &t.partitions[p as usize];
-                    d.leader_id
-                        .as_ref()
-                        .filter(|l| *l != victim)
-                        .map(|l| (p, l.clone(), d.lease_epoch))
-                })
-                .collect();
-            if moved.len() == affected.len() {
-                return Ok((moved, killed_at.elapsed()));
-            }
-        }
-        anyhow::ensure!(Instant::now() < deadline, "no new leader within 60 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -431,30 +404,19 @@ async fn from_the_start(bootstrap: &str, partitions: u32) -> anyhow::Result<Cons
 
 /// Reads the whole topic and returns (acknowledged records missing or changed, records
 /// stored more than once).
-async fn verify(bootstrap: &str, partitions: u32, acks: &[Ack]) -> anyhow::Result<(u64, u64)> {
-    let admin = Admin::connect(bootstrap).await?;
-    let t = admin.describe_topic(TOPIC).await?;
-    let total: i64 = t
-        .partitions
-        .iter()
-        .map(|p| p.high_watermark - p.log_start_offset)
-        .sum();
-    let mut consumer = from_the_start(bootstrap, partitions).await?;
-    let mut log: HashMap<(u32, i64), u64> = HashMap::with_capacity(total as usize);
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while (log.len() as i64) < total {
-        anyhow::ensure!(Instant::now() < deadline, "could not read the topic back");
-        for r in consumer.poll(Duration::from_millis(500)).await? {
-            let v = r
-                .value
+async fn verify(bootstrap: &str, acks: &[Ack]) -> anyhow::Result<(u64, u64)> {
+    let log: HashMap<(u32, i64), u64> = read_topic(bootstrap, TOPIC)
+        .await?
+        .into_iter()
+        .map(|(at, v)| {
+            let n = v
                 .as_deref()
                 .and_then(|v| std::str::from_utf8(v).ok())
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(u64::MAX);
-            log.insert((r.partition, r.offset), v);
-        }
-    }
-    consumer.close().await?;
+            (at, n)
+        })
+        .collect();
     let lost = acks
         .iter()
         .filter(|a| log.get(&(a.partition, a.offset)) != Some(&a.value))

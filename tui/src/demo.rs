@@ -10,7 +10,8 @@ use streamhouse_client::{Admin, ClientError, NewTopic};
 
 use crate::action::{Action, LoadSpec};
 use crate::runtime::Runner;
-use crate::workers::{Acked, Load, read_back};
+use crate::scenario::{new_leaders, read_topic};
+use crate::workers::{Acked, Load, load_seq};
 
 pub const TOPIC: &str = "failover-demo";
 const PARTITIONS: u32 = 6;
@@ -70,7 +71,7 @@ pub async fn failover(runner: Runner, agents: usize) -> anyhow::Result<()> {
     let killed_at = Instant::now();
     sup.kill(&victim).await?;
 
-    let moved_after = new_leaders(&admin, &victim, &affected, killed_at).await?;
+    let (_, moved_after) = new_leaders(&admin, TOPIC, &victim, &affected, killed_at).await?;
     say(format!(
         "partitions {affected:?} have new leaders after {} ms; waiting for their first acknowledgements",
         moved_after.as_millis()
@@ -98,10 +99,13 @@ pub async fn failover(runner: Runner, agents: usize) -> anyhow::Result<()> {
         "reading {TOPIC} back to check all {} acknowledged records",
         acks.len()
     ));
-    let log = read_back(&runner.bootstrap(), TOPIC).await?;
+    let log = read_topic(&runner.bootstrap(), TOPIC).await?;
     let lost = acks
         .iter()
-        .filter(|a| log.get(&(a.partition, a.offset)) != Some(&a.seq))
+        .filter(|a| {
+            let stored = log.get(&(a.partition, a.offset));
+            stored.and_then(|v| v.as_deref()).and_then(load_seq) != Some(a.seq)
+        })
         .count();
     let mut lines = vec![
         format!("kill -9 of {victim} (leader of partitions {affected:?})"),
@@ -170,29 +174,6 @@ async fn balanced(admin: &Admin, agents: usize) -> anyhow::Result<()> {
             "the leases did not balance in 60 s"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn new_leaders(
-    admin: &Admin,
-    victim: &str,
-    affected: &[u32],
-    killed_at: Instant,
-) -> anyhow::Result<Duration> {
-    let deadline = killed_at + Duration::from_secs(60);
-    loop {
-        if let Ok(t) = admin.describe_topic(TOPIC).await
-            && affected.iter().all(|&p| {
-                t.partitions[p as usize]
-                    .leader_id
-                    .as_deref()
-                    .is_some_and(|l| l != victim)
-            })
-        {
-            return Ok(killed_at.elapsed());
-        }
-        anyhow::ensure!(Instant::now() < deadline, "no new leaders within 60 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

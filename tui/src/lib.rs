@@ -10,6 +10,7 @@ pub mod app;
 pub mod cli;
 pub mod demo;
 pub mod runtime;
+pub mod scenario;
 pub mod series;
 pub mod supervisor;
 pub mod ui;

@@ -1,7 +1,6 @@
 //! The console's background work: polling the cluster, the load generator and the tail.
 //! Each reports to the state through [`Action`]s; none ever blocks the render loop.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -410,46 +409,6 @@ pub async fn offset_for_time(bootstrap: &str, tp: &TopicPartition, ts: i64) -> a
     }
     probe.close().await?;
     Ok(lo)
-}
-
-/// Reads every partition of `topic` from its log start to its high watermark now, as
-/// (partition, offset) -> the load sequence number the value carries.
-pub async fn read_back(bootstrap: &str, topic: &str) -> anyhow::Result<HashMap<(u32, i64), u64>> {
-    let admin = Admin::connect(bootstrap).await?;
-    let t = admin.describe_topic(topic).await?;
-    let total: i64 = t
-        .partitions
-        .iter()
-        .map(|p| p.high_watermark - p.log_start_offset)
-        .sum();
-    let mut consumer = Consumer::builder()
-        .bootstrap(bootstrap)
-        .auto_offset_reset(OffsetReset::Earliest)
-        .max_poll_records(10_000)
-        .build()
-        .await?;
-    consumer
-        .assign(
-            t.partitions
-                .iter()
-                .map(|p| TopicPartition::new(topic, p.partition))
-                .collect(),
-        )
-        .await?;
-    let mut log = HashMap::with_capacity(total as usize);
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while (log.len() as i64) < total {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "could not read {topic} back in 300 s"
-        );
-        for r in consumer.poll(Duration::from_millis(500)).await? {
-            let seq = r.value.as_deref().and_then(load_seq).unwrap_or(u64::MAX);
-            log.insert((r.partition, r.offset), seq);
-        }
-    }
-    consumer.close().await?;
-    Ok(log)
 }
 
 #[cfg(test)]

@@ -101,36 +101,28 @@ impl Drop for Console {
     }
 }
 
+/// The words of each table row on the screen (borders dropped).
+fn rows(screen: &str) -> impl Iterator<Item = Vec<&str>> {
+    screen.lines().map(|l| {
+        l.trim_matches(|c| c == '│' || c == ' ')
+            .split_whitespace()
+            .collect()
+    })
+}
+
 /// The ids of the agents table's rows (`ID  HOST:PORT  STATE ...`) in `state`.
 fn agents_in_state(screen: &str, state: &str) -> Vec<String> {
-    screen
-        .lines()
-        .filter_map(|l| {
-            let w: Vec<&str> = l
-                .trim_matches(|c| c == '│' || c == ' ')
-                .split_whitespace()
-                .collect();
-            (w.len() > 3 && w[1].starts_with("127.0.0.1:") && w[2] == state)
-                .then(|| w[0].to_string())
-        })
+    rows(screen)
+        .filter(|w| w.len() > 3 && w[1].starts_with("127.0.0.1:") && w[2] == state)
+        .map(|w| w[0].to_string())
         .collect()
 }
 
-/// (partition, leader) of each `demo` row on the Partitions screen.
+/// (partition, leader) of each `topic` row on the Partitions screen.
 fn leaders(screen: &str, topic: &str) -> Vec<(u32, String)> {
-    screen
-        .lines()
-        .filter_map(|l| {
-            let w: Vec<&str> = l
-                .trim_matches(|c| c == '│' || c == ' ')
-                .split_whitespace()
-                .collect();
-            if w.len() > 3 && w[0] == topic {
-                Some((w[1].parse().ok()?, w[2].to_string()))
-            } else {
-                None
-            }
-        })
+    rows(screen)
+        .filter(|w| w.len() > 3 && w[0] == topic)
+        .filter_map(|w| Some((w[1].parse().ok()?, w[2].to_string())))
         .collect()
 }
 
