@@ -4,9 +4,12 @@
 //! The assignment is balanced within one (every agent leads `n / a` or `n / a + 1`
 //! partitions) and sticky: a partition stays with its live holder unless balance needs it
 //! elsewhere, so an agent joining takes only its share and an agent leaving gives up only
-//! its own. Partitions that must move go, among the agents with room, to the one with the
-//! highest rendezvous weight, which spreads each topic's partitions over the agents and makes
-//! every agent compute the same answer from the same snapshot.
+//! its own. Partitions that must move go, among the agents with room, to one leading the
+//! fewest partitions of that topic, and among those to the one with the highest rendezvous
+//! weight: a topic spreads over the agents, and every agent computes the same answer from the
+//! same snapshot.
+
+use std::collections::HashMap;
 
 /// One partition as the lease rounds see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,28 +65,50 @@ pub fn assign(agents: &[String], slots: &[Slot<'_>]) -> Vec<Option<usize>> {
 
     let mut owner: Vec<Option<usize>> = vec![None; n];
     let mut load = vec![0usize; a];
+    // Partitions of each topic each agent leads: (topic, agent) -> count.
+    let mut per_topic: HashMap<(&str, usize), usize> = HashMap::new();
     for k in 0..a {
         for (i, &s) in held[k].iter().enumerate() {
             if i < cap[k] {
                 owner[s] = Some(order[k]);
                 load[k] += 1;
+                *per_topic.entry((slots[s].topic, k)).or_default() += 1;
             } else {
                 pool.push(s);
             }
         }
     }
 
-    // Everything else goes to the agent with room that weighs it highest.
+    // Everything else goes, among the agents with room, to one leading the fewest of the
+    // topic's partitions (so a new topic spreads over every agent, as Kafka places
+    // replicas), and among those to the one that weighs it highest.
+    // Topics take turns in proportion to their size (a topic's partitions are spread evenly
+    // through the order), so the last places left, which may not suit a topic, do not all
+    // fall to one topic.
     pool.sort_by(|x, y| {
         (slots[*x].topic, slots[*x].partition, x).cmp(&(slots[*y].topic, slots[*y].partition, y))
     });
+    let mut keyed: Vec<(u64, &str, usize)> = Vec::with_capacity(pool.len());
+    for run in pool.chunk_by(|x, y| slots[*x].topic == slots[*y].topic) {
+        let size = run.len() as u64;
+        for (rank, &s) in run.iter().enumerate() {
+            keyed.push((rank as u64 * 1_000_000 / size, slots[s].topic, s));
+        }
+    }
+    keyed.sort();
+    let pool = keyed.into_iter().map(|(_, _, s)| s);
     for s in pool {
         let slot = &slots[s];
-        let best = (0..a)
-            .filter(|&k| load[k] < cap[k])
-            .max_by_key(|&k| (weight(&agents[order[k]], slot.topic, slot.partition), k));
+        let best = (0..a).filter(|&k| load[k] < cap[k]).max_by_key(|&k| {
+            (
+                std::cmp::Reverse(per_topic.get(&(slot.topic, k)).copied().unwrap_or(0)),
+                weight(&agents[order[k]], slot.topic, slot.partition),
+                k,
+            )
+        });
         if let Some(k) = best {
             load[k] += 1;
+            *per_topic.entry((slot.topic, k)).or_default() += 1;
             owner[s] = Some(order[k]);
         }
     }
@@ -361,19 +386,64 @@ mod tests {
             .is_empty());
     }
 
+    /// Partitions placed together (a cluster starting, a dead agent's partitions moving)
+    /// spread each topic evenly, not only the total.
     #[test]
     fn topics_spread_over_agents() {
-        let agents = names(3);
-        let parts = layout(&[6, 6, 6]);
-        let o = owners(&agents, &parts, &vec![None; parts.len()]);
-        for t in 0..3 {
-            let mut per: HashMap<&str, usize> = HashMap::new();
-            for (i, (topic, _)) in parts.iter().enumerate() {
-                if *topic == format!("topic-{t}") {
-                    *per.entry(o[i].as_deref().unwrap()).or_default() += 1;
+        for a in 2..=5 {
+            let agents = names(a);
+            let parts = layout(&[6, 6, 6, 3, 3, 9]);
+            let o = owners(&agents, &parts, &vec![None; parts.len()]);
+            for t in 0..6 {
+                let mut per: HashMap<&str, usize> = HashMap::new();
+                for (i, (topic, _)) in parts.iter().enumerate() {
+                    if *topic == format!("topic-{t}") {
+                        *per.entry(o[i].as_deref().unwrap()).or_default() += 1;
+                    }
                 }
+                let count = parts.iter().filter(|p| p.0 == format!("topic-{t}")).count();
+                let lo = if per.len() < a.min(count) {
+                    0
+                } else {
+                    *per.values().min().unwrap()
+                };
+                let hi = *per.values().max().unwrap();
+                assert!(hi - lo <= 1, "{a} agents, topic-{t}: {per:?}");
             }
-            assert!(per.len() >= 2, "topic {t} all on one agent: {per:?}");
+        }
+    }
+
+    /// A topic created on a running cluster spreads evenly whatever the rendezvous weights
+    /// say (for many names, weights alone put three or more of six on one agent), and the
+    /// partitions already led stay where they are.
+    #[test]
+    fn a_new_topic_spreads_evenly_over_the_agents() {
+        let agents: Vec<String> = (0..3).map(|i| format!("agent-{i}")).collect();
+        for (existing, new) in [(6, 6), (4, 6), (7, 9), (1, 3)] {
+            for name in 0..100 {
+                let parts: Vec<(String, u32)> = (0..existing)
+                    .map(|p| ("base".to_string(), p))
+                    .chain((0..new).map(|p| (format!("new-{name}"), p)))
+                    .collect();
+                let first = owners(
+                    &agents,
+                    &parts[..existing as usize],
+                    &vec![None; existing as usize],
+                );
+                let mut held = first.clone();
+                held.resize(parts.len(), None);
+                let o = owners(&agents, &parts, &held);
+                assert_eq!(&o[..existing as usize], &first[..], "sticky");
+                let mut per: HashMap<&str, usize> = HashMap::new();
+                for owner in &o[existing as usize..] {
+                    *per.entry(owner.as_deref().unwrap()).or_default() += 1;
+                }
+                let (lo, hi) = (per.values().min().unwrap(), per.values().max().unwrap());
+                assert!(
+                    per.len() == 3 && hi - lo <= 1,
+                    "{new} partitions of new-{name} after {existing}: {per:?}"
+                );
+            }
         }
     }
 }
