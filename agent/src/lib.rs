@@ -11,6 +11,7 @@ pub mod assignment;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod group;
 pub mod lease;
 pub mod local_cluster;
 pub mod metadata;
