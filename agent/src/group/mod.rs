@@ -2,3 +2,4 @@
 //! offsets. The state lives in the metadata store, so any agent serves any group.
 
 pub mod assignor;
+pub mod coordinator;
