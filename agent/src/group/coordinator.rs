@@ -103,6 +103,9 @@ pub enum GroupError {
     /// A commit from an old generation, or for a partition the member does not own.
     #[error("{0}")]
     StaleGeneration(String),
+    /// An operation that needs a group without live members.
+    #[error("{0}")]
+    NotEmpty(String),
 }
 
 /// Removes members whose sessions expired by `now`; returns their ids.

@@ -4,7 +4,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::groups::ResetTo;
 use super::{ChunkCommit, FlushCommit, MetadataError, MetadataStore, ProducerCommit};
+use crate::group::assignor::Assignor;
+use crate::group::coordinator::{GroupError, Heartbeat};
 use crate::sequence::ProducerEntry;
 
 fn chunk(topic: &str, partition: u32, epoch: i64, base: i64, count: i64) -> ChunkCommit {
@@ -324,6 +327,8 @@ async fn run(store: &MetadataStore) {
         1
     );
 
+    groups(store).await;
+
     store.deregister_agent("a1").await.unwrap();
     store.deregister_agent("a3").await.unwrap();
     assert_eq!(store.list_agents(None).await.unwrap().len(), 1);
@@ -331,6 +336,164 @@ async fn run(store: &MetadataStore) {
     assert!(events
         .iter()
         .any(|e| e.kind == "agent_left" && e.subject == "a1"));
+}
+
+fn member(id: &str, known: bool, owned: &[(String, u32)]) -> Heartbeat {
+    Heartbeat {
+        member_id: id.into(),
+        known,
+        client_id: "test".into(),
+        host: "127.0.0.1".into(),
+        topics: ["orders".to_string()].into_iter().collect(),
+        assignors: vec![Assignor::RoundRobin],
+        owned: owned.to_vec(),
+        session_timeout_ms: 30_000,
+    }
+}
+
+/// Groups: joins, the hand-over, commits fenced by member and generation, lag, reset, and
+/// concurrent heartbeats to one group taking turns.
+async fn groups(store: &MetadataStore) {
+    let a = store
+        .group_heartbeat("g1", &member("a", false, &[]))
+        .await
+        .unwrap()
+        .unwrap();
+    // `orders` has 2 partitions by now (it was deleted and created again above).
+    assert_eq!((a.assignment.len(), a.generation), (2, 1));
+    let b = store
+        .group_heartbeat("g1", &member("b", false, &[]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(b.assignment.is_empty(), "a still owns everything");
+    let a2 = store
+        .group_heartbeat("g1", &member("a", true, &a.assignment))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a2.assignment.len(), 1);
+    // a commits what it is giving up, at the generation it was told, before reporting.
+    let revoked: Vec<_> = a
+        .assignment
+        .iter()
+        .filter(|tp| !a2.assignment.contains(tp))
+        .cloned()
+        .collect();
+    let commit: Vec<(String, u32, i64, String)> = revoked
+        .iter()
+        .map(|(t, p)| (t.clone(), *p, 0, "m".to_string()))
+        .collect();
+    store
+        .commit_offsets("g1", "a", a2.generation, &commit)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .group_heartbeat("g1", &member("a", true, &a2.assignment))
+        .await
+        .unwrap()
+        .unwrap();
+    let b2 = store
+        .group_heartbeat("g1", &member("b", true, &[]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b2.assignment, revoked);
+    // Fencing: an old generation, a partition not owned, a stranger.
+    assert!(matches!(
+        store
+            .commit_offsets("g1", "b", b2.generation - 1, &commit)
+            .await
+            .unwrap(),
+        Err(GroupError::StaleGeneration(_))
+    ));
+    let not_b: Vec<(String, u32, i64, String)> = a2
+        .assignment
+        .iter()
+        .map(|(t, p)| (t.clone(), *p, 5, String::new()))
+        .collect();
+    assert!(matches!(
+        store
+            .commit_offsets("g1", "b", b2.generation, &not_b)
+            .await
+            .unwrap(),
+        Err(GroupError::StaleGeneration(_))
+    ));
+    assert!(matches!(
+        store
+            .commit_offsets("g1", "zed", b2.generation, &commit)
+            .await
+            .unwrap(),
+        Err(GroupError::UnknownMember(_))
+    ));
+    assert!(matches!(
+        store.commit_offsets("g1", "", 0, &commit).await.unwrap(),
+        Err(GroupError::UnknownMember(_))
+    ));
+    let got = store.fetch_offsets("g1", &[]).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].offset, got[0].metadata.as_str()), (0, "m"));
+
+    let d = store.describe_group("g1").await.unwrap().unwrap();
+    assert_eq!(d.state(), "stable");
+    assert_eq!(d.members.len(), 2);
+    let list = store.list_groups().await.unwrap();
+    let g = list.iter().find(|g| g.group_id == "g1").unwrap();
+    assert_eq!(
+        (g.members, g.state.as_str(), g.assignor.as_str()),
+        (2, "stable", "round-robin")
+    );
+    let events = store.list_events(0, 1000).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .filter(|e| e.kind == "rebalance" && e.subject == "g1")
+            .count()
+            >= 2
+    );
+
+    // Reset needs an empty group.
+    assert!(matches!(
+        store
+            .reset_offsets("g1", "orders", ResetTo::Latest)
+            .await
+            .unwrap(),
+        Err(GroupError::NotEmpty(_))
+    ));
+    store.group_leave("g1", "a").await.unwrap().unwrap();
+    store.group_leave("g1", "b").await.unwrap().unwrap();
+    assert!(matches!(
+        store.group_leave("g1", "b").await.unwrap(),
+        Err(GroupError::UnknownMember(_))
+    ));
+    let reset = store
+        .reset_offsets("g1", "orders", ResetTo::Latest)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reset.len(), 2);
+    // With no members, a commit without a member is allowed (standalone consumers).
+    store
+        .commit_offsets("g1", "", 0, &[("orders".into(), 0, 1, String::new())])
+        .await
+        .unwrap()
+        .unwrap();
+
+    // Many members joining at once take turns: one generation each, everything owned once.
+    let joins = (0..8).map(|i| {
+        let hb = member(&format!("c{i}"), false, &[]);
+        async move { store.group_heartbeat("g2", &hb).await.unwrap().unwrap() }
+    });
+    let outs = futures::future::join_all(joins).await;
+    let mut gens: Vec<i64> = outs.iter().map(|o| o.generation).collect();
+    gens.sort_unstable();
+    assert_eq!(gens, (1..=8).collect::<Vec<i64>>());
+    let mut owned: Vec<_> = outs.iter().flat_map(|o| o.assignment.clone()).collect();
+    let n = owned.len();
+    owned.sort();
+    owned.dedup();
+    assert_eq!(owned.len(), n, "a partition granted twice");
 }
 
 #[tokio::test]

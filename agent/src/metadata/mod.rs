@@ -6,6 +6,7 @@
 //! is [`MetadataStore::commit_flush`]: one transaction per agent flush, whatever the number of
 //! partitions or records in it.
 
+pub mod groups;
 mod schema;
 
 use std::future::Future;

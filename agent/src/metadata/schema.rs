@@ -5,7 +5,7 @@
 //! the metadata store's own clock wherever they decide correctness (lease expiry).
 
 /// (version, SQL). Append only: a released migration is never edited.
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2)];
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3)];
 
 const V1: &str = r#"
 CREATE TABLE topics (
@@ -127,4 +127,12 @@ ALTER TABLE producer_ids ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE producer_state ADD COLUMN recent TEXT NOT NULL DEFAULT '';
 CREATE INDEX producer_state_by_partition ON producer_state (topic, partition_id);
 ALTER TABLE agents ADD COLUMN lost BIGINT NOT NULL DEFAULT 0;
+"#;
+
+/// Consumer groups: what each member reported owning and the assignors it supports, and the
+/// inputs the group's target assignment was computed from.
+const V3: &str = r#"
+ALTER TABLE consumer_groups ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '';
+ALTER TABLE group_members ADD COLUMN owned TEXT NOT NULL DEFAULT '';
+ALTER TABLE group_members ADD COLUMN assignors TEXT NOT NULL DEFAULT '';
 "#;
