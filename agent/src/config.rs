@@ -43,6 +43,20 @@ pub struct AgentConfig {
     /// lease TTL, so one late round does not cost a lease.
     #[arg(long, env = "STREAMHOUSE_HEARTBEAT_MS", default_value_t = 1_000)]
     pub heartbeat_ms: u64,
+    /// Shortest consumer-group session timeout a member may ask for.
+    #[arg(
+        long,
+        env = "STREAMHOUSE_GROUP_MIN_SESSION_TIMEOUT_MS",
+        default_value_t = 1_000
+    )]
+    pub group_min_session_timeout_ms: u64,
+    /// Longest consumer-group session timeout a member may ask for.
+    #[arg(
+        long,
+        env = "STREAMHOUSE_GROUP_MAX_SESSION_TIMEOUT_MS",
+        default_value_t = 300_000
+    )]
+    pub group_max_session_timeout_ms: u64,
     /// Largest record batch accepted, in bytes (Kafka's message.max.bytes).
     #[arg(long, env = "STREAMHOUSE_MAX_RECORD_BYTES", default_value_t = 1024 * 1024)]
     pub max_record_bytes: usize,

@@ -58,6 +58,10 @@ pub enum AgentError {
         expected: i32,
         got: i32,
     },
+    #[error("{0}")]
+    Group(#[from] crate::group::coordinator::GroupError),
+    #[error("unknown group {0:?}")]
+    UnknownGroup(String),
     #[error("producer {producer_id} epoch {epoch} is fenced by epoch {current_epoch}")]
     ProducerFenced {
         producer_id: i64,
@@ -107,6 +111,16 @@ impl AgentError {
             }
             AgentError::OutOfOrderSequence { .. } => C::OutOfOrderSequence,
             AgentError::ProducerFenced { .. } => C::ProducerFenced,
+            AgentError::Group(g) => {
+                use crate::group::coordinator::GroupError as G;
+                match g {
+                    G::UnknownMember(_) => C::UnknownMember,
+                    G::StaleGeneration(_) => C::StaleGeneration,
+                    G::InconsistentAssignors(_) => C::InconsistentAssignors,
+                    G::NotEmpty(_) => C::NonEmptyGroup,
+                }
+            }
+            AgentError::UnknownGroup(_) => C::UnknownGroup,
             AgentError::Metadata(_) => C::MetadataUnavailable,
             AgentError::ShuttingDown => C::ShuttingDown,
         };

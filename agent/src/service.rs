@@ -16,6 +16,8 @@ use crate::partitions::{PartitionState, TopicState};
 use crate::writer::Appended;
 use crate::Shared;
 
+mod groups;
+
 /// Longest a fetch may wait at the high watermark.
 const MAX_FETCH_WAIT: Duration = Duration::from_secs(30);
 /// Default and ceiling for a fetch's size.
@@ -503,7 +505,14 @@ with_error!(
     pb::ListTopicsResponse,
     pb::InitProducerIdResponse,
     pb::DescribeClusterResponse,
-    pb::ListEventsResponse
+    pb::ListEventsResponse,
+    pb::GroupHeartbeatResponse,
+    pb::LeaveGroupResponse,
+    pb::CommitOffsetsResponse,
+    pb::FetchOffsetsResponse,
+    pb::ListGroupsResponse,
+    pb::DescribeGroupResponse,
+    pb::ResetOffsetsResponse
 );
 
 #[tonic::async_trait]
@@ -607,6 +616,87 @@ impl pb::stream_house_server::StreamHouse for Service {
         answer!(
             self.list_events_inner(request.into_inner()).await,
             pb::ListEventsResponse
+        )
+    }
+
+    async fn join_group(
+        &self,
+        request: Request<pb::GroupHeartbeatRequest>,
+    ) -> Result<Response<pb::GroupHeartbeatResponse>, Status> {
+        let peer = request.remote_addr();
+        answer!(
+            self.group_heartbeat_inner(request.into_inner(), true, peer)
+                .await,
+            pb::GroupHeartbeatResponse
+        )
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<pb::GroupHeartbeatRequest>,
+    ) -> Result<Response<pb::GroupHeartbeatResponse>, Status> {
+        let peer = request.remote_addr();
+        answer!(
+            self.group_heartbeat_inner(request.into_inner(), false, peer)
+                .await,
+            pb::GroupHeartbeatResponse
+        )
+    }
+
+    async fn leave_group(
+        &self,
+        request: Request<pb::LeaveGroupRequest>,
+    ) -> Result<Response<pb::LeaveGroupResponse>, Status> {
+        answer!(
+            self.leave_group_inner(request.into_inner()).await,
+            pb::LeaveGroupResponse
+        )
+    }
+
+    async fn commit_offsets(
+        &self,
+        request: Request<pb::CommitOffsetsRequest>,
+    ) -> Result<Response<pb::CommitOffsetsResponse>, Status> {
+        answer!(
+            self.commit_offsets_inner(request.into_inner()).await,
+            pb::CommitOffsetsResponse
+        )
+    }
+
+    async fn fetch_offsets(
+        &self,
+        request: Request<pb::FetchOffsetsRequest>,
+    ) -> Result<Response<pb::FetchOffsetsResponse>, Status> {
+        answer!(
+            self.fetch_offsets_inner(request.into_inner()).await,
+            pb::FetchOffsetsResponse
+        )
+    }
+
+    async fn list_groups(
+        &self,
+        _request: Request<pb::ListGroupsRequest>,
+    ) -> Result<Response<pb::ListGroupsResponse>, Status> {
+        answer!(self.list_groups_inner().await, pb::ListGroupsResponse)
+    }
+
+    async fn describe_group(
+        &self,
+        request: Request<pb::DescribeGroupRequest>,
+    ) -> Result<Response<pb::DescribeGroupResponse>, Status> {
+        answer!(
+            self.describe_group_inner(request.into_inner()).await,
+            pb::DescribeGroupResponse
+        )
+    }
+
+    async fn reset_offsets(
+        &self,
+        request: Request<pb::ResetOffsetsRequest>,
+    ) -> Result<Response<pb::ResetOffsetsResponse>, Status> {
+        answer!(
+            self.reset_offsets_inner(request.into_inner()).await,
+            pb::ResetOffsetsResponse
         )
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use streamhouse_proto::pb;
 
 use crate::cluster::{Cluster, parse_bootstrap};
+use crate::consumer::TopicPartition;
 use crate::error::{ClientError, Result};
 
 /// One partition as the cluster describes it.
@@ -156,6 +157,101 @@ pub struct ClusterEvent {
     pub subject: String,
     /// Details in words.
     pub detail: String,
+}
+
+/// A consumer group as [`Admin::list_groups`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    /// The group's id.
+    pub group_id: String,
+    /// `empty`, `stable` (every member owns its target) or `reconciling`.
+    pub state: String,
+    /// Live members.
+    pub members: u32,
+    /// Bumped by every change of membership, subscriptions or partition counts.
+    pub generation: i64,
+    /// The assignor in use.
+    pub assignor: String,
+    /// Over its committed partitions: high watermark - committed offset.
+    pub total_lag: i64,
+}
+
+/// One member of a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMemberDescription {
+    /// The id the group gave it.
+    pub member_id: String,
+    /// The client id it gave.
+    pub client_id: String,
+    /// Its address as the agent saw it.
+    pub host: String,
+    /// Topics it subscribes to.
+    pub topics: Vec<String>,
+    /// Where the group wants its partitions.
+    pub target: Vec<TopicPartition>,
+    /// What it owns now (including what it is giving up).
+    pub owned: Vec<TopicPartition>,
+    /// The generation it was last answered with.
+    pub generation: i64,
+    /// Its last heartbeat, ms since the epoch (the store's clock).
+    pub last_heartbeat_ms: i64,
+}
+
+/// One partition of a group's topics, with the group's progress in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupPartitionDescription {
+    /// The partition.
+    pub tp: TopicPartition,
+    /// The member owning it, if any.
+    pub owner: Option<String>,
+    /// The group's committed offset, if any.
+    pub committed: Option<i64>,
+    /// First offset still stored.
+    pub log_start_offset: i64,
+    /// Offset the next record will get.
+    pub high_watermark: i64,
+    /// High watermark - committed offset (from the log start when nothing is committed).
+    pub lag: i64,
+}
+
+/// A consumer group in full, from [`Admin::describe_group`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    /// The group's id.
+    pub group_id: String,
+    /// `empty`, `stable` or `reconciling`.
+    pub state: String,
+    /// The current generation.
+    pub generation: i64,
+    /// The assignor in use.
+    pub assignor: String,
+    /// Live members.
+    pub members: Vec<GroupMemberDescription>,
+    /// Every partition of its topics.
+    pub partitions: Vec<GroupPartitionDescription>,
+}
+
+/// Where [`Admin::reset_offsets`] moves a group's committed offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetTarget {
+    /// Each partition's log start.
+    Earliest,
+    /// Each partition's high watermark: skip everything stored now.
+    Latest,
+    /// The first stored segment stamped at or after this time (ms since the epoch).
+    Timestamp(i64),
+    /// This offset, clamped to each partition's bounds.
+    Offset(i64),
+}
+
+fn tps_from_pb(tps: &[pb::TopicPartitions]) -> Vec<TopicPartition> {
+    tps.iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| TopicPartition::new(t.topic.clone(), *p))
+        })
+        .collect()
 }
 
 /// One agent's counters since it started, from [`Admin::agent_stats`].
@@ -464,6 +560,140 @@ impl Admin {
             buffered_bytes: resp.buffered_bytes,
             partitions_led: resp.partitions_led,
         })
+    }
+
+    /// Every consumer group with its state, member count, generation and total lag.
+    ///
+    /// ```no_run
+    /// # async fn example(admin: streamhouse_client::Admin) -> Result<(), streamhouse_client::ClientError> {
+    /// for g in admin.list_groups().await? {
+    ///     println!("{}: {} members, lag {}", g.group_id, g.members, g.total_lag);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn list_groups(&self) -> Result<Vec<GroupListing>> {
+        let resp = self
+            .cluster
+            .any_agent(|mut c| async move { c.list_groups(pb::ListGroupsRequest {}).await })
+            .await?;
+        if let Some(e) = ClientError::from_pb(resp.error.as_ref()) {
+            return Err(e);
+        }
+        Ok(resp
+            .groups
+            .into_iter()
+            .map(|g| GroupListing {
+                group_id: g.group_id,
+                state: g.state,
+                members: g.members,
+                generation: g.generation,
+                assignor: g.assignor,
+                total_lag: g.total_lag,
+            })
+            .collect())
+    }
+
+    /// One group: its members with their partitions, and per partition the committed
+    /// offset, high watermark and lag.
+    ///
+    /// ```no_run
+    /// # async fn example(admin: streamhouse_client::Admin) -> Result<(), streamhouse_client::ClientError> {
+    /// let g = admin.describe_group("analytics").await?;
+    /// for p in &g.partitions {
+    ///     println!("{} owned by {:?}: lag {}", p.tp, p.owner, p.lag);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn describe_group(&self, group_id: &str) -> Result<GroupDescription> {
+        let req = pb::DescribeGroupRequest {
+            group_id: group_id.to_string(),
+        };
+        let resp = self
+            .cluster
+            .any_agent(|mut c| {
+                let req = req.clone();
+                async move { c.describe_group(req).await }
+            })
+            .await?;
+        if let Some(e) = ClientError::from_pb(resp.error.as_ref()) {
+            return Err(e);
+        }
+        Ok(GroupDescription {
+            group_id: resp.group_id,
+            state: resp.state,
+            generation: resp.generation,
+            assignor: resp.assignor,
+            members: resp
+                .members
+                .into_iter()
+                .map(|m| GroupMemberDescription {
+                    target: tps_from_pb(&m.target),
+                    owned: tps_from_pb(&m.owned),
+                    member_id: m.member_id,
+                    client_id: m.client_id,
+                    host: m.host,
+                    topics: m.topics,
+                    generation: m.generation,
+                    last_heartbeat_ms: m.last_heartbeat_ms,
+                })
+                .collect(),
+            partitions: resp
+                .partitions
+                .into_iter()
+                .map(|p| GroupPartitionDescription {
+                    tp: TopicPartition::new(p.topic, p.partition),
+                    owner: (!p.owner.is_empty()).then_some(p.owner),
+                    committed: (p.committed_offset >= 0).then_some(p.committed_offset),
+                    log_start_offset: p.log_start_offset,
+                    high_watermark: p.high_watermark,
+                    lag: p.lag,
+                })
+                .collect(),
+        })
+    }
+
+    /// Moves a group's committed offsets for every partition of `topic`. Refused with
+    /// `NON_EMPTY_GROUP` while the group has live members. Returns (partition, offset).
+    ///
+    /// ```no_run
+    /// # async fn example(admin: streamhouse_client::Admin) -> Result<(), streamhouse_client::ClientError> {
+    /// use streamhouse_client::ResetTarget;
+    /// admin.reset_offsets("analytics", "events", ResetTarget::Earliest).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn reset_offsets(
+        &self,
+        group_id: &str,
+        topic: &str,
+        to: ResetTarget,
+    ) -> Result<Vec<(u32, i64)>> {
+        let (to, value) = match to {
+            ResetTarget::Earliest => ("earliest", 0),
+            ResetTarget::Latest => ("latest", 0),
+            ResetTarget::Timestamp(t) => ("timestamp", t),
+            ResetTarget::Offset(o) => ("offset", o),
+        };
+        let req = pb::ResetOffsetsRequest {
+            group_id: group_id.to_string(),
+            topic: topic.to_string(),
+            to: to.to_string(),
+            value,
+        };
+        let resp = self
+            .cluster
+            .any_agent(|mut c| {
+                let req = req.clone();
+                async move { c.reset_offsets(req).await }
+            })
+            .await?;
+        if let Some(e) = ClientError::from_pb(resp.error.as_ref()) {
+            return Err(e);
+        }
+        Ok(resp
+            .offsets
+            .into_iter()
+            .map(|o| (o.partition, o.offset))
+            .collect())
     }
 
     /// Up to `limit` (at most 1,000) cluster events with an id above `after_id`, oldest

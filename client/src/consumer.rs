@@ -5,10 +5,10 @@
 //! records. `poll` only takes from that queue. A `seek` restarts the partition's fetch task
 //! and discards whatever the old one had fetched.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use streamhouse_proto::batch::{Batch, Header};
@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::cluster::{Cluster, parse_bootstrap};
 use crate::error::{ClientError, Result};
+use crate::group::{self, AssignorKind, Group, GroupConfig};
 
 /// A topic and one of its partitions.
 ///
@@ -120,6 +121,13 @@ pub struct ConsumerBuilder {
     max_partition_fetch_bytes: usize,
     request_timeout: Duration,
     prefetch_batches: usize,
+    group_id: Option<String>,
+    client_id: String,
+    session_timeout: Duration,
+    heartbeat_interval: Duration,
+    enable_auto_commit: bool,
+    auto_commit_interval: Duration,
+    assignors: Vec<AssignorKind>,
 }
 
 impl Default for ConsumerBuilder {
@@ -132,6 +140,13 @@ impl Default for ConsumerBuilder {
             max_partition_fetch_bytes: 1024 * 1024,
             request_timeout: Duration::from_millis(30_000),
             prefetch_batches: 4,
+            group_id: None,
+            client_id: "streamhouse-consumer".into(),
+            session_timeout: Duration::from_millis(10_000),
+            heartbeat_interval: Duration::from_millis(1_000),
+            enable_auto_commit: true,
+            auto_commit_interval: Duration::from_millis(5_000),
+            assignors: vec![AssignorKind::RoundRobin],
         }
     }
 }
@@ -207,6 +222,82 @@ impl ConsumerBuilder {
         self
     }
 
+    /// The consumer group to join on [`Consumer::subscribe`]; members of one group share
+    /// its topics' partitions and its committed offsets.
+    ///
+    /// ```
+    /// let b = streamhouse_client::Consumer::builder().group_id("analytics");
+    /// ```
+    pub fn group_id(mut self, group: impl Into<String>) -> Self {
+        self.group_id = Some(group.into());
+        self
+    }
+
+    /// A name for this consumer in the group's description (default `streamhouse-consumer`).
+    ///
+    /// ```
+    /// let b = streamhouse_client::Consumer::builder().client_id("billing-7");
+    /// ```
+    pub fn client_id(mut self, id: impl Into<String>) -> Self {
+        self.client_id = id.into();
+        self
+    }
+
+    /// How long the group waits for a silent member before giving its partitions to others
+    /// (default 10,000 ms; agents bound it, 1,000 to 300,000 ms by default).
+    ///
+    /// ```
+    /// let b = streamhouse_client::Consumer::builder().session_timeout_ms(30_000);
+    /// ```
+    pub fn session_timeout_ms(mut self, ms: u64) -> Self {
+        self.session_timeout = Duration::from_millis(ms);
+        self
+    }
+
+    /// How often the member heartbeats (default 1,000 ms; below the session timeout).
+    ///
+    /// ```
+    /// let b = streamhouse_client::Consumer::builder().heartbeat_interval_ms(500);
+    /// ```
+    pub fn heartbeat_interval_ms(mut self, ms: u64) -> Self {
+        self.heartbeat_interval = Duration::from_millis(ms);
+        self
+    }
+
+    /// Commit the positions `poll` has reached every `auto_commit_interval_ms`, before
+    /// giving partitions up, and on `close` (default true).
+    ///
+    /// ```
+    /// let b = streamhouse_client::Consumer::builder().enable_auto_commit(false);
+    /// ```
+    pub fn enable_auto_commit(mut self, on: bool) -> Self {
+        self.enable_auto_commit = on;
+        self
+    }
+
+    /// How often auto-commit commits (default 5,000 ms).
+    ///
+    /// ```
+    /// let b = streamhouse_client::Consumer::builder().auto_commit_interval_ms(1_000);
+    /// ```
+    pub fn auto_commit_interval_ms(mut self, ms: u64) -> Self {
+        self.auto_commit_interval = Duration::from_millis(ms);
+        self
+    }
+
+    /// The assignors this consumer supports, preferred first (default round-robin). The
+    /// group uses the first of its first member's that every member supports.
+    ///
+    /// ```
+    /// use streamhouse_client::AssignorKind;
+    /// let b = streamhouse_client::Consumer::builder()
+    ///     .assignors(vec![AssignorKind::Sticky, AssignorKind::RoundRobin]);
+    /// ```
+    pub fn assignors(mut self, kinds: Vec<AssignorKind>) -> Self {
+        self.assignors = kinds;
+        self
+    }
+
     /// Checks the settings and creates the consumer, assigned to nothing.
     ///
     /// ```no_run
@@ -232,12 +323,29 @@ impl ConsumerBuilder {
         if !(1..=1024).contains(&self.prefetch_batches) {
             return bad("prefetch_batches must be 1..=1024".into());
         }
+        if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= self.session_timeout {
+            return bad(
+                "heartbeat_interval_ms must be positive and below session_timeout_ms".into(),
+            );
+        }
+        if self.auto_commit_interval.is_zero() {
+            return bad("auto_commit_interval_ms must be positive".into());
+        }
+        if self.assignors.is_empty() {
+            return bad("name at least one assignor".into());
+        }
+        if self.group_id.as_deref() == Some("") {
+            return bad("group_id must not be empty".into());
+        }
         let cluster = Arc::new(Cluster::new(bootstrap, 64, self.request_timeout));
         Ok(Consumer {
             cluster,
             config: self,
             partitions: HashMap::new(),
             buffered: VecDeque::new(),
+            group: None,
+            listener: None,
+            last_auto_commit: Instant::now(),
         })
     }
 }
@@ -282,6 +390,57 @@ pub struct Consumer {
     config: ConsumerBuilder,
     partitions: HashMap<TopicPartition, Assigned>,
     buffered: VecDeque<(TopicPartition, VecDeque<ConsumerRecord>)>,
+    group: Option<Group>,
+    listener: Option<Box<dyn RebalanceListener>>,
+    last_auto_commit: Instant,
+}
+
+/// Told of partitions moving in and out of a subscribed consumer, from inside `poll`.
+///
+/// ```
+/// use streamhouse_client::{RebalanceListener, TopicPartition};
+///
+/// /// Commits what the application has processed, not what poll returned.
+/// struct CommitProcessed(std::collections::HashMap<TopicPartition, i64>);
+///
+/// impl RebalanceListener for CommitProcessed {
+///     fn on_partitions_revoked(&mut self, revoked: &[(TopicPartition, i64)]) -> Vec<(TopicPartition, i64)> {
+///         revoked
+///             .iter()
+///             .filter_map(|(tp, _)| self.0.get(tp).map(|next| (tp.clone(), *next)))
+///             .collect()
+///     }
+/// }
+/// ```
+pub trait RebalanceListener: Send + Sync {
+    /// Before these partitions are given up, with the position `poll` reached in each.
+    /// Returns offsets to commit for them (each the next offset to process); they are
+    /// committed, after auto-commit's positions and in their place, before another member
+    /// may have the partitions.
+    fn on_partitions_revoked(
+        &mut self,
+        revoked: &[(TopicPartition, i64)],
+    ) -> Vec<(TopicPartition, i64)> {
+        let _ = revoked;
+        Vec::new()
+    }
+
+    /// After these partitions were assigned, with their positions set.
+    fn on_partitions_assigned(&mut self, assigned: &[TopicPartition]) {
+        let _ = assigned;
+    }
+
+    /// The consumer's session ran out: these partitions may already be another member's,
+    /// and nothing can be committed for them.
+    fn on_partitions_lost(&mut self, lost: &[TopicPartition]) {
+        let _ = lost;
+    }
+}
+
+impl fmt::Debug for dyn RebalanceListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RebalanceListener")
+    }
 }
 
 impl Consumer {
@@ -304,6 +463,11 @@ impl Consumer {
     /// # Ok(()) }
     /// ```
     pub async fn assign(&mut self, partitions: Vec<TopicPartition>) -> Result<()> {
+        if self.group.is_some() {
+            return Err(ClientError::InvalidConfig(
+                "this consumer is subscribed; its group assigns its partitions".into(),
+            ));
+        }
         let mut next = HashMap::new();
         for tp in partitions {
             if next.contains_key(&tp) {
@@ -453,13 +617,24 @@ impl Consumer {
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
+            self.reconcile().await?;
+            self.auto_commit().await;
             self.drain_ready()?;
             if !self.buffered.is_empty() {
                 return Ok(self.take_buffered());
             }
+            let changed = self.group.as_ref().map(|g| g.changed.clone());
+            let rebalance = async {
+                match &changed {
+                    Some(n) => n.notified().await,
+                    None => futures::future::pending().await,
+                }
+            };
             if self.partitions.is_empty() {
-                tokio::time::sleep_until(deadline).await;
-                return Ok(Vec::new());
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => return Ok(Vec::new()),
+                    _ = rebalance => continue,
+                }
             }
             // Wait for whichever partition answers first.
             let first = {
@@ -467,13 +642,21 @@ impl Consumer {
                     .partitions
                     .iter_mut()
                     .map(|(tp, a)| Box::pin(async move { (tp.clone(), a.rx.recv().await) }));
-                match tokio::time::timeout_at(deadline, futures::future::select_all(waits)).await {
-                    Err(_) => None,
-                    Ok((first, _, rest)) => {
-                        drop(rest);
-                        Some(first)
-                    }
+                tokio::select! {
+                    r = tokio::time::timeout_at(deadline, futures::future::select_all(waits)) => match r {
+                        Err(_) => Some(None),
+                        Ok((first, _, rest)) => {
+                            drop(rest);
+                            Some(Some(first))
+                        }
+                    },
+                    _ = rebalance => None,
                 }
+            };
+            let first = match first {
+                // A rebalance arrived: apply it before waiting again.
+                None => continue,
+                Some(f) => f,
             };
             match first {
                 None => return Ok(Vec::new()),
@@ -538,8 +721,358 @@ impl Consumer {
     /// # Ok(()) }
     /// ```
     pub async fn close(mut self) -> Result<()> {
+        let mut result = Ok(());
+        if let Some(g) = self.group.take() {
+            g.stop();
+            let (member, generation, lost) = {
+                let s = g.lock();
+                (s.member_id.clone(), s.generation, s.lost)
+            };
+            if !member.is_empty() && !lost {
+                if self.config.enable_auto_commit {
+                    let positions = self.positions();
+                    if !positions.is_empty() {
+                        result = group::commit(
+                            &self.cluster,
+                            &g.config.group_id,
+                            &member,
+                            generation,
+                            &positions,
+                        )
+                        .await;
+                    }
+                }
+                // Leave even if the commit failed: the partitions move at once.
+                let left = group::leave(&self.cluster, &g.config.group_id, &member).await;
+                result = result.and(left);
+            }
+        }
         for (_, a) in self.partitions.drain() {
             a.task.abort();
+        }
+        result
+    }
+
+    /// Joins the builder's group for `topics`: the group assigns this consumer a share of
+    /// their partitions and moves them as members come and go. Positions start after the
+    /// group's committed offsets (or at `auto_offset_reset` where nothing is committed).
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), streamhouse_client::ClientError> {
+    /// let mut consumer = streamhouse_client::Consumer::builder()
+    ///     .bootstrap("127.0.0.1:9660")
+    ///     .group_id("analytics")
+    ///     .build()
+    ///     .await?;
+    /// consumer.subscribe(vec!["events".into()]).await?;
+    /// let records = consumer.poll(std::time::Duration::from_millis(500)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn subscribe(&mut self, topics: Vec<String>) -> Result<()> {
+        let Some(group_id) = self.config.group_id.clone() else {
+            return Err(ClientError::InvalidConfig(
+                "subscribe needs a group_id; use assign for partitions of your own".into(),
+            ));
+        };
+        if topics.is_empty() {
+            return Err(ClientError::InvalidConfig(
+                "subscribe to at least one topic".into(),
+            ));
+        }
+        if let Some(old) = self.group.take() {
+            old.stop();
+        }
+        for (_, a) in self.partitions.drain() {
+            a.task.abort();
+        }
+        self.buffered.clear();
+        self.group = Some(Group::start(
+            self.cluster.clone(),
+            GroupConfig {
+                group_id,
+                client_id: self.config.client_id.clone(),
+                topics,
+                assignors: self.config.assignors.clone(),
+                session_timeout: self.config.session_timeout,
+                heartbeat_interval: self.config.heartbeat_interval,
+            },
+        ));
+        self.last_auto_commit = Instant::now();
+        Ok(())
+    }
+
+    /// As [`Consumer::subscribe`], telling `listener` of partitions revoked, assigned and
+    /// lost.
+    ///
+    /// ```no_run
+    /// # async fn example(mut consumer: streamhouse_client::Consumer) -> Result<(), streamhouse_client::ClientError> {
+    /// struct Log;
+    /// impl streamhouse_client::RebalanceListener for Log {
+    ///     fn on_partitions_assigned(&mut self, assigned: &[streamhouse_client::TopicPartition]) {
+    ///         println!("now reading {assigned:?}");
+    ///     }
+    /// }
+    /// consumer.subscribe_with_listener(vec!["events".into()], Log).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn subscribe_with_listener(
+        &mut self,
+        topics: Vec<String>,
+        listener: impl RebalanceListener + 'static,
+    ) -> Result<()> {
+        self.listener = Some(Box::new(listener));
+        self.subscribe(topics).await
+    }
+
+    /// The group's member id and generation, once the group has answered.
+    ///
+    /// ```no_run
+    /// # async fn example(consumer: streamhouse_client::Consumer) {
+    /// if let Some((member, generation)) = consumer.membership() {
+    ///     println!("{member} at generation {generation}");
+    /// }
+    /// # }
+    /// ```
+    pub fn membership(&self) -> Option<(String, i64)> {
+        let g = self.group.as_ref()?;
+        let s = g.lock();
+        (!s.member_id.is_empty()).then(|| (s.member_id.clone(), s.generation))
+    }
+
+    /// Where `poll` has got to in every owned partition: the offsets a commit would store.
+    fn positions(&self) -> Vec<(TopicPartition, i64)> {
+        let mut v: Vec<(TopicPartition, i64)> = self
+            .partitions
+            .iter()
+            .map(|(tp, a)| (tp.clone(), a.position))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Commits the positions `poll` has reached in every owned partition, at the member's
+    /// generation; a commit from a member that has since lost a partition is refused.
+    ///
+    /// ```no_run
+    /// # async fn example(mut consumer: streamhouse_client::Consumer) -> Result<(), streamhouse_client::ClientError> {
+    /// for record in consumer.poll(std::time::Duration::from_millis(500)).await? {
+    ///     // process the record...
+    /// }
+    /// consumer.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn commit(&mut self) -> Result<()> {
+        let positions = self.positions();
+        self.commit_offsets(&positions).await
+    }
+
+    /// Commits these offsets (each the next offset to process) for the group.
+    ///
+    /// ```no_run
+    /// # async fn example(mut consumer: streamhouse_client::Consumer) -> Result<(), streamhouse_client::ClientError> {
+    /// let tp = streamhouse_client::TopicPartition::new("events", 0);
+    /// consumer.commit_offsets(&[(tp, 42)]).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn commit_offsets(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<()> {
+        let group_id = self
+            .config
+            .group_id
+            .clone()
+            .ok_or_else(|| ClientError::InvalidConfig("committing needs a group_id".into()))?;
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let (member, generation) = match &self.group {
+            Some(g) => {
+                let s = g.lock();
+                (s.member_id.clone(), s.generation)
+            }
+            // Not subscribed: a commit for a group without live members.
+            None => (String::new(), -1),
+        };
+        group::commit(&self.cluster, &group_id, &member, generation, offsets).await
+    }
+
+    /// The group's committed offsets for `tps` (`None`: nothing committed).
+    ///
+    /// ```no_run
+    /// # async fn example(consumer: streamhouse_client::Consumer) -> Result<(), streamhouse_client::ClientError> {
+    /// let tp = streamhouse_client::TopicPartition::new("events", 0);
+    /// let committed = consumer.committed(&[tp]).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn committed(
+        &self,
+        tps: &[TopicPartition],
+    ) -> Result<Vec<(TopicPartition, Option<i64>)>> {
+        let group_id = self.config.group_id.clone().ok_or_else(|| {
+            ClientError::InvalidConfig("committed offsets belong to a group_id".into())
+        })?;
+        let topics: Vec<String> = tps
+            .iter()
+            .map(|tp| tp.topic.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let all: HashMap<TopicPartition, i64> =
+            group::fetch_committed(&self.cluster, &group_id, &topics)
+                .await?
+                .into_iter()
+                .collect();
+        Ok(tps
+            .iter()
+            .map(|tp| (tp.clone(), all.get(tp).copied()))
+            .collect())
+    }
+
+    async fn auto_commit(&mut self) {
+        if !self.config.enable_auto_commit
+            || self.group.is_none()
+            || self.last_auto_commit.elapsed() < self.config.auto_commit_interval
+        {
+            return;
+        }
+        self.last_auto_commit = Instant::now();
+        if let Err(e) = self.commit().await {
+            tracing::warn!(error = %e, "auto-commit failed; it is tried again");
+        }
+    }
+
+    /// Applies the group's latest answer: gives up what is no longer assigned (committing
+    /// first), takes on what is newly assigned (from the committed offsets), and lets the
+    /// heartbeat task report the change.
+    async fn reconcile(&mut self) -> Result<()> {
+        let Some(g) = &self.group else {
+            return Ok(());
+        };
+        let (target, lost, fatal, member, generation) = {
+            let s = g.lock();
+            (
+                s.target.clone(),
+                s.lost,
+                s.fatal.clone(),
+                s.member_id.clone(),
+                s.generation,
+            )
+        };
+        if let Some(e) = fatal {
+            return Err(e);
+        }
+        let owned: BTreeSet<TopicPartition> = self.partitions.keys().cloned().collect();
+        let Some(target) = target else {
+            return Ok(());
+        };
+        if target == owned && !lost {
+            return Ok(());
+        }
+        let group_id = g.config.group_id.clone();
+        // Lost: everything goes, uncommitted; what is still assigned comes back below from
+        // the committed offsets.
+        let revoked: Vec<TopicPartition> = if lost {
+            owned.iter().cloned().collect()
+        } else {
+            owned.difference(&target).cloned().collect()
+        };
+        if !revoked.is_empty() {
+            if lost {
+                if let Some(l) = self.listener.as_mut() {
+                    l.on_partitions_lost(&revoked);
+                }
+            } else {
+                let positions: Vec<(TopicPartition, i64)> = revoked
+                    .iter()
+                    .map(|tp| (tp.clone(), self.partitions[tp].position))
+                    .collect();
+                let mut commits: HashMap<TopicPartition, i64> = if self.config.enable_auto_commit {
+                    positions.iter().cloned().collect()
+                } else {
+                    HashMap::new()
+                };
+                if let Some(l) = self.listener.as_mut() {
+                    commits.extend(l.on_partitions_revoked(&positions));
+                }
+                if !commits.is_empty() {
+                    let mut list: Vec<(TopicPartition, i64)> = commits.into_iter().collect();
+                    list.sort();
+                    if let Err(e) =
+                        group::commit(&self.cluster, &group_id, &member, generation, &list).await
+                    {
+                        tracing::warn!(error = %e, "commit before giving partitions up failed");
+                    }
+                }
+            }
+            for tp in &revoked {
+                if let Some(a) = self.partitions.remove(tp) {
+                    a.task.abort();
+                }
+            }
+            self.buffered.retain(|(tp, _)| !revoked.contains(tp));
+        }
+        let g = self.group.as_ref().expect("checked above");
+        {
+            let mut s = g.lock();
+            for tp in &revoked {
+                s.owned.remove(tp);
+            }
+            if lost {
+                s.lost = false;
+            }
+        }
+        g.wake.notify_one();
+
+        let now_owned: BTreeSet<TopicPartition> = self.partitions.keys().cloned().collect();
+        let added: Vec<TopicPartition> = target.difference(&now_owned).cloned().collect();
+        if added.is_empty() {
+            return Ok(());
+        }
+        let topics: Vec<String> = added
+            .iter()
+            .map(|tp| tp.topic.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let committed: HashMap<TopicPartition, i64> =
+            group::fetch_committed(&self.cluster, &group_id, &topics)
+                .await?
+                .into_iter()
+                .collect();
+        for tp in &added {
+            let position = match committed.get(tp) {
+                Some(o) => *o,
+                None => {
+                    let (start, end) = self.bounds(tp).await?;
+                    match self.config.auto_offset_reset {
+                        OffsetReset::Earliest => start,
+                        OffsetReset::Latest => end,
+                        OffsetReset::None => {
+                            return Err(ClientError::InvalidConfig(format!(
+                                "{tp} has no committed offset and auto_offset_reset is none"
+                            )));
+                        }
+                    }
+                }
+            };
+            let a = self.start(tp, position);
+            self.partitions.insert(tp.clone(), a);
+        }
+        // A newer answer may have taken some of them back while the offsets were read:
+        // those are dropped before poll returns a record of theirs.
+        let mut kept = Vec::with_capacity(added.len());
+        if let Some(g) = &self.group {
+            let mut s = g.lock();
+            let current = s.target.clone().unwrap_or_default();
+            for tp in added {
+                if current.contains(&tp) && !s.lost {
+                    s.owned.insert(tp.clone());
+                    kept.push(tp);
+                } else if let Some(a) = self.partitions.remove(&tp) {
+                    a.task.abort();
+                }
+            }
+        }
+        if let Some(l) = self.listener.as_mut() {
+            l.on_partitions_assigned(&kept);
         }
         Ok(())
     }

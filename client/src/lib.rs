@@ -30,14 +30,19 @@ mod admin;
 mod cluster;
 mod consumer;
 mod error;
+mod group;
 mod producer;
 
 pub use admin::{
-    Admin, AgentDescription, AgentStats, ClusterDescription, ClusterEvent, NewTopic,
-    PartitionDescription, TopicDescription,
+    Admin, AgentDescription, AgentStats, ClusterDescription, ClusterEvent, GroupDescription,
+    GroupListing, GroupMemberDescription, GroupPartitionDescription, NewTopic,
+    PartitionDescription, ResetTarget, TopicDescription,
 };
-pub use consumer::{Consumer, ConsumerBuilder, ConsumerRecord, OffsetReset, TopicPartition};
+pub use consumer::{
+    Consumer, ConsumerBuilder, ConsumerRecord, OffsetReset, RebalanceListener, TopicPartition,
+};
 pub use error::{ClientError, Result};
+pub use group::AssignorKind;
 pub use producer::{DeliveryFuture, Producer, ProducerBuilder, RecordMetadata};
 /// Batch compression codecs, and the record header type.
 pub use streamhouse_proto::batch::{Compression, Header};

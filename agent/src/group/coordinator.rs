@@ -90,6 +90,8 @@ pub struct Outcome {
     pub generation: i64,
     /// Set when this request started a new generation: why, for the events log.
     pub rebalance: Option<String>,
+    /// The assignor the group uses.
+    pub assignor: Option<Assignor>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -220,6 +222,7 @@ pub fn heartbeat(
         assignment,
         generation,
         rebalance,
+        assignor: group.assignor,
     })
 }
 
