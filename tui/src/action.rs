@@ -2,7 +2,9 @@
 //! the state asks the outside world to do.
 
 use crossterm::event::KeyEvent;
-use streamhouse_client::{AgentStats, ClusterDescription, ClusterEvent};
+use streamhouse_client::{
+    AgentStats, ClusterDescription, ClusterEvent, GroupDescription, GroupListing,
+};
 
 /// One input to [`crate::app::App::update`].
 #[derive(Debug, Clone)]
@@ -19,6 +21,10 @@ pub enum Action {
     /// The poll could not reach any agent.
     PollFailed(String),
     Events(Vec<ClusterEvent>),
+    /// Every consumer group, from the same poll.
+    Groups(Vec<GroupListing>),
+    /// The group open on the Groups screen, in full.
+    GroupDetail(Box<GroupDescription>),
     /// A launched agent process changed phase.
     Agent {
         id: String,
@@ -142,5 +148,12 @@ pub enum Effect {
     Tail(TailSpec),
     Seek(StartAt),
     StopTail,
+    /// Poll this group in full (the Groups screen's drill-in), or none.
+    WatchGroup(Option<String>),
+    ResetOffsets {
+        group: String,
+        topic: String,
+        to: StartAt,
+    },
     Quit,
 }

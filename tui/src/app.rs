@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use streamhouse_client::{AgentStats, ClusterDescription, ClusterEvent};
+use streamhouse_client::{
+    AgentStats, ClusterDescription, ClusterEvent, GroupDescription, GroupListing,
+};
 
 use crate::action::{
     Ack, Action, Effect, LoadReport, LoadSpec, Phase, RecordView, StartAt, TailSpec,
@@ -93,6 +95,7 @@ pub enum Mode {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FormKind {
+    ResetOffsets,
     CreateTopic,
     Produce,
     Load,
@@ -113,6 +116,7 @@ pub struct Form {
 impl Form {
     pub fn title(&self) -> &'static str {
         match self.kind {
+            FormKind::ResetOffsets => "Reset the group's offsets (group must be inactive)",
             FormKind::CreateTopic => "Create topic",
             FormKind::Produce => "Send one record",
             FormKind::Load => "Start load generator",
@@ -124,6 +128,7 @@ impl Form {
     fn command(&self) -> String {
         let v = |i: usize| self.fields[i].1.trim().to_string();
         match self.kind {
+            FormKind::ResetOffsets => format!("reset {} {} {}", v(0), v(1), v(2)),
             FormKind::CreateTopic => format!("create {} {}", v(0), v(1)),
             FormKind::Produce => {
                 let key = if v(1).is_empty() { "-".into() } else { v(1) };
@@ -244,6 +249,23 @@ impl ConsumeView {
     }
 }
 
+/// One consumer group as the Groups screen keeps it.
+#[derive(Debug, Clone)]
+pub struct GroupRow {
+    pub listing: GroupListing,
+    /// Total lag, one sample per poll.
+    pub lag: Ring,
+}
+
+/// The group open on the Groups screen.
+#[derive(Debug, Clone)]
+pub struct GroupView {
+    pub group_id: String,
+    pub detail: Option<GroupDescription>,
+    /// Lag per partition, one sample per poll.
+    pub lag: BTreeMap<(String, u32), Ring>,
+}
+
 #[derive(Debug, Clone)]
 pub struct App {
     /// Which cluster, for the status bar.
@@ -268,6 +290,11 @@ pub struct App {
     pub last_event_id: i64,
     pub events_filter: String,
     pub partitions_filter: String,
+    /// Consumer groups by id, and whether the poll has reported them yet.
+    pub groups: BTreeMap<String, GroupRow>,
+    pub groups_seen: bool,
+    pub group_selected: usize,
+    pub group_view: Option<GroupView>,
     /// Selected row on the Overview (agents), Partitions and Events screens.
     pub selected: [usize; 3],
     pub produce: ProduceView,
@@ -303,6 +330,10 @@ impl App {
             last_event_id: 0,
             events_filter: String::new(),
             partitions_filter: String::new(),
+            groups: BTreeMap::new(),
+            groups_seen: false,
+            group_selected: 0,
+            group_view: None,
             selected: [0; 3],
             produce: ProduceView::default(),
             consume: ConsumeView::default(),
@@ -335,6 +366,20 @@ impl App {
                 }
             }
             Action::Agent { id, phase } => self.agent_phase(id, phase, now),
+            Action::Groups(list) => self.groups_polled(list, now),
+            Action::GroupDetail(d) => {
+                if let Some(v) = self.group_view.as_mut()
+                    && v.group_id == d.group_id
+                {
+                    for p in &d.partitions {
+                        v.lag
+                            .entry((p.tp.topic.clone(), p.tp.partition))
+                            .or_insert_with(|| Ring::new(PARTITION_HISTORY))
+                            .push(now, p.lag as f64);
+                    }
+                    v.detail = Some(*d);
+                }
+            }
             Action::Acked(r) => {
                 self.produce.waiting = None;
                 self.produce.last_ack = Some(r);
@@ -488,6 +533,25 @@ impl App {
         self.clamp_selection();
     }
 
+    fn groups_polled(&mut self, list: Vec<GroupListing>, now: u64) {
+        self.groups_seen = true;
+        let mut old = std::mem::take(&mut self.groups);
+        for g in list {
+            let mut row = old.remove(&g.group_id).unwrap_or_else(|| GroupRow {
+                listing: g.clone(),
+                lag: Ring::new(PARTITION_HISTORY),
+            });
+            row.lag.push(now, g.total_lag as f64);
+            row.listing = g;
+            self.groups.insert(row.listing.group_id.clone(), row);
+        }
+        self.group_selected = self.group_selected.min(self.groups.len().saturating_sub(1));
+    }
+
+    pub fn selected_group(&self) -> Option<&GroupRow> {
+        self.groups.values().nth(self.group_selected)
+    }
+
     fn agent_phase(&mut self, id: String, phase: Phase, now: u64) {
         let notice = match &phase {
             Phase::Up { .. } => Some(format!("{id} is up")),
@@ -543,7 +607,8 @@ impl App {
             Tab::Partitions => self.visible_partitions().len(),
             Tab::Events => self.visible_events().len(),
             Tab::Consume => self.consume.visible().len(),
-            Tab::Groups | Tab::Produce => 0,
+            Tab::Groups => self.groups.len(),
+            Tab::Produce => 0,
         }
     }
 
@@ -586,7 +651,12 @@ impl App {
                     Some(next)
                 };
             }
-            Tab::Groups | Tab::Produce => {}
+            Tab::Groups => {
+                if self.group_view.is_none() {
+                    self.group_selected = step(self.group_selected);
+                }
+            }
+            Tab::Produce => {}
         }
     }
 
@@ -749,6 +819,9 @@ impl App {
                 if self.tab == Tab::Consume {
                     self.consume.selected = None;
                 }
+                if self.tab == Tab::Groups && self.group_view.take().is_some() {
+                    return vec![Effect::WatchGroup(None)];
+                }
             }
             _ => return self.screen_key(code, now),
         }
@@ -771,6 +844,21 @@ impl App {
                 return self.open_form(FormKind::CreateTopic, now);
             }
             (Tab::Partitions, KeyCode::Char('d')) => topic.map(Command::Delete),
+            (Tab::Groups, KeyCode::Enter) if self.group_view.is_none() => {
+                let Some(g) = self.selected_group() else {
+                    return Vec::new();
+                };
+                let id = g.listing.group_id.clone();
+                self.group_view = Some(GroupView {
+                    group_id: id.clone(),
+                    detail: None,
+                    lag: BTreeMap::new(),
+                });
+                return vec![Effect::WatchGroup(Some(id))];
+            }
+            (Tab::Groups, KeyCode::Char('r')) => {
+                return self.open_form(FormKind::ResetOffsets, now);
+            }
             (Tab::Produce, KeyCode::Char('p')) => return self.open_form(FormKind::Produce, now),
             (Tab::Produce, KeyCode::Char('l')) => return self.open_form(FormKind::Load, now),
             (Tab::Produce, KeyCode::Char('x')) => Some(Command::StopLoad),
@@ -823,7 +911,28 @@ impl App {
             .filter(|_| kind == FormKind::Tail)
             .map(|s| s.topic.clone())
             .unwrap_or_else(|| self.default_topic.clone());
+        let group = self
+            .group_view
+            .as_ref()
+            .map(|v| v.group_id.clone())
+            .or_else(|| self.selected_group().map(|g| g.listing.group_id.clone()))
+            .unwrap_or_default();
         let fields = match kind {
+            FormKind::ResetOffsets => vec![
+                ("group", group),
+                (
+                    "topic",
+                    self.group_view
+                        .as_ref()
+                        .and_then(|v| v.detail.as_ref())
+                        .and_then(|d| d.partitions.first())
+                        .map_or_else(|| topic.clone(), |p| p.tp.topic.clone()),
+                ),
+                (
+                    "to (earliest, latest, offset N, time -5m or epoch ms)",
+                    "earliest".into(),
+                ),
+            ],
             FormKind::CreateTopic => vec![("name", String::new()), ("partitions", "6".into())],
             FormKind::Produce => vec![
                 ("topic", topic),
@@ -953,12 +1062,37 @@ impl App {
                 self.consume.selected = None;
                 vec![Effect::Seek(to)]
             }
+            Command::Reset { group, topic, to } => {
+                let live = self.groups.get(&group).map_or(0, |g| g.listing.members);
+                if live > 0 {
+                    return refuse(
+                        self,
+                        format!("{group} has {live} live members; stop them before resetting"),
+                    );
+                }
+                self.mode = Mode::Confirm {
+                    prompt: format!("Reset {group}'s offsets for {topic} to {}?", describe(&to)),
+                    effect: Effect::ResetOffsets { group, topic, to },
+                };
+                Vec::new()
+            }
             Command::Goto(tab) => {
                 self.tab = tab;
                 Vec::new()
             }
             Command::Quit => self.ask_quit(),
         }
+    }
+}
+
+/// `to` in words, for a confirmation.
+fn describe(to: &StartAt) -> String {
+    match to {
+        StartAt::Beginning => "the earliest offsets".into(),
+        StartAt::End => "the latest offsets".into(),
+        StartAt::Offset(o) => format!("offset {o}"),
+        StartAt::Timestamp(t) => format!("time {t}"),
+        StartAt::Ago(ms) => format!("{} s ago", ms / 1000),
     }
 }
 
@@ -994,6 +1128,11 @@ pub enum Command {
     StopLoad,
     Tail(TailSpec),
     Seek(StartAt),
+    Reset {
+        group: String,
+        topic: String,
+        to: StartAt,
+    },
     Goto(Tab),
     Quit,
 }
@@ -1016,6 +1155,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "FROM: beginning, end, offset N,",
     ),
     ("seek FROM", "  time -5m or time EPOCH_MS"),
+    ("reset GROUP TOPIC FROM", "move an inactive group's offsets"),
     ("tab NAME | quit", "go to a screen, leave"),
 ];
 
@@ -1116,6 +1256,16 @@ pub fn parse_command(line: &str, app: &App) -> Result<Command, String> {
             })
         }
         "seek" => Command::Seek(parse_start(args).map_err(|e| format!("seek: {e}"))?),
+        "reset" => {
+            if args.len() < 3 {
+                return Err("reset: GROUP TOPIC earliest|latest|offset N|time T".into());
+            }
+            Command::Reset {
+                group: args[0].to_string(),
+                topic: args[1].to_string(),
+                to: parse_start(&args[2..]).map_err(|e| format!("reset: {e}"))?,
+            }
+        }
         "tab" => Command::Goto(
             args.first()
                 .and_then(|n| Tab::by_name(n))
@@ -1199,7 +1349,10 @@ pub fn keys_for(tab: Tab) -> Vec<(&'static str, &'static str)> {
             ("c", "create a topic"),
             ("d", "delete the selected row's topic (asks first)"),
         ],
-        Tab::Groups => vec![],
+        Tab::Groups => vec![
+            ("enter", "open the selected group (esc: back)"),
+            ("r", "reset an inactive group's offsets (asks first)"),
+        ],
         Tab::Events => vec![("/", "filter by kind, subject or detail (all screens)")],
         Tab::Produce => vec![
             ("p", "send one record and wait for its ack"),

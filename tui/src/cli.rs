@@ -146,6 +146,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let reaper = supervisor.clone();
     tokio::spawn(crate::workers::poll_cluster(
         bootstrap_rx,
+        runner.watched_group.subscribe(),
         POLL_PERIOD,
         tx.clone(),
         move || {

@@ -29,6 +29,8 @@ pub struct Runner {
     producer: Arc<Mutex<Option<Producer>>>,
     pub load: Arc<Mutex<Option<Load>>>,
     tail: Arc<std::sync::Mutex<Option<Tail>>>,
+    /// The group the poller describes in full each round.
+    pub watched_group: Arc<watch::Sender<Option<String>>>,
 }
 
 impl Runner {
@@ -44,6 +46,7 @@ impl Runner {
             producer: Arc::new(Mutex::new(None)),
             load: Arc::new(Mutex::new(None)),
             tail: Arc::new(std::sync::Mutex::new(None)),
+            watched_group: Arc::new(watch::channel(None).0),
         }
     }
 
@@ -131,6 +134,27 @@ impl Runner {
             },
             Effect::StopTail => {
                 self.tail.lock().unwrap_or_else(|p| p.into_inner()).take();
+            }
+            Effect::WatchGroup(g) => {
+                self.watched_group.send_replace(g);
+            }
+            Effect::ResetOffsets { group, topic, to } => {
+                use crate::action::StartAt;
+                use streamhouse_client::ResetTarget;
+                let target = match to {
+                    StartAt::Beginning => ResetTarget::Earliest,
+                    StartAt::End => ResetTarget::Latest,
+                    StartAt::Offset(o) => ResetTarget::Offset(o),
+                    StartAt::Timestamp(t) => ResetTarget::Timestamp(t),
+                    StartAt::Ago(ms) => ResetTarget::Timestamp(crate::workers::now_ms() - ms),
+                };
+                let moved = self
+                    .admin()
+                    .await?
+                    .reset_offsets(&group, &topic, target)
+                    .await?;
+                let list: Vec<String> = moved.iter().map(|(p, o)| format!("{p}:{o}")).collect();
+                self.notice(format!("{group} reset on {topic}: {}", list.join(" ")));
             }
             Effect::Quit => {}
         }

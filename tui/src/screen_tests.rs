@@ -176,10 +176,140 @@ fn partitions_highlight_moved_leases() {
     insta::assert_snapshot!("partitions_120x40", draw(&app, now, 120, 40).backend());
 }
 
+fn group_fixture() -> (App, u64, streamhouse_client::GroupDescription) {
+    use streamhouse_client::{
+        GroupDescription, GroupListing, GroupMemberDescription, GroupPartitionDescription,
+        TopicPartition,
+    };
+    let (mut app, mut now) = on(Tab::Groups);
+    let listing = |id: &str, state: &str, members, lag| GroupListing {
+        group_id: id.into(),
+        state: state.into(),
+        members,
+        generation: 7,
+        assignor: "round-robin".into(),
+        total_lag: lag,
+    };
+    for i in 0..20i64 {
+        now += 1_000;
+        app.update(
+            Action::Groups(vec![
+                listing("analytics", "stable", 2, 4_000 - 200 * i),
+                listing("billing", "reconciling", 3, 120 + 10 * i),
+                listing("old-batch", "empty", 0, 52_000),
+            ]),
+            now,
+        );
+    }
+    app.update(
+        Action::Events(vec![ClusterEvent {
+            id: 9,
+            at_ms: T0 + 40_000,
+            kind: "rebalance".into(),
+            subject: "analytics".into(),
+            detail: "generation 7: c-2 left; members [c-0, c-1]".into(),
+        }]),
+        now,
+    );
+    let tp = |p| TopicPartition::new("demo", p);
+    let member = |id: &str, owned: Vec<TopicPartition>| GroupMemberDescription {
+        member_id: id.into(),
+        client_id: "reader".into(),
+        host: "127.0.0.1".into(),
+        topics: vec!["demo".into()],
+        target: owned.clone(),
+        owned,
+        generation: 7,
+        last_heartbeat_ms: T0 + 30_000,
+    };
+    let detail = GroupDescription {
+        group_id: "analytics".into(),
+        state: "stable".into(),
+        generation: 7,
+        assignor: "round-robin".into(),
+        members: vec![
+            member("c-0-00000000000000a1", vec![tp(0), tp(2), tp(4)]),
+            member("c-1-00000000000000b2", vec![tp(1), tp(3), tp(5)]),
+        ],
+        partitions: (0..6)
+            .map(|p| GroupPartitionDescription {
+                tp: tp(p),
+                owner: Some(
+                    if p % 2 == 0 {
+                        "c-0-00000000000000a1"
+                    } else {
+                        "c-1-00000000000000b2"
+                    }
+                    .into(),
+                ),
+                committed: Some(1_000 * p as i64),
+                log_start_offset: 0,
+                high_watermark: 1_000 * p as i64 + 120,
+                lag: 120,
+            })
+            .collect(),
+    };
+    (app, now, detail)
+}
+
 #[test]
-fn groups_says_plainly_it_is_not_there() {
-    let (app, now) = on(Tab::Groups);
+fn groups_list_and_drill_in() {
+    use crate::action::Effect;
+    let (mut app, mut now, detail) = group_fixture();
     insta::assert_snapshot!("groups_80x24", draw(&app, now, 80, 24).backend());
+    assert_eq!(
+        app.update(Action::Key(KeyEvent::from(KeyCode::Enter)), now),
+        vec![Effect::WatchGroup(Some("analytics".into()))]
+    );
+    for i in 0..10 {
+        now += 1_000;
+        let mut d = detail.clone();
+        for p in &mut d.partitions {
+            p.lag = 400 - 40 * i;
+        }
+        app.update(Action::GroupDetail(Box::new(d)), now);
+    }
+    insta::assert_snapshot!("group_detail_80x24", draw(&app, now, 80, 24).backend());
+    insta::assert_snapshot!("group_detail_120x40", draw(&app, now, 120, 40).backend());
+    // Resetting a group with live members is refused before anything is asked.
+    app.update(Action::Key(KeyEvent::from(KeyCode::Char('r'))), now);
+    app.update(Action::Key(KeyEvent::from(KeyCode::Enter)), now);
+    assert!(
+        app.notice
+            .as_ref()
+            .is_some_and(|n| n.0.contains("live members"))
+    );
+    assert_eq!(
+        app.update(Action::Key(KeyEvent::from(KeyCode::Esc)), now),
+        vec![Effect::WatchGroup(None)]
+    );
+    assert!(app.group_view.is_none());
+}
+
+#[test]
+fn resetting_an_empty_group_asks_first() {
+    use crate::action::{Effect, StartAt};
+    let (mut app, now, _) = group_fixture();
+    app.update(Action::Key(KeyEvent::from(KeyCode::Char('j'))), now);
+    app.update(Action::Key(KeyEvent::from(KeyCode::Char('j'))), now);
+    assert_eq!(
+        app.selected_group().map(|g| g.listing.group_id.as_str()),
+        Some("old-batch")
+    );
+    app.update(Action::Key(KeyEvent::from(KeyCode::Char('r'))), now);
+    insta::assert_snapshot!("group_reset_form_80x24", draw(&app, now, 80, 24).backend());
+    assert!(
+        app.update(Action::Key(KeyEvent::from(KeyCode::Enter)), now)
+            .is_empty()
+    );
+    assert_eq!(
+        app.update(Action::Key(KeyEvent::from(KeyCode::Char('y'))), now),
+        vec![Effect::ResetOffsets {
+            group: "old-batch".into(),
+            topic: "demo".into(),
+            to: StartAt::Beginning
+        }]
+    );
 }
 
 #[test]

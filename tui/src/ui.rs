@@ -5,7 +5,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Flex, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::symbols::Marker;
-use ratatui::text::{Line, Span, Text};
+use ratatui::text::{Line, Span};
 use ratatui::widgets::{
     Axis, Block, Cell, Chart, Clear, Dataset, GraphType, Paragraph, Row, Sparkline, Table,
     TableState, Wrap,
@@ -40,7 +40,7 @@ pub fn draw(f: &mut Frame<'_>, app: &App, now: u64) {
     match app.tab {
         Tab::Overview => overview(f, app, now, body),
         Tab::Partitions => partitions(f, app, now, body),
-        Tab::Groups => groups(f, body),
+        Tab::Groups => groups(f, app, now, body),
         Tab::Events => events(f, app, body),
         Tab::Produce => produce(f, app, body),
         Tab::Consume => consume(f, app, body),
@@ -459,28 +459,241 @@ fn partitions(f: &mut Frame<'_>, app: &App, now: u64, area: Rect) {
     f.render_stateful_widget(t, area, &mut state);
 }
 
-fn groups(f: &mut Frame<'_>, area: Rect) {
-    let text = Text::from(vec![
-        Line::from(""),
-        Line::from("Consumer groups are not built yet.".bold()),
-        Line::from(""),
-        Line::from(
-            "Agents do not coordinate groups or store committed offsets in this version, so \
-             there is no group, member, generation or lag to show. This screen fills in when \
-             consumer groups land (JoinGroup, Heartbeat, CommitOffsets, DescribeGroup).",
-        ),
-        Line::from(""),
-        Line::from(
-            "Until then, consumers assign partitions themselves and keep their own positions; \
-             the Consume screen (6) tails any topic.",
-        ),
-    ]);
+fn groups(f: &mut Frame<'_>, app: &App, now: u64, area: Rect) {
+    if let Some(v) = &app.group_view {
+        return group_detail(f, app, v, now, area);
+    }
+    let rebalances: Vec<&streamhouse_client::ClusterEvent> = app
+        .events
+        .iter()
+        .rev()
+        .filter(|e| e.kind == "rebalance")
+        .take(6)
+        .collect();
+    let [list, recent] = Layout::vertical([
+        Constraint::Min(4),
+        Constraint::Length(rebalances.len() as u16 + 2),
+    ])
+    .areas(area);
+    if app.groups.is_empty() {
+        let text = if app.groups_seen {
+            "No consumer groups yet. Consumers that subscribe with a group id appear here, \
+             with their members, generation and lag."
+        } else {
+            "Waiting for the first poll of the cluster's groups."
+        };
+        f.render_widget(
+            Paragraph::new(text)
+                .wrap(Wrap { trim: true })
+                .block(Block::bordered().title(" Groups ")),
+            list,
+        );
+    } else {
+        let spark_w = (area.width as usize).saturating_sub(76).clamp(8, 60);
+        let rows: Vec<Row<'_>> = app
+            .groups
+            .values()
+            .map(|g| {
+                let l = &g.listing;
+                let color = match l.state.as_str() {
+                    "stable" => Color::Green,
+                    "reconciling" => Color::Yellow,
+                    _ => Color::DarkGray,
+                };
+                let trend: Vec<f64> = g.lag.tail(spark_w).collect();
+                Row::new(vec![
+                    Cell::from(l.group_id.as_str()),
+                    Cell::from(l.state.as_str()).style(Style::new().fg(color)),
+                    Cell::from(l.members.to_string()),
+                    Cell::from(l.generation.to_string()),
+                    Cell::from(l.assignor.as_str()),
+                    Cell::from(si(l.total_lag as f64)),
+                    Cell::from(sparkline(&trend, spark_w)).style(Style::new().fg(Color::Magenta)),
+                ])
+            })
+            .collect();
+        let t = Table::new(
+            rows,
+            [
+                Constraint::Min(12),
+                Constraint::Length(11),
+                Constraint::Length(7),
+                Constraint::Length(5),
+                Constraint::Length(11),
+                Constraint::Length(7),
+                Constraint::Length(spark_w as u16),
+            ],
+        )
+        .header(
+            Row::new(vec![
+                "group",
+                "state",
+                "members",
+                "gen",
+                "assignor",
+                "lag",
+                "lag trend",
+            ])
+            .style(Style::new().bold().fg(ACCENT)),
+        )
+        .block(Block::bordered().title(" Groups  enter open · r reset offsets "))
+        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+        let mut state = TableState::default().with_selected(Some(app.group_selected));
+        f.render_stateful_widget(t, list, &mut state);
+    }
+    rebalance_list(f, &rebalances, recent);
+}
+
+fn rebalance_list(f: &mut Frame<'_>, events: &[&streamhouse_client::ClusterEvent], area: Rect) {
+    let lines: Vec<Line<'_>> = events
+        .iter()
+        .map(|e| {
+            Line::from(vec![
+                Span::raw(format!("{} ", clock(e.at_ms))).dim(),
+                Span::raw(format!("{} ", e.subject)).bold(),
+                Span::raw(e.detail.as_str()),
+            ])
+        })
+        .collect();
     f.render_widget(
-        Paragraph::new(text)
-            .wrap(Wrap { trim: true })
-            .block(Block::bordered().title(" Groups ")),
+        Paragraph::new(lines).block(Block::bordered().title(" Recent rebalances ")),
         area,
     );
+}
+
+fn group_detail(f: &mut Frame<'_>, app: &App, v: &crate::app::GroupView, now: u64, area: Rect) {
+    let Some(d) = &v.detail else {
+        f.render_widget(
+            Paragraph::new(format!("Loading {}...", v.group_id))
+                .block(Block::bordered().title(format!(" Group {} ", v.group_id))),
+            area,
+        );
+        return;
+    };
+    let rebalances: Vec<&streamhouse_client::ClusterEvent> = app
+        .events
+        .iter()
+        .rev()
+        .filter(|e| e.kind == "rebalance" && e.subject == d.group_id)
+        .take(4)
+        .collect();
+    let [head, members, parts, recent] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length((d.members.len() as u16 + 3).min(area.height / 3).max(4)),
+        Constraint::Min(4),
+        Constraint::Length(rebalances.len() as u16 + 2),
+    ])
+    .areas(area);
+    f.render_widget(
+        Paragraph::new(Line::from(vec![
+            Span::raw(format!(" {} ", d.group_id)).bold(),
+            Span::raw(format!(
+                "· {} · generation {} · {} · {} members   esc back · r reset offsets",
+                d.state,
+                d.generation,
+                if d.assignor.is_empty() {
+                    "-"
+                } else {
+                    d.assignor.as_str()
+                },
+                d.members.len()
+            )),
+        ])),
+        head,
+    );
+    let dt = since_data(app, now);
+    let member_rows: Vec<Row<'_>> = d
+        .members
+        .iter()
+        .map(|m| {
+            let owned: Vec<String> = m.owned.iter().map(|tp| tp.to_string()).collect();
+            let moving =
+                m.owned.len() != m.target.len() || m.owned.iter().any(|tp| !m.target.contains(tp));
+            Row::new(vec![
+                Cell::from(m.member_id.as_str()),
+                Cell::from(m.client_id.as_str()),
+                Cell::from(m.host.as_str()),
+                Cell::from(m.generation.to_string()),
+                Cell::from(age(
+                    (app.store_now_ms - m.last_heartbeat_ms + dt).max(0) as u64
+                )),
+                Cell::from(format!(
+                    "{}{}",
+                    owned.join(" "),
+                    if moving { "  (moving)" } else { "" }
+                )),
+            ])
+        })
+        .collect();
+    f.render_widget(
+        Table::new(
+            member_rows,
+            [
+                Constraint::Length(30),
+                Constraint::Length(14),
+                Constraint::Length(15),
+                Constraint::Length(4),
+                Constraint::Length(9),
+                Constraint::Min(10),
+            ],
+        )
+        .header(
+            Row::new(vec!["member", "client", "host", "gen", "heartbeat", "owns"])
+                .style(Style::new().bold().fg(ACCENT)),
+        )
+        .block(Block::bordered().title(" Members ")),
+        members,
+    );
+    let spark_w = (area.width as usize).saturating_sub(80).clamp(8, 60);
+    let part_rows: Vec<Row<'_>> = d
+        .partitions
+        .iter()
+        .map(|p| {
+            let trend: Vec<f64> = v
+                .lag
+                .get(&(p.tp.topic.clone(), p.tp.partition))
+                .map(|r| r.tail(spark_w).collect())
+                .unwrap_or_default();
+            Row::new(vec![
+                Cell::from(p.tp.topic.as_str()),
+                Cell::from(p.tp.partition.to_string()),
+                Cell::from(p.owner.as_deref().unwrap_or("-")),
+                Cell::from(p.committed.map_or("-".into(), |c| c.to_string())),
+                Cell::from(p.high_watermark.to_string()),
+                Cell::from(si(p.lag as f64)),
+                Cell::from(sparkline(&trend, spark_w)).style(Style::new().fg(Color::Magenta)),
+            ])
+        })
+        .collect();
+    f.render_widget(
+        Table::new(
+            part_rows,
+            [
+                Constraint::Min(8),
+                Constraint::Length(4),
+                Constraint::Length(30),
+                Constraint::Length(10),
+                Constraint::Length(10),
+                Constraint::Length(6),
+                Constraint::Length(spark_w as u16),
+            ],
+        )
+        .header(
+            Row::new(vec![
+                "topic",
+                "part",
+                "owner",
+                "committed",
+                "high wm",
+                "lag",
+                "lag trend",
+            ])
+            .style(Style::new().bold().fg(ACCENT)),
+        )
+        .block(Block::bordered().title(" Partitions ")),
+        parts,
+    );
+    rebalance_list(f, &rebalances, recent);
 }
 
 /// `HH:MM:SS` (UTC) of an epoch-ms time.

@@ -17,6 +17,7 @@ const POLL_TIMEOUT: Duration = Duration::from_secs(2);
 /// events. Follows `bootstrap` when it changes (launched agents restart on new ports).
 pub async fn poll_cluster(
     mut bootstrap: watch::Receiver<String>,
+    watched_group: watch::Receiver<Option<String>>,
     period: Duration,
     tx: mpsc::UnboundedSender<Action>,
     on_tick: impl Fn() + Send,
@@ -69,6 +70,15 @@ pub async fn poll_cluster(
                 let _ = tx.send(Action::PollFailed(e.to_string()));
                 continue;
             }
+        }
+        if let Ok(groups) = a.list_groups().await {
+            let _ = tx.send(Action::Groups(groups));
+        }
+        let watched = watched_group.borrow().clone();
+        if let Some(g) = watched
+            && let Ok(d) = a.describe_group(&g).await
+        {
+            let _ = tx.send(Action::GroupDetail(Box::new(d)));
         }
         loop {
             match a.list_events(last_event, 500).await {
