@@ -21,6 +21,9 @@ use crate::cluster::Cluster;
 use crate::consumer::TopicPartition;
 use crate::error::{ClientError, Result};
 
+/// How soon a member heartbeats again while partitions meant for it are being given up.
+const PENDING_RETRY: Duration = Duration::from_millis(100);
+
 /// The assignors a consumer can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AssignorKind {
@@ -188,6 +191,7 @@ async fn heartbeat_loop(
             session_timeout_ms: config.session_timeout.as_millis() as u32,
         };
         let sent_at = Instant::now();
+        let mut next = config.heartbeat_interval;
         let resp = cluster
             .any_agent(|mut c| {
                 let req = req.clone();
@@ -216,6 +220,10 @@ async fn heartbeat_loop(
                     }
                     s.target = Some(target);
                     s.last_ok = sent_at;
+                    // Partitions on their way here: ask again soon, not a whole interval later.
+                    if r.pending > 0 {
+                        next = next.min(PENDING_RETRY);
+                    }
                 }
                 Err(ClientError::Agent {
                     code: ErrorCode::UnknownMember,
@@ -249,7 +257,7 @@ async fn heartbeat_loop(
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(config.heartbeat_interval) => {}
+            _ = tokio::time::sleep(next) => {}
             _ = wake.notified() => {}
         }
     }

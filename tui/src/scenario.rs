@@ -82,3 +82,228 @@ pub async fn read_topic(
     consumer.close().await?;
     Ok(log)
 }
+
+/// What a scenario's group member reports, with when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberEventKind {
+    Assigned(Vec<TopicPartition>),
+    Revoked(Vec<TopicPartition>),
+    Lost(Vec<TopicPartition>),
+    /// A poll returned records of these partitions.
+    Polled(Vec<u32>, usize),
+    /// It left the group (closed) or died (dropped without leaving).
+    Gone,
+}
+
+#[derive(Debug, Clone)]
+pub struct MemberEvent {
+    pub at: Instant,
+    pub member: String,
+    pub kind: MemberEventKind,
+}
+
+/// How a scenario member ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    Running,
+    /// `close()`: commit and leave at once.
+    Leave,
+    /// Dropped without leaving, as a crash: its partitions wait for its session to expire.
+    Die,
+}
+
+/// A consumer-group member running in its own task.
+#[derive(Debug)]
+pub struct Member {
+    pub name: String,
+    stop: tokio::sync::watch::Sender<Ending>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+struct Listener {
+    name: String,
+    tx: tokio::sync::mpsc::UnboundedSender<MemberEvent>,
+}
+
+impl Listener {
+    fn send(&self, kind: MemberEventKind) {
+        let _ = self.tx.send(MemberEvent {
+            at: Instant::now(),
+            member: self.name.clone(),
+            kind,
+        });
+    }
+}
+
+impl streamhouse_client::RebalanceListener for Listener {
+    fn on_partitions_revoked(
+        &mut self,
+        revoked: &[(TopicPartition, i64)],
+    ) -> Vec<(TopicPartition, i64)> {
+        self.send(MemberEventKind::Revoked(
+            revoked.iter().map(|r| r.0.clone()).collect(),
+        ));
+        Vec::new()
+    }
+
+    fn on_partitions_assigned(&mut self, assigned: &[TopicPartition]) {
+        self.send(MemberEventKind::Assigned(assigned.to_vec()));
+    }
+
+    fn on_partitions_lost(&mut self, lost: &[TopicPartition]) {
+        self.send(MemberEventKind::Lost(lost.to_vec()));
+    }
+}
+
+impl Member {
+    /// Joins `group` for `topic` as `name` with the default group settings (10 s session,
+    /// 1 s heartbeat, auto-commit) and polls until stopped, reporting to `tx`.
+    pub fn spawn(
+        bootstrap: &str,
+        group: &str,
+        topic: &str,
+        name: &str,
+        tx: tokio::sync::mpsc::UnboundedSender<MemberEvent>,
+    ) -> Member {
+        let (stop, mut ending) = tokio::sync::watch::channel(Ending::Running);
+        let (bootstrap, group, topic, member) = (
+            bootstrap.to_string(),
+            group.to_string(),
+            topic.to_string(),
+            name.to_string(),
+        );
+        let task = tokio::spawn(async move {
+            let mut c = Consumer::builder()
+                .bootstrap(&bootstrap)
+                .group_id(&group)
+                .client_id(&member)
+                .auto_offset_reset(OffsetReset::Earliest)
+                .build()
+                .await?;
+            let listener = Listener {
+                name: member.clone(),
+                tx: tx.clone(),
+            };
+            c.subscribe_with_listener(vec![topic], listener).await?;
+            loop {
+                tokio::select! {
+                    _ = ending.changed() => break,
+                    polled = c.poll(Duration::from_millis(100)) => {
+                        let records = polled?;
+                        if !records.is_empty() {
+                            let mut parts: Vec<u32> = records.iter().map(|r| r.partition).collect();
+                            parts.sort_unstable();
+                            parts.dedup();
+                            let _ = tx.send(MemberEvent {
+                                at: Instant::now(),
+                                member: member.clone(),
+                                kind: MemberEventKind::Polled(parts, records.len()),
+                            });
+                        }
+                    }
+                }
+            }
+            let how = *ending.borrow();
+            if how == Ending::Leave {
+                c.close().await?;
+            } else {
+                drop(c);
+            }
+            let _ = tx.send(MemberEvent {
+                at: Instant::now(),
+                member: member.clone(),
+                kind: MemberEventKind::Gone,
+            });
+            Ok(())
+        });
+        Member {
+            name: name.to_string(),
+            stop,
+            task,
+        }
+    }
+
+    /// Ends the member as `how` and waits for it.
+    pub async fn end(self, how: Ending) -> anyhow::Result<()> {
+        let _ = self.stop.send(how);
+        self.task.await?
+    }
+}
+
+/// Who owns what, followed from members' events.
+#[derive(Debug, Default, Clone)]
+pub struct Owners {
+    pub by_member: std::collections::BTreeMap<String, std::collections::BTreeSet<TopicPartition>>,
+    /// When each partition was last assigned, and to whom.
+    pub assigned_at: HashMap<TopicPartition, (String, Instant)>,
+    /// When each partition last gave records to its owner.
+    pub polled_at: HashMap<(String, u32), Instant>,
+}
+
+impl Owners {
+    /// Applies one event; returns an error if it would give a partition two owners.
+    pub fn apply(&mut self, e: &MemberEvent, topic: &str) -> Result<(), String> {
+        match &e.kind {
+            MemberEventKind::Assigned(tps) => {
+                for tp in tps {
+                    if let Some((other, _)) = self
+                        .by_member
+                        .iter()
+                        .find(|(m, owned)| **m != e.member && owned.contains(tp))
+                    {
+                        return Err(format!(
+                            "{tp} assigned to {} while {other} owns it",
+                            e.member
+                        ));
+                    }
+                    self.by_member
+                        .entry(e.member.clone())
+                        .or_default()
+                        .insert(tp.clone());
+                    self.assigned_at
+                        .insert(tp.clone(), (e.member.clone(), e.at));
+                }
+            }
+            MemberEventKind::Revoked(tps) | MemberEventKind::Lost(tps) => {
+                if let Some(owned) = self.by_member.get_mut(&e.member) {
+                    for tp in tps {
+                        owned.remove(tp);
+                    }
+                }
+            }
+            MemberEventKind::Polled(parts, _) => {
+                for p in parts {
+                    self.polled_at.insert((e.member.clone(), *p), e.at);
+                }
+                let _ = topic;
+            }
+            MemberEventKind::Gone => {
+                self.by_member.remove(&e.member);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every one of `partitions` partitions owned by a live member.
+    pub fn all_owned(&self, topic: &str, partitions: u32) -> bool {
+        (0..partitions).all(|p| {
+            let tp = TopicPartition::new(topic, p);
+            self.by_member.values().any(|o| o.contains(&tp))
+        })
+    }
+
+    /// Every partition owned, and each assigned after `since` already polled by its owner.
+    pub fn settled_since(&self, topic: &str, partitions: u32, since: Instant) -> bool {
+        self.all_owned(topic, partitions)
+            && (0..partitions).all(|p| {
+                let tp = TopicPartition::new(topic, p);
+                match self.assigned_at.get(&tp) {
+                    Some((m, at)) if *at >= since => self
+                        .polled_at
+                        .get(&(m.clone(), p))
+                        .is_some_and(|polled| polled >= at),
+                    _ => true,
+                }
+            })
+    }
+}

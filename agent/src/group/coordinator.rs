@@ -92,6 +92,9 @@ pub struct Outcome {
     pub rebalance: Option<String>,
     /// The assignor the group uses.
     pub assignor: Option<Assignor>,
+    /// Partitions of the member's target that others still own: it should heartbeat again
+    /// soon rather than a whole interval later.
+    pub pending: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -218,11 +221,13 @@ pub fn heartbeat(
     owned.extend(assignment.iter().cloned());
     m.owned = sorted(owned);
     m.generation = generation;
+    let pending = m.target.len() - assignment.len();
     Ok(Outcome {
         assignment,
         generation,
         rebalance,
         assignor: group.assignor,
+        pending,
     })
 }
 

@@ -117,6 +117,7 @@ impl Service {
             generation: out.generation,
             assignment: to_pb_tps(&out.assignment),
             assignor: out.assignor.map_or("", Assignor::name).to_string(),
+            pending: out.pending as u32,
         })
     }
 
