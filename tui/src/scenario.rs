@@ -89,8 +89,9 @@ pub enum MemberEventKind {
     Assigned(Vec<TopicPartition>),
     Revoked(Vec<TopicPartition>),
     Lost(Vec<TopicPartition>),
-    /// A poll returned records of these partitions.
-    Polled(Vec<u32>, usize),
+    /// A poll returned records: (partition, first offset, last offset) for each partition,
+    /// and the count.
+    Polled(Vec<(u32, i64, i64)>, usize),
     /// It left the group (closed) or died (dropped without leaving).
     Gone,
 }
@@ -165,6 +166,18 @@ impl Member {
         name: &str,
         tx: tokio::sync::mpsc::UnboundedSender<MemberEvent>,
     ) -> Member {
+        Member::spawn_with(bootstrap, group, topic, name, (10_000, 1_000), tx)
+    }
+
+    /// As [`Member::spawn`], with this (session timeout, heartbeat interval) in ms.
+    pub fn spawn_with(
+        bootstrap: &str,
+        group: &str,
+        topic: &str,
+        name: &str,
+        (session_ms, heartbeat_ms): (u64, u64),
+        tx: tokio::sync::mpsc::UnboundedSender<MemberEvent>,
+    ) -> Member {
         let (stop, mut ending) = tokio::sync::watch::channel(Ending::Running);
         let (bootstrap, group, topic, member) = (
             bootstrap.to_string(),
@@ -177,6 +190,9 @@ impl Member {
                 .bootstrap(&bootstrap)
                 .group_id(&group)
                 .client_id(&member)
+                .session_timeout_ms(session_ms)
+                .heartbeat_interval_ms(heartbeat_ms)
+                .auto_commit_interval_ms(1_000)
                 .auto_offset_reset(OffsetReset::Earliest)
                 .build()
                 .await?;
@@ -191,13 +207,17 @@ impl Member {
                     polled = c.poll(Duration::from_millis(100)) => {
                         let records = polled?;
                         if !records.is_empty() {
-                            let mut parts: Vec<u32> = records.iter().map(|r| r.partition).collect();
-                            parts.sort_unstable();
-                            parts.dedup();
+                            let mut ranges: Vec<(u32, i64, i64)> = Vec::new();
+                            for r in &records {
+                                match ranges.iter_mut().find(|x| x.0 == r.partition) {
+                                    Some(x) => x.2 = x.2.max(r.offset),
+                                    None => ranges.push((r.partition, r.offset, r.offset)),
+                                }
+                            }
                             let _ = tx.send(MemberEvent {
                                 at: Instant::now(),
                                 member: member.clone(),
-                                kind: MemberEventKind::Polled(parts, records.len()),
+                                kind: MemberEventKind::Polled(ranges, records.len()),
                             });
                         }
                     }
@@ -271,8 +291,8 @@ impl Owners {
                     }
                 }
             }
-            MemberEventKind::Polled(parts, _) => {
-                for p in parts {
+            MemberEventKind::Polled(ranges, _) => {
+                for (p, _, _) in ranges {
                     self.polled_at.insert((e.member.clone(), *p), e.at);
                 }
                 let _ = topic;
