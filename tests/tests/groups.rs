@@ -416,9 +416,9 @@ async fn churn_loses_nothing_and_never_doubles_an_owner() {
     let mut log: Vec<String> = Vec::new();
     let mut seen: BTreeMap<u32, Vec<(i64, i64)>> = BTreeMap::new();
     let follow = |owners: &mut Owners,
-                      log: &mut Vec<String>,
-                      seen: &mut BTreeMap<u32, Vec<(i64, i64)>>,
-                      e: streamhouse_tui::scenario::MemberEvent| {
+                  log: &mut Vec<String>,
+                  seen: &mut BTreeMap<u32, Vec<(i64, i64)>>,
+                  e: streamhouse_tui::scenario::MemberEvent| {
         match &e.kind {
             MemberEventKind::Assigned(tps) => {
                 log.extend(tps.iter().map(|tp| format!("{} acquired {tp}", e.member)))

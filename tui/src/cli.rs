@@ -47,6 +47,8 @@ pub struct Args {
 pub enum Demo {
     /// Load, `kill -9` of a partition leader, a restart; then the gap and the loss measured.
     Failover,
+    /// Three consumers in one group; one dies, one joins: rebalances and lag on 3 Groups.
+    Groups,
 }
 
 /// The topic a fresh bundled cluster gets, so there is something to watch.
@@ -135,9 +137,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 let _ =
                     r.tx.send(Action::Notice(format!("creating {DEMO_TOPIC}: {e:#}")));
             }
-            if demo == Some(Demo::Failover)
-                && let Err(e) = crate::demo::failover(r.clone(), agents).await
-            {
+            let outcome = match demo {
+                Some(Demo::Failover) => crate::demo::failover(r.clone(), agents).await,
+                Some(Demo::Groups) => crate::demo::groups(r.clone(), agents).await,
+                None => Ok(()),
+            };
+            if let Err(e) = outcome {
                 let _ =
                     r.tx.send(Action::Caption(format!("the demo stopped: {e:#}")));
             }

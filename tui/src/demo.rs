@@ -221,6 +221,118 @@ pub fn gaps(acks: &[Acked], affected: &[u32], at: Instant) -> BTreeMap<u32, Dura
         .collect()
 }
 
+pub const GROUPS_TOPIC: &str = "groups-demo";
+
+/// Applies members' events until `until` holds of the owners (60 s at most).
+async fn follow(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<crate::scenario::MemberEvent>,
+    owners: &mut crate::scenario::Owners,
+    until: &(dyn Fn(&crate::scenario::Owners) -> bool + Sync),
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !until(owners) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Some(e)) => owners.apply(&e, GROUPS_TOPIC).map_err(anyhow::Error::msg)?,
+            _ => anyhow::bail!("the group did not settle in 60 s"),
+        }
+    }
+    Ok(())
+}
+pub const GROUP: &str = "demo-readers";
+
+/// `--demo groups`: three consumers in one group under produce load; one dies (no leave),
+/// its partitions wait out its session and move; a fourth joins; lag builds and drains.
+pub async fn groups(runner: Runner, agents: usize) -> anyhow::Result<()> {
+    use crate::scenario::{Ending, Member, Owners};
+    let say = |s: String| {
+        tracing::info!("demo: {s}");
+        let _ = runner.tx.send(Action::Caption(s));
+    };
+    say(format!("groups demo: waiting for {agents} agents"));
+    let admin = wait_for_admin(&runner, agents).await?;
+    match admin.delete_topic(GROUPS_TOPIC).await {
+        Ok(()) | Err(ClientError::UnknownTopic(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    admin.create_topic(NewTopic::new(GROUPS_TOPIC, 6)).await?;
+    let producer = runner.producer().await?;
+    let spec = LoadSpec {
+        topic: GROUPS_TOPIC.into(),
+        rate: 1_000,
+        value_size: 100,
+        keys: 1_000,
+    };
+    *runner.load.lock().await = Some(Load::start(producer, spec, false, runner.tx.clone()));
+    say(format!(
+        "producing 1,000 records/s into {GROUPS_TOPIC}; consumers start in 8 s, so lag builds up first (3 Groups, enter)"
+    ));
+    tokio::time::sleep(Duration::from_secs(8)).await;
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let bootstrap = runner.bootstrap();
+    let mut members: Vec<Member> = (1..=3)
+        .map(|i| {
+            Member::spawn(
+                &bootstrap,
+                GROUP,
+                GROUPS_TOPIC,
+                &format!("reader-{i}"),
+                tx.clone(),
+            )
+        })
+        .collect();
+    say(format!(
+        "3 consumers join group {GROUP} (session 10 s, heartbeat 1 s) and drain the lag"
+    ));
+    let mut owners = Owners::default();
+    let start = Instant::now();
+    follow(&mut rx, &mut owners, &|o| {
+        o.by_member.len() == 3 && o.settled_since(GROUPS_TOPIC, 6, start)
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+
+    let victim = members.remove(0);
+    say(format!(
+        "{} dies without leaving: its partitions wait for its 10 s session to expire, their lag grows",
+        victim.name
+    ));
+    let died = Instant::now();
+    victim.end(Ending::Die).await?;
+    follow(&mut rx, &mut owners, &|o| {
+        o.by_member.len() == 2 && o.settled_since(GROUPS_TOPIC, 6, died)
+    })
+    .await?;
+    say(format!(
+        "its partitions moved {} ms after it died; the other two drain the backlog",
+        died.elapsed().as_millis()
+    ));
+    tokio::time::sleep(Duration::from_secs(6)).await;
+
+    members.push(Member::spawn(
+        &bootstrap,
+        GROUP,
+        GROUPS_TOPIC,
+        "reader-4",
+        tx.clone(),
+    ));
+    let joined = Instant::now();
+    say("reader-4 joins: the group hands it a share once the owners have let go".into());
+    follow(&mut rx, &mut owners, &|o| {
+        o.by_member.len() == 3 && o.settled_since(GROUPS_TOPIC, 6, joined)
+    })
+    .await?;
+    say(format!(
+        "done: reader-4 reading after {} ms; the group keeps consuming. q quits",
+        joined.elapsed().as_millis()
+    ));
+    // The members keep running until the console quits; their events are drained here.
+    while rx.recv().await.is_some() {}
+    drop(members);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
