@@ -154,6 +154,9 @@ async fn wait(
             }
             MemberEventKind::Lost(tps) => println!("[{at:>5} ms] {} lost {}", e.member, list(tps)),
             MemberEventKind::Gone => println!("[{at:>5} ms] {} is gone", e.member),
+            MemberEventKind::Generation(g) => {
+                println!("[{at:>5} ms] {} at generation {g}", e.member)
+            }
             MemberEventKind::Polled(..) => {}
         }
     }

@@ -366,9 +366,9 @@ async fn bad_group_requests_get_typed_errors() {
     first.close().await.unwrap();
 }
 
-/// While a producer writes, members join, leave and die at random; afterwards every record
-/// was processed at least once, and the log of (member, partition, acquired/released) never
-/// shows a partition with two owners.
+/// While a producer writes, members join, leave and die; afterwards every record was
+/// processed at least once, and the log of members' generations and (member, partition,
+/// acquired/released) never shows a partition with two owners.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn churn_loses_nothing_and_never_doubles_an_owner() {
     use streamhouse_tui::scenario::{Ending, Member, MemberEventKind, Owners};
@@ -408,10 +408,27 @@ async fn churn_loses_nothing_and_never_doubles_an_owner() {
     };
     let mut members: Vec<Member> = (0..3).map(spawn).collect();
     let mut next = 3;
-    // A fixed sequence of joins, leaves and deaths (deterministic, so a failure reproduces).
-    let steps = [
-        "join", "leave", "die", "join", "join", "die", "leave", "join", "die", "join",
-    ];
+    // Random joins, leaves and deaths; the seed is printed so a failure can be replayed
+    // with STREAMHOUSE_CHURN_SEED.
+    let seed: u64 = std::env::var("STREAMHOUSE_CHURN_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+    println!("churn seed {seed}");
+    let mut state = seed | 1;
+    let steps: Vec<&str> = (0..12)
+        .map(|_| {
+            // xorshift64
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ["join", "leave", "die"][(state % 3) as usize]
+        })
+        .collect();
     let mut owners = Owners::default();
     let mut log: Vec<String> = Vec::new();
     let mut seen: BTreeMap<u32, Vec<(i64, i64)>> = BTreeMap::new();
@@ -432,12 +449,13 @@ async fn churn_loses_nothing_and_never_doubles_an_owner() {
                 }
             }
             MemberEventKind::Gone => log.push(format!("{} gone", e.member)),
+            MemberEventKind::Generation(g) => log.push(format!("{} at generation {g}", e.member)),
         }
         if let Err(why) = owners.apply(&e, "churn") {
             panic!("{why}; log:\n{}", log.join("\n"));
         }
     };
-    for step in steps {
+    for step in steps.iter().copied() {
         let until = Instant::now() + Duration::from_millis(700);
         while let Ok(Some(e)) =
             tokio::time::timeout(until.saturating_duration_since(Instant::now()), rx.recv()).await

@@ -92,6 +92,8 @@ pub enum MemberEventKind {
     /// A poll returned records: (partition, first offset, last offset) for each partition,
     /// and the count.
     Polled(Vec<(u32, i64, i64)>, usize),
+    /// It heard of a new generation.
+    Generation(i64),
     /// It left the group (closed) or died (dropped without leaving).
     Gone,
 }
@@ -201,7 +203,18 @@ impl Member {
                 tx: tx.clone(),
             };
             c.subscribe_with_listener(vec![topic], listener).await?;
+            let mut generation = 0;
             loop {
+                if let Some((_, g)) = c.membership()
+                    && g != generation
+                {
+                    generation = g;
+                    let _ = tx.send(MemberEvent {
+                        at: Instant::now(),
+                        member: member.clone(),
+                        kind: MemberEventKind::Generation(g),
+                    });
+                }
                 tokio::select! {
                     _ = ending.changed() => break,
                     polled = c.poll(Duration::from_millis(100)) => {
@@ -300,6 +313,7 @@ impl Owners {
             MemberEventKind::Gone => {
                 self.by_member.remove(&e.member);
             }
+            MemberEventKind::Generation(_) => {}
         }
         Ok(())
     }

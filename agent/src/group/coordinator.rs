@@ -126,8 +126,23 @@ pub fn expire(group: &mut GroupState, now: i64) -> Vec<String> {
     gone
 }
 
-/// Applies one heartbeat at store time `now` with the topics' partition counts.
+/// Applies one heartbeat at store time `now` with the topics' partition counts. A refused
+/// join (the members would share no assignor) leaves the group as it was.
 pub fn heartbeat(
+    group: &mut GroupState,
+    hb: &Heartbeat,
+    now: i64,
+    partitions: &BTreeMap<String, u32>,
+) -> Result<Outcome, GroupError> {
+    let before = group.clone();
+    let out = apply_heartbeat(group, hb, now, partitions);
+    if let Err(GroupError::InconsistentAssignors(_)) = &out {
+        *group = before;
+    }
+    out
+}
+
+fn apply_heartbeat(
     group: &mut GroupState,
     hb: &Heartbeat,
     now: i64,
@@ -444,10 +459,13 @@ mod tests {
         heartbeat(&mut g, &hb("a", false, &[]), 0, &p).unwrap();
         let mut b = hb("b", false, &[]);
         b.assignors = vec![Assignor::Sticky];
+        let before = g.clone();
         assert!(matches!(
             heartbeat(&mut g, &b, 1, &p),
             Err(GroupError::InconsistentAssignors(_))
         ));
+        // The refused member left no trace: same members, same generation.
+        assert_eq!(g, before);
     }
 
     /// A member process: what it may own, and what it reports at its next heartbeat.
