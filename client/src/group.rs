@@ -218,6 +218,14 @@ async fn heartbeat_loop(
                     if target != s.owned {
                         changed.notify_one();
                     }
+                    // Reported only because they were offered, never taken on, and now
+                    // taken back: say so at once, so they reach their owner sooner.
+                    if owned
+                        .iter()
+                        .any(|tp| !target.contains(tp) && !s.owned.contains(tp))
+                    {
+                        next = next.min(PENDING_RETRY);
+                    }
                     s.target = Some(target);
                     s.last_ok = sent_at;
                     // Partitions on their way here: ask again soon, not a whole interval later.

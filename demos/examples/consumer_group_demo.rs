@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use demos::{Storage, Target};
 use streamhouse_client::{Admin, ClientError, NewTopic, Producer};
-use streamhouse_tui::scenario::{Ending, Member, MemberEvent, MemberEventKind, Owners};
+use streamhouse_tui::scenario::{follow, Ending, Member, MemberEvent, MemberEventKind, Owners};
 use tokio::sync::mpsc;
 
 #[derive(Debug, Parser)]
@@ -129,21 +129,15 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints events as they come until `done` holds of the owners.
+/// Prints members' events as they come until `done` holds of the owners.
 async fn wait(
     rx: &mut mpsc::UnboundedReceiver<MemberEvent>,
     owners: &mut Owners,
     topic: &str,
     started: Instant,
-    done: impl Fn(&Owners) -> bool,
+    done: impl Fn(&Owners) -> bool + Sync,
 ) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done(owners) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let Ok(Some(e)) = tokio::time::timeout(left, rx.recv()).await else {
-            anyhow::bail!("the group did not settle in 60 s");
-        };
-        owners.apply(&e, topic).map_err(anyhow::Error::msg)?;
+    let mut print = |e: &MemberEvent| {
         let at = e.at.duration_since(started).as_millis();
         match &e.kind {
             MemberEventKind::Assigned(tps) => {
@@ -159,8 +153,16 @@ async fn wait(
             }
             MemberEventKind::Polled(..) => {}
         }
-    }
-    Ok(())
+    };
+    follow(
+        rx,
+        owners,
+        topic,
+        Duration::from_secs(60),
+        &done,
+        &mut print,
+    )
+    .await
 }
 
 fn list(tps: &[streamhouse_client::TopicPartition]) -> String {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use demos::{Storage, Target};
 use streamhouse_client::{Admin, NewTopic, Producer};
-use streamhouse_tui::scenario::{Ending, Member, MemberEvent, Owners};
+use streamhouse_tui::scenario::{follow, Ending, Member, MemberEvent, Owners};
 use tokio::sync::mpsc;
 
 #[derive(Debug, Parser)]
@@ -122,18 +122,18 @@ async fn settle(
     since: Instant,
     members: usize,
 ) -> anyhow::Result<Duration> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let live = owners.by_member.values().filter(|o| !o.is_empty()).count();
-        if live == members.min(PARTITIONS as usize)
-            && owners.settled_since(TOPIC, PARTITIONS, since)
-        {
-            return Ok(since.elapsed());
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        let Ok(Some(e)) = tokio::time::timeout(left, rx.recv()).await else {
-            anyhow::bail!("the group did not settle in 60 s");
-        };
-        owners.apply(&e, TOPIC).map_err(anyhow::Error::msg)?;
-    }
+    let done = |o: &Owners| {
+        let live = o.by_member.values().filter(|tps| !tps.is_empty()).count();
+        live == members.min(PARTITIONS as usize) && o.settled_since(TOPIC, PARTITIONS, since)
+    };
+    follow(
+        rx,
+        owners,
+        TOPIC,
+        Duration::from_secs(60),
+        &done,
+        &mut |_| {},
+    )
+    .await?;
+    Ok(since.elapsed())
 }

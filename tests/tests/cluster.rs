@@ -405,12 +405,20 @@ async fn paused_agent_is_fenced(stores: &Stores) {
         },
     )
     .await;
-    let mut to_new = raw::connect(taken.leader_address.as_deref().unwrap()).await;
-    let written = raw::produce(
-        &mut to_new,
-        TOPIC,
-        p.partition,
-        vec![batch(&["a", "b", "c"])],
+    let to_new = raw::connect(taken.leader_address.as_deref().unwrap()).await;
+    // The lease row can be visible a moment before the new leader has taken the partition
+    // on (loaded its producers); until then it answers NOT_LEADER, and a client retries.
+    let written = wait_for(
+        "the new leader accepting a write",
+        Duration::from_secs(30),
+        || {
+            let mut c = to_new.clone();
+            async move {
+                let w =
+                    raw::produce(&mut c, TOPIC, p.partition, vec![batch(&["a", "b", "c"])]).await;
+                (raw::code(&w.error) != ErrorCode::NotLeader).then_some(w)
+            }
+        },
     )
     .await;
     assert_eq!(raw::code(&written.error), ErrorCode::Ok);

@@ -222,27 +222,8 @@ pub fn gaps(acks: &[Acked], affected: &[u32], at: Instant) -> BTreeMap<u32, Dura
 }
 
 pub const GROUPS_TOPIC: &str = "groups-demo";
-
-/// Applies members' events until `until` holds of the owners (60 s at most).
-async fn follow(
-    rx: &mut tokio::sync::mpsc::UnboundedReceiver<crate::scenario::MemberEvent>,
-    owners: &mut crate::scenario::Owners,
-    until: &(dyn Fn(&crate::scenario::Owners) -> bool + Sync),
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !until(owners) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, rx.recv()).await {
-            Ok(Some(e)) => owners.apply(&e, GROUPS_TOPIC).map_err(anyhow::Error::msg)?,
-            _ => anyhow::bail!("the group did not settle in 60 s"),
-        }
-    }
-    Ok(())
-}
 pub const GROUP: &str = "demo-readers";
 
-/// `--demo groups`: three consumers in one group under produce load; one dies (no leave),
-/// its partitions wait out its session and move; a fourth joins; lag builds and drains.
 pub async fn groups(runner: Runner, agents: usize) -> anyhow::Result<()> {
     use crate::scenario::{Ending, Member, Owners};
     let say = |s: String| {
@@ -287,9 +268,14 @@ pub async fn groups(runner: Runner, agents: usize) -> anyhow::Result<()> {
     ));
     let mut owners = Owners::default();
     let start = Instant::now();
-    follow(&mut rx, &mut owners, &|o| {
-        o.by_member.len() == 3 && o.settled_since(GROUPS_TOPIC, 6, start)
-    })
+    crate::scenario::follow(
+        &mut rx,
+        &mut owners,
+        GROUPS_TOPIC,
+        Duration::from_secs(60),
+        &|o| o.by_member.len() == 3 && o.settled_since(GROUPS_TOPIC, 6, start),
+        &mut |_| {},
+    )
     .await?;
     tokio::time::sleep(Duration::from_secs(6)).await;
 
@@ -300,9 +286,14 @@ pub async fn groups(runner: Runner, agents: usize) -> anyhow::Result<()> {
     ));
     let died = Instant::now();
     victim.end(Ending::Die).await?;
-    follow(&mut rx, &mut owners, &|o| {
-        o.by_member.len() == 2 && o.settled_since(GROUPS_TOPIC, 6, died)
-    })
+    crate::scenario::follow(
+        &mut rx,
+        &mut owners,
+        GROUPS_TOPIC,
+        Duration::from_secs(60),
+        &|o| o.by_member.len() == 2 && o.settled_since(GROUPS_TOPIC, 6, died),
+        &mut |_| {},
+    )
     .await?;
     say(format!(
         "its partitions moved {} ms after it died; the other two drain the backlog",
@@ -319,9 +310,14 @@ pub async fn groups(runner: Runner, agents: usize) -> anyhow::Result<()> {
     ));
     let joined = Instant::now();
     say("reader-4 joins: the group hands it a share once the owners have let go".into());
-    follow(&mut rx, &mut owners, &|o| {
-        o.by_member.len() == 3 && o.settled_since(GROUPS_TOPIC, 6, joined)
-    })
+    crate::scenario::follow(
+        &mut rx,
+        &mut owners,
+        GROUPS_TOPIC,
+        Duration::from_secs(60),
+        &|o| o.by_member.len() == 3 && o.settled_since(GROUPS_TOPIC, 6, joined),
+        &mut |_| {},
+    )
     .await?;
     say(format!(
         "done: reader-4 reading after {} ms; the group keeps consuming. q quits",

@@ -341,3 +341,25 @@ impl Owners {
             })
     }
 }
+
+/// Applies members' events from `rx` to `owners`, handing each to `seen`, until `until`
+/// holds (within `limit`). Fails if a partition would get two owners.
+pub async fn follow(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<MemberEvent>,
+    owners: &mut Owners,
+    topic: &str,
+    limit: Duration,
+    until: &(dyn Fn(&Owners) -> bool + Sync),
+    seen: &mut (dyn FnMut(&MemberEvent) + Send),
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    while !until(owners) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(Some(e)) = tokio::time::timeout(left, rx.recv()).await else {
+            anyhow::bail!("the group did not settle in {} s", limit.as_secs());
+        };
+        owners.apply(&e, topic).map_err(anyhow::Error::msg)?;
+        seen(&e);
+    }
+    Ok(())
+}
