@@ -384,14 +384,11 @@ impl Admin {
         };
         let resp = self
             .cluster
-            .any_agent(|mut c| {
+            .ask(|mut c| {
                 let req = req.clone();
                 async move { c.create_topic(req).await }
             })
             .await?;
-        if let Some(e) = ClientError::from_pb(resp.error.as_ref()) {
-            return Err(e);
-        }
         resp.topic
             .map(TopicDescription::from_pb)
             .ok_or(ClientError::UnknownTopic(topic.name))
@@ -429,11 +426,8 @@ impl Admin {
     pub async fn list_topics(&self) -> Result<Vec<TopicDescription>> {
         let resp = self
             .cluster
-            .any_agent(|mut c| async move { c.list_topics(pb::ListTopicsRequest {}).await })
+            .ask(|mut c| async move { c.list_topics(pb::ListTopicsRequest {}).await })
             .await?;
-        if let Some(e) = ClientError::from_pb(resp.error.as_ref()) {
-            return Err(e);
-        }
         Ok(resp
             .topics
             .into_iter()
@@ -473,13 +467,8 @@ impl Admin {
     pub async fn describe_cluster(&self) -> Result<ClusterDescription> {
         let resp = self
             .cluster
-            .any_agent(
-                |mut c| async move { c.describe_cluster(pb::DescribeClusterRequest {}).await },
-            )
+            .ask(|mut c| async move { c.describe_cluster(pb::DescribeClusterRequest {}).await })
             .await?;
-        if let Some(e) = ClientError::from_pb(resp.error.as_ref()) {
-            return Err(e);
-        }
         // Agents that joined (or restarted on a new port) since the bootstrap list was
         // written are asked next time, before the bootstrap list.
         let live: Vec<String> = resp
@@ -574,11 +563,8 @@ impl Admin {
     pub async fn list_groups(&self) -> Result<Vec<GroupListing>> {
         let resp = self
             .cluster
-            .any_agent(|mut c| async move { c.list_groups(pb::ListGroupsRequest {}).await })
+            .ask(|mut c| async move { c.list_groups(pb::ListGroupsRequest {}).await })
             .await?;
-        if let Some(e) = ClientError::from_pb(resp.error.as_ref()) {
-            return Err(e);
-        }
         Ok(resp
             .groups
             .into_iter()
@@ -610,14 +596,11 @@ impl Admin {
         };
         let resp = self
             .cluster
-            .any_agent(|mut c| {
+            .ask(|mut c| {
                 let req = req.clone();
                 async move { c.describe_group(req).await }
             })
             .await?;
-        if let Some(e) = ClientError::from_pb(resp.error.as_ref()) {
-            return Err(e);
-        }
         Ok(GroupDescription {
             group_id: resp.group_id,
             state: resp.state,
@@ -681,14 +664,11 @@ impl Admin {
         };
         let resp = self
             .cluster
-            .any_agent(|mut c| {
+            .ask(|mut c| {
                 let req = req.clone();
                 async move { c.reset_offsets(req).await }
             })
             .await?;
-        if let Some(e) = ClientError::from_pb(resp.error.as_ref()) {
-            return Err(e);
-        }
         Ok(resp
             .offsets
             .into_iter()
@@ -714,14 +694,11 @@ impl Admin {
     pub async fn list_events(&self, after_id: i64, limit: u32) -> Result<Vec<ClusterEvent>> {
         let resp = self
             .cluster
-            .any_agent(|mut c| async move {
+            .ask(|mut c| async move {
                 c.list_events(pb::ListEventsRequest { after_id, limit })
                     .await
             })
             .await?;
-        if let Some(e) = ClientError::from_pb(resp.error.as_ref()) {
-            return Err(e);
-        }
         Ok(resp
             .events
             .into_iter()

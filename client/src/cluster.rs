@@ -155,6 +155,20 @@ impl Cluster {
         Err(ClientError::Unreachable(last))
     }
 
+    /// [`Cluster::any_agent`], then the error the response itself carries.
+    pub async fn ask<T, F, Fut>(&self, f: F) -> Result<T>
+    where
+        T: Answer,
+        F: FnMut(StreamHouseClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let resp = self.any_agent(f).await?;
+        match ClientError::from_pb(resp.error()) {
+            Some(e) => Err(e),
+            None => Ok(resp),
+        }
+    }
+
     pub async fn metadata(&self, topics: Vec<String>) -> Result<pb::GetMetadataResponse> {
         let resp = self
             .any_agent(|mut c| {
@@ -273,3 +287,33 @@ impl Cluster {
         })
     }
 }
+
+/// A response that carries the agent's typed error.
+pub(crate) trait Answer {
+    fn error(&self) -> Option<&pb::Error>;
+}
+
+macro_rules! answers {
+    ($($ty:ty),*) => {$(
+        impl Answer for $ty {
+            fn error(&self) -> Option<&pb::Error> {
+                self.error.as_ref()
+            }
+        }
+    )*};
+}
+
+answers!(
+    pb::CreateTopicResponse,
+    pb::DeleteTopicResponse,
+    pb::ListTopicsResponse,
+    pb::DescribeClusterResponse,
+    pb::ListEventsResponse,
+    pb::GroupHeartbeatResponse,
+    pb::LeaveGroupResponse,
+    pb::CommitOffsetsResponse,
+    pb::FetchOffsetsResponse,
+    pb::ListGroupsResponse,
+    pb::DescribeGroupResponse,
+    pb::ResetOffsetsResponse
+);

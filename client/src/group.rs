@@ -193,7 +193,7 @@ async fn heartbeat_loop(
         let sent_at = Instant::now();
         let mut next = config.heartbeat_interval;
         let resp = cluster
-            .any_agent(|mut c| {
+            .ask(|mut c| {
                 let req = req.clone();
                 async move {
                     if join {
@@ -203,11 +203,7 @@ async fn heartbeat_loop(
                     }
                 }
             })
-            .await
-            .and_then(|r| match ClientError::from_pb(r.error.as_ref()) {
-                Some(e) => Err(e),
-                None => Ok(r),
-            });
+            .await;
         {
             let mut s = lock();
             match resp {
@@ -303,16 +299,13 @@ pub(crate) async fn commit(
             })
             .collect(),
     };
-    let resp = cluster
-        .any_agent(|mut c| {
+    cluster
+        .ask(|mut c| {
             let req = req.clone();
             async move { c.commit_offsets(req).await }
         })
         .await?;
-    match ClientError::from_pb(resp.error.as_ref()) {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    Ok(())
 }
 
 /// The group's committed offsets (of `topics`, or all).
@@ -326,14 +319,11 @@ pub(crate) async fn fetch_committed(
         topics: topics.to_vec(),
     };
     let resp = cluster
-        .any_agent(|mut c| {
+        .ask(|mut c| {
             let req = req.clone();
             async move { c.fetch_offsets(req).await }
         })
         .await?;
-    if let Some(e) = ClientError::from_pb(resp.error.as_ref()) {
-        return Err(e);
-    }
     Ok(resp
         .offsets
         .into_iter()
@@ -347,14 +337,11 @@ pub(crate) async fn leave(cluster: &Cluster, group_id: &str, member_id: &str) ->
         group_id: group_id.to_string(),
         member_id: member_id.to_string(),
     };
-    let resp = cluster
-        .any_agent(|mut c| {
+    cluster
+        .ask(|mut c| {
             let req = req.clone();
             async move { c.leave_group(req).await }
         })
         .await?;
-    match ClientError::from_pb(resp.error.as_ref()) {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    Ok(())
 }
