@@ -244,16 +244,6 @@ pub enum ResetTarget {
     Offset(i64),
 }
 
-fn tps_from_pb(tps: &[pb::TopicPartitions]) -> Vec<TopicPartition> {
-    tps.iter()
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(|p| TopicPartition::new(t.topic.clone(), *p))
-        })
-        .collect()
-}
-
 /// One agent's counters since it started, from [`Admin::agent_stats`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AgentStats {
@@ -610,8 +600,8 @@ impl Admin {
                 .members
                 .into_iter()
                 .map(|m| GroupMemberDescription {
-                    target: tps_from_pb(&m.target),
-                    owned: tps_from_pb(&m.owned),
+                    target: crate::group::from_pb(&m.target).into_iter().collect(),
+                    owned: crate::group::from_pb(&m.owned).into_iter().collect(),
                     member_id: m.member_id,
                     client_id: m.client_id,
                     host: m.host,

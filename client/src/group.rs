@@ -147,7 +147,8 @@ fn to_pb(tps: &BTreeSet<TopicPartition>) -> Vec<pb::TopicPartitions> {
     out
 }
 
-fn from_pb(tps: &[pb::TopicPartitions]) -> BTreeSet<TopicPartition> {
+/// Partitions as the wire lists them, per topic.
+pub(crate) fn from_pb(tps: &[pb::TopicPartitions]) -> BTreeSet<TopicPartition> {
     tps.iter()
         .flat_map(|t| {
             t.partitions

@@ -162,7 +162,7 @@ fn overview(f: &mut Frame<'_>, app: &App, now: u64, area: Rect) {
     } else {
         app.demo_result.len() as u16 + 2
     };
-    let [charts, table, result, totals] = Layout::vertical([
+    let [charts, agents_area, result, totals] = Layout::vertical([
         Constraint::Min(6),
         Constraint::Length(table_h),
         Constraint::Length(result_h),
@@ -248,12 +248,9 @@ fn overview(f: &mut Frame<'_>, app: &App, now: u64, area: Rect) {
     } else {
         " Agents (attached: not launched here) ".to_string()
     };
-    let table_w = Table::new(rows, widths)
-        .header(Row::new(header).style(Style::new().bold().fg(ACCENT)))
-        .block(Block::bordered().title(actions))
-        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+    let table_w = table(rows, widths, &header, actions);
     let mut state = TableState::default().with_selected(Some(app.selected[0]));
-    f.render_stateful_widget(table_w, table, &mut state);
+    f.render_stateful_widget(table_w, agents_area, &mut state);
 
     let live = app.agents.values().filter(|a| a.state() == "up").count();
     let topics = {
@@ -425,9 +422,9 @@ fn partitions(f: &mut Frame<'_>, app: &App, now: u64, area: Rect) {
     } else {
         format!(" Partitions matching {:?} ", app.partitions_filter)
     };
-    let t = Table::new(
+    let t = table(
         rows,
-        [
+        vec![
             Constraint::Length(topic_w),
             Constraint::Length(4),
             Constraint::Length(12),
@@ -438,9 +435,7 @@ fn partitions(f: &mut Frame<'_>, app: &App, now: u64, area: Rect) {
             Constraint::Length(6),
             Constraint::Length(spark_w as u16),
         ],
-    )
-    .header(
-        Row::new(vec![
+        &[
             "topic",
             "part",
             "leader",
@@ -450,11 +445,9 @@ fn partitions(f: &mut Frame<'_>, app: &App, now: u64, area: Rect) {
             "high wm",
             "rec/s",
             "trend",
-        ])
-        .style(Style::new().bold().fg(ACCENT)),
-    )
-    .block(Block::bordered().title(title))
-    .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+        ],
+        title,
+    );
     let mut state = TableState::default().with_selected(Some(app.selected[1]));
     f.render_stateful_widget(t, area, &mut state);
 }
@@ -512,9 +505,9 @@ fn groups(f: &mut Frame<'_>, app: &App, now: u64, area: Rect) {
                 ])
             })
             .collect();
-        let t = Table::new(
+        let t = table(
             rows,
-            [
+            vec![
                 Constraint::Min(12),
                 Constraint::Length(11),
                 Constraint::Length(7),
@@ -523,9 +516,7 @@ fn groups(f: &mut Frame<'_>, app: &App, now: u64, area: Rect) {
                 Constraint::Length(7),
                 Constraint::Length(spark_w as u16),
             ],
-        )
-        .header(
-            Row::new(vec![
+            &[
                 "group",
                 "state",
                 "members",
@@ -533,11 +524,9 @@ fn groups(f: &mut Frame<'_>, app: &App, now: u64, area: Rect) {
                 "assignor",
                 "lag",
                 "lag trend",
-            ])
-            .style(Style::new().bold().fg(ACCENT)),
-        )
-        .block(Block::bordered().title(" Groups  enter open · r reset offsets "))
-        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+            ],
+            " Groups  enter open · r reset offsets ",
+        );
         let mut state = TableState::default().with_selected(Some(app.group_selected));
         f.render_stateful_widget(t, list, &mut state);
     }
@@ -626,9 +615,9 @@ fn group_detail(f: &mut Frame<'_>, app: &App, v: &crate::app::GroupView, now: u6
         })
         .collect();
     f.render_widget(
-        Table::new(
+        table(
             member_rows,
-            [
+            vec![
                 Constraint::Length(30),
                 Constraint::Length(14),
                 Constraint::Length(15),
@@ -636,12 +625,9 @@ fn group_detail(f: &mut Frame<'_>, app: &App, v: &crate::app::GroupView, now: u6
                 Constraint::Length(9),
                 Constraint::Min(10),
             ],
-        )
-        .header(
-            Row::new(vec!["member", "client", "host", "gen", "heartbeat", "owns"])
-                .style(Style::new().bold().fg(ACCENT)),
-        )
-        .block(Block::bordered().title(" Members ")),
+            &["member", "client", "host", "gen", "heartbeat", "owns"],
+            " Members ",
+        ),
         members,
     );
     let spark_w = (area.width as usize).saturating_sub(80).clamp(8, 60);
@@ -666,9 +652,9 @@ fn group_detail(f: &mut Frame<'_>, app: &App, v: &crate::app::GroupView, now: u6
         })
         .collect();
     f.render_widget(
-        Table::new(
+        table(
             part_rows,
-            [
+            vec![
                 Constraint::Min(8),
                 Constraint::Length(4),
                 Constraint::Length(30),
@@ -677,9 +663,7 @@ fn group_detail(f: &mut Frame<'_>, app: &App, v: &crate::app::GroupView, now: u6
                 Constraint::Length(6),
                 Constraint::Length(spark_w as u16),
             ],
-        )
-        .header(
-            Row::new(vec![
+            &[
                 "topic",
                 "part",
                 "owner",
@@ -687,10 +671,9 @@ fn group_detail(f: &mut Frame<'_>, app: &App, v: &crate::app::GroupView, now: u6
                 "high wm",
                 "lag",
                 "lag trend",
-            ])
-            .style(Style::new().bold().fg(ACCENT)),
-        )
-        .block(Block::bordered().title(" Partitions ")),
+            ],
+            " Partitions ",
+        ),
         parts,
     );
     rebalance_list(f, &rebalances, recent);
@@ -731,21 +714,17 @@ fn events(f: &mut Frame<'_>, app: &App, area: Rect) {
             app.events.len()
         )
     };
-    let t = Table::new(
+    let t = table(
         rows,
-        [
+        vec![
             Constraint::Length(8),
             Constraint::Length(14),
             Constraint::Length(18),
             Constraint::Min(10),
         ],
-    )
-    .header(
-        Row::new(vec!["time UTC", "kind", "subject", "detail"])
-            .style(Style::new().bold().fg(ACCENT)),
-    )
-    .block(Block::bordered().title(title))
-    .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+        &["time UTC", "kind", "subject", "detail"],
+        title,
+    );
     let mut state = TableState::default().with_selected(Some(app.selected[2]));
     f.render_stateful_widget(t, area, &mut state);
 }
@@ -890,22 +869,18 @@ fn consume(f: &mut Frame<'_>, app: &App, area: Rect) {
             ])
         })
         .collect();
-    let t = Table::new(
+    let t = table(
         rows,
-        [
+        vec![
             Constraint::Length(4),
             Constraint::Length(10),
             Constraint::Length(8),
             Constraint::Length(15),
             Constraint::Min(10),
         ],
-    )
-    .header(
-        Row::new(vec!["part", "offset", "time UTC", "key", "value"])
-            .style(Style::new().bold().fg(ACCENT)),
-    )
-    .block(Block::bordered().title(" Records "))
-    .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+        &["part", "offset", "time UTC", "key", "value"],
+        " Records ",
+    );
     let mut state = TableState::default().with_selected((!visible.is_empty()).then_some(selected));
     // Paused keeps the view where it is; otherwise it follows the selection (the newest).
     if c.paused || c.selected.is_some() {
@@ -1035,4 +1010,17 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
         .flex(Flex::Center)
         .areas(v);
     c
+}
+
+/// A table in the console's style: accented header, titled border, reversed selection.
+fn table<'a>(
+    rows: Vec<Row<'a>>,
+    widths: Vec<Constraint>,
+    header: &[&'a str],
+    title: impl Into<Line<'a>>,
+) -> Table<'a> {
+    Table::new(rows, widths)
+        .header(Row::new(header.to_vec()).style(Style::new().bold().fg(ACCENT)))
+        .block(Block::bordered().title(title))
+        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
 }
