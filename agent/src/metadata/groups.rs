@@ -181,6 +181,32 @@ impl MetadataStore {
         Ok(())
     }
 
+    async fn save_member(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        group: &str,
+        m: &MemberState,
+    ) -> Result<()> {
+        let topics: Vec<&str> = m.topics.iter().map(String::as_str).collect();
+        let assignors: Vec<&str> = m.assignors.iter().map(|a| a.name()).collect();
+        sqlx::query(
+            "UPDATE group_members SET subscription = $3, owned = $4, assignors = $5,
+                member_generation = $6, session_timeout_ms = $7, last_heartbeat_ms = $8
+             WHERE group_id = $1 AND member_id = $2",
+        )
+        .bind(group)
+        .bind(m.id.as_str())
+        .bind(topics.join(","))
+        .bind(encode_tps(&m.owned))
+        .bind(assignors.join(","))
+        .bind(m.generation)
+        .bind(m.session_timeout_ms)
+        .bind(m.last_heartbeat_ms)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
     /// Partition counts of `topics` that exist.
     async fn partition_counts(
         &self,
@@ -223,15 +249,37 @@ impl MetadataStore {
                 topics.extend(m.topics.iter().cloned());
             }
             let counts = self.partition_counts(&mut tx, &topics).await?;
-            let before = state.generation;
+            let before = state.clone();
             let out = coordinator::heartbeat(&mut state, hb, now, &counts);
             let why = match &out {
                 Ok(o) => o.rebalance.clone(),
-                Err(_) if state.generation != before => Some("members expired".to_string()),
+                Err(_) if state.generation != before.generation => {
+                    Some("members expired".to_string())
+                }
                 Err(_) => None,
             };
-            self.save_group(&mut tx, group, &state, why.as_deref())
-                .await?;
+            let same_members = state.members.len() == before.members.len()
+                && state
+                    .members
+                    .iter()
+                    .zip(&before.members)
+                    .all(|(a, b)| a.id == b.id && a.target == b.target);
+            if state.generation == before.generation && same_members {
+                // A plain heartbeat: only its member's row changes, not the whole group's.
+                if let Some(m) = state.members.iter().find(|m| m.id == hb.member_id) {
+                    self.save_member(&mut tx, group, m).await?;
+                }
+                if state.state() != before.state() {
+                    sqlx::query("UPDATE consumer_groups SET state = $2 WHERE group_id = $1")
+                        .bind(group)
+                        .bind(state.state())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            } else {
+                self.save_group(&mut tx, group, &state, why.as_deref())
+                    .await?;
+            }
             tx.commit().await?;
             Ok(out)
         })
