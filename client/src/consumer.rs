@@ -127,6 +127,7 @@ pub struct ConsumerBuilder {
     heartbeat_interval: Duration,
     enable_auto_commit: bool,
     auto_commit_interval: Duration,
+    max_poll_interval: Duration,
     assignors: Vec<AssignorKind>,
 }
 
@@ -146,6 +147,7 @@ impl Default for ConsumerBuilder {
             heartbeat_interval: Duration::from_millis(1_000),
             enable_auto_commit: true,
             auto_commit_interval: Duration::from_millis(5_000),
+            max_poll_interval: Duration::from_millis(300_000),
             assignors: vec![AssignorKind::RoundRobin],
         }
     }
@@ -285,6 +287,17 @@ impl ConsumerBuilder {
         self
     }
 
+    /// Longest time between two `poll` calls before the consumer leaves its group (its
+    /// partitions go to others) until it polls again (default 300,000 ms).
+    ///
+    /// ```
+    /// let b = streamhouse_client::Consumer::builder().max_poll_interval_ms(60_000);
+    /// ```
+    pub fn max_poll_interval_ms(mut self, ms: u64) -> Self {
+        self.max_poll_interval = Duration::from_millis(ms);
+        self
+    }
+
     /// The assignors this consumer supports, preferred first (default round-robin). The
     /// group uses the first of its first member's that every member supports.
     ///
@@ -330,6 +343,9 @@ impl ConsumerBuilder {
         }
         if self.auto_commit_interval.is_zero() {
             return bad("auto_commit_interval_ms must be positive".into());
+        }
+        if self.max_poll_interval.is_zero() {
+            return bad("max_poll_interval_ms must be positive".into());
         }
         if self.assignors.is_empty() {
             return bad("name at least one assignor".into());
@@ -616,6 +632,18 @@ impl Consumer {
     /// ```
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
         let deadline = tokio::time::Instant::now() + timeout;
+        if let Some(g) = &self.group {
+            let stalled = {
+                let mut s = g.lock();
+                let was = s.last_poll.elapsed() > g.config.max_poll_interval;
+                s.last_poll = Instant::now();
+                was
+            };
+            if stalled {
+                // It left the group while the application was away: join again now.
+                g.wake.notify_one();
+            }
+        }
         loop {
             self.reconcile().await?;
             self.auto_commit().await;
@@ -795,6 +823,7 @@ impl Consumer {
                 assignors: self.config.assignors.clone(),
                 session_timeout: self.config.session_timeout,
                 heartbeat_interval: self.config.heartbeat_interval,
+                max_poll_interval: self.config.max_poll_interval,
             },
         ));
         self.last_auto_commit = Instant::now();

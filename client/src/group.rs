@@ -64,6 +64,8 @@ pub(crate) struct Membership {
     /// An error no retry will fix (the members share no assignor, say).
     pub fatal: Option<ClientError>,
     pub last_ok: Instant,
+    /// When `poll` last ran.
+    pub last_poll: Instant,
 }
 
 #[derive(Debug, Clone)]
@@ -74,6 +76,7 @@ pub(crate) struct GroupConfig {
     pub assignors: Vec<AssignorKind>,
     pub session_timeout: Duration,
     pub heartbeat_interval: Duration,
+    pub max_poll_interval: Duration,
 }
 
 /// The running membership: shared state, the task's wake-up, the task.
@@ -98,6 +101,7 @@ impl Group {
             lost: false,
             fatal: None,
             last_ok: Instant::now(),
+            last_poll: Instant::now(),
         }));
         let wake = Arc::new(Notify::new());
         let changed = Arc::new(Notify::new());
@@ -167,6 +171,29 @@ async fn heartbeat_loop(
 ) {
     let lock = || state.lock().unwrap_or_else(|p| p.into_inner());
     loop {
+        // An application that stopped polling cannot be processing its partitions: leave,
+        // so others take them, and join again when it polls.
+        let stalled = {
+            let s = lock();
+            (s.last_poll.elapsed() > config.max_poll_interval).then(|| s.member_id.clone())
+        };
+        if let Some(member_id) = stalled {
+            if !member_id.is_empty() {
+                tracing::warn!(group = %config.group_id, member = %member_id,
+                    "poll not called within max_poll_interval; leaving the group");
+                if let Err(e) = leave(&cluster, &config.group_id, &member_id).await {
+                    tracing::debug!(error = %e, "leave after a stalled poll failed");
+                }
+                let mut s = lock();
+                lose(&mut s);
+                changed.notify_one();
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(config.heartbeat_interval) => {}
+                _ = wake.notified() => {}
+            }
+            continue;
+        }
         // Reported: what `poll` has applied, and what it may be applying now (the last
         // assignment), so nothing `poll` takes on is ever unknown to the group.
         let (member_id, owned) = {

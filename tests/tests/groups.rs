@@ -514,3 +514,45 @@ async fn churn_loses_nothing_and_never_doubles_an_owner() {
         "nothing ever moved: {log:?}"
     );
 }
+
+/// A member whose application stops calling `poll` leaves after `max_poll_interval`, and its
+/// partitions go to the others; when it polls again it rejoins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_that_stops_polling_gives_its_partitions_up() {
+    let (_dir, path) = data_dir();
+    let agent = AgentProcess::start(BIN, &path, &LEASE);
+    let admin = Admin::connect(&agent.addr).await.unwrap();
+    admin.create_topic(NewTopic::new("jobs", 4)).await.unwrap();
+    let owned: Owned = Arc::default();
+    let b = run(consumer(&agent.addr, "slow", "b").await, "b", owned.clone());
+    let mut a = Consumer::builder()
+        .bootstrap(&agent.addr)
+        .group_id("slow")
+        .heartbeat_interval_ms(200)
+        .max_poll_interval_ms(1_000)
+        .build()
+        .await
+        .unwrap();
+    a.subscribe(vec!["jobs".into()]).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while a.assignment().len() != 2 {
+        assert!(Instant::now() < deadline, "a never got its share");
+        a.poll(Duration::from_millis(50)).await.unwrap();
+    }
+    // a's application stalls: b ends up with everything.
+    wait_owned(&owned, "b owning all 4 while a stalls", |o| {
+        sizes(o, &["b"]) == [4]
+    })
+    .await;
+    // a polls again: it gives up what it no longer owns and rejoins for a share.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        a.poll(Duration::from_millis(50)).await.unwrap();
+        let b_has = owned.lock().unwrap().get("b").map_or(0, BTreeSet::len);
+        if a.assignment().len() == 2 && b_has == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a did not rejoin");
+    }
+    b.abort();
+}
