@@ -84,6 +84,19 @@ impl MetadataStore {
         Ok(())
     }
 
+    /// Begins a transaction holding `group`'s row: the transaction, the group, the store's
+    /// clock.
+    async fn open_group(
+        &self,
+        group: &str,
+    ) -> Result<(Transaction<'static, Any>, GroupState, i64)> {
+        let mut tx = self.pool.begin().await?;
+        self.lock_group(&mut tx, group).await?;
+        let state = self.load_group(&mut tx, group).await?;
+        let now = self.store_now(&mut tx).await?;
+        Ok((tx, state, now))
+    }
+
     async fn load_group(
         &self,
         tx: &mut Transaction<'static, Any>,
@@ -240,10 +253,7 @@ impl MetadataStore {
         hb: &Heartbeat,
     ) -> Result<std::result::Result<Outcome, GroupError>> {
         self.retry_busy(|| async {
-            let mut tx = self.pool.begin().await?;
-            self.lock_group(&mut tx, group).await?;
-            let mut state = self.load_group(&mut tx, group).await?;
-            let now = self.store_now(&mut tx).await?;
+            let (mut tx, mut state, now) = self.open_group(group).await?;
             let mut topics: BTreeSet<String> = hb.topics.clone();
             for m in &state.members {
                 topics.extend(m.topics.iter().cloned());
@@ -293,10 +303,7 @@ impl MetadataStore {
         member_id: &str,
     ) -> Result<std::result::Result<(), GroupError>> {
         self.retry_busy(|| async {
-            let mut tx = self.pool.begin().await?;
-            self.lock_group(&mut tx, group).await?;
-            let mut state = self.load_group(&mut tx, group).await?;
-            let now = self.store_now(&mut tx).await?;
+            let (mut tx, mut state, now) = self.open_group(group).await?;
             let topics: BTreeSet<String> = state
                 .members
                 .iter()
@@ -323,10 +330,7 @@ impl MetadataStore {
         offsets: &[(String, u32, i64, String)],
     ) -> Result<std::result::Result<(), GroupError>> {
         self.retry_busy(|| async {
-            let mut tx = self.pool.begin().await?;
-            self.lock_group(&mut tx, group).await?;
-            let state = self.load_group(&mut tx, group).await?;
-            let now = self.store_now(&mut tx).await?;
+            let (mut tx, state, now) = self.open_group(group).await?;
             // A member whose session has run out may not commit, even before anyone
             // noticed and removed it.
             let mut live = state.clone();
@@ -454,10 +458,7 @@ impl MetadataStore {
         to: ResetTo,
     ) -> Result<std::result::Result<Vec<(u32, i64)>, GroupError>> {
         self.retry_busy(|| async {
-            let mut tx = self.pool.begin().await?;
-            self.lock_group(&mut tx, group).await?;
-            let mut state = self.load_group(&mut tx, group).await?;
-            let now = self.store_now(&mut tx).await?;
+            let (mut tx, mut state, now) = self.open_group(group).await?;
             coordinator::expire(&mut state, now);
             if let Some(m) = state.members.first() {
                 tx.rollback().await?;
