@@ -577,7 +577,7 @@ fn group_detail(f: &mut Frame<'_>, app: &App, v: &crate::app::GroupView, now: u6
         Paragraph::new(Line::from(vec![
             Span::raw(format!(" {} ", d.group_id)).bold(),
             Span::raw(format!(
-                "· {} · generation {} · {} · {} members   esc back · r reset offsets",
+                "· {} · gen {} · {} · {} members · esc back · r reset",
                 d.state,
                 d.generation,
                 if d.assignor.is_empty() {
@@ -591,6 +591,7 @@ fn group_detail(f: &mut Frame<'_>, app: &App, v: &crate::app::GroupView, now: u6
         head,
     );
     let dt = since_data(app, now);
+    let wide = area.width >= 110;
     let member_rows: Vec<Row<'_>> = d
         .members
         .iter()
@@ -598,10 +599,12 @@ fn group_detail(f: &mut Frame<'_>, app: &App, v: &crate::app::GroupView, now: u6
             let owned: Vec<String> = m.owned.iter().map(|tp| tp.to_string()).collect();
             let moving =
                 m.owned.len() != m.target.len() || m.owned.iter().any(|tp| !m.target.contains(tp));
-            Row::new(vec![
-                Cell::from(m.member_id.as_str()),
-                Cell::from(m.client_id.as_str()),
-                Cell::from(m.host.as_str()),
+            let mut cells = vec![Cell::from(m.member_id.as_str())];
+            if wide {
+                cells.push(Cell::from(m.client_id.as_str()));
+                cells.push(Cell::from(m.host.as_str()));
+            }
+            cells.extend([
                 Cell::from(m.generation.to_string()),
                 Cell::from(age(
                     (app.store_now_ms - m.last_heartbeat_ms + dt).max(0) as u64
@@ -611,12 +614,13 @@ fn group_detail(f: &mut Frame<'_>, app: &App, v: &crate::app::GroupView, now: u6
                     owned.join(" "),
                     if moving { "  (moving)" } else { "" }
                 )),
-            ])
+            ]);
+            Row::new(cells)
         })
         .collect();
-    f.render_widget(
-        table(
-            member_rows,
+    // Narrow screens keep the member, its generation, heartbeat and partitions.
+    let (widths, header) = if wide {
+        (
             vec![
                 Constraint::Length(30),
                 Constraint::Length(14),
@@ -625,11 +629,20 @@ fn group_detail(f: &mut Frame<'_>, app: &App, v: &crate::app::GroupView, now: u6
                 Constraint::Length(9),
                 Constraint::Min(10),
             ],
-            &["member", "client", "host", "gen", "heartbeat", "owns"],
-            " Members ",
-        ),
-        members,
-    );
+            vec!["member", "client", "host", "gen", "heartbeat", "owns"],
+        )
+    } else {
+        (
+            vec![
+                Constraint::Length(26),
+                Constraint::Length(4),
+                Constraint::Length(9),
+                Constraint::Min(10),
+            ],
+            vec!["member", "gen", "heartbeat", "owns"],
+        )
+    };
+    f.render_widget(table(member_rows, widths, &header, " Members "), members);
     let spark_w = (area.width as usize).saturating_sub(80).clamp(8, 60);
     let part_rows: Vec<Row<'_>> = d
         .partitions
