@@ -523,7 +523,7 @@ fn groups(f: &mut Frame<'_>, app: &App, now: u64, area: Rect) {
                 "gen",
                 "assignor",
                 "lag",
-                "lag trend",
+                "trend",
             ],
             " Groups  enter open · r reset offsets ",
         );
@@ -683,7 +683,7 @@ fn group_detail(f: &mut Frame<'_>, app: &App, v: &crate::app::GroupView, now: u6
                 "committed",
                 "high wm",
                 "lag",
-                "lag trend",
+                "trend",
             ],
             " Partitions ",
         ),
