@@ -517,13 +517,7 @@ fn groups(f: &mut Frame<'_>, app: &App, now: u64, area: Rect) {
                 Constraint::Length(spark_w as u16),
             ],
             &[
-                "group",
-                "state",
-                "members",
-                "gen",
-                "assignor",
-                "lag",
-                "trend",
+                "group", "state", "members", "gen", "assignor", "lag", "trend",
             ],
             " Groups  enter open · r reset offsets ",
         );
