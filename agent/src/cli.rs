@@ -39,6 +39,12 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
         agent.id(),
         agent.local_addr()
     );
+    if let Some(m) = agent.metrics_addr() {
+        println!(
+            "streamhouse-agent {} metrics at http://{m}/metrics",
+            agent.id()
+        );
+    }
     agent.serve(shutdown_signal()).await?;
     Ok(())
 }

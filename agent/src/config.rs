@@ -43,6 +43,9 @@ pub struct AgentConfig {
     /// lease TTL, so one late round does not cost a lease.
     #[arg(long, env = "STREAMHOUSE_HEARTBEAT_MS", default_value_t = 1_000)]
     pub heartbeat_ms: u64,
+    /// Serve Prometheus metrics at `/metrics` on this address (e.g. `0.0.0.0:9661`).
+    #[arg(long, env = "STREAMHOUSE_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     /// Shortest consumer-group session timeout a member may ask for.
     #[arg(
         long,

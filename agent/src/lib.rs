@@ -15,6 +15,7 @@ pub mod group;
 pub mod lease;
 pub mod local_cluster;
 pub mod metadata;
+pub mod metrics;
 pub mod object_store;
 pub mod partitions;
 pub mod reader;
@@ -74,6 +75,7 @@ pub struct Shared {
     pub lease_round: tokio::sync::Mutex<()>,
     pub shutting_down: AtomicBool,
     pub stats: Stats,
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 /// Counters the agent reports through `GetAgentStats`.
@@ -113,6 +115,7 @@ pub struct Agent {
     shared: Arc<Shared>,
     listener: TcpListener,
     addr: SocketAddr,
+    metrics_listener: Option<TcpListener>,
 }
 
 impl Agent {
@@ -145,6 +148,11 @@ impl Agent {
         let meta = MetadataStore::connect(&config.metadata).await?;
         let cache = Arc::new(ChunkCache::new(config.cache_bytes));
         let lease_kick = Arc::new(Notify::new());
+        let metrics = Arc::new(metrics::Metrics::default());
+        let metrics_listener = match &config.metrics_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
         let writer = Writer::start(
             id.clone(),
             config.flush_interval(),
@@ -153,6 +161,7 @@ impl Agent {
             store.clone(),
             cache.clone(),
             lease_kick.clone(),
+            metrics.clone(),
         );
         let reader = Reader::new(meta.clone(), store.clone(), cache);
         meta.register_agent(&id, &advertise).await?;
@@ -174,6 +183,7 @@ impl Agent {
                     .map_or(0, |d| d.as_millis() as i64),
                 ..Stats::default()
             },
+            metrics,
         });
         if let Err(e) = lease::tick(&shared).await {
             tracing::warn!(error = %e, "first lease round failed; the lease loop will retry");
@@ -182,12 +192,20 @@ impl Agent {
             shared,
             listener,
             addr,
+            metrics_listener,
         })
     }
 
     /// The address the agent listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where `/metrics` is served, when `metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     pub fn id(&self) -> &str {
@@ -200,6 +218,9 @@ impl Agent {
         let shared = self.shared;
         let (stop_tx, stop_rx) = watch::channel(false);
         let lease_task = tokio::spawn(lease::run(shared.clone(), stop_rx));
+        let metrics_task = self
+            .metrics_listener
+            .map(|l| tokio::spawn(metrics::serve(l, shared.clone())));
         let max_msg = shared.config.max_record_bytes * 2 + 1024 * 1024;
         let svc = StreamHouseServer::new(service::Service::new(shared.clone()))
             .max_decoding_message_size(max_msg.max(8 * 1024 * 1024))
@@ -222,6 +243,9 @@ impl Agent {
         shared.writer.close().await;
         let _ = stop_tx.send(true);
         let _ = lease_task.await;
+        if let Some(t) = metrics_task {
+            t.abort();
+        }
         // Deregister first, so that the leases released next are taken by the others and
         // not waited for by them as ours.
         if let Err(e) = shared.meta.deregister_agent(&shared.id).await {
@@ -241,6 +265,7 @@ impl Agent {
 #[derive(Debug)]
 pub struct EmbeddedAgent {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     id: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<Result<(), String>>>,
@@ -268,7 +293,11 @@ impl EmbeddedAgent {
                     .await;
                     let agent = match started {
                         Ok(a) => {
-                            let _ = ready_tx.send(Ok((a.local_addr(), a.id().to_string())));
+                            let _ = ready_tx.send(Ok((
+                                a.local_addr(),
+                                a.metrics_addr(),
+                                a.id().to_string(),
+                            )));
                             a
                         }
                         Err(e) => {
@@ -286,8 +315,9 @@ impl EmbeddedAgent {
                 })
             })?;
         match ready_rx.recv() {
-            Ok(Ok((addr, id))) => Ok(EmbeddedAgent {
+            Ok(Ok((addr, metrics_addr, id))) => Ok(EmbeddedAgent {
                 addr,
+                metrics_addr,
                 id,
                 stop: Some(stop_tx),
                 thread: Some(thread),
@@ -312,6 +342,11 @@ impl EmbeddedAgent {
 
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Where `/metrics` is served, when `metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Stops gracefully and waits for the agent to finish.

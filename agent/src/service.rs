@@ -521,20 +521,28 @@ impl pb::stream_house_server::StreamHouse for Service {
         &self,
         request: Request<pb::ProduceRequest>,
     ) -> Result<Response<pb::ProduceResponse>, Status> {
-        answer!(
-            self.produce_inner(request.into_inner()).await,
-            pb::ProduceResponse
-        )
+        let started = std::time::Instant::now();
+        let out = self.produce_inner(request.into_inner()).await;
+        let m = &self.shared.metrics;
+        m.produce_seconds.observe(started.elapsed());
+        if out.is_err() {
+            m.produce_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        answer!(out, pb::ProduceResponse)
     }
 
     async fn fetch(
         &self,
         request: Request<pb::FetchRequest>,
     ) -> Result<Response<pb::FetchResponse>, Status> {
-        answer!(
-            self.fetch_inner(request.into_inner()).await,
-            pb::FetchResponse
-        )
+        let started = std::time::Instant::now();
+        let out = self.fetch_inner(request.into_inner()).await;
+        let m = &self.shared.metrics;
+        m.fetch_seconds.observe(started.elapsed());
+        if out.is_err() {
+            m.fetch_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        answer!(out, pb::FetchResponse)
     }
 
     async fn get_metadata(

@@ -86,6 +86,7 @@ struct Inner {
     sync_requested: AtomicBool,
     flushes: AtomicU64,
     flushed_bytes: AtomicU64,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The agent's flush buffer and its flusher task.
@@ -111,6 +112,7 @@ impl Writer {
         store: Arc<dyn ObjectStore>,
         cache: Arc<ChunkCache>,
         lease_kick: Arc<Notify>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Writer {
         let inner = Arc::new(Inner {
             agent_id,
@@ -131,6 +133,7 @@ impl Writer {
             sync_requested: AtomicBool::new(false),
             flushes: AtomicU64::new(0),
             flushed_bytes: AtomicU64::new(0),
+            metrics,
         });
         tokio::spawn(flusher(inner.clone()));
         Writer { inner }
@@ -428,11 +431,19 @@ async fn flush(inner: &Inner, taken: Buffer) {
     let seq = inner.object_seq.fetch_add(1, Ordering::Relaxed);
     let key = format!("data/{append_time_ms:013}-{}-{seq:08}.obj", inner.agent_id);
 
-    let result = match inner.store.put(&key, object.clone()).await {
-        Err(e) => Err(AgentError::Storage(e)),
+    let m = &inner.metrics;
+    let put_started = std::time::Instant::now();
+    let put = inner.store.put(&key, object.clone()).await;
+    m.object_put_seconds.observe(put_started.elapsed());
+    let result = match put {
+        Err(e) => {
+            m.object_put_errors.fetch_add(1, Ordering::Relaxed);
+            Err(AgentError::Storage(e))
+        }
         Ok(()) => {
             let commits: Vec<ChunkCommit> = chunks.iter().map(|c| c.commit.clone()).collect();
-            inner
+            let commit_started = std::time::Instant::now();
+            let committed = inner
                 .meta
                 .commit_flush(&FlushCommit {
                     agent_id: &inner.agent_id,
@@ -441,9 +452,15 @@ async fn flush(inner: &Inner, taken: Buffer) {
                     chunks: &commits,
                 })
                 .await
-                .map_err(AgentError::Metadata)
+                .map_err(AgentError::Metadata);
+            m.metadata_commit_seconds.observe(commit_started.elapsed());
+            if committed.is_err() {
+                m.metadata_commit_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            committed
         }
     };
+    m.flush_seconds.observe(put_started.elapsed());
 
     match result {
         Ok(()) => {

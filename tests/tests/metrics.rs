@@ -1,0 +1,84 @@
+//! `/metrics` after traffic: the documented series are there, in Prometheus' text format,
+//! with values that match what was done.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use streamhouse_agent::{AgentConfig, EmbeddedAgent};
+use streamhouse_client::{Admin, Consumer, NewTopic, OffsetReset, Producer, TopicPartition};
+
+fn scrape(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("{series} missing from:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn metrics_show_the_traffic() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = AgentConfig::embedded(dir.path(), "127.0.0.1:0");
+    config.metrics_listen = Some("127.0.0.1:0".into());
+    let agent = EmbeddedAgent::start(config, 2).unwrap();
+    let addr = agent.addr().to_string();
+    let metrics = agent.metrics_addr().expect("metrics served");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        Admin::connect(&addr)
+            .await
+            .unwrap()
+            .create_topic(NewTopic::new("m", 1))
+            .await
+            .unwrap();
+        let p = Producer::builder().bootstrap(&addr).build().await.unwrap();
+        for i in 0..100 {
+            p.send("m", None, format!("{i}").as_bytes()).await.unwrap();
+        }
+        p.close().await.unwrap();
+        let mut c = Consumer::builder()
+            .bootstrap(&addr)
+            .auto_offset_reset(OffsetReset::Earliest)
+            .build()
+            .await
+            .unwrap();
+        c.assign(vec![TopicPartition::new("m", 0)]).await.unwrap();
+        let mut got = 0;
+        while got < 100 {
+            got += c.poll(Duration::from_millis(200)).await.unwrap().len();
+        }
+        c.close().await.unwrap();
+    });
+    let resp = scrape(metrics, "/metrics");
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains("text/plain; version=0.0.4"));
+    assert_eq!(value(&resp, "streamhouse_produced_records_total"), 100.0);
+    assert!(value(&resp, "streamhouse_fetched_records_total") >= 100.0);
+    assert!(value(&resp, "streamhouse_flushes_total") >= 1.0);
+    assert_eq!(value(&resp, "streamhouse_partitions_led"), 1.0);
+    assert!(value(&resp, "streamhouse_produce_request_seconds_count") >= 1.0);
+    assert!(value(&resp, "streamhouse_fetch_request_seconds_count") >= 1.0);
+    let puts = value(&resp, "streamhouse_object_put_seconds_count");
+    assert!(puts >= 1.0);
+    assert_eq!(
+        value(&resp, "streamhouse_object_put_seconds_bucket{le=\"+Inf\"}"),
+        puts
+    );
+    assert!(value(&resp, "streamhouse_metadata_commit_seconds_count") >= 1.0);
+    assert_eq!(value(&resp, "streamhouse_object_put_errors_total"), 0.0);
+    assert!(scrape(metrics, "/nope").starts_with("HTTP/1.1 404"));
+    agent.stop().unwrap();
+}
