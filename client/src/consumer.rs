@@ -750,8 +750,8 @@ impl Consumer {
     /// ```
     pub async fn close(mut self) -> Result<()> {
         let mut result = Ok(());
-        if let Some(g) = self.group.take() {
-            g.stop();
+        if let Some(mut g) = self.group.take() {
+            g.stop().await;
             let (member, generation, lost) = {
                 let s = g.lock();
                 (s.member_id.clone(), s.generation, s.lost)
@@ -807,8 +807,8 @@ impl Consumer {
                 "subscribe to at least one topic".into(),
             ));
         }
-        if let Some(old) = self.group.take() {
-            old.stop();
+        if let Some(mut old) = self.group.take() {
+            old.stop().await;
         }
         for (_, a) in self.partitions.drain() {
             a.task.abort();
@@ -912,7 +912,7 @@ impl Consumer {
         if offsets.is_empty() {
             return Ok(());
         }
-        let (member, generation) = match &self.group {
+        let current = |group: &Option<Group>| match group {
             Some(g) => {
                 let s = g.lock();
                 (s.member_id.clone(), s.generation)
@@ -920,7 +920,20 @@ impl Consumer {
             // Not subscribed: a commit for a group without live members.
             None => (String::new(), -1),
         };
-        group::commit(&self.cluster, &group_id, &member, generation, offsets).await
+        let (member, generation) = current(&self.group);
+        let first = group::commit(&self.cluster, &group_id, &member, generation, offsets).await;
+        // A heartbeat answered with a new generation while the commit was on its way: try
+        // once more at that generation (refused if the partitions moved meanwhile).
+        match first {
+            Err(ClientError::Agent {
+                code: streamhouse_proto::pb::ErrorCode::StaleGeneration,
+                ..
+            }) if current(&self.group) != (member.clone(), generation) => {
+                let (member, generation) = current(&self.group);
+                group::commit(&self.cluster, &group_id, &member, generation, offsets).await
+            }
+            other => other,
+        }
     }
 
     /// The group's committed offsets for `tps` (`None`: nothing committed).

@@ -88,6 +88,7 @@ pub(crate) struct Group {
     pub wake: Arc<Notify>,
     /// The heartbeat task tells `poll` of a new assignment.
     pub changed: Arc<Notify>,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
     task: JoinHandle<()>,
 }
 
@@ -105,18 +106,21 @@ impl Group {
         }));
         let wake = Arc::new(Notify::new());
         let changed = Arc::new(Notify::new());
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let task = tokio::spawn(heartbeat_loop(
             cluster,
             config.clone(),
             state.clone(),
             wake.clone(),
             changed.clone(),
+            stopping.clone(),
         ));
         Group {
             config,
             state,
             wake,
             changed,
+            stopping,
             task,
         }
     }
@@ -126,8 +130,13 @@ impl Group {
     }
 
     /// Stops heartbeating (the caller leaves the group).
-    pub fn stop(&self) {
-        self.task.abort();
+    /// Stops heartbeating between two heartbeats, never in the middle of one, so the
+    /// generation the consumer knows is the one the group last answered with.
+    pub async fn stop(&mut self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.wake.notify_one();
+        let _ = (&mut self.task).await;
     }
 }
 
@@ -168,9 +177,13 @@ async fn heartbeat_loop(
     state: Arc<Mutex<Membership>>,
     wake: Arc<Notify>,
     changed: Arc<Notify>,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let lock = || state.lock().unwrap_or_else(|p| p.into_inner());
     loop {
+        if stopping.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         // An application that stopped polling cannot be processing its partitions: leave,
         // so others take them, and join again when it polls.
         let stalled = {
