@@ -205,8 +205,14 @@ pub async fn serve(listener: TcpListener, shared: Arc<crate::Shared>) {
     use hyper::body::Bytes;
     use hyper::{Request, Response, StatusCode};
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, say: do not spin on it.
+                tracing::warn!(error = %e, "metrics listener accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let shared = shared.clone();
         tokio::spawn(async move {

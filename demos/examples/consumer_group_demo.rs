@@ -76,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
         args.group, args.topic
     );
     let mut owners = Owners::default();
-    wait(&mut rx, &mut owners, &args.topic, started, |o| {
+    wait(&mut rx, &mut owners, started, |o| {
         o.settled_since(&args.topic, PARTITIONS, started) && o.by_member.len() == 3
     })
     .await?;
@@ -89,7 +89,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let left_at = Instant::now();
     leaving.end(Ending::Leave).await?;
-    wait(&mut rx, &mut owners, &args.topic, started, |o| {
+    wait(&mut rx, &mut owners, started, |o| {
         o.by_member.len() == 2 && o.settled_since(&args.topic, PARTITIONS, left_at)
     })
     .await?;
@@ -133,7 +133,6 @@ async fn main() -> anyhow::Result<()> {
 async fn wait(
     rx: &mut mpsc::UnboundedReceiver<MemberEvent>,
     owners: &mut Owners,
-    topic: &str,
     started: Instant,
     done: impl Fn(&Owners) -> bool + Sync,
 ) -> anyhow::Result<()> {
@@ -154,15 +153,7 @@ async fn wait(
             MemberEventKind::Polled(..) => {}
         }
     };
-    follow(
-        rx,
-        owners,
-        topic,
-        Duration::from_secs(60),
-        &done,
-        &mut print,
-    )
-    .await
+    follow(rx, owners, Duration::from_secs(60), &done, &mut print).await
 }
 
 fn list(tps: &[streamhouse_client::TopicPartition]) -> String {

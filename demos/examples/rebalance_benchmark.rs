@@ -126,14 +126,6 @@ async fn settle(
         let live = o.by_member.values().filter(|tps| !tps.is_empty()).count();
         live == members.min(PARTITIONS as usize) && o.settled_since(TOPIC, PARTITIONS, since)
     };
-    follow(
-        rx,
-        owners,
-        TOPIC,
-        Duration::from_secs(60),
-        &done,
-        &mut |_| {},
-    )
-    .await?;
+    follow(rx, owners, Duration::from_secs(60), &done, &mut |_| {}).await?;
     Ok(since.elapsed())
 }

@@ -10,13 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use streamhouse_client::{
-    Admin, Consumer, NewTopic, OffsetReset, Producer, TopicDescription, TopicPartition,
-};
+use streamhouse_client::{Admin, NewTopic, Producer, TopicDescription};
 use tokio::sync::{mpsc, watch};
 
 use streamhouse_agent::local_cluster::LocalCluster;
-use streamhouse_tui::scenario::{new_leaders, read_topic};
+use streamhouse_tui::scenario::{from_the_start, new_leaders, read_topic};
 
 /// How the scenario runs.
 #[derive(Debug, Clone, clap::Args)]
@@ -375,31 +373,13 @@ async fn consume(
     count: Arc<std::sync::atomic::AtomicU64>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let mut consumer = from_the_start(&bootstrap, partitions).await?;
+    let mut consumer = from_the_start(&bootstrap, TOPIC, partitions).await?;
     while !*stop.borrow_and_update() {
         let got = consumer.poll(Duration::from_millis(200)).await?;
         count.fetch_add(got.len() as u64, std::sync::atomic::Ordering::Relaxed);
     }
     consumer.close().await?;
     Ok(())
-}
-
-/// A consumer of every partition of the topic, from its first record.
-async fn from_the_start(bootstrap: &str, partitions: u32) -> anyhow::Result<Consumer> {
-    let mut consumer = Consumer::builder()
-        .bootstrap(bootstrap)
-        .auto_offset_reset(OffsetReset::Earliest)
-        .max_poll_records(10_000)
-        .build()
-        .await?;
-    consumer
-        .assign(
-            (0..partitions)
-                .map(|p| TopicPartition::new(TOPIC, p))
-                .collect(),
-        )
-        .await?;
-    Ok(consumer)
 }
 
 /// Reads the whole topic and returns (acknowledged records missing or changed, records

@@ -271,7 +271,6 @@ pub async fn groups(runner: Runner, agents: usize) -> anyhow::Result<()> {
     crate::scenario::follow(
         &mut rx,
         &mut owners,
-        GROUPS_TOPIC,
         Duration::from_secs(60),
         &|o| o.by_member.len() == 3 && o.settled_since(GROUPS_TOPIC, 6, start),
         &mut |_| {},
@@ -289,7 +288,6 @@ pub async fn groups(runner: Runner, agents: usize) -> anyhow::Result<()> {
     crate::scenario::follow(
         &mut rx,
         &mut owners,
-        GROUPS_TOPIC,
         Duration::from_secs(60),
         &|o| o.by_member.len() == 2 && o.settled_since(GROUPS_TOPIC, 6, died),
         &mut |_| {},
@@ -313,7 +311,6 @@ pub async fn groups(runner: Runner, agents: usize) -> anyhow::Result<()> {
     crate::scenario::follow(
         &mut rx,
         &mut owners,
-        GROUPS_TOPIC,
         Duration::from_secs(60),
         &|o| o.by_member.len() == 3 && o.settled_since(GROUPS_TOPIC, 6, joined),
         &mut |_| {},
@@ -323,7 +320,8 @@ pub async fn groups(runner: Runner, agents: usize) -> anyhow::Result<()> {
         "done: reader-4 reading after {} ms; the group keeps consuming. q quits",
         joined.elapsed().as_millis()
     ));
-    // The members keep running until the console quits; their events are drained here.
+    // The members keep running (and their events are drained) until the console quits.
+    drop(tx);
     while rx.recv().await.is_some() {}
     drop(members);
     Ok(())

@@ -41,6 +41,28 @@ pub async fn new_leaders(
     }
 }
 
+/// A consumer of partitions `0..partitions` of `topic`, each from its first stored record.
+pub async fn from_the_start(
+    bootstrap: &str,
+    topic: &str,
+    partitions: u32,
+) -> anyhow::Result<Consumer> {
+    let mut consumer = Consumer::builder()
+        .bootstrap(bootstrap)
+        .auto_offset_reset(OffsetReset::Earliest)
+        .max_poll_records(10_000)
+        .build()
+        .await?;
+    consumer
+        .assign(
+            (0..partitions)
+                .map(|p| TopicPartition::new(topic, p))
+                .collect(),
+        )
+        .await?;
+    Ok(consumer)
+}
+
 /// Reads every partition of `topic` from its log start to its high watermark at the call:
 /// (partition, offset) -> value.
 pub async fn read_topic(
@@ -54,20 +76,7 @@ pub async fn read_topic(
         .iter()
         .map(|p| p.high_watermark - p.log_start_offset)
         .sum();
-    let mut consumer = Consumer::builder()
-        .bootstrap(bootstrap)
-        .auto_offset_reset(OffsetReset::Earliest)
-        .max_poll_records(10_000)
-        .build()
-        .await?;
-    consumer
-        .assign(
-            t.partitions
-                .iter()
-                .map(|p| TopicPartition::new(topic, p.partition))
-                .collect(),
-        )
-        .await?;
+    let mut consumer = from_the_start(bootstrap, topic, t.partitions.len() as u32).await?;
     let mut log = HashMap::with_capacity(total as usize);
     let deadline = Instant::now() + Duration::from_secs(300);
     while (log.len() as i64) < total {
@@ -275,7 +284,7 @@ pub struct Owners {
 
 impl Owners {
     /// Applies one event; returns an error if it would give a partition two owners.
-    pub fn apply(&mut self, e: &MemberEvent, topic: &str) -> Result<(), String> {
+    pub fn apply(&mut self, e: &MemberEvent) -> Result<(), String> {
         match &e.kind {
             MemberEventKind::Assigned(tps) => {
                 for tp in tps {
@@ -308,7 +317,6 @@ impl Owners {
                 for (p, _, _) in ranges {
                     self.polled_at.insert((e.member.clone(), *p), e.at);
                 }
-                let _ = topic;
             }
             MemberEventKind::Gone => {
                 self.by_member.remove(&e.member);
@@ -347,7 +355,6 @@ impl Owners {
 pub async fn follow(
     rx: &mut tokio::sync::mpsc::UnboundedReceiver<MemberEvent>,
     owners: &mut Owners,
-    topic: &str,
     limit: Duration,
     until: &(dyn Fn(&Owners) -> bool + Sync),
     seen: &mut (dyn FnMut(&MemberEvent) + Send),
@@ -358,7 +365,7 @@ pub async fn follow(
         let Ok(Some(e)) = tokio::time::timeout(left, rx.recv()).await else {
             anyhow::bail!("the group did not settle in {} s", limit.as_secs());
         };
-        owners.apply(&e, topic).map_err(anyhow::Error::msg)?;
+        owners.apply(&e).map_err(anyhow::Error::msg)?;
         seen(&e);
     }
     Ok(())
