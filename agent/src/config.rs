@@ -66,6 +66,45 @@ pub struct AgentConfig {
     /// Bytes of chunk data kept in the read cache.
     #[arg(long, env = "STREAMHOUSE_CACHE_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub cache_bytes: usize,
+    /// Retention of a topic created without one, in milliseconds (-1: keep forever).
+    #[arg(
+        long,
+        env = "STREAMHOUSE_DEFAULT_RETENTION_MS",
+        default_value_t = 7 * 24 * 3600 * 1000,
+        allow_negative_numbers = true
+    )]
+    pub default_retention_ms: i64,
+    /// Compaction merges a partition's small chunks into segment objects of about this size.
+    #[arg(long, env = "STREAMHOUSE_SEGMENT_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub segment_bytes: u64,
+    /// Chunks younger than this wait for more to fill a segment; older ones are compacted
+    /// into a smaller segment.
+    #[arg(long, env = "STREAMHOUSE_COMPACTION_AGE_MS", default_value_t = 300_000)]
+    pub compaction_age_ms: u64,
+    /// How often a leader applies retention and compaction to its partitions.
+    #[arg(
+        long,
+        env = "STREAMHOUSE_MAINTENANCE_INTERVAL_MS",
+        default_value_t = 10_000
+    )]
+    pub maintenance_interval_ms: u64,
+    /// Objects nothing points to are deleted after this long, which must exceed the longest
+    /// read in flight. Flushes must commit within half of it. Every agent should use the same.
+    #[arg(long, env = "STREAMHOUSE_GC_GRACE_MS", default_value_t = 300_000)]
+    pub gc_grace_ms: u64,
+    /// How often garbage collection runs (on one agent of the cluster at a time).
+    #[arg(long, env = "STREAMHOUSE_GC_INTERVAL_MS", default_value_t = 60_000)]
+    pub gc_interval_ms: u64,
+    /// PEM certificate chain for TLS on the gRPC port (with --tls-key).
+    #[arg(long, env = "STREAMHOUSE_TLS_CERT")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key for TLS on the gRPC port (with --tls-cert).
+    #[arg(long, env = "STREAMHOUSE_TLS_KEY")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// File of bearer tokens, one per line (`#` comments); when set, every request must carry
+    /// one of them in `authorization: Bearer TOKEN`.
+    #[arg(long, env = "STREAMHOUSE_AUTH_TOKENS_FILE")]
+    pub auth_tokens_file: Option<std::path::PathBuf>,
     /// Write logs to rolling daily files in this directory instead of stderr.
     #[arg(long, env = "STREAMHOUSE_LOG_DIR")]
     pub log_dir: Option<String>,
@@ -80,6 +119,11 @@ impl AgentConfig {
         config.storage = format!("file://{}", dir.join("objects").display());
         config.listen = listen.to_string();
         config
+    }
+
+    /// How long a flush may take from naming its object to committing it.
+    pub fn commit_deadline(&self) -> Duration {
+        Duration::from_millis(self.gc_grace_ms / 2)
     }
 
     pub fn flush_interval(&self) -> Duration {
@@ -110,6 +154,21 @@ impl AgentConfig {
         }
         if !(1024..=64 * 1024 * 1024).contains(&self.max_record_bytes) {
             return Err("max_record_bytes must be between 1 KiB and 64 MiB".into());
+        }
+        if self.default_retention_ms == 0 || self.default_retention_ms < -1 {
+            return Err("default_retention_ms must be positive, or -1 to keep forever".into());
+        }
+        if !(64 * 1024..=4 * 1024 * 1024 * 1024).contains(&self.segment_bytes) {
+            return Err("segment_bytes must be between 64 KiB and 4 GiB".into());
+        }
+        if self.maintenance_interval_ms < 50 || self.gc_interval_ms < 50 {
+            return Err("maintenance_interval_ms and gc_interval_ms must be at least 50".into());
+        }
+        if self.gc_grace_ms < 1_000 {
+            return Err(format!("gc_grace_ms {} is below 1000", self.gc_grace_ms));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("tls_cert and tls_key go together".into());
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ pub mod error;
 pub mod group;
 pub mod lease;
 pub mod local_cluster;
+pub mod maintenance;
 pub mod metadata;
 pub mod metrics;
 pub mod object_store;
@@ -76,6 +77,8 @@ pub struct Shared {
     pub shutting_down: AtomicBool,
     pub stats: Stats,
     pub metrics: Arc<metrics::Metrics>,
+    /// Numbers the segment objects compaction writes.
+    pub segment_seq: AtomicU64,
 }
 
 /// Counters the agent reports through `GetAgentStats`.
@@ -155,15 +158,18 @@ impl Agent {
         };
         let writer = Writer::start(
             id.clone(),
-            config.flush_interval(),
-            config.flush_bytes,
+            writer::FlushSettings {
+                interval: config.flush_interval(),
+                bytes: config.flush_bytes,
+                commit_deadline: config.commit_deadline(),
+            },
             meta.clone(),
             store.clone(),
             cache.clone(),
             lease_kick.clone(),
             metrics.clone(),
         );
-        let reader = Reader::new(meta.clone(), store.clone(), cache);
+        let reader = Reader::new(meta.clone(), store.clone(), cache, metrics.clone());
         meta.register_agent(&id, &advertise).await?;
         let shared = Arc::new(Shared {
             id,
@@ -184,6 +190,7 @@ impl Agent {
                 ..Stats::default()
             },
             metrics,
+            segment_seq: AtomicU64::new(0),
         });
         if let Err(e) = lease::tick(&shared).await {
             tracing::warn!(error = %e, "first lease round failed; the lease loop will retry");
@@ -217,7 +224,9 @@ impl Agent {
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), StartError> {
         let shared = self.shared;
         let (stop_tx, stop_rx) = watch::channel(false);
-        let lease_task = tokio::spawn(lease::run(shared.clone(), stop_rx));
+        let lease_task = tokio::spawn(lease::run(shared.clone(), stop_rx.clone()));
+        let maintenance_task = tokio::spawn(maintenance::run(shared.clone(), stop_rx.clone()));
+        let gc_task = tokio::spawn(maintenance::run_gc(shared.clone(), stop_rx));
         let metrics_task = self
             .metrics_listener
             .map(|l| tokio::spawn(metrics::serve(l, shared.clone())));
@@ -243,6 +252,8 @@ impl Agent {
         shared.writer.close().await;
         let _ = stop_tx.send(true);
         let _ = lease_task.await;
+        let _ = maintenance_task.await;
+        let _ = gc_task.await;
         if let Some(t) = metrics_task {
             t.abort();
         }

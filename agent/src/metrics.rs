@@ -66,6 +66,25 @@ pub struct Metrics {
     pub object_put_errors: AtomicU64,
     pub metadata_commit_seconds: Histogram,
     pub metadata_commit_errors: AtomicU64,
+    pub object_get_seconds: Histogram,
+    pub object_get_errors: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
+    pub compactions: AtomicU64,
+    pub compaction_rows_replaced: AtomicU64,
+    pub compaction_bytes: AtomicU64,
+    pub compaction_errors: AtomicU64,
+    pub compaction_seconds: Histogram,
+    pub retention_rows_dropped: AtomicU64,
+    pub maintenance_errors: AtomicU64,
+    pub gc_runs: AtomicU64,
+    pub gc_objects_deleted: AtomicU64,
+    pub gc_orphans_deleted: AtomicU64,
+    pub gc_bytes_deleted: AtomicU64,
+    pub gc_errors: AtomicU64,
+    /// Unreferenced objects waiting out the grace period after the last pass.
+    pub gc_objects_waiting: AtomicU64,
+    pub gc_seconds: Histogram,
 }
 
 fn counter(out: &mut String, name: &str, help: &str, v: u64) {

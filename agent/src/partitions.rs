@@ -160,6 +160,34 @@ impl PartitionState {
         }
     }
 
+    /// Retention moved the log start: forget the index below it.
+    pub fn advance_log_start(&self, log_start: i64) {
+        self.log_start.fetch_max(log_start, Ordering::AcqRel);
+        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        index.retain(|_, e| e.last_offset >= log_start);
+    }
+
+    /// Compaction replaced the entries within `[first, last]` by `entries`.
+    pub fn replace_segments(
+        &self,
+        first: i64,
+        last: i64,
+        entries: impl IntoIterator<Item = SegmentEntry>,
+    ) {
+        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        index.retain(|base, e| *base < first || e.last_offset > last);
+        for e in entries {
+            index.insert(e.base_offset, e);
+        }
+    }
+
+    /// An object went missing (garbage collected after a swap this agent did not see):
+    /// forget every cached entry pointing at it, so the next look-up asks the store.
+    pub fn forget_object(&self, key: &str) {
+        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        index.retain(|_, e| &*e.object_key != key);
+    }
+
     /// The cached index entry holding `offset`, if any.
     pub fn segment_for(&self, offset: i64) -> Option<SegmentEntry> {
         let index = self.index.lock().unwrap_or_else(|p| p.into_inner());

@@ -3,6 +3,7 @@
 //! they were stored, each with the offset of its first record. At the high watermark a fetch
 //! waits for the next commit, up to the caller's `max_wait`.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,7 +13,8 @@ use streamhouse_proto::batch;
 
 use crate::error::{AgentError, Result};
 use crate::metadata::MetadataStore;
-use crate::object_store::ObjectStore;
+use crate::metrics::Metrics;
+use crate::object_store::{ObjectStore, StorageError};
 use crate::partitions::{PartitionState, SegmentEntry};
 
 /// How often a long-poll on a partition another agent writes looks for its commits.
@@ -89,11 +91,26 @@ pub struct Reader {
     meta: MetadataStore,
     store: Arc<dyn ObjectStore>,
     cache: Arc<ChunkCache>,
+    metrics: Arc<Metrics>,
 }
 
 impl Reader {
-    pub fn new(meta: MetadataStore, store: Arc<dyn ObjectStore>, cache: Arc<ChunkCache>) -> Self {
-        Reader { meta, store, cache }
+    pub fn new(
+        meta: MetadataStore,
+        store: Arc<dyn ObjectStore>,
+        cache: Arc<ChunkCache>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Reader {
+            meta,
+            store,
+            cache,
+            metrics,
+        }
+    }
+
+    pub fn cache(&self) -> &ChunkCache {
+        &self.cache
     }
 
     /// Reads batches of `state`'s partition from `offset`, about `max_bytes` of them (always at
@@ -130,11 +147,41 @@ impl Reader {
         let mut bytes = 0usize;
         while pos < hwm && bytes < max_bytes {
             let Some(seg) = self.segment_for(state, pos).await? else {
+                // Retention may have dropped the rows since the bounds were read.
+                self.refresh_bounds(state).await?;
+                if out.batches.is_empty() && pos < state.log_start() {
+                    return Err(AgentError::OffsetOutOfRange {
+                        offset: pos,
+                        log_start: state.log_start(),
+                        high_watermark: hwm,
+                    });
+                }
                 tracing::warn!(topic = %state.topic, partition = state.partition, offset = pos,
                     "no index entry below the high watermark");
                 break;
             };
-            let chunk = self.chunk(&seg).await?;
+            let chunk = match self.chunk(&seg).await {
+                Err(AgentError::Storage(StorageError::NotFound(_))) => {
+                    // Garbage collected after a compaction or retention this agent's cached
+                    // index predates: ask the store where the offsets are now.
+                    state.forget_object(&seg.object_key);
+                    match self.segment_for(state, pos).await? {
+                        Some(fresh) if fresh.object_key != seg.object_key => {
+                            self.chunk(&fresh).await?
+                        }
+                        _ if out.batches.is_empty() => {
+                            self.refresh_bounds(state).await?;
+                            return Err(AgentError::OffsetOutOfRange {
+                                offset: pos,
+                                log_start: state.log_start(),
+                                high_watermark: hwm,
+                            });
+                        }
+                        _ => break,
+                    }
+                }
+                other => other?,
+            };
             let mut base = seg.base_offset;
             let mut full = false;
             for item in batch::split(&chunk) {
@@ -234,17 +281,28 @@ impl Reader {
         Ok(state.segment_for(offset))
     }
 
-    async fn chunk(&self, seg: &SegmentEntry) -> Result<Bytes> {
+    /// A chunk's bytes, from the cache or the object store.
+    pub(crate) async fn chunk(&self, seg: &SegmentEntry) -> Result<Bytes> {
         if let Some(b) = self.cache.get(&seg.object_key, seg.byte_start) {
+            self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(b);
         }
-        let data = self
+        self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let got = self
             .store
             .get_range(
                 &seg.object_key,
                 seg.byte_start..seg.byte_start + seg.byte_len,
             )
-            .await?;
+            .await;
+        self.metrics.object_get_seconds.observe(started.elapsed());
+        if got.is_err() {
+            self.metrics
+                .object_get_errors
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        let data = got?;
         self.cache
             .insert(seg.object_key.clone(), seg.byte_start, data.clone());
         Ok(data)

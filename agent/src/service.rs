@@ -260,16 +260,18 @@ impl Service {
                 r.partitions
             )));
         }
-        let retention = |v: i64| if v <= 0 { -1 } else { v };
+        let retention_ms = match r.retention_ms {
+            0 => self.shared.config.default_retention_ms,
+            v => retention_value("retention_ms", v)?,
+        };
+        let retention_bytes = match r.retention_bytes {
+            0 => -1,
+            v => retention_value("retention_bytes", v)?,
+        };
         let row = self
             .shared
             .meta
-            .create_topic(
-                &r.name,
-                r.partitions,
-                retention(r.retention_ms),
-                retention(r.retention_bytes),
-            )
+            .create_topic(&r.name, r.partitions, retention_ms, retention_bytes)
             .await
             .map_err(|e| match e {
                 crate::metadata::MetadataError::TopicExists(n) => AgentError::TopicExists(n),
@@ -303,6 +305,54 @@ impl Service {
             })?;
         self.shared.topics.remove(&r.name);
         Ok(pb::DeleteTopicResponse { error: ok() })
+    }
+
+    async fn alter_topic_config_inner(
+        &self,
+        r: pb::AlterTopicConfigRequest,
+    ) -> Result<pb::AlterTopicConfigResponse> {
+        validate_topic_name(&r.name).map_err(AgentError::InvalidTopic)?;
+        let change = crate::metadata::maintenance::TopicConfigChange {
+            retention_ms: r
+                .retention_ms
+                .map(|v| match v {
+                    0 => Ok(self.shared.config.default_retention_ms),
+                    v => retention_value("retention_ms", v),
+                })
+                .transpose()?,
+            retention_bytes: r
+                .retention_bytes
+                .map(|v| match v {
+                    0 => Ok(-1),
+                    v => retention_value("retention_bytes", v),
+                })
+                .transpose()?,
+        };
+        let row = self
+            .shared
+            .meta
+            .alter_topic_config(&r.name, change)
+            .await
+            .map_err(|e| match e {
+                crate::metadata::MetadataError::UnknownTopic(n) => AgentError::UnknownTopic(n),
+                other => AgentError::Metadata(other),
+            })?;
+        let info = self.topic_infos(vec![row]).await?.pop();
+        Ok(pb::AlterTopicConfigResponse {
+            error: ok(),
+            topic: info,
+        })
+    }
+}
+
+/// A retention setting as given: positive, or -1 for none.
+fn retention_value(name: &str, v: i64) -> Result<i64> {
+    if v > 0 || v == -1 {
+        Ok(v)
+    } else {
+        Err(AgentError::InvalidRequest(format!(
+            "{name} {v}: give a positive value, -1 for none or 0 for the default"
+        )))
     }
 }
 
@@ -502,6 +552,7 @@ with_error!(
     pb::GetMetadataResponse,
     pb::CreateTopicResponse,
     pb::DeleteTopicResponse,
+    pb::AlterTopicConfigResponse,
     pb::ListTopicsResponse,
     pb::InitProducerIdResponse,
     pb::DescribeClusterResponse,
@@ -572,6 +623,16 @@ impl pb::stream_house_server::StreamHouse for Service {
         answer!(
             self.delete_topic_inner(request.into_inner()).await,
             pb::DeleteTopicResponse
+        )
+    }
+
+    async fn alter_topic_config(
+        &self,
+        request: Request<pb::AlterTopicConfigRequest>,
+    ) -> Result<Response<pb::AlterTopicConfigResponse>, Status> {
+        answer!(
+            self.alter_topic_config_inner(request.into_inner()).await,
+            pb::AlterTopicConfigResponse
         )
     }
 

@@ -69,6 +69,7 @@ struct Inner {
     agent_id: String,
     flush_interval: Duration,
     flush_bytes: usize,
+    commit_deadline: Duration,
     buffer: Mutex<Buffer>,
     wake: Notify,
     closed: AtomicBool,
@@ -89,6 +90,18 @@ struct Inner {
     metrics: Arc<crate::metrics::Metrics>,
 }
 
+/// When the writer flushes, and how long a flush may take to commit.
+#[derive(Debug, Clone, Copy)]
+pub struct FlushSettings {
+    /// Flush when the oldest buffered batch has waited this long.
+    pub interval: Duration,
+    /// Flush when this many bytes are buffered.
+    pub bytes: usize,
+    /// A flush whose commit has not landed this long after its object was named is failed
+    /// (and its batches refused): after the garbage-collection grace its object may be gone.
+    pub commit_deadline: Duration,
+}
+
 /// The agent's flush buffer and its flusher task.
 #[derive(Debug, Clone)]
 pub struct Writer {
@@ -106,8 +119,7 @@ impl Writer {
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         agent_id: String,
-        flush_interval: Duration,
-        flush_bytes: usize,
+        settings: FlushSettings,
         meta: MetadataStore,
         store: Arc<dyn ObjectStore>,
         cache: Arc<ChunkCache>,
@@ -116,8 +128,9 @@ impl Writer {
     ) -> Writer {
         let inner = Arc::new(Inner {
             agent_id,
-            flush_interval,
-            flush_bytes,
+            flush_interval: settings.interval,
+            flush_bytes: settings.bytes,
+            commit_deadline: settings.commit_deadline,
             buffer: Mutex::new(Buffer::default()),
             wake: Notify::new(),
             closed: AtomicBool::new(false),
@@ -298,6 +311,7 @@ const FOOTER_MAGIC: &[u8; 4] = b"SHO1";
 
 async fn flush(inner: &Inner, taken: Buffer) {
     let append_time_ms = now_ms();
+    let commit_by = Instant::now() + inner.commit_deadline;
     let mut object = BytesMut::with_capacity(taken.bytes + 64 * taken.partitions.len() + 8);
     let mut chunks: Vec<Chunk> = Vec::with_capacity(taken.partitions.len());
     for (_, part) in taken.partitions {
@@ -450,6 +464,7 @@ async fn flush(inner: &Inner, taken: Buffer) {
                     object_key: &key,
                     object_size: object.len() as u64,
                     chunks: &commits,
+                    commit_by: Some(commit_by),
                 })
                 .await
                 .map_err(AgentError::Metadata);

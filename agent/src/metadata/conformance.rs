@@ -110,6 +110,7 @@ async fn run(store: &MetadataStore) {
             object_key: "data/1.obj",
             object_size: 200,
             chunks: &c,
+            commit_by: None,
         })
         .await
         .unwrap();
@@ -145,6 +146,7 @@ async fn run(store: &MetadataStore) {
             object_key: "data/1b.obj",
             object_size: 50,
             chunks: &more,
+            commit_by: None,
         })
         .await
         .unwrap();
@@ -183,6 +185,7 @@ async fn run(store: &MetadataStore) {
             object_key: "data/2.obj",
             object_size: 200,
             chunks: &bad,
+            commit_by: None,
         })
         .await
     {
@@ -236,6 +239,7 @@ async fn run(store: &MetadataStore) {
                 object_key: "data/3.obj",
                 object_size: 1,
                 chunks: &stale,
+                commit_by: None,
             })
             .await,
         Err(MetadataError::Fenced(_))
@@ -496,15 +500,238 @@ async fn groups(store: &MetadataStore) {
     assert_eq!(owned.len(), n, "a partition granted twice");
 }
 
+/// Retention, compaction's swap and garbage collection's bookkeeping.
+async fn maintenance(store: &MetadataStore) {
+    use super::maintenance::{SegmentSwap, TopicConfigChange};
+    use super::SegmentRow;
+    store.create_topic("logs", 1, 60_000, -1).await.unwrap();
+    let t = store
+        .alter_topic_config(
+            "logs",
+            TopicConfigChange {
+                retention_bytes: Some(5_000),
+                ..TopicConfigChange::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((t.retention_ms, t.retention_bytes), (60_000, 5_000));
+    assert!(matches!(
+        store
+            .alter_topic_config("nope", TopicConfigChange::default())
+            .await,
+        Err(MetadataError::UnknownTopic(_))
+    ));
+
+    store.register_agent("m1", "127.0.0.1:11").await.unwrap();
+    let tp = [("logs".to_string(), 0u32)];
+    let lease = store.acquire_leases("m1", 60_000, &tp).await.unwrap();
+    let e1 = lease[0].epoch;
+    // Four flushes of ten records, each in its own object.
+    for i in 0..4i64 {
+        let key = format!("data/m-{i}.obj");
+        store
+            .commit_flush(&FlushCommit {
+                agent_id: "m1",
+                object_key: &key,
+                object_size: 100,
+                chunks: &[chunk("logs", 0, e1, i * 10, 10)],
+                commit_by: None,
+            })
+            .await
+            .unwrap();
+    }
+    let usage = store.partition_usage("logs", 0).await.unwrap();
+    assert_eq!((usage.rows, usage.bytes), (4, 400));
+    assert!(matches!(
+        store
+            .commit_flush(&FlushCommit {
+                agent_id: "m1",
+                object_key: "data/late.obj",
+                object_size: 100,
+                chunks: &[chunk("logs", 0, e1, 40, 10)],
+                commit_by: Some(Instant::now() - Duration::from_millis(1)),
+            })
+            .await,
+        Err(MetadataError::CommitTooLate(_))
+    ));
+    assert_eq!(
+        store
+            .get_partition("logs", 0)
+            .await
+            .unwrap()
+            .unwrap()
+            .high_watermark,
+        40,
+        "a late commit changes nothing"
+    );
+
+    // Compaction: rows 10..=29 (two of them) become one segment with one row.
+    let merged = [SegmentRow {
+        base_offset: 10,
+        last_offset: 29,
+        object_key: "segments/1.obj".into(),
+        byte_start: 0,
+        byte_len: 200,
+        record_count: 20,
+        max_timestamp: 1_700_000_000_000,
+        created_at_ms: 0,
+    }];
+    let swap = |epoch: i64, replaced: u64| SegmentSwap {
+        agent_id: "m1",
+        topic: "logs",
+        partition: 0,
+        lease_epoch: epoch,
+        first_base: 10,
+        last_offset: 29,
+        replaced_rows: replaced,
+        object_key: "segments/1.obj",
+        object_size: 200,
+        rows: &merged,
+    };
+    assert!(matches!(
+        store.swap_segments(&swap(e1, 3)).await,
+        Err(MetadataError::IndexChanged { .. })
+    ));
+    assert_eq!(store.partition_usage("logs", 0).await.unwrap().rows, 4);
+    store.swap_segments(&swap(e1, 2)).await.unwrap();
+    let rows = store.segments("logs", 0, 0, 100).await.unwrap();
+    let spans: Vec<(i64, i64, &str)> = rows
+        .iter()
+        .map(|r| (r.base_offset, r.last_offset, r.object_key.as_str()))
+        .collect();
+    assert_eq!(
+        spans,
+        [
+            (0, 9, "data/m-0.obj"),
+            (10, 29, "segments/1.obj"),
+            (30, 39, "data/m-3.obj")
+        ]
+    );
+    let uncompacted = store
+        .uncompacted_segments("logs", 0, "segments/", 100)
+        .await
+        .unwrap();
+    assert_eq!(uncompacted.len(), 2);
+
+    // Garbage collection's bookkeeping: data/1 and data/2 are no longer referenced.
+    let referenced = store.referenced_objects().await.unwrap();
+    assert!(referenced.contains("segments/1.obj") && !referenced.contains("data/m-1.obj"));
+    let all: Vec<String> = store
+        .object_records()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.key.starts_with("data/") || r.key.starts_with("segments/"))
+        .map(|r| r.key)
+        .collect();
+    let marked_at = store.mark_unreferenced(&all).await.unwrap();
+    let records = store.object_records().await.unwrap();
+    let marked: Vec<&str> = records
+        .iter()
+        .filter(|r| {
+            r.unreferenced_since_ms >= 0
+                && (r.key.contains("/m-") || r.key.starts_with("segments/"))
+        })
+        .map(|r| r.key.as_str())
+        .collect();
+    assert!(marked.contains(&"data/m-1.obj") && marked.contains(&"data/m-2.obj"));
+    assert!(
+        !marked.contains(&"data/m-0.obj") && !marked.contains(&"segments/1.obj"),
+        "{marked:?}"
+    );
+    // Not yet past a grace that ends before the marking.
+    assert!(store
+        .forget_objects(&["data/m-1.obj".into()], marked_at - 1)
+        .await
+        .unwrap()
+        .is_empty());
+    // A referenced object is never forgotten, whatever the caller asks.
+    let gone = store
+        .forget_objects(
+            &[
+                "data/m-1.obj".into(),
+                "data/m-0.obj".into(),
+                "segments/1.obj".into(),
+            ],
+            marked_at,
+        )
+        .await
+        .unwrap();
+    assert_eq!(gone, ["data/m-1.obj"]);
+
+    // Retention: drop everything below 30, fenced by the epoch.
+    store.register_agent("m2", "127.0.0.1:12").await.unwrap();
+    assert!(matches!(
+        store.advance_log_start("m2", "logs", 0, e1, 30).await,
+        Err(MetadataError::Fenced(_))
+    ));
+    assert!(
+        matches!(
+            store.advance_log_start("m1", "logs", 0, e1, 41).await,
+            Err(MetadataError::Fenced(_)),
+        ),
+        "past the high watermark"
+    );
+    assert_eq!(
+        store
+            .advance_log_start("m1", "logs", 0, e1, 30)
+            .await
+            .unwrap(),
+        2
+    );
+    let p = store.get_partition("logs", 0).await.unwrap().unwrap();
+    assert_eq!((p.log_start_offset, p.high_watermark), (30, 40));
+    assert_eq!(store.segments("logs", 0, 0, 100).await.unwrap().len(), 1);
+
+    // A new leader fences the old one's swap: nothing is committed.
+    store
+        .release_lease("m1", "logs", 0, e1, "handed over")
+        .await
+        .unwrap();
+    let e2 = store.acquire_leases("m2", 60_000, &tp).await.unwrap()[0].epoch;
+    assert!(e2 > e1);
+    let late = [SegmentRow {
+        base_offset: 30,
+        last_offset: 39,
+        object_key: "segments/2.obj".into(),
+        ..merged[0].clone()
+    }];
+    let fenced = store
+        .swap_segments(&SegmentSwap {
+            first_base: 30,
+            last_offset: 39,
+            replaced_rows: 1,
+            object_key: "segments/2.obj",
+            rows: &late,
+            ..swap(e1, 1)
+        })
+        .await;
+    assert!(
+        matches!(fenced, Err(MetadataError::Fenced(_))),
+        "{fenced:?}"
+    );
+    let rows = store.segments("logs", 0, 0, 100).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].object_key, "data/m-3.obj");
+    assert!(!store
+        .object_records()
+        .await
+        .unwrap()
+        .iter()
+        .any(|r| r.key == "segments/2.obj"));
+}
+
 #[tokio::test]
 async fn sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("meta.db").display());
     let store = MetadataStore::connect(&url).await.unwrap();
     run(&store).await;
+    maintenance(&store).await;
     // Migrations are idempotent: a second agent on the same file starts cleanly.
     let again = MetadataStore::connect(&url).await.unwrap();
-    assert_eq!(again.list_topics().await.unwrap().len(), 2);
+    assert_eq!(again.list_topics().await.unwrap().len(), 3);
 }
 
 #[tokio::test]
@@ -514,8 +741,9 @@ async fn postgres() {
     };
     let store = MetadataStore::connect(&db.url).await.unwrap();
     run(&store).await;
+    maintenance(&store).await;
     let again = MetadataStore::connect(&db.url).await.unwrap();
-    assert_eq!(again.list_topics().await.unwrap().len(), 2);
+    assert_eq!(again.list_topics().await.unwrap().len(), 3);
     store.close().await;
     again.close().await;
     db.drop_db().await;

@@ -7,6 +7,7 @@
 //! partitions or records in it.
 
 pub mod groups;
+pub mod maintenance;
 mod schema;
 
 use std::future::Future;
@@ -37,6 +38,13 @@ pub enum MetadataError {
     /// The commit found this agent no longer holds these partitions at the epoch it wrote with.
     #[error("fenced: lease lost for {}", fmt_partitions(.0))]
     Fenced(Vec<(Arc<str>, u32)>),
+    /// A compaction found the rows it meant to replace changed under it.
+    #[error("the index of {topic}-{partition} changed during compaction")]
+    IndexChanged { topic: String, partition: u32 },
+    /// A flush reached its commit too late: garbage collection may already treat its
+    /// uncommitted object as an orphan.
+    #[error("object {0:?} was not committed within its deadline")]
+    CommitTooLate(String),
     /// Another instance of this producer bumped its epoch first.
     #[error("producer {id} epoch {epoch} is no longer current")]
     ProducerFenced { id: i64, epoch: i16 },
@@ -106,6 +114,8 @@ pub struct SegmentRow {
     pub byte_len: u64,
     pub record_count: i64,
     pub max_timestamp: i64,
+    /// When the row was committed, by the metadata store's clock.
+    pub created_at_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,6 +181,9 @@ pub struct FlushCommit<'a> {
     pub object_key: &'a str,
     pub object_size: u64,
     pub chunks: &'a [ChunkCommit],
+    /// The commit is refused after this instant: objects no row points to are deleted once
+    /// they are older than the garbage-collection grace, so a commit must land well within it.
+    pub commit_by: Option<std::time::Instant>,
 }
 
 /// How many events the events table keeps.
@@ -234,6 +247,19 @@ fn u32_col(row: &AnyRow, col: &str) -> Result<u32> {
         MetadataError::Unavailable(sqlx::Error::Decode(
             format!("column {col} holds {v}, not a u32").into(),
         ))
+    })
+}
+
+fn segment_row(r: &AnyRow) -> Result<SegmentRow> {
+    Ok(SegmentRow {
+        base_offset: r.try_get("base_offset")?,
+        last_offset: r.try_get("last_offset")?,
+        object_key: r.try_get("object_key")?,
+        byte_start: u64_col(r, "byte_start")?,
+        byte_len: u64_col(r, "byte_len")?,
+        record_count: r.try_get("record_count")?,
+        max_timestamp: r.try_get("max_timestamp")?,
+        created_at_ms: r.try_get("created_at_ms")?,
     })
 }
 
@@ -1047,6 +1073,10 @@ impl MetadataStore {
         .bind(c.agent_id)
         .execute(&mut *tx)
         .await?;
+        if c.commit_by.is_some_and(|by| std::time::Instant::now() > by) {
+            tx.rollback().await?;
+            return Err(MetadataError::CommitTooLate(c.object_key.to_string()));
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -1063,7 +1093,7 @@ impl MetadataStore {
     ) -> Result<Vec<SegmentRow>> {
         sqlx::query(
             "SELECT base_offset, last_offset, object_key, byte_start, byte_len, record_count,
-                    max_timestamp
+                    max_timestamp, created_at_ms
              FROM segments
              WHERE topic = $1 AND partition_id = $2 AND last_offset >= $3
              ORDER BY base_offset LIMIT $4",
@@ -1075,17 +1105,7 @@ impl MetadataStore {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(|r| {
-            Ok(SegmentRow {
-                base_offset: r.try_get("base_offset")?,
-                last_offset: r.try_get("last_offset")?,
-                object_key: r.try_get("object_key")?,
-                byte_start: u64_col(r, "byte_start")?,
-                byte_len: u64_col(r, "byte_len")?,
-                record_count: r.try_get("record_count")?,
-                max_timestamp: r.try_get("max_timestamp")?,
-            })
-        })
+        .map(segment_row)
         .collect()
     }
 

@@ -5,7 +5,7 @@
 //! the metadata store's own clock wherever they decide correctness (lease expiry).
 
 /// (version, SQL). Append only: a released migration is never edited.
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3)];
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4)];
 
 const V1: &str = r#"
 CREATE TABLE topics (
@@ -135,4 +135,10 @@ const V3: &str = r#"
 ALTER TABLE consumer_groups ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '';
 ALTER TABLE group_members ADD COLUMN owned TEXT NOT NULL DEFAULT '';
 ALTER TABLE group_members ADD COLUMN assignors TEXT NOT NULL DEFAULT '';
+"#;
+
+/// Garbage collection: when an object was first seen with no index row pointing at it (-1:
+/// still referenced), so it is deleted only after a grace period that covers in-flight reads.
+const V4: &str = r#"
+ALTER TABLE objects ADD COLUMN unreferenced_since_ms BIGINT NOT NULL DEFAULT -1;
 "#;

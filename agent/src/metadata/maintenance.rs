@@ -1,0 +1,355 @@
+//! What keeps the store bounded: topic configs, retention (advance a partition's log start and
+//! drop the index rows below it), compaction's index swap, and the bookkeeping of garbage
+//! collection. Every change to a partition's index is fenced by the lease epoch of the agent
+//! making it, exactly as a flush commit is.
+
+use std::collections::HashSet;
+
+use sqlx::Row;
+
+use super::{segment_row, MetadataError, MetadataStore, Result, SegmentRow, TopicRow};
+
+/// A topic's settings as an alter request gives them: `None` keeps the current value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TopicConfigChange {
+    /// Milliseconds a record is kept; -1 forever.
+    pub retention_ms: Option<i64>,
+    /// Bytes a partition keeps; -1 unlimited.
+    pub retention_bytes: Option<i64>,
+}
+
+/// A partition's index as the leader's maintenance sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartitionUsage {
+    pub rows: i64,
+    pub bytes: i64,
+}
+
+/// One compaction: the index rows `[first_base, last_offset]` (exactly `replaced_rows` of
+/// them) are replaced by `rows`, which all point into the new object `object_key`.
+#[derive(Debug, Clone)]
+pub struct SegmentSwap<'a> {
+    pub agent_id: &'a str,
+    pub topic: &'a str,
+    pub partition: u32,
+    pub lease_epoch: i64,
+    pub first_base: i64,
+    pub last_offset: i64,
+    pub replaced_rows: u64,
+    pub object_key: &'a str,
+    pub object_size: u64,
+    pub rows: &'a [SegmentRow],
+}
+
+/// An object the metadata store knows of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRecord {
+    pub key: String,
+    pub size_bytes: i64,
+    /// When garbage collection first found no index row pointing at it; -1 while referenced.
+    pub unreferenced_since_ms: i64,
+}
+
+impl MetadataStore {
+    /// Changes a topic's retention settings and returns the topic as it now is.
+    pub async fn alter_topic_config(
+        &self,
+        name: &str,
+        change: TopicConfigChange,
+    ) -> Result<TopicRow> {
+        self.retry_busy(|| async {
+            let done = sqlx::query(
+                "UPDATE topics SET
+                    retention_ms = COALESCE($2, retention_ms),
+                    retention_bytes = COALESCE($3, retention_bytes)
+                 WHERE name = $1",
+            )
+            .bind(name)
+            .bind(change.retention_ms)
+            .bind(change.retention_bytes)
+            .execute(&self.pool)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(MetadataError::UnknownTopic(name.to_string()));
+            }
+            Ok(())
+        })
+        .await?;
+        let row = self
+            .get_topic(name)
+            .await?
+            .ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
+        self.append_event(
+            "topic_altered",
+            name,
+            &format!(
+                "retention_ms {} retention_bytes {}",
+                row.retention_ms, row.retention_bytes
+            ),
+        )
+        .await?;
+        Ok(row)
+    }
+
+    /// How many index rows and bytes a partition holds.
+    pub async fn partition_usage(&self, topic: &str, partition: u32) -> Result<PartitionUsage> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(byte_len), 0) AS BIGINT) AS bytes
+             FROM segments WHERE topic = $1 AND partition_id = $2",
+        )
+        .bind(topic)
+        .bind(i64::from(partition))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(PartitionUsage {
+            rows: row.try_get("n")?,
+            bytes: row.try_get("bytes")?,
+        })
+    }
+
+    /// Index rows of a partition that still point into shared flush objects (not yet
+    /// compacted), in offset order, at most `limit`.
+    pub async fn uncompacted_segments(
+        &self,
+        topic: &str,
+        partition: u32,
+        segment_prefix: &str,
+        limit: i64,
+    ) -> Result<Vec<SegmentRow>> {
+        sqlx::query(
+            "SELECT base_offset, last_offset, object_key, byte_start, byte_len, record_count,
+                    max_timestamp, created_at_ms
+             FROM segments
+             WHERE topic = $1 AND partition_id = $2 AND object_key NOT LIKE $3
+             ORDER BY base_offset LIMIT $4",
+        )
+        .bind(topic)
+        .bind(i64::from(partition))
+        .bind(format!("{segment_prefix}%"))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(segment_row)
+        .collect()
+    }
+
+    /// Retention: moves the partition's log start to `new_log_start` and drops the index rows
+    /// wholly below it, in one transaction that holds only while `agent_id` leads at
+    /// `lease_epoch`. Returns the rows dropped.
+    pub async fn advance_log_start(
+        &self,
+        agent_id: &str,
+        topic: &str,
+        partition: u32,
+        lease_epoch: i64,
+        new_log_start: i64,
+    ) -> Result<u64> {
+        self.retry_busy(|| async {
+            let mut tx = self.pool.begin().await?;
+            let moved = sqlx::query(
+                "UPDATE partitions SET log_start_offset = $1
+                 WHERE topic = $2 AND partition_id = $3 AND leader_id = $4 AND lease_epoch = $5
+                   AND log_start_offset <= $1 AND high_watermark >= $1",
+            )
+            .bind(new_log_start)
+            .bind(topic)
+            .bind(i64::from(partition))
+            .bind(agent_id)
+            .bind(lease_epoch)
+            .execute(&mut *tx)
+            .await?;
+            if moved.rows_affected() != 1 {
+                tx.rollback().await?;
+                return Err(MetadataError::Fenced(vec![(topic.into(), partition)]));
+            }
+            let dropped = sqlx::query(
+                "DELETE FROM segments WHERE topic = $1 AND partition_id = $2 AND last_offset < $3",
+            )
+            .bind(topic)
+            .bind(i64::from(partition))
+            .bind(new_log_start)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(dropped.rows_affected())
+        })
+        .await
+    }
+
+    /// Compaction's swap, in one transaction: the lease must still be `agent_id`'s at
+    /// `lease_epoch` and every replaced row must still be there (retention by a later leader
+    /// may have dropped some). Otherwise nothing changes and the error says which check failed.
+    pub async fn swap_segments(&self, s: &SegmentSwap<'_>) -> Result<()> {
+        let now = self.dialect.now_ms();
+        self.retry_busy(|| async {
+            let mut tx = self.pool.begin().await?;
+            // Touching the row also takes its lock on PostgreSQL, so a flush commit of the
+            // same partition waits for the swap rather than interleaving with it.
+            let held = sqlx::query(
+                "UPDATE partitions SET lease_epoch = lease_epoch
+                 WHERE topic = $1 AND partition_id = $2 AND leader_id = $3 AND lease_epoch = $4",
+            )
+            .bind(s.topic)
+            .bind(i64::from(s.partition))
+            .bind(s.agent_id)
+            .bind(s.lease_epoch)
+            .execute(&mut *tx)
+            .await?;
+            if held.rows_affected() != 1 {
+                tx.rollback().await?;
+                return Err(MetadataError::Fenced(vec![(s.topic.into(), s.partition)]));
+            }
+            let removed = sqlx::query(
+                "DELETE FROM segments WHERE topic = $1 AND partition_id = $2
+                   AND base_offset >= $3 AND last_offset <= $4",
+            )
+            .bind(s.topic)
+            .bind(i64::from(s.partition))
+            .bind(s.first_base)
+            .bind(s.last_offset)
+            .execute(&mut *tx)
+            .await?;
+            if removed.rows_affected() != s.replaced_rows {
+                tx.rollback().await?;
+                return Err(MetadataError::IndexChanged {
+                    topic: s.topic.to_string(),
+                    partition: s.partition,
+                });
+            }
+            for row in s.rows {
+                sqlx::query(&format!(
+                    "INSERT INTO segments (topic, partition_id, base_offset, last_offset,
+                        object_key, byte_start, byte_len, record_count, max_timestamp,
+                        created_at_ms)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, {now})"
+                ))
+                .bind(s.topic)
+                .bind(i64::from(s.partition))
+                .bind(row.base_offset)
+                .bind(row.last_offset)
+                .bind(s.object_key)
+                .bind(row.byte_start as i64)
+                .bind(row.byte_len as i64)
+                .bind(row.record_count)
+                .bind(row.max_timestamp)
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query(&format!(
+                "INSERT INTO objects (object_key, size_bytes, agent_id, created_at_ms)
+                 VALUES ($1, $2, $3, {now})"
+            ))
+            .bind(s.object_key)
+            .bind(s.object_size as i64)
+            .bind(s.agent_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    // ---- garbage collection -------------------------------------------------------------
+
+    /// Every object the store has a row for.
+    pub async fn object_records(&self) -> Result<Vec<ObjectRecord>> {
+        sqlx::query("SELECT object_key, size_bytes, unreferenced_since_ms FROM objects")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(ObjectRecord {
+                    key: r.try_get("object_key")?,
+                    size_bytes: r.try_get("size_bytes")?,
+                    unreferenced_since_ms: r.try_get("unreferenced_since_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Every object some index row points at.
+    pub async fn referenced_objects(&self) -> Result<HashSet<String>> {
+        sqlx::query("SELECT DISTINCT object_key FROM segments")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok(r.try_get("object_key")?))
+            .collect()
+    }
+
+    /// Records that `keys` were found unreferenced now (by the store's clock), unless an
+    /// index row points at them again by now. Returns the store's time of the marking.
+    pub async fn mark_unreferenced(&self, keys: &[String]) -> Result<i64> {
+        let now = self.now_ms().await?;
+        for chunk in keys.chunks(200) {
+            self.retry_busy(|| async {
+                let list = (0..chunk.len())
+                    .map(|i| format!("${}", i + 2))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!(
+                    "UPDATE objects SET unreferenced_since_ms = $1
+                     WHERE unreferenced_since_ms < 0 AND object_key IN ({list})
+                       AND NOT EXISTS (SELECT 1 FROM segments s
+                                       WHERE s.object_key = objects.object_key)"
+                );
+                let mut q = sqlx::query(&sql).bind(now);
+                for k in chunk {
+                    q = q.bind(k.as_str());
+                }
+                q.execute(&self.pool).await?;
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(now)
+    }
+
+    /// Forgets the rows of objects about to be deleted, but only those that are still
+    /// unreferenced and were marked at or before `marked_before_ms`. Returns the keys whose
+    /// rows went, which alone may now be deleted from the object store.
+    pub async fn forget_objects(
+        &self,
+        keys: &[String],
+        marked_before_ms: i64,
+    ) -> Result<Vec<String>> {
+        let mut gone = Vec::new();
+        for chunk in keys.chunks(200) {
+            let rows = self
+                .retry_busy(|| async {
+                    let list = (0..chunk.len())
+                        .map(|i| format!("${}", i + 2))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let sql = format!(
+                        "DELETE FROM objects
+                         WHERE unreferenced_since_ms >= 0 AND unreferenced_since_ms <= $1
+                           AND object_key IN ({list})
+                           AND NOT EXISTS (SELECT 1 FROM segments s
+                                           WHERE s.object_key = objects.object_key)
+                         RETURNING object_key"
+                    );
+                    let mut q = sqlx::query(&sql).bind(marked_before_ms);
+                    for k in chunk {
+                        q = q.bind(k.as_str());
+                    }
+                    Ok(q.fetch_all(&self.pool).await?)
+                })
+                .await?;
+            for r in rows {
+                gone.push(r.try_get("object_key")?);
+            }
+        }
+        Ok(gone)
+    }
+
+    /// Counts the index rows of every partition (for the soak test and the metrics).
+    pub async fn segment_row_count(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM segments")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+}
