@@ -190,6 +190,93 @@ pub fn render(shared: &crate::Shared) -> String {
             .filter(|p| p.lease_epoch().is_some())
             .count() as u64,
     );
+    let cache_bytes = shared.reader.cache().size() as u64;
+    gauge(
+        &mut out,
+        "streamhouse_cache_bytes",
+        "Chunk bytes held by the read cache.",
+        cache_bytes,
+    );
+    for (name, help, v) in [
+        (
+            "streamhouse_object_get_errors_total",
+            "Object store reads that failed.",
+            &m.object_get_errors,
+        ),
+        (
+            "streamhouse_cache_hits_total",
+            "Chunk reads served from the read cache.",
+            &m.cache_hits,
+        ),
+        (
+            "streamhouse_cache_misses_total",
+            "Chunk reads that went to the object store.",
+            &m.cache_misses,
+        ),
+        (
+            "streamhouse_compactions_total",
+            "Segments written by compaction.",
+            &m.compactions,
+        ),
+        (
+            "streamhouse_compaction_rows_replaced_total",
+            "Index rows (chunks) compaction replaced by segments.",
+            &m.compaction_rows_replaced,
+        ),
+        (
+            "streamhouse_compaction_bytes_total",
+            "Bytes written into segments by compaction.",
+            &m.compaction_bytes,
+        ),
+        (
+            "streamhouse_compaction_errors_total",
+            "Compactions that failed (fenced, index changed, store errors).",
+            &m.compaction_errors,
+        ),
+        (
+            "streamhouse_retention_rows_dropped_total",
+            "Index rows dropped by retention.",
+            &m.retention_rows_dropped,
+        ),
+        (
+            "streamhouse_maintenance_errors_total",
+            "Partition maintenance passes (retention, compaction) that failed.",
+            &m.maintenance_errors,
+        ),
+        (
+            "streamhouse_gc_runs_total",
+            "Garbage-collection passes this agent completed.",
+            &m.gc_runs,
+        ),
+        (
+            "streamhouse_gc_objects_deleted_total",
+            "Unreferenced objects deleted after the grace period.",
+            &m.gc_objects_deleted,
+        ),
+        (
+            "streamhouse_gc_orphans_deleted_total",
+            "Objects never committed (fenced or crashed flushes) deleted.",
+            &m.gc_orphans_deleted,
+        ),
+        (
+            "streamhouse_gc_bytes_deleted_total",
+            "Bytes of objects garbage collection deleted.",
+            &m.gc_bytes_deleted,
+        ),
+        (
+            "streamhouse_gc_errors_total",
+            "Garbage-collection passes or deletes that failed.",
+            &m.gc_errors,
+        ),
+    ] {
+        counter(&mut out, name, help, load(v));
+    }
+    gauge(
+        &mut out,
+        "streamhouse_gc_objects_waiting",
+        "Unreferenced objects waiting out the grace period, as of this agent's last pass.",
+        load(&m.gc_objects_waiting),
+    );
     m.produce_seconds.render(
         &mut out,
         "streamhouse_produce_request_seconds",
@@ -214,6 +301,21 @@ pub fn render(shared: &crate::Shared) -> String {
         &mut out,
         "streamhouse_metadata_commit_seconds",
         "Metadata store flush commit latency.",
+    );
+    m.object_get_seconds.render(
+        &mut out,
+        "streamhouse_object_get_seconds",
+        "Object store ranged read latency (cache misses).",
+    );
+    m.compaction_seconds.render(
+        &mut out,
+        "streamhouse_compaction_seconds",
+        "One compaction: read the chunks, write the segment, swap the index.",
+    );
+    m.gc_seconds.render(
+        &mut out,
+        "streamhouse_gc_seconds",
+        "One garbage-collection pass.",
     );
     out
 }

@@ -153,6 +153,15 @@ impl PartitionState {
     pub fn insert_segments(&self, entries: impl IntoIterator<Item = SegmentEntry>) {
         let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
         for e in entries {
+            // Entries a compaction replaced (seen stale by an agent that did not do it)
+            // overlap the new one: they go.
+            let stale: Vec<i64> = index
+                .range(e.base_offset + 1..=e.last_offset)
+                .map(|(b, _)| *b)
+                .collect();
+            for b in stale {
+                index.remove(&b);
+            }
             index.insert(e.base_offset, e);
         }
         while index.len() > INDEX_ENTRIES_KEPT {

@@ -160,14 +160,16 @@ impl Reader {
                     "no index entry below the high watermark");
                 break;
             };
-            let chunk = match self.chunk(&seg).await {
+            let (seg, chunk) = match self.chunk(&seg).await {
+                Ok(chunk) => (seg, chunk),
                 Err(AgentError::Storage(StorageError::NotFound(_))) => {
                     // Garbage collected after a compaction or retention this agent's cached
                     // index predates: ask the store where the offsets are now.
                     state.forget_object(&seg.object_key);
                     match self.segment_for(state, pos).await? {
                         Some(fresh) if fresh.object_key != seg.object_key => {
-                            self.chunk(&fresh).await?
+                            let chunk = self.chunk(&fresh).await?;
+                            (fresh, chunk)
                         }
                         _ if out.batches.is_empty() => {
                             self.refresh_bounds(state).await?;
@@ -180,7 +182,7 @@ impl Reader {
                         _ => break,
                     }
                 }
-                other => other?,
+                Err(e) => return Err(e),
             };
             let mut base = seg.base_offset;
             let mut full = false;

@@ -283,14 +283,16 @@ pub struct NewTopic {
     pub name: String,
     /// Number of partitions, 1 to 10,000.
     pub partitions: u32,
-    /// Retention by age in ms; `None` keeps records forever.
+    /// Retention by age in ms (Kafka's `retention.ms`): `None` for the cluster's default
+    /// (7 days unless the agents are configured otherwise), `Some(-1)` to keep records forever.
     pub retention_ms: Option<i64>,
-    /// Retention by size per partition in bytes; `None` for no limit.
+    /// Retention by size per partition in bytes (`retention.bytes`): `None` or `Some(-1)` for
+    /// no limit.
     pub retention_bytes: Option<i64>,
 }
 
 impl NewTopic {
-    /// A topic kept forever.
+    /// A topic with the cluster's default retention.
     ///
     /// ```
     /// let topic = streamhouse_client::NewTopic::new("events", 8);
@@ -304,6 +306,23 @@ impl NewTopic {
             retention_bytes: None,
         }
     }
+}
+
+/// Changes to a topic's settings; a `None` field keeps its current value.
+///
+/// ```
+/// let change = streamhouse_client::TopicConfig {
+///     retention_ms: Some(24 * 3600 * 1000),
+///     ..Default::default()
+/// };
+/// assert_eq!(change.retention_bytes, None);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TopicConfig {
+    /// Milliseconds records are kept; `Some(-1)` forever, `Some(0)` the cluster's default.
+    pub retention_ms: Option<i64>,
+    /// Bytes each partition keeps; `Some(-1)` unlimited.
+    pub retention_bytes: Option<i64>,
 }
 
 /// Manages topics.
@@ -369,7 +388,7 @@ impl Admin {
         let req = pb::CreateTopicRequest {
             name: topic.name.clone(),
             partitions: topic.partitions,
-            retention_ms: topic.retention_ms.unwrap_or(-1),
+            retention_ms: topic.retention_ms.unwrap_or(0),
             retention_bytes: topic.retention_bytes.unwrap_or(-1),
         };
         let resp = self
@@ -404,6 +423,41 @@ impl Admin {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Changes a topic's retention. Takes effect at the partition leaders' next maintenance
+    /// pass (every 10 s by default): whole segments beyond the new limits are dropped and
+    /// the log start advances.
+    ///
+    /// ```no_run
+    /// # async fn example(admin: streamhouse_client::Admin) -> Result<(), streamhouse_client::ClientError> {
+    /// use streamhouse_client::TopicConfig;
+    /// let topic = admin
+    ///     .alter_topic_config("events", TopicConfig { retention_ms: Some(3_600_000), ..Default::default() })
+    ///     .await?;
+    /// assert_eq!(topic.retention_ms, 3_600_000);
+    /// # Ok(()) }
+    /// ```
+    pub async fn alter_topic_config(
+        &self,
+        name: &str,
+        change: TopicConfig,
+    ) -> Result<TopicDescription> {
+        let req = pb::AlterTopicConfigRequest {
+            name: name.to_string(),
+            retention_ms: change.retention_ms,
+            retention_bytes: change.retention_bytes,
+        };
+        let resp = self
+            .cluster
+            .ask(|mut c| {
+                let req = req.clone();
+                async move { c.alter_topic_config(req).await }
+            })
+            .await?;
+        resp.topic
+            .map(TopicDescription::from_pb)
+            .ok_or_else(|| ClientError::UnknownTopic(name.to_string()))
     }
 
     /// Every topic, by name.

@@ -306,6 +306,7 @@ macro_rules! answers {
 answers!(
     pb::CreateTopicResponse,
     pb::DeleteTopicResponse,
+    pb::AlterTopicConfigResponse,
     pb::ListTopicsResponse,
     pb::DescribeClusterResponse,
     pb::ListEventsResponse,

@@ -36,7 +36,7 @@ mod producer;
 pub use admin::{
     Admin, AgentDescription, AgentStats, ClusterDescription, ClusterEvent, GroupDescription,
     GroupListing, GroupMemberDescription, GroupPartitionDescription, NewTopic,
-    PartitionDescription, ResetTarget, TopicDescription,
+    PartitionDescription, ResetTarget, TopicConfig, TopicDescription,
 };
 pub use consumer::{
     Consumer, ConsumerBuilder, ConsumerRecord, OffsetReset, RebalanceListener, TopicPartition,

@@ -1,0 +1,459 @@
+//! Retention, compaction and garbage collection against running agents: reads stay correct
+//! while index rows are swapped and objects deleted, retention moves the log start under
+//! consumers, and deleting a topic removes its objects.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use streamhouse_agent::{AgentConfig, EmbeddedAgent};
+use streamhouse_client::{
+    Admin, ClientError, Consumer, NewTopic, OffsetReset, Producer, TopicConfig, TopicPartition,
+};
+use streamhouse_proto::batch::Batch;
+use streamhouse_proto::pb::ErrorCode;
+use streamhouse_tests::raw;
+
+/// An agent on `dir` that compacts and collects garbage every few hundred milliseconds.
+fn fast_maintenance(dir: &Path) -> AgentConfig {
+    let mut c = AgentConfig::embedded(dir, "127.0.0.1:0");
+    c.flush_interval_ms = Some(5);
+    c.segment_bytes = 64 * 1024;
+    c.compaction_age_ms = 200;
+    c.maintenance_interval_ms = 100;
+    c.gc_grace_ms = 1_000;
+    c.gc_interval_ms = 200;
+    c.metrics_listen = Some("127.0.0.1:0".into());
+    c
+}
+
+/// Object keys under `objects/PREFIX` of a data directory.
+fn objects(dir: &Path, prefix: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    if let Ok(entries) = std::fs::read_dir(dir.join("objects").join(prefix)) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".obj") {
+                out.insert(format!("{prefix}/{name}"));
+            }
+        }
+    }
+    out
+}
+
+async fn eventually<F: FnMut() -> bool>(what: &str, within: Duration, mut f: F) {
+    let deadline = Instant::now() + within;
+    while !f() {
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Reads `[from, to)` of a partition with a fresh consumer and checks every value is the
+/// decimal of its offset.
+async fn read_checked(addr: &str, topic: &str, from: i64, to: i64) {
+    let tp = TopicPartition::new(topic, 0);
+    let mut c = Consumer::builder()
+        .bootstrap(addr)
+        .auto_offset_reset(OffsetReset::None)
+        .build()
+        .await
+        .unwrap();
+    c.assign(vec![tp.clone()]).await.unwrap();
+    c.seek(&tp, from).await.unwrap();
+    let mut next = from;
+    while next < to {
+        for r in c.poll(Duration::from_millis(500)).await.unwrap() {
+            assert_eq!(r.offset, next, "offsets dense and in order");
+            let v = std::str::from_utf8(r.value.as_deref().unwrap()).unwrap();
+            assert_eq!(v, r.offset.to_string(), "value at {}", r.offset);
+            next += 1;
+        }
+    }
+    c.close().await.unwrap();
+}
+
+fn metric(addr: std::net::SocketAddr, series: &str) -> f64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("{series} missing"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn fetches_stay_correct_while_compaction_swaps_and_gc_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = EmbeddedAgent::start(fast_maintenance(dir.path()), 2).unwrap();
+    let addr = agent.addr().to_string();
+    let metrics = agent.metrics_addr().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let total = rt.block_on(async {
+        let admin = Admin::connect(&addr).await.unwrap();
+        admin.create_topic(NewTopic::new("c", 1)).await.unwrap();
+        let producer = Producer::builder()
+            .bootstrap(&addr)
+            .linger_ms(2)
+            .build()
+            .await
+            .unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Readers start over from offset 0 again and again while the index changes.
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let addr = addr.clone();
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let mut rounds = 0u32;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let admin = Admin::connect(&addr).await.unwrap();
+                        let hwm =
+                            admin.list_topics().await.unwrap()[0].partitions[0].high_watermark;
+                        read_checked(&addr, "c", 0, hwm).await;
+                        rounds += 1;
+                    }
+                    rounds
+                })
+            })
+            .collect();
+        let started = Instant::now();
+        let mut n = 0i64;
+        while started.elapsed() < Duration::from_secs(6) {
+            for _ in 0..200 {
+                producer
+                    .send_record(
+                        "c",
+                        Some(0),
+                        None,
+                        Some(n.to_string().as_bytes()),
+                        &[],
+                        None,
+                    )
+                    .await
+                    .unwrap();
+                n += 1;
+            }
+            producer.flush().await.unwrap();
+        }
+        producer.close().await.unwrap();
+        // Until at least one compaction and one deletion happened under the readers.
+        eventually(
+            "compaction and garbage collection ran",
+            Duration::from_secs(30),
+            || {
+                metric(metrics, "streamhouse_compactions_total") >= 2.0
+                    && metric(metrics, "streamhouse_gc_objects_deleted_total") >= 1.0
+            },
+        )
+        .await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for r in readers {
+            assert!(r.await.unwrap() >= 1, "each reader finished a full pass");
+        }
+        read_checked(&addr, "c", 0, n).await;
+        n
+    });
+    assert!(total > 1_000);
+    // Compaction moved the partition into segment objects; the flush objects it replaced
+    // are gone once the grace passed.
+    assert!(!objects(dir.path(), "segments").is_empty());
+    assert!(metric(metrics, "streamhouse_compaction_errors_total") == 0.0);
+    assert!(metric(metrics, "streamhouse_fetch_errors_total") == 0.0);
+    agent.stop().unwrap();
+}
+
+#[test]
+fn an_agent_holding_an_old_index_reads_through_compaction_and_gc() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = fast_maintenance(dir.path());
+    // No chunk cache: every read goes to the objects, so a deleted one would show.
+    config.cache_bytes = 0;
+    // Compaction only when the test says: a long age and a large segment.
+    config.compaction_age_ms = 3_000;
+    let a = EmbeddedAgent::start(config.clone(), 1).unwrap();
+    let b = EmbeddedAgent::start(config, 1).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let admin = Admin::connect(&a.addr().to_string()).await.unwrap();
+        let t = admin.create_topic(NewTopic::new("old", 1)).await.unwrap();
+        let leader = t.partitions[0].leader_id.clone().unwrap();
+        let follower = if leader == a.id() { b.addr() } else { a.addr() };
+        let producer = Producer::builder()
+            .bootstrap(&a.addr().to_string())
+            .build()
+            .await
+            .unwrap();
+        for i in 0..300i64 {
+            producer
+                .send_record(
+                    "old",
+                    Some(0),
+                    None,
+                    Some(i.to_string().as_bytes()),
+                    &[],
+                    None,
+                )
+                .await
+                .unwrap();
+            if i % 30 == 29 {
+                producer.flush().await.unwrap();
+            }
+        }
+        producer.close().await.unwrap();
+        let flushed = objects(dir.path(), "data");
+        assert!(flushed.len() >= 5, "{flushed:?}");
+
+        // The follower reads everything once: its index now points at the flush objects.
+        let mut raw = raw::connect(&follower.to_string()).await;
+        let read_all = |mut c: raw::Client| async move {
+            let mut next = 0i64;
+            while next < 300 {
+                let r = raw::fetch(&mut c, "old", 0, next, 1 << 20, 0).await;
+                assert_eq!(raw::code(&r.error), ErrorCode::Ok, "{:?}", r.error);
+                for (base, bytes) in r.base_offsets.iter().zip(r.batches) {
+                    let batch = Batch::parse(Bytes::from(bytes)).unwrap();
+                    for rec in batch.records(*base).unwrap() {
+                        if rec.offset < next {
+                            continue;
+                        }
+                        assert_eq!(rec.offset, next);
+                        assert_eq!(rec.value.as_deref(), Some(next.to_string().as_bytes()));
+                        next += 1;
+                    }
+                }
+            }
+        };
+        read_all(raw.clone()).await;
+
+        // Compaction (after 3 s) and then GC (1 s later) remove every one of those objects.
+        eventually(
+            "the flush objects the follower indexed are deleted",
+            Duration::from_secs(30),
+            || objects(dir.path(), "data").is_disjoint(&flushed),
+        )
+        .await;
+        assert!(!objects(dir.path(), "segments").is_empty());
+        // The follower's cached index is stale; the read still succeeds, with the same data.
+        read_all(raw.clone()).await;
+        let r = raw::fetch(&mut raw, "old", 0, 0, 1 << 20, 0).await;
+        assert_eq!(raw::code(&r.error), ErrorCode::Ok);
+    });
+    a.stop().unwrap();
+    b.stop().unwrap();
+}
+
+#[test]
+fn retention_advances_the_log_start_and_consumers_reset_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = EmbeddedAgent::start(fast_maintenance(dir.path()), 2).unwrap();
+    let addr = agent.addr().to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let admin = Admin::connect(&addr).await.unwrap();
+        let t = admin
+            .create_topic(NewTopic::new("default", 1))
+            .await
+            .unwrap();
+        assert_eq!(t.retention_ms, 7 * 24 * 3600 * 1000, "the cluster default");
+        let mut forever = NewTopic::new("short", 1);
+        forever.retention_ms = Some(-1);
+        let t = admin.create_topic(forever).await.unwrap();
+        assert_eq!(t.retention_ms, -1);
+        let producer = Producer::builder().bootstrap(&addr).build().await.unwrap();
+        let old = 1_000_000_000_000i64; // 2001: long past any retention
+        for i in 0..100i64 {
+            producer
+                .send_record(
+                    "short",
+                    Some(0),
+                    None,
+                    Some(i.to_string().as_bytes()),
+                    &[],
+                    Some(old),
+                )
+                .await
+                .unwrap();
+        }
+        producer.flush().await.unwrap();
+        for i in 100..150i64 {
+            producer
+                .send_record(
+                    "short",
+                    Some(0),
+                    None,
+                    Some(i.to_string().as_bytes()),
+                    &[],
+                    None,
+                )
+                .await
+                .unwrap();
+        }
+        producer.close().await.unwrap();
+        // Kept forever so far; with an hour's retention only the records of 2001 go.
+        let altered = admin
+            .alter_topic_config(
+                "short",
+                TopicConfig {
+                    retention_ms: Some(3_600_000),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (altered.retention_ms, altered.retention_bytes),
+            (3_600_000, -1)
+        );
+        let log_start = || {
+            let admin = admin.clone();
+            async move {
+                let topics = admin.list_topics().await.unwrap();
+                let t = topics.iter().find(|t| t.name == "short").unwrap();
+                t.partitions[0].log_start_offset
+            }
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while log_start().await == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "retention never advanced the log start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(log_start().await, 100, "exactly the old flush is dropped");
+
+        // A consumer positioned before the log start: a typed error with the new start...
+        let tp = TopicPartition::new("short", 0);
+        let mut strict = Consumer::builder()
+            .bootstrap(&addr)
+            .auto_offset_reset(OffsetReset::None)
+            .build()
+            .await
+            .unwrap();
+        strict.assign(vec![tp.clone()]).await.unwrap();
+        strict.seek(&tp, 5).await.unwrap();
+        match strict.poll(Duration::from_secs(2)).await {
+            Err(ClientError::OffsetOutOfRange {
+                log_start_offset, ..
+            }) => assert_eq!(log_start_offset, 100),
+            other => panic!("expected OffsetOutOfRange, got {other:?}"),
+        }
+        // ...and with auto_offset_reset=earliest it continues from there.
+        let mut lenient = Consumer::builder()
+            .bootstrap(&addr)
+            .auto_offset_reset(OffsetReset::Earliest)
+            .build()
+            .await
+            .unwrap();
+        lenient.assign(vec![tp.clone()]).await.unwrap();
+        lenient.seek(&tp, 5).await.unwrap();
+        let mut got = Vec::new();
+        while got.len() < 50 {
+            got.extend(lenient.poll(Duration::from_secs(1)).await.unwrap());
+        }
+        assert_eq!(got[0].offset, 100);
+        assert_eq!(got[0].value.as_deref(), Some(&b"100"[..]));
+        lenient.close().await.unwrap();
+
+        // Size retention: a tiny limit drops every row but the newest (as Kafka keeps its
+        // active segment), so once more records arrive the earlier ones go.
+        admin
+            .alter_topic_config(
+                "short",
+                TopicConfig {
+                    retention_bytes: Some(1),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let producer = Producer::builder().bootstrap(&addr).build().await.unwrap();
+        for i in 150..200i64 {
+            producer
+                .send_record(
+                    "short",
+                    Some(0),
+                    None,
+                    Some(i.to_string().as_bytes()),
+                    &[],
+                    None,
+                )
+                .await
+                .unwrap();
+        }
+        producer.close().await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while log_start().await < 150 {
+            assert!(
+                Instant::now() < deadline,
+                "size retention never dropped the rest"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Bad values are refused with a typed error.
+        let bad = admin
+            .alter_topic_config(
+                "short",
+                TopicConfig {
+                    retention_ms: Some(-5),
+                    ..Default::default()
+                },
+            )
+            .await;
+        assert_eq!(
+            bad.as_ref().err().and_then(ClientError::code),
+            Some(ErrorCode::InvalidRequest),
+            "{bad:?}"
+        );
+        let unknown = admin
+            .alter_topic_config("nope", TopicConfig::default())
+            .await;
+        assert!(
+            matches!(unknown, Err(ClientError::UnknownTopic(_))),
+            "{unknown:?}"
+        );
+    });
+    agent.stop().unwrap();
+}
+
+#[test]
+fn deleting_a_topic_removes_its_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = EmbeddedAgent::start(fast_maintenance(dir.path()), 2).unwrap();
+    let addr = agent.addr().to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let admin = Admin::connect(&addr).await.unwrap();
+        admin
+            .create_topic(NewTopic::new("doomed", 2))
+            .await
+            .unwrap();
+        let producer = Producer::builder().bootstrap(&addr).build().await.unwrap();
+        for i in 0..2_000u32 {
+            producer
+                .send_record("doomed", Some(i % 2), None, Some(b"x"), &[], None)
+                .await
+                .unwrap();
+        }
+        producer.close().await.unwrap();
+        assert!(!objects(dir.path(), "data").is_empty());
+        admin.delete_topic("doomed").await.unwrap();
+        eventually(
+            "every object of the topic is deleted",
+            Duration::from_secs(30),
+            || objects(dir.path(), "data").is_empty() && objects(dir.path(), "segments").is_empty(),
+        )
+        .await;
+    });
+    agent.stop().unwrap();
+}
