@@ -8,6 +8,7 @@
 //! knows of each.
 
 pub mod assignment;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
@@ -119,6 +120,8 @@ pub struct Agent {
     listener: TcpListener,
     addr: SocketAddr,
     metrics_listener: Option<TcpListener>,
+    tls: Option<tonic::transport::Identity>,
+    tokens: auth::TokenCheck,
 }
 
 impl Agent {
@@ -147,6 +150,9 @@ impl Agent {
             )));
         }
         let addr = listener.local_addr()?;
+        let tls = auth::load_identity(&config).map_err(StartError::Config)?;
+        let tokens = auth::TokenCheck::load(config.auth_tokens_file.as_deref())
+            .map_err(StartError::Config)?;
         let advertise = config.advertise.clone().unwrap_or_else(|| addr.to_string());
         let meta = MetadataStore::connect(&config.metadata).await?;
         let cache = Arc::new(ChunkCache::new(config.cache_bytes));
@@ -200,6 +206,8 @@ impl Agent {
             listener,
             addr,
             metrics_listener,
+            tls,
+            tokens,
         })
     }
 
@@ -231,14 +239,22 @@ impl Agent {
             .metrics_listener
             .map(|l| tokio::spawn(metrics::serve(l, shared.clone())));
         let max_msg = shared.config.max_record_bytes * 2 + 1024 * 1024;
-        let svc = StreamHouseServer::new(service::Service::new(shared.clone()))
-            .max_decoding_message_size(max_msg.max(8 * 1024 * 1024))
-            .max_encoding_message_size(128 * 1024 * 1024);
+        let svc = tonic::service::interceptor::InterceptedService::new(
+            StreamHouseServer::new(service::Service::new(shared.clone()))
+                .max_decoding_message_size(max_msg.max(8 * 1024 * 1024))
+                .max_encoding_message_size(128 * 1024 * 1024),
+            self.tokens,
+        );
         let incoming =
             tonic::transport::server::TcpIncoming::from(self.listener).with_nodelay(Some(true));
         tracing::info!(id = %shared.id, addr = %self.addr, "agent serving");
         let drain = shared.clone();
-        let result = tonic::transport::Server::builder()
+        let mut server = tonic::transport::Server::builder();
+        if let Some(identity) = self.tls {
+            server =
+                server.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+        }
+        let result = server
             .add_service(svc)
             .serve_with_incoming_shutdown(incoming, async move {
                 shutdown.await;

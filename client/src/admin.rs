@@ -368,7 +368,26 @@ impl Admin {
     /// # Ok(()) }
     /// ```
     pub async fn connect_with_timeout(bootstrap: &str, timeout: Duration) -> Result<Admin> {
-        let cluster = Cluster::new(parse_bootstrap(bootstrap)?, 4, timeout);
+        Admin::connect_with(bootstrap, timeout, crate::Security::default()).await
+    }
+
+    /// As [`Admin::connect_with_timeout`], over TLS and/or with a token.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), streamhouse_client::ClientError> {
+    /// use std::time::Duration;
+    /// use streamhouse_client::{Admin, Security};
+    /// let security = Security::new().tls_ca_file("ca.pem")?.token_file("token")?;
+    /// let admin = Admin::connect_with("agents.internal:9660", Duration::from_secs(30), security).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_with(
+        bootstrap: &str,
+        timeout: Duration,
+        security: crate::Security,
+    ) -> Result<Admin> {
+        security.validate()?;
+        let cluster = Cluster::new(parse_bootstrap(bootstrap)?, 4, timeout, security);
         Ok(Admin {
             cluster: Arc::new(cluster),
         })

@@ -7,16 +7,21 @@ use std::time::{Duration, Instant};
 use streamhouse_proto::pb;
 use streamhouse_proto::pb::stream_house_client::StreamHouseClient;
 use tokio::sync::Semaphore;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{ClientError, Result};
+use crate::security::{Auth, Security};
+
+/// A connection to one agent, every request carrying the client's token.
+pub(crate) type Rpc = StreamHouseClient<InterceptedService<Channel, Auth>>;
 
 /// Largest response a client accepts (a fetch of many partitions' batches).
 const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub(crate) struct AgentConn {
-    pub client: StreamHouseClient<Channel>,
+    pub client: Rpc,
     /// Bounds the produce requests in flight to this agent.
     pub in_flight: Arc<Semaphore>,
 }
@@ -39,6 +44,7 @@ pub(crate) struct Cluster {
     bootstrap: Vec<String>,
     max_in_flight: usize,
     request_timeout: Duration,
+    security: Security,
     conns: Mutex<HashMap<String, AgentConn>>,
     topics: RwLock<HashMap<String, Arc<TopicMeta>>>,
     /// The live agents the last metadata answer named: asked first, so a client keeps
@@ -68,11 +74,17 @@ pub(crate) fn parse_bootstrap(list: &str) -> Result<Vec<String>> {
 }
 
 impl Cluster {
-    pub fn new(bootstrap: Vec<String>, max_in_flight: usize, request_timeout: Duration) -> Self {
+    pub fn new(
+        bootstrap: Vec<String>,
+        max_in_flight: usize,
+        request_timeout: Duration,
+        security: Security,
+    ) -> Self {
         Cluster {
             bootstrap,
             max_in_flight,
             request_timeout,
+            security,
             conns: Mutex::new(HashMap::new()),
             topics: RwLock::new(HashMap::new()),
             agents: RwLock::new(Vec::new()),
@@ -94,15 +106,24 @@ impl Cluster {
         if let Some(c) = conns.get(addr) {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| ClientError::InvalidConfig(format!("agent address {addr:?}: {e}")))?
+        let invalid = |e: tonic::transport::Error| {
+            ClientError::InvalidConfig(format!("agent address {addr:?}: {e}"))
+        };
+        let mut endpoint = Endpoint::from_shared(format!("{}://{addr}", self.security.scheme()))
+            .map_err(invalid)?
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(3))
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_while_idle(true);
-        let client = StreamHouseClient::new(endpoint.connect_lazy())
-            .max_decoding_message_size(MAX_RESPONSE_BYTES)
-            .max_encoding_message_size(MAX_RESPONSE_BYTES);
+        if let Some(tls) = self.security.tls_config() {
+            endpoint = endpoint.tls_config(tls).map_err(invalid)?;
+        }
+        let client = StreamHouseClient::with_interceptor(
+            endpoint.connect_lazy(),
+            self.security.interceptor(),
+        )
+        .max_decoding_message_size(MAX_RESPONSE_BYTES)
+        .max_encoding_message_size(MAX_RESPONSE_BYTES);
         let conn = AgentConn {
             client,
             in_flight: Arc::new(Semaphore::new(self.max_in_flight)),
@@ -140,7 +161,7 @@ impl Cluster {
     /// Runs `f` against the first agent that answers.
     pub async fn any_agent<T, F, Fut>(&self, mut f: F) -> Result<T>
     where
-        F: FnMut(StreamHouseClient<Channel>) -> Fut,
+        F: FnMut(Rpc) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
         let mut last = String::from("no agent tried");
@@ -148,7 +169,10 @@ impl Cluster {
             let conn = self.conn(&addr)?;
             match tokio::time::timeout(self.request_timeout, f(conn.client)).await {
                 Ok(Ok(resp)) => return Ok(resp.into_inner()),
-                Ok(Err(status)) => last = format!("{addr}: {}", ClientError::from_status(&status)),
+                Ok(Err(status)) => match ClientError::from_status(&status) {
+                    e @ ClientError::Unauthenticated(_) => return Err(e),
+                    e => last = format!("{addr}: {e}"),
+                },
                 Err(_) => last = format!("{addr}: timed out"),
             }
         }
@@ -159,7 +183,7 @@ impl Cluster {
     pub async fn ask<T, F, Fut>(&self, f: F) -> Result<T>
     where
         T: Answer,
-        F: FnMut(StreamHouseClient<Channel>) -> Fut,
+        F: FnMut(Rpc) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
         let resp = self.any_agent(f).await?;

@@ -129,6 +129,7 @@ pub struct ConsumerBuilder {
     auto_commit_interval: Duration,
     max_poll_interval: Duration,
     assignors: Vec<AssignorKind>,
+    security: crate::Security,
 }
 
 impl Default for ConsumerBuilder {
@@ -149,11 +150,23 @@ impl Default for ConsumerBuilder {
             auto_commit_interval: Duration::from_millis(5_000),
             max_poll_interval: Duration::from_millis(300_000),
             assignors: vec![AssignorKind::RoundRobin],
+            security: crate::Security::default(),
         }
     }
 }
 
 impl ConsumerBuilder {
+    /// TLS and token settings (default: plain TCP, no token).
+    ///
+    /// ```
+    /// use streamhouse_client::{Consumer, Security};
+    /// let b = Consumer::builder().security(Security::new().token("s3cr3t"));
+    /// ```
+    pub fn security(mut self, security: crate::Security) -> Self {
+        self.security = security;
+        self
+    }
+
     /// Comma-separated `HOST:PORT` of one or more agents. Required.
     ///
     /// ```
@@ -353,7 +366,13 @@ impl ConsumerBuilder {
         if self.group_id.as_deref() == Some("") {
             return bad("group_id must not be empty".into());
         }
-        let cluster = Arc::new(Cluster::new(bootstrap, 64, self.request_timeout));
+        self.security.validate()?;
+        let cluster = Arc::new(Cluster::new(
+            bootstrap,
+            64,
+            self.request_timeout,
+            self.security.clone(),
+        ));
         Ok(Consumer {
             cluster,
             config: self,

@@ -24,6 +24,9 @@ pub enum ClientError {
     /// No bootstrap or known agent answered.
     #[error("no agent reachable: {0}")]
     Unreachable(String),
+    /// The agents refused the client's credentials: no token, or one they do not accept.
+    #[error("not authenticated: {0}")]
+    Unauthenticated(String),
     /// The topic does not exist.
     #[error("unknown topic {0:?}")]
     UnknownTopic(String),
@@ -108,7 +111,12 @@ impl ClientError {
     }
 
     pub(crate) fn from_status(s: &tonic::Status) -> Self {
-        ClientError::Unreachable(format!("{:?}: {}", s.code(), s.message()))
+        match s.code() {
+            tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
+                ClientError::Unauthenticated(s.message().to_string())
+            }
+            code => ClientError::Unreachable(format!("{code:?}: {}", s.message())),
+        }
     }
 
     /// The error an agent's response carries, or `None` when the response reports success.

@@ -32,6 +32,7 @@ mod consumer;
 mod error;
 mod group;
 mod producer;
+mod security;
 
 pub use admin::{
     Admin, AgentDescription, AgentStats, ClusterDescription, ClusterEvent, GroupDescription,
@@ -44,6 +45,7 @@ pub use consumer::{
 pub use error::{ClientError, Result};
 pub use group::AssignorKind;
 pub use producer::{DeliveryFuture, Producer, ProducerBuilder, RecordMetadata};
+pub use security::Security;
 /// Batch compression codecs, and the record header type.
 pub use streamhouse_proto::batch::{Compression, Header};
 /// The agents' error codes, as [`ClientError::code`] reports them.

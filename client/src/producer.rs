@@ -77,6 +77,7 @@ pub struct ProducerBuilder {
     compression: Compression,
     buffer_bytes: usize,
     idempotence: bool,
+    security: crate::Security,
 }
 
 impl Default for ProducerBuilder {
@@ -94,6 +95,7 @@ impl Default for ProducerBuilder {
             max_retries: None,
             compression: Compression::Lz4,
             buffer_bytes: 32 * 1024 * 1024,
+            security: crate::Security::default(),
             idempotence: true,
         }
     }
@@ -222,6 +224,17 @@ impl ProducerBuilder {
         self
     }
 
+    /// TLS and token settings (default: plain TCP, no token).
+    ///
+    /// ```
+    /// use streamhouse_client::{Producer, Security};
+    /// let b = Producer::builder().security(Security::new().token("s3cr3t"));
+    /// ```
+    pub fn security(mut self, security: crate::Security) -> Self {
+        self.security = security;
+        self
+    }
+
     /// Idempotent delivery (default on): the producer gets an id from the cluster and numbers
     /// its batches per partition, so a batch retried after a lost answer or a failover is
     /// stored once and acknowledged with its original offsets. Off, a retry may store a batch
@@ -284,10 +297,12 @@ impl ProducerBuilder {
                 self.buffer_bytes, self.batch_bytes
             ));
         }
+        self.security.validate()?;
         let cluster = Arc::new(Cluster::new(
             bootstrap,
             self.max_in_flight,
             self.request_timeout,
+            self.security.clone(),
         ));
         let wake = Arc::new(Notify::new());
         let inner = Arc::new(Inner {
