@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use demos::{values, Storage, Target, Workload};
-use streamhouse_client::{Admin, Consumer, NewTopic, OffsetReset, Producer, TopicPartition};
+use streamhouse_client::{NewTopic, OffsetReset, TopicPartition};
 
 #[derive(Debug, Parser)]
 #[command(about = "Consumer throughput, reading from storage")]
@@ -25,11 +25,11 @@ async fn main() -> anyhow::Result<()> {
     let w = &args.workload;
     let mut target = Target::connect(w.bootstrap.clone(), Storage::Temporary).await?;
     let topic = format!("consumer-bench-{}", std::process::id());
-    Admin::connect(&target.bootstrap)
+    streamhouse_tui::connect::admin(&target.bootstrap)
         .await?
         .create_topic(NewTopic::new(&topic, w.partitions))
         .await?;
-    let producer = Producer::builder()
+    let producer = streamhouse_tui::connect::producer()
         .bootstrap(&target.bootstrap)
         .build()
         .await?;
@@ -42,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
     producer.close().await?;
     let cold = target.restart().await?;
 
-    let mut consumer = Consumer::builder()
+    let mut consumer = streamhouse_tui::connect::consumer()
         .bootstrap(&target.bootstrap)
         .auto_offset_reset(OffsetReset::Earliest)
         .max_poll_records(10_000)

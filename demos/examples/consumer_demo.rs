@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use demos::{Storage, Target};
-use streamhouse_client::{Admin, Consumer, OffsetReset, TopicPartition};
+use streamhouse_client::{OffsetReset, TopicPartition};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -26,11 +26,11 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let target = Target::connect(args.bootstrap, Storage::Dir("./streamhouse-data".into())).await?;
-    let topic = Admin::connect(&target.bootstrap)
+    let topic = streamhouse_tui::connect::admin(&target.bootstrap)
         .await?
         .describe_topic(&args.topic)
         .await?;
-    let mut consumer = Consumer::builder()
+    let mut consumer = streamhouse_tui::connect::consumer()
         .bootstrap(&target.bootstrap)
         .auto_offset_reset(OffsetReset::Earliest)
         .build()

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use demos::{Storage, Target};
-use streamhouse_client::{Admin, ClientError, NewTopic, Producer};
+use streamhouse_client::{ClientError, NewTopic};
 use streamhouse_tui::scenario::{follow, Ending, Member, MemberEvent, MemberEventKind, Owners};
 use tokio::sync::mpsc;
 
@@ -28,7 +28,7 @@ const PARTITIONS: u32 = 6;
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let target = Target::connect(args.bootstrap, Storage::Temporary).await?;
-    let admin = Admin::connect(&target.bootstrap).await?;
+    let admin = streamhouse_tui::connect::admin(&target.bootstrap).await?;
     match admin
         .create_topic(NewTopic::new(&args.topic, PARTITIONS))
         .await
@@ -37,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
         Err(e) => return Err(e.into()),
     }
     // A steady trickle of orders, so members have something to read and lag to show.
-    let producer = Producer::builder()
+    let producer = streamhouse_tui::connect::producer()
         .bootstrap(&target.bootstrap)
         .build()
         .await?;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use demos::{percentiles_ms, Storage, Target};
-use streamhouse_client::{Admin, Consumer, NewTopic, Producer, TopicPartition};
+use streamhouse_client::{NewTopic, TopicPartition};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -42,14 +42,14 @@ async fn main() -> anyhow::Result<()> {
     );
     let target = Target::connect(args.bootstrap.clone(), Storage::Temporary).await?;
     let topic = format!("latency-bench-{}", std::process::id());
-    Admin::connect(&target.bootstrap)
+    streamhouse_tui::connect::admin(&target.bootstrap)
         .await?
         .create_topic(NewTopic::new(&topic, args.partitions))
         .await?;
     let epoch = Instant::now();
     let total = args.rate * args.seconds;
 
-    let mut consumer = Consumer::builder()
+    let mut consumer = streamhouse_tui::connect::consumer()
         .bootstrap(&target.bootstrap)
         .fetch_max_wait_ms(500)
         .build()
@@ -74,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
         anyhow::Ok(h)
     });
 
-    let producer = Producer::builder()
+    let producer = streamhouse_tui::connect::producer()
         .bootstrap(&target.bootstrap)
         .linger_ms(args.linger_ms)
         .enable_idempotence(!args.no_idempotence)

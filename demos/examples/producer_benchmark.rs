@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use demos::{percentiles_ms, values, Storage, Target, Workload};
-use streamhouse_client::{Admin, NewTopic, Producer};
+use streamhouse_client::NewTopic;
 
 #[derive(Debug, Parser)]
 #[command(about = "Producer throughput and acknowledgement latency")]
@@ -29,11 +29,11 @@ async fn main() -> anyhow::Result<()> {
     let w = &args.workload;
     let target = Target::connect(w.bootstrap.clone(), Storage::Temporary).await?;
     let topic = format!("producer-bench-{}", std::process::id());
-    Admin::connect(&target.bootstrap)
+    streamhouse_tui::connect::admin(&target.bootstrap)
         .await?
         .create_topic(NewTopic::new(&topic, w.partitions))
         .await?;
-    let producer = Producer::builder()
+    let producer = streamhouse_tui::connect::producer()
         .bootstrap(&target.bootstrap)
         .enable_idempotence(!w.no_idempotence)
         .build()

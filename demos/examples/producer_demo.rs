@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use demos::{Storage, Target};
-use streamhouse_client::{Admin, ClientError, NewTopic, Producer};
+use streamhouse_client::{ClientError, NewTopic};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -26,7 +26,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let target = Target::connect(args.bootstrap, Storage::Dir("./streamhouse-data".into())).await?;
-    match Admin::connect(&target.bootstrap)
+    match streamhouse_tui::connect::admin(&target.bootstrap)
         .await?
         .create_topic(NewTopic::new(&args.topic, 4))
         .await
@@ -34,7 +34,7 @@ async fn main() -> anyhow::Result<()> {
         Ok(_) | Err(ClientError::TopicExists(_)) => {}
         Err(e) => return Err(e.into()),
     }
-    let producer = Producer::builder()
+    let producer = streamhouse_tui::connect::producer()
         .bootstrap(&target.bootstrap)
         .build()
         .await?;

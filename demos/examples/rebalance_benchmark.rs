@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use demos::{Storage, Target};
-use streamhouse_client::{Admin, NewTopic, Producer};
+use streamhouse_client::NewTopic;
 use streamhouse_tui::scenario::{follow, Ending, Member, MemberEvent, Owners};
 use tokio::sync::mpsc;
 
@@ -33,9 +33,9 @@ const PARTITIONS: u32 = 6;
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let target = Target::connect(args.bootstrap, Storage::Temporary).await?;
-    let admin = Admin::connect(&target.bootstrap).await?;
+    let admin = streamhouse_tui::connect::admin(&target.bootstrap).await?;
     admin.create_topic(NewTopic::new(TOPIC, PARTITIONS)).await?;
-    let producer = Producer::builder()
+    let producer = streamhouse_tui::connect::producer()
         .bootstrap(&target.bootstrap)
         .build()
         .await?;

@@ -108,7 +108,7 @@ pub async fn run(
         cluster.bootstrap(),
         opts.lease_ttl_ms
     ));
-    let admin = Admin::connect(&cluster.bootstrap()).await?;
+    let admin = streamhouse_tui::connect::admin(&cluster.bootstrap()).await?;
     match admin
         .create_topic(NewTopic::new(TOPIC, opts.partitions))
         .await
@@ -120,7 +120,7 @@ pub async fn run(
     say(format!("topic {TOPIC}: {}", leaders_line(&t)));
 
     let started = Instant::now();
-    let producer = Producer::builder()
+    let producer = streamhouse_tui::connect::producer()
         .bootstrap(cluster.bootstrap())
         .delivery_timeout_ms(120_000)
         .build()

@@ -65,8 +65,11 @@ pub enum Storage {
 
 impl Target {
     /// Uses `bootstrap` if given; otherwise starts an agent on `storage`.
+    /// Against a given cluster, `STREAMHOUSE_TOKEN_FILE`, `STREAMHOUSE_TLS_CA` and
+    /// `STREAMHOUSE_TLS_DOMAIN` say how to authenticate and which CA to trust.
     pub async fn connect(bootstrap: Option<String>, storage: Storage) -> anyhow::Result<Target> {
         if let Some(b) = bootstrap {
+            streamhouse_tui::connect::set_security(streamhouse_tui::connect::security_from_env()?);
             return Ok(Target {
                 bootstrap: b,
                 agent: None,

@@ -41,6 +41,15 @@ pub struct Args {
     /// Launched agents' lease TTL: how long a dead leader's partitions wait for a new one.
     #[arg(long, default_value_t = 3_000)]
     pub lease_ttl_ms: u64,
+    /// With --attach: a file holding the bearer token the cluster's agents accept.
+    #[arg(long, env = "STREAMHOUSE_TOKEN_FILE")]
+    pub token_file: Option<String>,
+    /// With --attach: connect over TLS, trusting agents this PEM CA signed.
+    #[arg(long, env = "STREAMHOUSE_TLS_CA")]
+    pub tls_ca: Option<String>,
+    /// With --attach and --tls-ca: the name agents' certificates carry, when not the host they advertise.
+    #[arg(long, env = "STREAMHOUSE_TLS_DOMAIN")]
+    pub tls_domain: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -58,6 +67,14 @@ pub fn main() -> anyhow::Result<()> {
     streamhouse_agent::local_cluster::run_if_agent();
     let args = Args::parse();
     anyhow::ensure!(args.agents >= 1, "--agents must be at least 1");
+    // The bundled cluster is plain TCP without tokens; only an attached one may need them.
+    if args.attach.is_some() {
+        crate::connect::set_security(crate::connect::security_from(
+            args.token_file.as_deref(),
+            args.tls_ca.as_deref(),
+            args.tls_domain.as_deref(),
+        )?);
+    }
     anyhow::ensure!(
         args.attach.is_none() || args.demo.is_none(),
         "--demo runs on a cluster the console launches; leave out --attach"

@@ -8,6 +8,7 @@
 pub mod action;
 pub mod app;
 pub mod cli;
+pub mod connect;
 pub mod demo;
 pub mod runtime;
 pub mod scenario;

@@ -59,11 +59,11 @@ impl Runner {
     }
 
     pub async fn admin(&self) -> anyhow::Result<Admin> {
-        Ok(Admin::connect_with_timeout(&self.bootstrap(), Duration::from_secs(5)).await?)
+        Ok(crate::connect::admin_with_timeout(&self.bootstrap(), Duration::from_secs(5)).await?)
     }
 
     pub async fn producer(&self) -> anyhow::Result<Producer> {
-        Ok(Producer::builder()
+        Ok(crate::connect::producer()
             .bootstrap(self.bootstrap())
             .linger_ms(5)
             .delivery_timeout_ms(60_000)

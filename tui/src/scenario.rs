@@ -47,7 +47,7 @@ pub async fn from_the_start(
     topic: &str,
     partitions: u32,
 ) -> anyhow::Result<Consumer> {
-    let mut consumer = Consumer::builder()
+    let mut consumer = crate::connect::consumer()
         .bootstrap(bootstrap)
         .auto_offset_reset(OffsetReset::Earliest)
         .max_poll_records(10_000)
@@ -69,7 +69,7 @@ pub async fn read_topic(
     bootstrap: &str,
     topic: &str,
 ) -> anyhow::Result<HashMap<(u32, i64), Option<Bytes>>> {
-    let admin = Admin::connect(bootstrap).await?;
+    let admin = crate::connect::admin(bootstrap).await?;
     let t = admin.describe_topic(topic).await?;
     let total: i64 = t
         .partitions
@@ -197,7 +197,7 @@ impl Member {
             name.to_string(),
         );
         let task = tokio::spawn(async move {
-            let mut c = Consumer::builder()
+            let mut c = crate::connect::consumer()
                 .bootstrap(&bootstrap)
                 .group_id(&group)
                 .client_id(&member)

@@ -34,7 +34,7 @@ pub async fn poll_cluster(
             if b.is_empty() {
                 continue;
             }
-            match Admin::connect_with_timeout(&b, POLL_TIMEOUT).await {
+            match crate::connect::admin_with_timeout(&b, POLL_TIMEOUT).await {
                 Ok(a) => admin = Some(a),
                 Err(e) => {
                     let _ = tx.send(Action::PollFailed(e.to_string()));
@@ -285,7 +285,7 @@ async fn tail(
     mut control: mpsc::UnboundedReceiver<StartAt>,
     tx: &mpsc::UnboundedSender<Action>,
 ) -> anyhow::Result<()> {
-    let admin = Admin::connect_with_timeout(bootstrap, POLL_TIMEOUT).await?;
+    let admin = crate::connect::admin_with_timeout(bootstrap, POLL_TIMEOUT).await?;
     let topic = admin.describe_topic(&spec.topic).await?;
     let tps: Vec<TopicPartition> = match spec.partition {
         Some(p) => {
@@ -301,7 +301,7 @@ async fn tail(
             .map(|p| TopicPartition::new(&spec.topic, p))
             .collect(),
     };
-    let mut consumer = Consumer::builder()
+    let mut consumer = crate::connect::consumer()
         .bootstrap(bootstrap)
         .auto_offset_reset(OffsetReset::Latest)
         .max_poll_records(500)
@@ -388,7 +388,7 @@ pub fn now_ms() -> i64 {
 /// no time index yet, and record timestamps are producer create times, which rise with the
 /// offset for all but out-of-order producers.
 pub async fn offset_for_time(bootstrap: &str, tp: &TopicPartition, ts: i64) -> anyhow::Result<i64> {
-    let mut probe = Consumer::builder()
+    let mut probe = crate::connect::consumer()
         .bootstrap(bootstrap)
         .max_poll_records(1)
         .prefetch_batches(1)
