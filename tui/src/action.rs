@@ -136,8 +136,14 @@ pub enum Effect {
     CreateTopic {
         name: String,
         partitions: u32,
+        /// Retention settings; `None` fields take the cluster's defaults.
+        config: streamhouse_client::TopicConfig,
     },
     DeleteTopic(String),
+    AlterTopic {
+        topic: String,
+        change: streamhouse_client::TopicConfig,
+    },
     Produce {
         topic: String,
         key: Option<String>,

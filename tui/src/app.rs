@@ -97,6 +97,7 @@ pub enum Mode {
 pub enum FormKind {
     ResetOffsets,
     CreateTopic,
+    AlterTopic,
     Produce,
     Load,
     Tail,
@@ -118,6 +119,7 @@ impl Form {
         match self.kind {
             FormKind::ResetOffsets => "Reset the group's offsets (group must be inactive)",
             FormKind::CreateTopic => "Create topic",
+            FormKind::AlterTopic => "Change retention (empty: unchanged)",
             FormKind::Produce => "Send one record",
             FormKind::Load => "Start load generator",
             FormKind::Tail => "Tail a topic",
@@ -129,7 +131,17 @@ impl Form {
         let v = |i: usize| self.fields[i].1.trim().to_string();
         match self.kind {
             FormKind::ResetOffsets => format!("reset {} {} {}", v(0), v(1), v(2)),
-            FormKind::CreateTopic => format!("create {} {}", v(0), v(1)),
+            FormKind::CreateTopic => format!("create {} {} retention={}", v(0), v(1), v(2)),
+            FormKind::AlterTopic => {
+                let mut cmd = format!("alter {}", v(0));
+                if !v(1).is_empty() {
+                    cmd += &format!(" retention={}", v(1));
+                }
+                if !v(2).is_empty() {
+                    cmd += &format!(" retention-bytes={}", v(2));
+                }
+                cmd
+            }
             FormKind::Produce => {
                 let key = if v(1).is_empty() { "-".into() } else { v(1) };
                 format!("produce {} {} {}", v(0), key, self.fields[2].1)
@@ -290,6 +302,8 @@ pub struct App {
     pub last_event_id: i64,
     pub events_filter: String,
     pub partitions_filter: String,
+    /// Each topic's (retention_ms, retention_bytes), -1 meaning none.
+    pub topic_configs: BTreeMap<String, (i64, i64)>,
     /// Consumer groups by id, and whether the poll has reported them yet.
     pub groups: BTreeMap<String, GroupRow>,
     pub groups_seen: bool,
@@ -330,6 +344,7 @@ impl App {
             last_event_id: 0,
             events_filter: String::new(),
             partitions_filter: String::new(),
+            topic_configs: BTreeMap::new(),
             groups: BTreeMap::new(),
             groups_seen: false,
             group_selected: 0,
@@ -488,6 +503,11 @@ impl App {
         let mut old: BTreeMap<(String, u32), PartitionRow> = std::mem::take(&mut self.partitions)
             .into_iter()
             .map(|p| ((p.topic.clone(), p.partition), p))
+            .collect();
+        self.topic_configs = cluster
+            .topics
+            .iter()
+            .map(|t| (t.name.clone(), (t.retention_ms, t.retention_bytes)))
             .collect();
         for topic in &cluster.topics {
             for p in &topic.partitions {
@@ -844,6 +864,9 @@ impl App {
                 return self.open_form(FormKind::CreateTopic, now);
             }
             (Tab::Partitions, KeyCode::Char('d')) => topic.map(Command::Delete),
+            (Tab::Partitions, KeyCode::Char('a')) => {
+                return self.open_form(FormKind::AlterTopic, now);
+            }
             (Tab::Groups, KeyCode::Enter) if self.group_view.is_none() => {
                 let Some(g) = self.selected_group() else {
                     return Vec::new();
@@ -933,7 +956,23 @@ impl App {
                     "earliest".into(),
                 ),
             ],
-            FormKind::CreateTopic => vec![("name", String::new()), ("partitions", "6".into())],
+            FormKind::CreateTopic => vec![
+                ("name", String::new()),
+                ("partitions", "6".into()),
+                ("retention (7d, 12h, forever, default)", "default".into()),
+            ],
+            FormKind::AlterTopic => {
+                let selected = self
+                    .visible_partitions()
+                    .get(self.selected[1])
+                    .map(|p| p.topic.clone())
+                    .unwrap_or(topic);
+                vec![
+                    ("topic", selected),
+                    ("retention (7d, 12h, forever, default)", String::new()),
+                    ("retention bytes (10GiB, unlimited)", String::new()),
+                ]
+            }
             FormKind::Produce => vec![
                 ("topic", topic),
                 ("key (empty: none)", String::new()),
@@ -1027,7 +1066,16 @@ impl App {
                 None => refuse(self, format!("{id} was not launched by this console")),
             },
             Command::Start => vec![Effect::StartAgent],
-            Command::Create { name, partitions } => vec![Effect::CreateTopic { name, partitions }],
+            Command::Create {
+                name,
+                partitions,
+                config,
+            } => vec![Effect::CreateTopic {
+                name,
+                partitions,
+                config,
+            }],
+            Command::Alter { topic, change } => vec![Effect::AlterTopic { topic, change }],
             Command::Delete(name) => {
                 self.mode = Mode::Confirm {
                     prompt: format!("Delete topic {name} and every record in it?"),
@@ -1117,8 +1165,13 @@ pub enum Command {
     Create {
         name: String,
         partitions: u32,
+        config: streamhouse_client::TopicConfig,
     },
     Delete(String),
+    Alter {
+        topic: String,
+        change: streamhouse_client::TopicConfig,
+    },
     Produce {
         topic: String,
         key: Option<String>,
@@ -1140,11 +1193,17 @@ pub enum Command {
 /// The palette's commands, for its help line and the help screen.
 pub const COMMANDS: &[(&str, &str)] = &[
     (
-        "kill|stop|restart AGENT",
-        "kill -9, stop gracefully, or restart",
+        "kill|stop|restart AGENT|start",
+        "kill -9, stop, restart; start one more",
     ),
-    ("start", "start one more agent"),
-    ("create TOPIC N | delete TOPIC", "create or delete a topic"),
+    (
+        "create TOPIC N [OPTS]",
+        "OPTS: retention=7d|forever|default",
+    ),
+    (
+        "alter TOPIC OPTS|delete TOPIC",
+        "  retention-bytes=10GiB|unlimited",
+    ),
     ("produce TOPIC KEY|- VALUE", "send one record, show its ack"),
     (
         "load TOPIC RATE SIZE KEYS",
@@ -1161,6 +1220,68 @@ pub const COMMANDS: &[(&str, &str)] = &[
 
 /// Parses a palette line. `app` fills in what may be left out (the agent selected, the
 /// default topic).
+/// `retention=7d|12h|30m|90s|500ms|MS|forever|default` and
+/// `retention-bytes=10GiB|512MiB|64KiB|BYTES|unlimited`.
+pub fn parse_topic_config(args: &[&str]) -> Result<streamhouse_client::TopicConfig, String> {
+    let mut config = streamhouse_client::TopicConfig::default();
+    for arg in args {
+        let (k, v) = arg
+            .split_once('=')
+            .ok_or_else(|| format!("{arg:?} is not retention=... or retention-bytes=..."))?;
+        match k {
+            "retention" | "retention.ms" => {
+                config.retention_ms = Some(match v {
+                    "forever" | "-1" => -1,
+                    "default" => 0,
+                    v => parse_duration_ms(v).ok_or_else(|| {
+                        format!("retention {v:?}: give e.g. 7d, 12h, 30m, 90s, forever or default")
+                    })?,
+                });
+            }
+            "retention-bytes" | "retention.bytes" => {
+                config.retention_bytes = Some(match v {
+                    "unlimited" | "-1" => -1,
+                    v => parse_bytes(v).ok_or_else(|| {
+                        format!("retention-bytes {v:?}: give e.g. 10GiB, 512MiB or unlimited")
+                    })?,
+                });
+            }
+            k => return Err(format!("unknown setting {k:?}")),
+        }
+    }
+    Ok(config)
+}
+
+fn parse_duration_ms(v: &str) -> Option<i64> {
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (n, unit) = v.split_at(split);
+    let n: i64 = n.parse().ok().filter(|n| *n > 0)?;
+    let scale = match unit {
+        "" | "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(scale)
+}
+
+fn parse_bytes(v: &str) -> Option<i64> {
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (n, unit) = v.split_at(split);
+    let n: i64 = n.parse().ok().filter(|n| *n > 0)?;
+    let scale = match unit {
+        "" | "B" => 1,
+        "KiB" | "K" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        "TiB" | "T" => 1 << 40,
+        _ => return None,
+    };
+    n.checked_mul(scale)
+}
+
 pub fn parse_command(line: &str, app: &App) -> Result<Command, String> {
     let words: Vec<&str> = line.split_whitespace().collect();
     let Some((&verb, args)) = words.split_first() else {
@@ -1202,7 +1323,18 @@ pub fn parse_command(line: &str, app: &App) -> Result<Command, String> {
             Command::Create {
                 name,
                 partitions: partitions as u32,
+                config: parse_topic_config(&args[2..]).map_err(|e| format!("create: {e}"))?,
             }
+        }
+        "alter" => {
+            let topic = args.first().ok_or("alter: which topic?")?.to_string();
+            let change = parse_topic_config(&args[1..]).map_err(|e| format!("alter: {e}"))?;
+            if change == streamhouse_client::TopicConfig::default() {
+                return Err(
+                    "alter: say what to change: retention=... or retention-bytes=...".into(),
+                );
+            }
+            Command::Alter { topic, change }
         }
         "delete" => Command::Delete(args.first().ok_or("delete: which topic?")?.to_string()),
         "produce" => {
@@ -1597,6 +1729,49 @@ mod tests {
     }
 
     #[test]
+    fn topic_settings_parse_from_the_palette() {
+        use streamhouse_client::TopicConfig;
+        let app = launched();
+        assert_eq!(
+            parse_command("alter orders retention=7d retention-bytes=10GiB", &app),
+            Ok(Command::Alter {
+                topic: "orders".into(),
+                change: TopicConfig {
+                    retention_ms: Some(7 * 86_400_000),
+                    retention_bytes: Some(10 << 30),
+                },
+            })
+        );
+        assert_eq!(
+            parse_command("create logs 3 retention=forever", &app),
+            Ok(Command::Create {
+                name: "logs".into(),
+                partitions: 3,
+                config: TopicConfig {
+                    retention_ms: Some(-1),
+                    retention_bytes: None
+                },
+            })
+        );
+        for (bad, why) in [
+            ("alter orders", "say what to change"),
+            ("alter orders retention=soon", "retention \"soon\""),
+            ("alter orders retention-bytes=0", "retention-bytes \"0\""),
+            ("alter orders colour=red", "unknown setting"),
+            ("create logs 3 retention", "is not retention="),
+        ] {
+            let e = parse_command(bad, &app).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        assert_eq!(crate::ui::retention_text(604_800_000, -1), "retention 7d");
+        assert_eq!(
+            crate::ui::retention_text(-1, 512 << 20),
+            "retention forever, 512MiB per partition"
+        );
+        assert_eq!(crate::ui::retention_text(1_500, -1), "retention 1500ms");
+    }
+
+    #[test]
     fn forms_become_commands() {
         let mut app = launched();
         app.tab = Tab::Partitions;
@@ -1609,7 +1784,11 @@ mod tests {
             app.update(code(KeyCode::Enter), 0),
             vec![Effect::CreateTopic {
                 name: "orders".into(),
-                partitions: 12
+                partitions: 12,
+                config: streamhouse_client::TopicConfig {
+                    retention_ms: Some(0),
+                    retention_bytes: None
+                },
             }]
         );
 

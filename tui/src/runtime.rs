@@ -95,12 +95,30 @@ impl Runner {
                 let s = sup()?;
                 s.start(s.next_id()).await?;
             }
-            Effect::CreateTopic { name, partitions } => {
-                self.admin()
+            Effect::CreateTopic {
+                name,
+                partitions,
+                config,
+            } => {
+                let mut topic = NewTopic::new(&name, partitions);
+                topic.retention_ms = config.retention_ms.filter(|v| *v != 0);
+                topic.retention_bytes = config.retention_bytes;
+                let t = self.admin().await?.create_topic(topic).await?;
+                self.notice(format!(
+                    "created topic {name} with {partitions} partitions, {}",
+                    crate::ui::retention_text(t.retention_ms, t.retention_bytes)
+                ));
+            }
+            Effect::AlterTopic { topic, change } => {
+                let t = self
+                    .admin()
                     .await?
-                    .create_topic(NewTopic::new(&name, partitions))
+                    .alter_topic_config(&topic, change)
                     .await?;
-                self.notice(format!("created topic {name} with {partitions} partitions"));
+                self.notice(format!(
+                    "{topic}: {}",
+                    crate::ui::retention_text(t.retention_ms, t.retention_bytes)
+                ));
             }
             Effect::DeleteTopic(name) => {
                 self.admin().await?.delete_topic(&name).await?;

@@ -365,6 +365,39 @@ fn chart(f: &mut Frame<'_>, area: Rect, title: Line<'_>, a: &Ring, b: &Ring, uni
     f.render_widget(w, area);
 }
 
+/// A topic's retention as the console shows it: `retention 7d, 10GiB per partition`.
+pub fn retention_text(ms: i64, bytes: i64) -> String {
+    let time = if ms <= 0 {
+        "forever".to_string()
+    } else {
+        let units = [
+            (86_400_000, "d"),
+            (3_600_000, "h"),
+            (60_000, "m"),
+            (1_000, "s"),
+        ];
+        units
+            .iter()
+            .find(|(u, _)| ms % u == 0)
+            .map_or_else(|| format!("{ms}ms"), |(u, n)| format!("{}{n}", ms / u))
+    };
+    if bytes <= 0 {
+        format!("retention {time}")
+    } else {
+        let units = [
+            (1i64 << 40, "TiB"),
+            (1 << 30, "GiB"),
+            (1 << 20, "MiB"),
+            (1 << 10, "KiB"),
+        ];
+        let size = units
+            .iter()
+            .find(|(u, _)| bytes % u == 0)
+            .map_or_else(|| format!("{bytes}B"), |(u, n)| format!("{}{n}", bytes / u));
+        format!("retention {time}, {size} per partition")
+    }
+}
+
 fn partitions(f: &mut Frame<'_>, app: &App, now: u64, area: Rect) {
     let dt = since_data(app, now);
     let topic_w = app
@@ -417,10 +450,20 @@ fn partitions(f: &mut Frame<'_>, app: &App, now: u64, area: Rect) {
             .style(style)
         })
         .collect();
+    let selected_topic = app
+        .visible_partitions()
+        .get(app.selected[1])
+        .and_then(|p| Some((p.topic.clone(), *app.topic_configs.get(&p.topic)?)));
+    let retention = selected_topic
+        .map(|(t, (ms, bytes))| format!("{t}: {} · ", retention_text(ms, bytes)))
+        .unwrap_or_default();
     let title = if app.partitions_filter.is_empty() {
-        " Partitions  c create topic · d delete topic · / filter ".to_string()
+        format!(" Partitions  {retention}c create · a alter · d delete · / filter ")
     } else {
-        format!(" Partitions matching {:?} ", app.partitions_filter)
+        format!(
+            " Partitions matching {:?}  {retention}",
+            app.partitions_filter
+        )
     };
     let t = table(
         rows,
