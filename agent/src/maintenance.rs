@@ -400,16 +400,20 @@ pub async fn compact(
     Ok(object.len() as u64)
 }
 
-/// A chunk must be whole batches holding exactly the offsets its row says.
+/// A chunk must be whole, intact batches (CRC checked) holding exactly the offsets its row
+/// says.
 fn check_chunk(row: &SegmentRow, data: &[u8]) -> Result<()> {
     let mut records = 0i64;
+    let malformed = |e: batch::CodecError| {
+        AgentError::StorageUnavailable(format!(
+            "object {} at {} holds a malformed batch: {e}",
+            row.object_key, row.byte_start
+        ))
+    };
     for item in batch::split(data) {
-        let (header, _) = item.map_err(|e| {
-            AgentError::StorageUnavailable(format!(
-                "object {} at {} holds a malformed batch: {e}",
-                row.object_key, row.byte_start
-            ))
-        })?;
+        let (header, range) = item.map_err(malformed)?;
+        // A segment outlives the chunks it is made of: never copy a damaged batch into one.
+        batch::validate(&data[range]).map_err(malformed)?;
         records += i64::from(header.record_count);
     }
     if data.len() as u64 != row.byte_len || records != row.last_offset - row.base_offset + 1 {

@@ -155,10 +155,14 @@ impl PartitionState {
         for e in entries {
             // Entries a compaction replaced (seen stale by an agent that did not do it)
             // overlap the new one: they go.
-            let stale: Vec<i64> = index
-                .range(e.base_offset + 1..=e.last_offset)
-                .map(|(b, _)| *b)
-                .collect();
+            let stale: Vec<i64> = if e.last_offset > e.base_offset {
+                index
+                    .range(e.base_offset + 1..=e.last_offset)
+                    .map(|(b, _)| *b)
+                    .collect()
+            } else {
+                Vec::new()
+            };
             for b in stale {
                 index.remove(&b);
             }
@@ -307,6 +311,24 @@ mod tests {
         assert_eq!(p.segment_for(10).unwrap().base_offset, 10);
         assert!(p.segment_for(20).is_none());
         assert!(p.segment_for(-1).is_none());
+    }
+
+    #[test]
+    fn a_merged_entry_replaces_the_stale_ones_it_covers() {
+        let p = PartitionState::new(Arc::from("t"), 0);
+        p.committed(entry(0, 0)); // a single record: its own range is one offset
+        p.committed(entry(1, 9));
+        p.committed(entry(10, 19));
+        p.insert_segments([SegmentEntry {
+            object_key: Arc::from("merged"),
+            ..entry(1, 19)
+        }]);
+        assert_eq!(&*p.segment_for(15).unwrap().object_key, "merged");
+        assert_eq!(p.segment_for(15).unwrap().base_offset, 1);
+        assert_eq!(&*p.segment_for(0).unwrap().object_key, "k");
+        p.advance_log_start(10);
+        assert!(p.segment_for(0).is_none());
+        assert_eq!(p.log_start(), 10);
     }
 
     #[test]

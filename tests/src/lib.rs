@@ -109,6 +109,14 @@ impl Drop for AgentProcess {
     }
 }
 
+/// Now, in ms since the epoch: the timestamp for hand-built batches, which retention (7 days
+/// by default) would drop at once if they claimed to be from 1970.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// A fresh directory for one test's data.
 pub fn data_dir() -> (tempfile::TempDir, PathBuf) {
     let d = tempfile::tempdir().expect("tempdir");

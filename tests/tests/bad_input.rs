@@ -13,7 +13,7 @@ const MAX: usize = 64 * 1024;
 fn batch(values: &[&[u8]], compression: Compression) -> Bytes {
     let mut b = BatchBuilder::new(compression);
     for v in values {
-        b.append(1_700_000_000_000, Some(b"k"), Some(v), &[]);
+        b.append(streamhouse_tests::now_ms(), Some(b"k"), Some(v), &[]);
     }
     b.finish(ProducerStamp::NONE).unwrap()
 }

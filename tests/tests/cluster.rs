@@ -1,7 +1,8 @@
-//! Several real agent processes on one metadata store and one object store: a leader killed
-//! under load, an agent paused past its leases, agents joining and leaving. Each scenario runs
-//! on SQLite + a local directory, and on PostgreSQL when `STREAMHOUSE_TEST_POSTGRES` names it
-//! (always under CI). The assertions are invariants: every acknowledged record read back
+//! Several real agent processes on one metadata store and one object store: end to end with
+//! compaction and garbage collection running, a leader killed under load, an agent paused
+//! past its leases, agents joining and leaving. Each scenario runs on SQLite + a local
+//! directory, and on PostgreSQL + an S3-compatible server when `STREAMHOUSE_TEST_POSTGRES` and
+//! `STREAMHOUSE_TEST_S3_ENDPOINT` name them (always under CI): the production topology. The assertions are invariants: every acknowledged record read back
 //! exactly once, offsets dense, no offset given twice, balance within one.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -42,12 +43,24 @@ impl Stores {
         }
     }
 
-    async fn postgres() -> Option<Stores> {
+    /// The production topology: PostgreSQL and an S3-compatible server (each test gets its
+    /// own database and bucket), named by `STREAMHOUSE_TEST_POSTGRES` and
+    /// `STREAMHOUSE_TEST_S3_ENDPOINT`.
+    async fn postgres_s3() -> Option<Stores> {
+        let endpoint = streamhouse_agent::testing::service_env("STREAMHOUSE_TEST_S3_ENDPOINT")?;
         let db = FreshPostgres::create().await?;
-        let (guard, dir) = data_dir();
+        let (guard, _) = data_dir();
+        let bucket = format!("sh-cluster-{:016x}", rand_suffix());
+        let storage = format!("s3://{bucket}/cluster?endpoint={endpoint}&region=us-east-1");
+        streamhouse_agent::object_store::S3Store::open(&storage)
+            .await
+            .expect("the S3 URL opens")
+            .ensure_bucket()
+            .await
+            .expect("the test bucket can be created");
         Some(Stores {
             metadata: db.url.clone(),
-            storage: objects(&dir),
+            storage,
             postgres: Some(db),
             _dir: guard,
         })
@@ -263,6 +276,80 @@ async fn create(admin: &Admin, topic: &str, partitions: u32) {
         .unwrap();
 }
 
+// ---- end to end, with compaction and garbage collection running --------------------------
+
+/// Three agents compacting and collecting garbage every few hundred milliseconds: 20,000
+/// keyed records over 8 partitions read back complete while the index is swapped under the
+/// reader, then again once every flush object has been merged away and deleted.
+async fn end_to_end_with_maintenance(stores: &Stores) {
+    let fast = [
+        "--flush-interval-ms",
+        "20",
+        "--segment-bytes",
+        "65536",
+        "--compaction-age-ms",
+        "300",
+        "--maintenance-interval-ms",
+        "100",
+        "--gc-grace-ms",
+        "1000",
+        "--gc-interval-ms",
+        "200",
+    ];
+    let mut cluster = Cluster {
+        stores,
+        agents: BTreeMap::new(),
+    };
+    for i in 0..3 {
+        cluster.add(&format!("agent-{i}"), &fast);
+    }
+    let bootstrap = cluster.bootstrap();
+    let admin = Admin::connect(&bootstrap).await.unwrap();
+    create(&admin, "e2e", 8).await;
+    balanced(&admin, "e2e", &["agent-0", "agent-1", "agent-2"]).await;
+    let producer = Producer::builder()
+        .bootstrap(&bootstrap)
+        .build()
+        .await
+        .unwrap();
+    let (mut next, mut acked, mut deliveries) = (0u64, Acked::new(), Vec::new());
+    send_numbered(&producer, "e2e", &mut next, 20_000, 500, &mut deliveries).await;
+    producer.flush().await.unwrap();
+    settle(deliveries, &mut acked).await;
+    producer.close().await.unwrap();
+    // Keys stay on their partition, as with Kafka's partitioner.
+    let mut key_partition: HashMap<u64, u32> = HashMap::new();
+    for (p, records) in &acked {
+        for v in records.values() {
+            let key = v.parse::<u64>().unwrap() % 500;
+            assert_eq!(
+                *key_partition.entry(key).or_insert(*p),
+                *p,
+                "key {key} on two partitions"
+            );
+        }
+    }
+    assert_log_is(&bootstrap, "e2e", 8, &acked).await;
+    // Every flush object merged into segments and deleted: the log is then all segments.
+    let store = streamhouse_agent::object_store::open(&stores.storage)
+        .await
+        .unwrap();
+    wait_for(
+        "every flush object compacted away and deleted",
+        Duration::from_secs(60),
+        || {
+            let store = store.clone();
+            async move {
+                let flushes = store.list("data/").await.ok()?;
+                let segments = store.list("segments/").await.ok()?;
+                (flushes.is_empty() && !segments.is_empty()).then_some(())
+            }
+        },
+    )
+    .await;
+    assert_log_is(&bootstrap, "e2e", 8, &acked).await;
+}
+
 // ---- kill -9 of a leader under load ------------------------------------------------------
 
 async fn kill_leader_under_load(stores: &Stores) {
@@ -319,7 +406,7 @@ async fn kill_leader_under_load(stores: &Stores) {
 fn batch(values: &[&str]) -> Bytes {
     let mut b = BatchBuilder::new(Compression::None);
     for v in values {
-        b.append(0, None, Some(v.as_bytes()), &[]);
+        b.append(streamhouse_tests::now_ms(), None, Some(v.as_bytes()), &[]);
     }
     b.finish(ProducerStamp::NONE).unwrap()
 }
@@ -548,8 +635,8 @@ async fn agents_join_and_leave(stores: &Stores) {
         .any(|e| e.kind == "lease_released" && e.detail.contains("handed back to agent-3")));
 }
 
-/// Each scenario as two tests: on SQLite, and on PostgreSQL (skipped when it is not
-/// configured, except under CI).
+/// Each scenario as two tests: on SQLite and a local directory, and on PostgreSQL and an
+/// S3-compatible server (skipped when they are not configured, except under CI).
 macro_rules! on_both_backends {
     ($($scenario:ident),*) => {$(
         mod $scenario {
@@ -561,8 +648,8 @@ macro_rules! on_both_backends {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(stores) = super::Stores::postgres().await else {
+            async fn postgres_s3() {
+                let Some(stores) = super::Stores::postgres_s3().await else {
                     return;
                 };
                 super::$scenario(&stores).await;
@@ -573,7 +660,16 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    end_to_end_with_maintenance,
     kill_leader_under_load,
     paused_agent_is_fenced,
     agents_join_and_leave
 );
+
+fn rand_suffix() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    nanos ^ (u64::from(std::process::id()) << 32)
+}

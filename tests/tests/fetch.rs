@@ -14,7 +14,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_test-agent");
 fn batch(records: usize, tag: u8) -> Bytes {
     let mut b = BatchBuilder::new(Compression::None);
     for _ in 0..records {
-        b.append(1, None, Some(&[tag; 100]), &[]);
+        b.append(streamhouse_tests::now_ms(), None, Some(&[tag; 100]), &[]);
     }
     b.finish(ProducerStamp::NONE).unwrap()
 }

@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use streamhouse_agent::{AgentConfig, EmbeddedAgent};
 use streamhouse_client::{
     Admin, ClientError, Consumer, NewTopic, OffsetReset, Producer, TopicConfig, TopicPartition,
@@ -189,7 +188,7 @@ fn an_agent_holding_an_old_index_reads_through_compaction_and_gc() {
         let leader = t.partitions[0].leader_id.clone().unwrap();
         let follower = if leader == a.id() { b.addr() } else { a.addr() };
         let producer = Producer::builder()
-            .bootstrap(&a.addr().to_string())
+            .bootstrap(a.addr().to_string())
             .build()
             .await
             .unwrap();
@@ -221,7 +220,7 @@ fn an_agent_holding_an_old_index_reads_through_compaction_and_gc() {
                 let r = raw::fetch(&mut c, "old", 0, next, 1 << 20, 0).await;
                 assert_eq!(raw::code(&r.error), ErrorCode::Ok, "{:?}", r.error);
                 for (base, bytes) in r.base_offsets.iter().zip(r.batches) {
-                    let batch = Batch::parse(Bytes::from(bytes)).unwrap();
+                    let batch = Batch::parse(bytes).unwrap();
                     for rec in batch.records(*base).unwrap() {
                         if rec.offset < next {
                             continue;

@@ -33,6 +33,11 @@ fn metrics_show_the_traffic() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = AgentConfig::embedded(dir.path(), "127.0.0.1:0");
     config.metrics_listen = Some("127.0.0.1:0".into());
+    // Maintenance often enough that compaction and GC show within the test.
+    config.compaction_age_ms = 100;
+    config.maintenance_interval_ms = 100;
+    config.gc_grace_ms = 1_000;
+    config.gc_interval_ms = 100;
     let agent = EmbeddedAgent::start(config, 2).unwrap();
     let addr = agent.addr().to_string();
     let metrics = agent.metrics_addr().expect("metrics served");
@@ -79,6 +84,60 @@ fn metrics_show_the_traffic() {
     );
     assert!(value(&resp, "streamhouse_metadata_commit_seconds_count") >= 1.0);
     assert_eq!(value(&resp, "streamhouse_object_put_errors_total"), 0.0);
+    let reads = value(&resp, "streamhouse_cache_hits_total")
+        + value(&resp, "streamhouse_cache_misses_total");
+    assert!(reads >= 1.0, "every chunk read is a hit or a miss");
     assert!(scrape(metrics, "/nope").starts_with("HTTP/1.1 404"));
+
+    // Every series docs/OPERATIONS.md documents is served.
+    let ops = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/OPERATIONS.md"),
+    )
+    .unwrap();
+    let documented: Vec<String> = ops
+        .lines()
+        .filter(|l| l.starts_with("| `streamhouse_"))
+        .flat_map(|l| {
+            let names = l.split('|').nth(1).unwrap();
+            let mut out = Vec::new();
+            for n in names.split(',').map(|n| n.trim().trim_matches('`')) {
+                out.push(if n.starts_with('_') {
+                    format!("streamhouse{n}")
+                } else {
+                    n.to_string()
+                });
+            }
+            out
+        })
+        .collect();
+    assert!(documented.len() >= 30, "{documented:?}");
+    for name in &documented {
+        assert!(
+            resp.contains(&format!("# TYPE {name} ")),
+            "{name} is documented but not served"
+        );
+    }
+
+    // Compaction and garbage collection progress, once their intervals pass.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = scrape(metrics, "/metrics");
+        if value(&text, "streamhouse_compactions_total") >= 1.0
+            && value(&text, "streamhouse_gc_runs_total") >= 1.0
+            && value(&text, "streamhouse_gc_objects_deleted_total") >= 1.0
+        {
+            assert!(value(&text, "streamhouse_compaction_rows_replaced_total") >= 1.0);
+            assert!(value(&text, "streamhouse_compaction_bytes_total") > 0.0);
+            assert!(value(&text, "streamhouse_compaction_seconds_count") >= 1.0);
+            assert!(value(&text, "streamhouse_gc_bytes_deleted_total") > 0.0);
+            assert_eq!(value(&text, "streamhouse_compaction_errors_total"), 0.0);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no compaction or GC: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     agent.stop().unwrap();
 }

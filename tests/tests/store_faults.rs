@@ -19,7 +19,12 @@ const TOPIC: &str = "faulty";
 
 fn batch(value: &str) -> Bytes {
     let mut b = BatchBuilder::new(Compression::None);
-    b.append(0, None, Some(value.as_bytes()), &[]);
+    b.append(
+        streamhouse_tests::now_ms(),
+        None,
+        Some(value.as_bytes()),
+        &[],
+    );
     b.finish(ProducerStamp::NONE).unwrap()
 }
 

@@ -196,3 +196,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn compaction_refuses_damaged_or_mislabelled_chunks() {
+    use streamhouse_proto::batch::{BatchBuilder, Compression, ProducerStamp};
+    let mut b = BatchBuilder::new(Compression::None);
+    for i in 0..3 {
+        b.append(1_000, None, Some(format!("v{i}").as_bytes()), &[]);
+    }
+    let good = b.finish(ProducerStamp::NONE).unwrap();
+    let r = row(10, 12, good.len() as u64, 0, 1_000);
+    check_chunk(&r, &good).unwrap();
+    // The row says 4 records; the chunk holds 3.
+    assert!(check_chunk(&row(10, 13, good.len() as u64, 0, 1_000), &good).is_err());
+    // A flipped byte in a record: the CRC catches it.
+    let mut bad = good.to_vec();
+    let last = bad.len() - 1;
+    bad[last] ^= 0x40;
+    let e = check_chunk(&r, &bad).unwrap_err().to_string();
+    assert!(e.contains("malformed batch"), "{e}");
+    // Truncated.
+    assert!(check_chunk(&r, &good[..good.len() - 2]).is_err());
+}
