@@ -39,8 +39,10 @@ pub const FLUSH_PREFIX: &str = "data/";
 pub const SEGMENT_PREFIX: &str = "segments/";
 /// A segment gets one index row per this many bytes, so a read fetches about this much.
 pub const INDEX_INTERVAL_BYTES: u64 = 1024 * 1024;
-/// Index rows looked at per partition and pass; more wait for the next pass.
+/// Uncompacted index rows looked at per partition and pass; more wait for the next pass.
 const ROWS_PER_PASS: i64 = 4096;
+/// Oldest index rows retention looks at per partition and pass.
+const RETENTION_ROWS: i64 = 256;
 /// Chunks read concurrently while compacting.
 const READS_IN_FLIGHT: usize = 8;
 
@@ -236,24 +238,35 @@ pub async fn maintain_partition(
     };
     let mut report = PartitionReport::default();
     let m = &shared.metrics;
-    if topic.retention_ms > 0 || topic.retention_bytes > 0 {
-        let usage = shared
-            .meta
-            .partition_usage(&topic.name, state.partition)
-            .await?;
+    let now = wall_ms();
+    let hints = state.hints();
+    let retention_waits = topic.retention_bytes <= 0
+        && hints
+            .retention_due
+            .is_some_and(|(due, ms)| ms == topic.retention_ms && now < due);
+    if (topic.retention_ms > 0 || topic.retention_bytes > 0) && !retention_waits {
+        let total_bytes = if topic.retention_bytes > 0 {
+            shared
+                .meta
+                .partition_usage(&topic.name, state.partition)
+                .await?
+                .bytes
+        } else {
+            0
+        };
         let oldest = shared
             .meta
             .segments(
                 &topic.name,
                 state.partition,
                 state.log_start(),
-                ROWS_PER_PASS,
+                RETENTION_ROWS,
             )
             .await?;
         let cut = retention_cut(
             &oldest,
-            usage.bytes,
-            wall_ms(),
+            total_bytes,
+            now,
             topic.retention_ms,
             topic.retention_bytes,
         );
@@ -270,19 +283,38 @@ pub async fn maintain_partition(
             tracing::debug!(topic = %topic.name, partition = state.partition, log_start = new_start,
                 rows = dropped, "retention advanced the log start");
         }
+        // Time retention drops a prefix: nothing goes before the first row kept expires.
+        let first_kept = oldest
+            .iter()
+            .find(|r| cut.is_none_or(|c| r.base_offset >= c));
+        let due = first_kept.filter(|_| topic.retention_ms > 0).map(|r| {
+            (
+                r.max_timestamp.saturating_add(topic.retention_ms),
+                topic.retention_ms,
+            )
+        });
+        state.set_retention_due(due);
     }
 
+    let target = shared.config.segment_bytes;
+    let max_age = shared.config.compaction_age_ms as i64;
+    let hints = state.hints();
+    let compaction_waits = hints.known
+        && hints.uncompacted_bytes < target
+        && hints
+            .oldest_uncompacted_ms
+            .is_none_or(|t| now.saturating_sub(t) < max_age);
+    if compaction_waits {
+        return Ok(report);
+    }
     let rows = shared
         .meta
         .uncompacted_segments(&topic.name, state.partition, SEGMENT_PREFIX, ROWS_PER_PASS)
         .await?;
-    let runs = plan_compaction(
-        &rows,
-        wall_ms_store_basis(&rows),
-        shared.config.segment_bytes,
-        shared.config.compaction_age_ms as i64,
-    );
+    let runs = plan_compaction(&rows, wall_ms_store_basis(&rows), target, max_age);
+    let mut merged = vec![false; rows.len()];
     for run in runs {
+        let range = run.clone();
         let run = &rows[run];
         let started = std::time::Instant::now();
         match compact(shared, state, epoch, run).await {
@@ -295,12 +327,28 @@ pub async fn maintain_partition(
                 report.segments_written += 1;
                 report.rows_compacted += run.len() as u64;
                 report.bytes_compacted += bytes;
+                merged[range].iter_mut().for_each(|x| *x = true);
             }
             Err(e) => {
                 m.compaction_errors.fetch_add(1, Ordering::Relaxed);
                 return Err(e);
             }
         }
+    }
+    // What stays uncompacted, unless the page was full (then more rows wait beyond it).
+    if (rows.len() as i64) < ROWS_PER_PASS {
+        let left = rows
+            .iter()
+            .zip(&merged)
+            .filter(|(_, m)| !**m)
+            .map(|(r, _)| r);
+        let (bytes, oldest) = left.fold((0u64, None::<i64>), |(b, o), r| {
+            (
+                b + r.byte_len,
+                Some(o.map_or(r.created_at_ms, |o| o.min(r.created_at_ms))),
+            )
+        });
+        state.set_uncompacted(hints.commits, bytes, oldest);
     }
     Ok(report)
 }
@@ -444,8 +492,8 @@ pub struct GcPlan {
     pub orphans: Vec<String>,
 }
 
-/// The reference logic. `listed` must be read before `records`, and `records` before
-/// `referenced`, so an object committed meanwhile is seen as referenced. `store_now_ms` is
+/// The reference logic. `listed` must be read before `records`, so that an object committed
+/// meanwhile is either known or, being younger than half the grace, no orphan. `store_now_ms` is
 /// the metadata store's clock (which marked the records); `wall_now_ms` this agent's (which,
 /// like the writers', named the objects).
 pub fn gc_plan(
@@ -544,7 +592,14 @@ pub async fn gc_pass(shared: &Shared) -> Result<GcReport> {
     let mut listed = shared.store.list(FLUSH_PREFIX).await?;
     listed.extend(shared.store.list(SEGMENT_PREFIX).await?);
     let records = shared.meta.object_records().await?;
-    let referenced = shared.meta.referenced_objects().await?;
+    let unreferenced = shared.meta.unreferenced_objects().await?;
+    // Known objects are referenced unless the store just said otherwise; an object committed
+    // after `records` was read is not among them, and is too young to be an orphan.
+    let referenced: HashSet<String> = records
+        .iter()
+        .filter(|r| !unreferenced.contains(&r.key))
+        .map(|r| r.key.clone())
+        .collect();
     let store_now = shared.meta.now_ms().await?;
     let plan = gc_plan(&listed, &records, &referenced, store_now, wall_ms(), grace);
     let sizes: HashMap<&str, u64> = listed.iter().map(|o| (o.key.as_str(), o.size)).collect();

@@ -34,6 +34,23 @@ impl From<&SegmentRow> for SegmentEntry {
     }
 }
 
+/// What a leader's maintenance knows about a partition without asking the store, so a pass
+/// over a partition with nothing to do costs no query.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MaintenanceHints {
+    /// Whether the uncompacted figures were read from the store since this agent took the
+    /// lease, with no commit in between (later commits add to them).
+    pub known: bool,
+    /// Commits into this partition, counted by [`PartitionState::committed`].
+    pub commits: u64,
+    /// Bytes in shared flush objects not yet compacted, and when the oldest was committed
+    /// (ms, the store's clock as the index recorded it, else this agent's).
+    pub uncompacted_bytes: u64,
+    pub oldest_uncompacted_ms: Option<i64>,
+    /// Retention cannot drop anything before this time, for this `retention_ms`.
+    pub retention_due: Option<(i64, i64)>,
+}
+
 /// Index entries kept per partition before the oldest are dropped (they reload on demand).
 const INDEX_ENTRIES_KEPT: usize = 8192;
 
@@ -53,6 +70,7 @@ pub struct PartitionState {
     index: Mutex<BTreeMap<i64, SegmentEntry>>,
     /// Idempotent producers by id, as of the last commit. Only the flusher changes it.
     producers: Mutex<HashMap<i64, ProducerEntry>>,
+    hints: Mutex<MaintenanceHints>,
 }
 
 impl PartitionState {
@@ -66,7 +84,30 @@ impl PartitionState {
             high_watermark: watch::Sender::new(0),
             index: Mutex::new(BTreeMap::new()),
             producers: Mutex::new(HashMap::new()),
+            hints: Mutex::new(MaintenanceHints::default()),
         }
+    }
+
+    pub fn hints(&self) -> MaintenanceHints {
+        *self.hints.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records what compaction learnt from the store, trusted only if no commit happened
+    /// since it read (`commits_seen`); otherwise the next pass asks again.
+    pub fn set_uncompacted(&self, commits_seen: u64, bytes: u64, oldest_ms: Option<i64>) {
+        let mut h = self.hints.lock().unwrap_or_else(|p| p.into_inner());
+        h.uncompacted_bytes = bytes;
+        h.oldest_uncompacted_ms = oldest_ms;
+        h.known = h.commits == commits_seen;
+    }
+
+    /// Records when retention may next drop something (commits only add rows after the
+    /// first one kept, so they do not change it).
+    pub fn set_retention_due(&self, due: Option<(i64, i64)>) {
+        self.hints
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retention_due = due;
     }
 
     /// The lease epoch this agent holds, if it holds the lease.
@@ -94,6 +135,12 @@ impl PartitionState {
     ) {
         self.set_bounds(log_start, high_watermark);
         *self.producers.lock().unwrap_or_else(|p| p.into_inner()) = producers.into_iter().collect();
+        let mut hints = self.hints.lock().unwrap_or_else(|p| p.into_inner());
+        *hints = MaintenanceHints {
+            commits: hints.commits,
+            ..MaintenanceHints::default()
+        };
+        drop(hints);
         self.closing.store(false, Ordering::Release);
         self.epoch.store(epoch, Ordering::Release);
     }
@@ -146,6 +193,13 @@ impl PartitionState {
     /// After a commit: index the new chunk and move the high watermark, waking long-polls.
     pub fn committed(&self, entry: SegmentEntry) {
         let next = entry.last_offset + 1;
+        {
+            let mut h = self.hints.lock().unwrap_or_else(|p| p.into_inner());
+            h.commits += 1;
+            h.uncompacted_bytes += entry.byte_len;
+            h.oldest_uncompacted_ms
+                .get_or_insert_with(crate::maintenance::wall_ms);
+        }
         self.insert_segments(std::iter::once(entry));
         self.high_watermark.send_replace(next);
     }
@@ -329,6 +383,30 @@ mod tests {
         p.advance_log_start(10);
         assert!(p.segment_for(0).is_none());
         assert_eq!(p.log_start(), 10);
+    }
+
+    #[test]
+    fn maintenance_hints_follow_commits_and_leases() {
+        let p = PartitionState::new(Arc::from("t"), 0);
+        p.adopt_lease(1, 0, 0, Vec::new());
+        assert!(!p.hints().known, "a new lease knows nothing yet");
+        p.set_uncompacted(p.hints().commits, 0, None);
+        assert!(p.hints().known);
+        p.committed(entry(0, 9));
+        let h = p.hints();
+        assert!(h.known && h.uncompacted_bytes == 1 && h.oldest_uncompacted_ms.is_some());
+        // A pass that read before a commit landed is not trusted.
+        let seen = p.hints().commits;
+        p.committed(entry(10, 19));
+        p.set_uncompacted(seen, 0, None);
+        assert!(!p.hints().known);
+        p.set_retention_due(Some((5, 7)));
+        p.adopt_lease(2, 0, 20, Vec::new());
+        assert_eq!(
+            p.hints().retention_due,
+            None,
+            "a new lease forgets what it was told"
+        );
     }
 
     #[test]

@@ -615,8 +615,9 @@ async fn maintenance(store: &MetadataStore) {
     assert_eq!(uncompacted.len(), 2);
 
     // Garbage collection's bookkeeping: data/1 and data/2 are no longer referenced.
-    let referenced = store.referenced_objects().await.unwrap();
-    assert!(referenced.contains("segments/1.obj") && !referenced.contains("data/m-1.obj"));
+    let unreferenced = store.unreferenced_objects().await.unwrap();
+    assert!(!unreferenced.contains("segments/1.obj") && unreferenced.contains("data/m-1.obj"));
+    assert!(unreferenced.contains("data/m-2.obj") && !unreferenced.contains("data/m-0.obj"));
     let all: Vec<String> = store
         .object_records()
         .await

@@ -269,14 +269,18 @@ impl MetadataStore {
             .collect()
     }
 
-    /// Every object some index row points at.
-    pub async fn referenced_objects(&self) -> Result<HashSet<String>> {
-        sqlx::query("SELECT DISTINCT object_key FROM segments")
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| Ok(r.try_get("object_key")?))
-            .collect()
+    /// The known objects no index row points at (one probe of the `segments_by_object` index
+    /// per object, rather than a scan of the whole index).
+    pub async fn unreferenced_objects(&self) -> Result<HashSet<String>> {
+        sqlx::query(
+            "SELECT o.object_key FROM objects o
+             WHERE NOT EXISTS (SELECT 1 FROM segments s WHERE s.object_key = o.object_key)",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| Ok(r.try_get("object_key")?))
+        .collect()
     }
 
     /// Records that `keys` were found unreferenced now (by the store's clock), unless an
