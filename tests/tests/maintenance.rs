@@ -177,15 +177,27 @@ fn an_agent_holding_an_old_index_reads_through_compaction_and_gc() {
     let mut config = fast_maintenance(dir.path());
     // No chunk cache: every read goes to the objects, so a deleted one would show.
     config.cache_bytes = 0;
-    // Compaction only when the test says: a long age and a large segment.
+    // Chunks wait 3 s before compaction, so the follower reads the flush objects first.
     config.compaction_age_ms = 3_000;
     let a = EmbeddedAgent::start(config.clone(), 1).unwrap();
     let b = EmbeddedAgent::start(config, 1).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let admin = Admin::connect(&a.addr().to_string()).await.unwrap();
-        let t = admin.create_topic(NewTopic::new("old", 1)).await.unwrap();
-        let leader = t.partitions[0].leader_id.clone().unwrap();
+        admin.create_topic(NewTopic::new("old", 1)).await.unwrap();
+        // The partition's leader may be the other agent, which takes it at its next round.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let leader = loop {
+            let t = admin.describe_topic("old").await.unwrap();
+            if let Some(l) = t.partitions[0].leader_id.clone() {
+                break l;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the partition never got a leader"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
         let follower = if leader == a.id() { b.addr() } else { a.addr() };
         let producer = Producer::builder()
             .bootstrap(a.addr().to_string())
