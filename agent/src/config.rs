@@ -78,8 +78,8 @@ pub struct AgentConfig {
     #[arg(long, env = "STREAMHOUSE_SEGMENT_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub segment_bytes: u64,
     /// Chunks younger than this wait for more to fill a segment; older ones are compacted
-    /// into a smaller segment.
-    #[arg(long, env = "STREAMHOUSE_COMPACTION_AGE_MS", default_value_t = 300_000)]
+    /// into a smaller segment (which tiered merging later merges with others).
+    #[arg(long, env = "STREAMHOUSE_COMPACTION_AGE_MS", default_value_t = 60_000)]
     pub compaction_age_ms: u64,
     /// How often a leader applies retention and compaction to its partitions.
     #[arg(

@@ -124,6 +124,46 @@ pub fn plan_compaction(
     runs
 }
 
+/// Segments merged at a time by tiered merging, and the ratio between tiers.
+pub const TIER_FANOUT: usize = 4;
+
+/// Which runs of small segments to merge, given their index rows in offset order (a segment
+/// is the consecutive rows naming one object). Segments are tiered by size (a tier spans a
+/// factor of [`TIER_FANOUT`]); [`TIER_FANOUT`] contiguous segments of one tier merge into one
+/// of the next. Like an LSM tree's size tiers: each byte is rewritten about once per tier (a
+/// handful of times between a flush chunk and a full segment), and a partition keeps fewer
+/// than [`TIER_FANOUT`] small segments per tier.
+pub fn plan_tiers(rows: &[SegmentRow]) -> Vec<Range<usize>> {
+    // (rows, bytes) of each segment, in order.
+    let mut segments: Vec<(Range<usize>, u64)> = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        match segments.last_mut() {
+            Some((range, bytes)) if rows[range.start].object_key == r.object_key => {
+                range.end = i + 1;
+                *bytes += r.byte_len;
+            }
+            _ => segments.push((i..i + 1, r.byte_len)),
+        }
+    }
+    let tier = |bytes: u64| bytes.max(1).ilog(TIER_FANOUT as u64);
+    let mut runs = Vec::new();
+    let mut start = 0usize;
+    for i in 0..segments.len() {
+        let joins = i > start
+            && tier(segments[i].1) == tier(segments[start].1)
+            && rows[segments[i - 1].0.end - 1].last_offset + 1
+                == rows[segments[i].0.start].base_offset;
+        if !joins {
+            start = i;
+        }
+        if i + 1 - start == TIER_FANOUT {
+            runs.push(segments[start].0.start..segments[i].0.end);
+            start = i + 1;
+        }
+    }
+    runs
+}
+
 /// The index rows of a segment made of `rows` (contiguous) laid end to end: one row per
 /// about [`INDEX_INTERVAL_BYTES`], cut only between chunks, which are whole batches.
 pub fn segment_index(rows: &[SegmentRow], interval: u64) -> Vec<SegmentRow> {
@@ -163,6 +203,8 @@ pub struct PartitionReport {
     pub segments_written: u64,
     pub rows_compacted: u64,
     pub bytes_compacted: u64,
+    /// Of the segments written, those that merged small segments into a larger one.
+    pub tier_merges: u64,
 }
 
 /// Runs retention and compaction on every partition this agent leads, until `stop`.
@@ -212,6 +254,7 @@ pub async fn pass(shared: &Shared) -> Result<PartitionReport> {
                     total.segments_written += r.segments_written;
                     total.rows_compacted += r.rows_compacted;
                     total.bytes_compacted += r.bytes_compacted;
+                    total.tier_merges += r.tier_merges;
                 }
                 Err(e) => {
                     shared
@@ -304,53 +347,89 @@ pub async fn maintain_partition(
         && hints
             .oldest_uncompacted_ms
             .is_none_or(|t| now.saturating_sub(t) < max_age);
-    if compaction_waits {
-        return Ok(report);
-    }
-    let rows = shared
-        .meta
-        .uncompacted_segments(&topic.name, state.partition, SEGMENT_PREFIX, ROWS_PER_PASS)
-        .await?;
-    let runs = plan_compaction(&rows, wall_ms_store_basis(&rows), target, max_age);
-    let mut merged = vec![false; rows.len()];
-    for run in runs {
-        let range = run.clone();
-        let run = &rows[run];
-        let started = std::time::Instant::now();
-        match compact(shared, state, epoch, run).await {
-            Ok(bytes) => {
-                m.compaction_seconds.observe(started.elapsed());
-                m.compactions.fetch_add(1, Ordering::Relaxed);
-                m.compaction_rows_replaced
-                    .fetch_add(run.len() as u64, Ordering::Relaxed);
-                m.compaction_bytes.fetch_add(bytes, Ordering::Relaxed);
-                report.segments_written += 1;
-                report.rows_compacted += run.len() as u64;
-                report.bytes_compacted += bytes;
-                merged[range].iter_mut().for_each(|x| *x = true);
-            }
-            Err(e) => {
-                m.compaction_errors.fetch_add(1, Ordering::Relaxed);
-                return Err(e);
-            }
+    if !compaction_waits {
+        let rows = shared
+            .meta
+            .uncompacted_segments(&topic.name, state.partition, SEGMENT_PREFIX, ROWS_PER_PASS)
+            .await?;
+        let runs = plan_compaction(&rows, wall_ms_store_basis(&rows), target, max_age);
+        let mut merged = vec![false; rows.len()];
+        for run in runs {
+            merge(shared, state, epoch, &rows[run.clone()], &mut report).await?;
+            merged[run].iter_mut().for_each(|x| *x = true);
+        }
+        // What stays uncompacted, unless the page was full (then more rows wait beyond it).
+        if (rows.len() as i64) < ROWS_PER_PASS {
+            let left = rows
+                .iter()
+                .zip(&merged)
+                .filter(|(_, m)| !**m)
+                .map(|(r, _)| r);
+            let (bytes, oldest) = left.fold((0u64, None::<i64>), |(b, o), r| {
+                (
+                    b + r.byte_len,
+                    Some(o.map_or(r.created_at_ms, |o| o.min(r.created_at_ms))),
+                )
+            });
+            state.set_uncompacted(hints.commits, bytes, oldest);
         }
     }
-    // What stays uncompacted, unless the page was full (then more rows wait beyond it).
-    if (rows.len() as i64) < ROWS_PER_PASS {
-        let left = rows
-            .iter()
-            .zip(&merged)
-            .filter(|(_, m)| !**m)
-            .map(|(r, _)| r);
-        let (bytes, oldest) = left.fold((0u64, None::<i64>), |(b, o), r| {
-            (
-                b + r.byte_len,
-                Some(o.map_or(r.created_at_ms, |o| o.min(r.created_at_ms))),
-            )
-        });
-        state.set_uncompacted(hints.commits, bytes, oldest);
+
+    // Tiered merging of small segments: only a compaction makes new ones, so look when this
+    // pass wrote one, or when this agent has not looked since taking the lease.
+    if report.segments_written > 0 || !hints.tiers_known {
+        for _ in 0..8 {
+            let rows = shared
+                .meta
+                .small_segments(
+                    &topic.name,
+                    state.partition,
+                    SEGMENT_PREFIX,
+                    target / 2,
+                    ROWS_PER_PASS,
+                )
+                .await?;
+            let runs = plan_tiers(&rows);
+            if runs.is_empty() {
+                break;
+            }
+            for run in runs {
+                merge(shared, state, epoch, &rows[run], &mut report).await?;
+                report.tier_merges += 1;
+            }
+        }
+        state.set_tiers_known();
     }
     Ok(report)
+}
+
+/// One compaction, counted.
+async fn merge(
+    shared: &Shared,
+    state: &PartitionState,
+    epoch: i64,
+    run: &[SegmentRow],
+    report: &mut PartitionReport,
+) -> Result<()> {
+    let m = &shared.metrics;
+    let started = std::time::Instant::now();
+    match compact(shared, state, epoch, run).await {
+        Ok(bytes) => {
+            m.compaction_seconds.observe(started.elapsed());
+            m.compactions.fetch_add(1, Ordering::Relaxed);
+            m.compaction_rows_replaced
+                .fetch_add(run.len() as u64, Ordering::Relaxed);
+            m.compaction_bytes.fetch_add(bytes, Ordering::Relaxed);
+            report.segments_written += 1;
+            report.rows_compacted += run.len() as u64;
+            report.bytes_compacted += bytes;
+            Ok(())
+        }
+        Err(e) => {
+            m.compaction_errors.fetch_add(1, Ordering::Relaxed);
+            Err(e)
+        }
+    }
 }
 
 /// Index rows carry the metadata store's clock; compare their ages with this agent's clock,

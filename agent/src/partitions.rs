@@ -49,6 +49,8 @@ pub struct MaintenanceHints {
     pub oldest_uncompacted_ms: Option<i64>,
     /// Retention cannot drop anything before this time, for this `retention_ms`.
     pub retention_due: Option<(i64, i64)>,
+    /// Whether tiered merging has looked at the small segments since the lease was taken.
+    pub tiers_known: bool,
 }
 
 /// Index entries kept per partition before the oldest are dropped (they reload on demand).
@@ -99,6 +101,13 @@ impl PartitionState {
         h.uncompacted_bytes = bytes;
         h.oldest_uncompacted_ms = oldest_ms;
         h.known = h.commits == commits_seen;
+    }
+
+    pub fn set_tiers_known(&self) {
+        self.hints
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .tiers_known = true;
     }
 
     /// Records when retention may next drop something (commits only add rows after the

@@ -468,3 +468,62 @@ fn deleting_a_topic_removes_its_objects() {
     });
     agent.stop().unwrap();
 }
+
+#[test]
+fn small_segments_merge_by_tiers_and_stay_few() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = fast_maintenance(dir.path());
+    config.compaction_age_ms = 50;
+    let agent = EmbeddedAgent::start(config, 2).unwrap();
+    let addr = agent.addr().to_string();
+    let metrics = agent.metrics_addr().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rounds = 64i64;
+    rt.block_on(async {
+        let admin = Admin::connect(&addr).await.unwrap();
+        admin
+            .create_topic(NewTopic::new("trickle", 1))
+            .await
+            .unwrap();
+        let producer = Producer::builder().bootstrap(&addr).build().await.unwrap();
+        // A trickle: each round's few records are compacted into a tiny segment of their own
+        // before the next round, as a quiet partition's are after `compaction_age_ms`.
+        let mut n = 0i64;
+        for _ in 0..rounds {
+            let before = metric(metrics, "streamhouse_compactions_total");
+            for _ in 0..20 {
+                producer
+                    .send_record(
+                        "trickle",
+                        Some(0),
+                        None,
+                        Some(n.to_string().as_bytes()),
+                        &[],
+                        None,
+                    )
+                    .await
+                    .unwrap();
+                n += 1;
+            }
+            producer.flush().await.unwrap();
+            eventually("the round compacted", Duration::from_secs(30), || {
+                metric(metrics, "streamhouse_compactions_total") > before
+            })
+            .await;
+        }
+        producer.close().await.unwrap();
+        // Once GC has removed what merging replaced, fewer than four segments per size tier
+        // remain (tiers of 4x from a few hundred bytes to half of the 64 KiB target).
+        eventually("merged segments collected", Duration::from_secs(30), || {
+            objects(dir.path(), "segments").len() <= 3 * 5 && objects(dir.path(), "data").is_empty()
+        })
+        .await;
+        let compactions = metric(metrics, "streamhouse_compactions_total");
+        assert!(
+            compactions > rounds as f64,
+            "{compactions} compactions for {rounds} rounds: tiers merged nothing"
+        );
+        read_checked(&addr, "trickle", 0, n).await;
+    });
+    agent.stop().unwrap();
+}

@@ -218,3 +218,64 @@ fn compaction_refuses_damaged_or_mislabelled_chunks() {
     // Truncated.
     assert!(check_chunk(&r, &good[..good.len() - 2]).is_err());
 }
+
+/// Index rows for segments of the given sizes laid end to end, `rows_per` rows each.
+fn segments(sizes: &[u64], rows_per: i64) -> Vec<SegmentRow> {
+    let mut out = Vec::new();
+    let mut base = 0;
+    for (i, size) in sizes.iter().enumerate() {
+        for _ in 0..rows_per {
+            let mut r = row(base, base + 9, size / rows_per as u64, 0, 0);
+            r.object_key = format!("segments/{i}");
+            out.push(r);
+            base += 10;
+        }
+    }
+    out
+}
+
+#[test]
+fn tiers_merge_four_segments_of_one_size() {
+    // Four 1 KiB segments of two rows each: one run over all eight rows.
+    assert_eq!(plan_tiers(&segments(&[1024; 4], 2)), vec![0..8]);
+    // Three are not enough.
+    assert!(plan_tiers(&segments(&[1024; 3], 2)).is_empty());
+    // A larger, older segment stays out; the four newer small ones merge.
+    assert_eq!(
+        plan_tiers(&segments(&[64 * 1024, 1024, 1024, 1100, 2000], 1)),
+        vec![1..5]
+    );
+    // Eight of a tier: two runs.
+    assert_eq!(plan_tiers(&segments(&[2048; 8], 1)), vec![0..4, 4..8]);
+    // A gap in offsets ends a run.
+    let mut gap = segments(&[1024; 4], 1);
+    for r in &mut gap[2..] {
+        r.base_offset += 100;
+        r.last_offset += 100;
+    }
+    assert!(plan_tiers(&gap).is_empty());
+}
+
+proptest! {
+    /// Tier runs cover whole segments, contiguous in offsets, never overlapping, in order.
+    #[test]
+    fn tier_runs_cover_whole_contiguous_segments(
+        sizes in proptest::collection::vec(1u64..100_000, 0..40),
+        rows_per in 1i64..4,
+    ) {
+        let rows = segments(&sizes, rows_per);
+        let mut end = 0;
+        for run in plan_tiers(&rows) {
+            prop_assert!(run.start >= end && run.end > run.start);
+            end = run.end;
+            prop_assert!(run.start == 0 || rows[run.start - 1].object_key != rows[run.start].object_key);
+            prop_assert!(run.end == rows.len() || rows[run.end].object_key != rows[run.end - 1].object_key);
+            let objects: std::collections::BTreeSet<&str> =
+                rows[run.clone()].iter().map(|r| r.object_key.as_str()).collect();
+            prop_assert_eq!(objects.len(), TIER_FANOUT);
+            for w in rows[run].windows(2) {
+                prop_assert_eq!(w[0].last_offset + 1, w[1].base_offset);
+            }
+        }
+    }
+}

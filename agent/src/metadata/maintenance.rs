@@ -134,6 +134,36 @@ impl MetadataStore {
         .collect()
     }
 
+    /// Index rows of a partition's segment objects smaller than `below` bytes, in offset
+    /// order, at most `limit`: what tiered merging works on.
+    pub async fn small_segments(
+        &self,
+        topic: &str,
+        partition: u32,
+        segment_prefix: &str,
+        below: u64,
+        limit: i64,
+    ) -> Result<Vec<SegmentRow>> {
+        sqlx::query(
+            "SELECT s.base_offset, s.last_offset, s.object_key, s.byte_start, s.byte_len,
+                    s.record_count, s.max_timestamp, s.created_at_ms
+             FROM segments s JOIN objects o ON o.object_key = s.object_key
+             WHERE s.topic = $1 AND s.partition_id = $2 AND s.object_key LIKE $3
+               AND o.size_bytes < $4
+             ORDER BY s.base_offset LIMIT $5",
+        )
+        .bind(topic)
+        .bind(i64::from(partition))
+        .bind(format!("{segment_prefix}%"))
+        .bind(below as i64)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(segment_row)
+        .collect()
+    }
+
     /// Retention: moves the partition's log start to `new_log_start` and drops the index rows
     /// wholly below it, in one transaction that holds only while `agent_id` leads at
     /// `lease_epoch`. Returns the rows dropped.
