@@ -45,6 +45,8 @@ const ROWS_PER_PASS: i64 = 4096;
 const RETENTION_ROWS: i64 = 256;
 /// Chunks read concurrently while compacting.
 const READS_IN_FLIGHT: usize = 8;
+/// Objects garbage collection deletes concurrently.
+const DELETES_IN_FLIGHT: usize = 16;
 
 pub(crate) fn wall_ms() -> i64 {
     SystemTime::now()
@@ -694,8 +696,26 @@ pub async fn gc_pass(shared: &Shared) -> Result<GcReport> {
         .meta
         .forget_objects(&plan.delete, store_now - grace)
         .await?;
-    for key in forgotten.iter().chain(&plan.orphans) {
-        match shared.store.delete(key).await {
+    // Deletes run DELETES_IN_FLIGHT at a time: one at a time, an object store's round trip
+    // would cap collection below what a busy cluster writes.
+    let deletes: Vec<_> = forgotten
+        .iter()
+        .chain(&plan.orphans)
+        .map(|key| {
+            let (store, key) = (shared.store.clone(), key.clone());
+            async move {
+                let result = store.delete(&key).await;
+                (key, result)
+            }
+        })
+        .collect();
+    let results: Vec<(String, Result<(), crate::object_store::StorageError>)> =
+        futures::stream::iter(deletes)
+            .buffer_unordered(DELETES_IN_FLIGHT)
+            .collect()
+            .await;
+    for (key, result) in results {
+        match result {
             Ok(()) => {
                 let bytes = sizes.get(key.as_str()).copied().unwrap_or(0);
                 report.bytes_deleted += bytes;
