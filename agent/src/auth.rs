@@ -3,11 +3,12 @@
 //! Tokens come from a file, one per line (blank lines and `#` comments ignored). A request
 //! must carry `authorization: Bearer TOKEN` with one of them, or it is refused with gRPC's
 //! UNAUTHENTICATED before it reaches the service. Without a file every request is let in,
-//! as the bundled local cluster expects.
+//! as the bundled local cluster expects. SIGHUP re-reads the file (a bad file keeps the
+//! tokens in force), so tokens rotate without a restart.
 
 use std::collections::HashSet;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use tonic::service::Interceptor;
 use tonic::transport::Identity;
@@ -33,11 +34,13 @@ pub fn load_identity(config: &AgentConfig) -> Result<Option<Identity>, String> {
     Ok(Some(Identity::from_pem(cert, key)))
 }
 
-/// The bearer-token check every request passes through.
+/// The bearer-token check every request passes through. Clones share the token set, so a
+/// reload reaches every connection.
 #[derive(Debug, Clone, Default)]
 pub struct TokenCheck {
-    /// `None`: authentication is off.
-    tokens: Option<Arc<HashSet<Vec<u8>>>>,
+    /// Where the tokens came from; `None`: authentication is off.
+    path: Option<PathBuf>,
+    tokens: Arc<RwLock<Arc<HashSet<Vec<u8>>>>>,
 }
 
 impl TokenCheck {
@@ -46,40 +49,48 @@ impl TokenCheck {
         let Some(path) = path else {
             return Ok(TokenCheck::default());
         };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("reading tokens file {}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| format!("tokens file {}: {e}", path.display()))
+        let tokens = read_tokens(path)?;
+        Ok(TokenCheck {
+            path: Some(path.to_path_buf()),
+            tokens: Arc::new(RwLock::new(Arc::new(tokens))),
+        })
     }
 
-    /// Parses a tokens file's text.
+    /// Parses a tokens file's text (for tests and tools; agents use [`TokenCheck::load`]).
     pub fn parse(text: &str) -> Result<TokenCheck, String> {
-        let mut tokens = HashSet::new();
-        for (n, line) in text.lines().enumerate() {
-            let t = line.trim();
-            if t.is_empty() || t.starts_with('#') {
-                continue;
-            }
-            if t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(format!(
-                    "line {}: a token is at least 16 printable ASCII characters without spaces",
-                    n + 1
-                ));
-            }
-            tokens.insert(t.as_bytes().to_vec());
-        }
-        if tokens.is_empty() {
-            return Err("no tokens: every request would be refused".into());
-        }
         Ok(TokenCheck {
-            tokens: Some(Arc::new(tokens)),
+            path: Some(PathBuf::new()),
+            tokens: Arc::new(RwLock::new(Arc::new(parse_tokens(text)?))),
         })
+    }
+
+    /// Whether authentication is on.
+    pub fn enabled(&self) -> bool {
+        self.path.is_some()
+    }
+
+    /// Re-reads the tokens file. On error the tokens in force stay. Returns how many tokens
+    /// are accepted now.
+    pub fn reload(&self) -> Result<usize, String> {
+        let Some(path) = &self.path else {
+            return Ok(0);
+        };
+        let tokens = read_tokens(path)?;
+        let n = tokens.len();
+        *self.tokens.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(tokens);
+        Ok(n)
     }
 
     /// Whether an `authorization` header's value is acceptable.
     pub fn admits(&self, header: Option<&[u8]>) -> bool {
-        let Some(tokens) = &self.tokens else {
+        if self.path.is_none() {
             return true;
-        };
+        }
+        let tokens = self
+            .tokens
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let Some(given) = header.and_then(|h| h.strip_prefix(b"Bearer ")) else {
             return false;
         };
@@ -88,6 +99,33 @@ impl TokenCheck {
             .iter()
             .fold(false, |ok, t| ok | constant_time_eq(t, given))
     }
+}
+
+fn read_tokens(path: &Path) -> Result<HashSet<Vec<u8>>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("reading tokens file {}: {e}", path.display()))?;
+    parse_tokens(&text).map_err(|e| format!("tokens file {}: {e}", path.display()))
+}
+
+fn parse_tokens(text: &str) -> Result<HashSet<Vec<u8>>, String> {
+    let mut tokens = HashSet::new();
+    for (n, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        if t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!(
+                "line {}: a token is at least 16 printable ASCII characters without spaces",
+                n + 1
+            ));
+        }
+        tokens.insert(t.as_bytes().to_vec());
+    }
+    if tokens.is_empty() {
+        return Err("no tokens: every request would be refused".into());
+    }
+    Ok(tokens)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -131,5 +169,24 @@ mod tests {
         assert!(TokenCheck::parse("# nothing\n").is_err());
         assert!(TokenCheck::parse("short\n").is_err());
         assert!(TokenCheck::parse("has a space in it ok\n").is_err());
+    }
+
+    #[test]
+    fn reload_takes_a_good_file_and_keeps_the_tokens_on_a_bad_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        std::fs::write(&path, "first-token-0123456789\n").unwrap();
+        let check = TokenCheck::load(Some(&path)).unwrap();
+        let shared = check.clone(); // as each connection's interceptor holds one
+        std::fs::write(&path, "second-token-0123456789\n").unwrap();
+        assert_eq!(check.reload(), Ok(1));
+        assert!(shared.admits(Some(b"Bearer second-token-0123456789")));
+        assert!(!shared.admits(Some(b"Bearer first-token-0123456789")));
+        std::fs::write(&path, "# emptied by mistake\n").unwrap();
+        assert!(check.reload().unwrap_err().contains("no tokens"));
+        assert!(shared.admits(Some(b"Bearer second-token-0123456789")));
+        std::fs::remove_file(&path).unwrap();
+        assert!(check.reload().is_err());
+        assert!(shared.admits(Some(b"Bearer second-token-0123456789")));
     }
 }

@@ -239,6 +239,23 @@ impl Agent {
             .metrics_listener
             .map(|l| tokio::spawn(metrics::serve(l, shared.clone())));
         let max_msg = shared.config.max_record_bytes * 2 + 1024 * 1024;
+        let reload_task = self.tokens.enabled().then(|| {
+            let tokens = self.tokens.clone();
+            tokio::spawn(async move {
+                let Ok(mut hup) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                else {
+                    tracing::warn!("cannot watch SIGHUP; tokens reload only at restart");
+                    return;
+                };
+                while hup.recv().await.is_some() {
+                    match tokens.reload() {
+                        Ok(n) => tracing::info!(tokens = n, "SIGHUP: tokens file reloaded"),
+                        Err(e) => tracing::warn!(error = %e, "SIGHUP: tokens kept; {e}"),
+                    }
+                }
+            })
+        });
         let svc = tonic::service::interceptor::InterceptedService::new(
             StreamHouseServer::new(service::Service::new(shared.clone()))
                 .max_decoding_message_size(max_msg.max(8 * 1024 * 1024))
@@ -271,6 +288,9 @@ impl Agent {
         let _ = maintenance_task.await;
         let _ = gc_task.await;
         if let Some(t) = metrics_task {
+            t.abort();
+        }
+        if let Some(t) = reload_task {
             t.abort();
         }
         // Deregister first, so that the leases released next are taken by the others and

@@ -258,6 +258,11 @@ pub async fn pass(shared: &Shared) -> Result<PartitionReport> {
                     total.bytes_compacted += r.bytes_compacted;
                     total.tier_merges += r.tier_merges;
                 }
+                Err(e) if is_fenced(&e) => {
+                    // The lease moved mid-pass: the new leader maintains it now.
+                    tracing::debug!(topic = %state.topic, partition = state.partition,
+                        "maintenance fenced: the lease moved");
+                }
                 Err(e) => {
                     shared
                         .metrics
@@ -434,9 +439,9 @@ async fn merge(
     }
 }
 
-/// Index rows carry the metadata store's clock; compare their ages with this agent's clock,
-/// but never let skew make a row look older than the newest row seen (whose age is at least
-/// zero).
+/// "Now" for judging index rows' ages: rows carry the metadata store's clock, this agent has
+/// its own. Taking the later of the two keeps an agent whose clock runs behind the store's
+/// from seeing rows as younger than zero (which would hold their compaction back).
 fn wall_ms_store_basis(rows: &[SegmentRow]) -> i64 {
     let newest = rows.iter().map(|r| r.created_at_ms).max().unwrap_or(0);
     wall_ms().max(newest)
@@ -745,7 +750,7 @@ pub async fn gc_pass(shared: &Shared) -> Result<GcReport> {
 }
 
 /// Whether `e` is the fencing of a maintenance step (expected after losing a lease).
-pub fn is_fenced(e: &AgentError) -> bool {
+fn is_fenced(e: &AgentError) -> bool {
     matches!(e, AgentError::Metadata(MetadataError::Fenced(_)))
 }
 

@@ -136,3 +136,40 @@ fn bad_security_settings_fail_at_start() {
     let e = EmbeddedAgent::start(config, 1).unwrap_err().to_string();
     assert!(e.contains("no tokens"), "{e}");
 }
+
+/// Tokens rotate without a restart: after the file changes, SIGHUP makes the agent accept
+/// the new token and refuse the removed one.
+#[test]
+fn sighup_reloads_the_tokens_file() {
+    const OLD: &str = "rotating-token-old-0123456789";
+    const NEW: &str = "rotating-token-new-0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, format!("{OLD}\n")).unwrap();
+    let agent = streamhouse_tests::AgentProcess::start(
+        env!("CARGO_BIN_EXE_test-agent"),
+        dir.path(),
+        &["--auth-tokens-file", tokens.to_str().unwrap()],
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let works = |token: &'static str| {
+            let addr = agent.addr.clone();
+            async move { admin(&addr, Security::new().token(token)).await.is_ok() }
+        };
+        assert!(works(OLD).await);
+        assert!(!works(NEW).await);
+        std::fs::write(&tokens, format!("# rotated\n{NEW}\n")).unwrap();
+        agent.signal("HUP");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !works(NEW).await {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the new token never took"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(!works(OLD).await, "the removed token still works");
+    });
+    assert!(agent.terminate().success());
+}
