@@ -3,7 +3,7 @@
 //! Every heartbeat the agent runs one round: it heartbeats its registration, marks agents
 //! that went silent as lost, renews the leases it holds (and forgets those it lost), then
 //! reads one snapshot of the live agents and every partition's holder and follows the
-//! [`assignment`](crate::assignment) plan: hand back (after flushing) what another live agent
+//! [`assignment`] plan: hand back (after flushing) what another live agent
 //! should lead, take the free or expired leases that map to it. The metadata store's clock
 //! alone judges expiry, and every change of holder increments the epoch that the flush
 //! commit checks, so a paused or partitioned agent can never commit after losing a lease.

@@ -1118,7 +1118,7 @@ impl MetadataStore {
     }
 
     /// Appends several events, one statement per 200, trimming the log to its last
-    /// [`EVENTS_KEPT`] whenever the ids pass a thousand.
+    /// `EVENTS_KEPT` whenever the ids pass a thousand.
     pub async fn append_events(&self, events: &[(&str, String, String)]) -> Result<()> {
         let now = self.dialect.now_ms();
         for batch in events.chunks(200) {
