@@ -56,8 +56,9 @@ impl TokenCheck {
         })
     }
 
-    /// Parses a tokens file's text (for tests and tools; agents use [`TokenCheck::load`]).
-    pub fn parse(text: &str) -> Result<TokenCheck, String> {
+    /// A check over a tokens file's text, with no file behind it to reload.
+    #[cfg(test)]
+    fn parse(text: &str) -> Result<TokenCheck, String> {
         Ok(TokenCheck {
             path: Some(PathBuf::new()),
             tokens: Arc::new(RwLock::new(Arc::new(parse_tokens(text)?))),

@@ -209,19 +209,32 @@ pub struct PartitionReport {
     pub tier_merges: u64,
 }
 
+/// Waits one `period`; false once `stop` turns true (at once, not at the period's end).
+async fn next_round(period: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(period) => {}
+        _ = stop.changed() => return false,
+    }
+    !*stop.borrow()
+}
+
 /// Runs retention and compaction on every partition this agent leads, until `stop`.
 pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let period = Duration::from_millis(shared.config.maintenance_interval_ms);
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(period) => {}
-            _ = stop.changed() => return,
-        }
-        if *stop.borrow() {
-            return;
-        }
-        if let Err(e) = pass(&shared).await {
-            tracing::warn!(error = %e, "maintenance pass failed; retrying next interval");
+    while next_round(period, &mut stop).await {
+        match pass(&shared).await {
+            Ok(r) if r != PartitionReport::default() => tracing::debug!(
+                rows_expired = r.rows_expired,
+                segments = r.segments_written,
+                tier_merges = r.tier_merges,
+                rows_compacted = r.rows_compacted,
+                bytes = r.bytes_compacted,
+                "maintenance pass"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "maintenance pass failed; retrying next interval");
+            }
         }
     }
 }
@@ -628,14 +641,7 @@ pub struct GcReport {
 /// the smallest id.
 pub async fn run_gc(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let period = Duration::from_millis(shared.config.gc_interval_ms);
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(period) => {}
-            _ = stop.changed() => return,
-        }
-        if *stop.borrow() {
-            return;
-        }
+    while next_round(period, &mut stop).await {
         let ours = match shared
             .meta
             .list_agents(Some(shared.config.lease_ttl_ms as i64))

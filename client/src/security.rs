@@ -65,10 +65,7 @@ impl Security {
     /// assert!(missing.is_err());
     /// ```
     pub fn tls_ca_file(self, path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let pem = std::fs::read(path).map_err(|e| {
-            ClientError::InvalidConfig(format!("reading CA {}: {e}", path.display()))
-        })?;
+        let pem = read(path.as_ref(), "CA")?;
         Ok(self.tls_ca_pem(pem))
     }
 
@@ -101,8 +98,8 @@ impl Security {
     /// ```
     pub fn token_file(self, path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ClientError::InvalidConfig(format!("reading token {}: {e}", path.display()))
+        let text = String::from_utf8(read(path, "token")?).map_err(|_| {
+            ClientError::InvalidConfig(format!("token file {} is not UTF-8", path.display()))
         })?;
         let token = text
             .lines()
@@ -149,6 +146,11 @@ impl Security {
             header: self.token.as_deref().and_then(|t| bearer(t).ok()),
         }
     }
+}
+
+fn read(path: &Path, what: &str) -> Result<Vec<u8>> {
+    std::fs::read(path)
+        .map_err(|e| ClientError::InvalidConfig(format!("reading {what} {}: {e}", path.display())))
 }
 
 fn bearer(token: &str) -> Result<MetadataValue<tonic::metadata::Ascii>> {

@@ -109,6 +109,70 @@ impl Drop for AgentProcess {
     }
 }
 
+/// Settings under which retention, compaction (into 64 KiB segments) and garbage collection
+/// (after a 1 s grace) run every few hundred milliseconds, so a test sees them happen; a
+/// 5 ms flush interval, and metrics on a free port.
+pub fn fast_maintenance(c: &mut streamhouse_agent::AgentConfig) {
+    c.flush_interval_ms = Some(5);
+    c.segment_bytes = 64 * 1024;
+    c.compaction_age_ms = 200;
+    c.maintenance_interval_ms = 100;
+    c.gc_grace_ms = 1_000;
+    c.gc_interval_ms = 200;
+    c.metrics_listen = Some("127.0.0.1:0".into());
+}
+
+/// A consumer of one partition without a group, positioned at `offset`, whose `poll` reports
+/// falling out of the log (`OffsetOutOfRange`) instead of resetting.
+pub async fn consumer_at(
+    addr: &str,
+    tp: &streamhouse_client::TopicPartition,
+    offset: i64,
+) -> streamhouse_client::Consumer {
+    let mut c = streamhouse_client::Consumer::builder()
+        .bootstrap(addr)
+        .auto_offset_reset(streamhouse_client::OffsetReset::None)
+        .build()
+        .await
+        .expect("consumer");
+    c.assign(vec![tp.clone()]).await.expect("assign");
+    c.seek(tp, offset).await.expect("seek");
+    c
+}
+
+/// An agent's `/metrics`, scraped over plain HTTP.
+pub mod metrics {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+
+    /// The whole response to `GET path` (status line, headers, body).
+    pub fn scrape(addr: SocketAddr, path: &str) -> String {
+        let mut s = TcpStream::connect(addr).expect("connect to the metrics port");
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .expect("request sent");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("response read");
+        out
+    }
+
+    /// The value of `series` (a name with its labels, if any) in a scrape.
+    pub fn value(text: &str, series: &str) -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("{series} missing from:\n{text}"))
+            .parse()
+            .expect("a number")
+    }
+
+    /// `series` scraped now.
+    pub fn metric(addr: SocketAddr, series: &str) -> f64 {
+        value(&scrape(addr, "/metrics"), series)
+    }
+}
+
 /// Now, in ms since the epoch: the timestamp for hand-built batches, which retention (7 days
 /// by default) would drop at once if they claimed to be from 1970.
 pub fn now_ms() -> i64 {

@@ -12,18 +12,13 @@ use streamhouse_client::{
 };
 use streamhouse_proto::batch::Batch;
 use streamhouse_proto::pb::ErrorCode;
+use streamhouse_tests::metrics::metric;
 use streamhouse_tests::raw;
 
 /// An agent on `dir` that compacts and collects garbage every few hundred milliseconds.
 fn fast_maintenance(dir: &Path) -> AgentConfig {
     let mut c = AgentConfig::embedded(dir, "127.0.0.1:0");
-    c.flush_interval_ms = Some(5);
-    c.segment_bytes = 64 * 1024;
-    c.compaction_age_ms = 200;
-    c.maintenance_interval_ms = 100;
-    c.gc_grace_ms = 1_000;
-    c.gc_interval_ms = 200;
-    c.metrics_listen = Some("127.0.0.1:0".into());
+    streamhouse_tests::fast_maintenance(&mut c);
     c
 }
 
@@ -49,18 +44,35 @@ async fn eventually<F: FnMut() -> bool>(what: &str, within: Duration, mut f: F) 
     }
 }
 
+/// Sends records `numbers` to partition 0 of `topic`, each value the decimal of its number,
+/// stamped `timestamp` (now when `None`), and waits for them all to be acknowledged.
+async fn send_numbered(
+    producer: &Producer,
+    topic: &str,
+    numbers: std::ops::Range<i64>,
+    timestamp: Option<i64>,
+) {
+    for n in numbers {
+        producer
+            .send_record(
+                topic,
+                Some(0),
+                None,
+                Some(n.to_string().as_bytes()),
+                &[],
+                timestamp,
+            )
+            .await
+            .unwrap();
+    }
+    producer.flush().await.unwrap();
+}
+
 /// Reads `[from, to)` of a partition with a fresh consumer and checks every value is the
 /// decimal of its offset.
 async fn read_checked(addr: &str, topic: &str, from: i64, to: i64) {
     let tp = TopicPartition::new(topic, 0);
-    let mut c = Consumer::builder()
-        .bootstrap(addr)
-        .auto_offset_reset(OffsetReset::None)
-        .build()
-        .await
-        .unwrap();
-    c.assign(vec![tp.clone()]).await.unwrap();
-    c.seek(&tp, from).await.unwrap();
+    let mut c = streamhouse_tests::consumer_at(addr, &tp, from).await;
     let mut next = from;
     while next < to {
         for r in c.poll(Duration::from_millis(500)).await.unwrap() {
@@ -71,23 +83,6 @@ async fn read_checked(addr: &str, topic: &str, from: i64, to: i64) {
         }
     }
     c.close().await.unwrap();
-}
-
-fn metric(addr: std::net::SocketAddr, series: &str) -> f64 {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
-        .unwrap_or_else(|| panic!("{series} missing"))
-        .parse()
-        .unwrap()
 }
 
 #[test]
@@ -128,21 +123,8 @@ fn fetches_stay_correct_while_compaction_swaps_and_gc_deletes() {
         let started = Instant::now();
         let mut n = 0i64;
         while started.elapsed() < Duration::from_secs(6) {
-            for _ in 0..200 {
-                producer
-                    .send_record(
-                        "c",
-                        Some(0),
-                        None,
-                        Some(n.to_string().as_bytes()),
-                        &[],
-                        None,
-                    )
-                    .await
-                    .unwrap();
-                n += 1;
-            }
-            producer.flush().await.unwrap();
+            send_numbered(&producer, "c", n..n + 200, None).await;
+            n += 200;
         }
         producer.close().await.unwrap();
         // Until at least one compaction and one deletion happened under the readers.
@@ -204,21 +186,8 @@ fn an_agent_holding_an_old_index_reads_through_compaction_and_gc() {
             .build()
             .await
             .unwrap();
-        for i in 0..300i64 {
-            producer
-                .send_record(
-                    "old",
-                    Some(0),
-                    None,
-                    Some(i.to_string().as_bytes()),
-                    &[],
-                    None,
-                )
-                .await
-                .unwrap();
-            if i % 30 == 29 {
-                producer.flush().await.unwrap();
-            }
+        for start in (0..300).step_by(30) {
+            send_numbered(&producer, "old", start..start + 30, None).await;
         }
         producer.close().await.unwrap();
         let flushed = objects(dir.path(), "data");
@@ -282,33 +251,8 @@ fn retention_advances_the_log_start_and_consumers_reset_to_it() {
         assert_eq!(t.retention_ms, -1);
         let producer = Producer::builder().bootstrap(&addr).build().await.unwrap();
         let old = 1_000_000_000_000i64; // 2001: long past any retention
-        for i in 0..100i64 {
-            producer
-                .send_record(
-                    "short",
-                    Some(0),
-                    None,
-                    Some(i.to_string().as_bytes()),
-                    &[],
-                    Some(old),
-                )
-                .await
-                .unwrap();
-        }
-        producer.flush().await.unwrap();
-        for i in 100..150i64 {
-            producer
-                .send_record(
-                    "short",
-                    Some(0),
-                    None,
-                    Some(i.to_string().as_bytes()),
-                    &[],
-                    None,
-                )
-                .await
-                .unwrap();
-        }
+        send_numbered(&producer, "short", 0..100, Some(old)).await;
+        send_numbered(&producer, "short", 100..150, None).await;
         producer.close().await.unwrap();
         // Kept forever so far; with an hour's retention only the records of 2001 go.
         let altered = admin
@@ -389,19 +333,7 @@ fn retention_advances_the_log_start_and_consumers_reset_to_it() {
             .await
             .unwrap();
         let producer = Producer::builder().bootstrap(&addr).build().await.unwrap();
-        for i in 150..200i64 {
-            producer
-                .send_record(
-                    "short",
-                    Some(0),
-                    None,
-                    Some(i.to_string().as_bytes()),
-                    &[],
-                    None,
-                )
-                .await
-                .unwrap();
-        }
+        send_numbered(&producer, "short", 150..200, None).await;
         producer.close().await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         while log_start().await < 150 {
@@ -491,21 +423,8 @@ fn small_segments_merge_by_tiers_and_stay_few() {
         let mut n = 0i64;
         for _ in 0..rounds {
             let before = metric(metrics, "streamhouse_compactions_total");
-            for _ in 0..20 {
-                producer
-                    .send_record(
-                        "trickle",
-                        Some(0),
-                        None,
-                        Some(n.to_string().as_bytes()),
-                        &[],
-                        None,
-                    )
-                    .await
-                    .unwrap();
-                n += 1;
-            }
-            producer.flush().await.unwrap();
+            send_numbered(&producer, "trickle", n..n + 20, None).await;
+            n += 20;
             eventually("the round compacted", Duration::from_secs(30), || {
                 metric(metrics, "streamhouse_compactions_total") > before
             })

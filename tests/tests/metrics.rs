@@ -1,43 +1,18 @@
 //! `/metrics` after traffic: the documented series are there, in Prometheus' text format,
 //! with values that match what was done.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use streamhouse_agent::{AgentConfig, EmbeddedAgent};
 use streamhouse_client::{Admin, Consumer, NewTopic, OffsetReset, Producer, TopicPartition};
-
-fn scrape(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
-fn value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
-        .unwrap_or_else(|| panic!("{series} missing from:\n{text}"))
-        .parse()
-        .unwrap()
-}
+use streamhouse_tests::metrics::{scrape, value};
 
 #[test]
 fn metrics_show_the_traffic() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = AgentConfig::embedded(dir.path(), "127.0.0.1:0");
-    config.metrics_listen = Some("127.0.0.1:0".into());
     // Maintenance often enough that compaction and GC show within the test.
-    config.compaction_age_ms = 100;
-    config.maintenance_interval_ms = 100;
-    config.gc_grace_ms = 1_000;
-    config.gc_interval_ms = 100;
+    streamhouse_tests::fast_maintenance(&mut config);
     let agent = EmbeddedAgent::start(config, 2).unwrap();
     let addr = agent.addr().to_string();
     let metrics = agent.metrics_addr().expect("metrics served");

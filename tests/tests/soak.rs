@@ -12,9 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use streamhouse_agent::metadata::MetadataStore;
 use streamhouse_agent::{AgentConfig, EmbeddedAgent};
-use streamhouse_client::{
-    Admin, ClientError, Consumer, NewTopic, OffsetReset, Producer, TopicPartition,
-};
+use streamhouse_client::{Admin, ClientError, NewTopic, Producer, TopicPartition};
 
 const RETENTION_MS: i64 = 2_000;
 const PARTITIONS: u32 = 2;
@@ -49,12 +47,7 @@ fn storage_stays_bounded_and_retained_records_stay_readable() {
         .unwrap_or(20);
     let dir = tempfile::tempdir().unwrap();
     let mut config = AgentConfig::embedded(dir.path(), "127.0.0.1:0");
-    config.flush_interval_ms = Some(5);
-    config.segment_bytes = 64 * 1024;
-    config.compaction_age_ms = 300;
-    config.maintenance_interval_ms = 200;
-    config.gc_grace_ms = 1_000;
-    config.gc_interval_ms = 250;
+    streamhouse_tests::fast_maintenance(&mut config);
     let agent = EmbeddedAgent::start(config, 2).unwrap();
     let addr = agent.addr().to_string();
     let meta_url = format!("sqlite://{}", dir.path().join("metadata.db").display());
@@ -175,14 +168,7 @@ async fn check_partition(addr: &str, admin: &Admin, part: u32, sent: &Sent) {
     let at = now_ms();
     assert_retention_kept(sent, part, p.log_start_offset, at);
     let tp = TopicPartition::new("soak", part);
-    let mut c = Consumer::builder()
-        .bootstrap(addr)
-        .auto_offset_reset(OffsetReset::None)
-        .build()
-        .await
-        .unwrap();
-    c.assign(vec![tp.clone()]).await.unwrap();
-    c.seek(&tp, p.log_start_offset).await.unwrap();
+    let mut c = streamhouse_tests::consumer_at(addr, &tp, p.log_start_offset).await;
     let mut next = p.log_start_offset;
     while next < p.high_watermark {
         match c.poll(Duration::from_millis(500)).await {

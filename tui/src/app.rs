@@ -1252,34 +1252,43 @@ pub fn parse_topic_config(args: &[&str]) -> Result<streamhouse_client::TopicConf
     Ok(config)
 }
 
-fn parse_duration_ms(v: &str) -> Option<i64> {
+const DURATION_UNITS: &[(&str, i64)] = &[
+    ("", 1),
+    ("ms", 1),
+    ("s", 1_000),
+    ("m", 60_000),
+    ("h", 3_600_000),
+    ("d", 86_400_000),
+];
+
+const BYTE_UNITS: &[(&str, i64)] = &[
+    ("", 1),
+    ("B", 1),
+    ("K", 1 << 10),
+    ("KiB", 1 << 10),
+    ("M", 1 << 20),
+    ("MiB", 1 << 20),
+    ("G", 1 << 30),
+    ("GiB", 1 << 30),
+    ("T", 1 << 40),
+    ("TiB", 1 << 40),
+];
+
+/// `NUNIT` with a unit from `units` (name, multiplier): the product, if it fits.
+fn parse_scaled(v: &str, units: &[(&str, i64)]) -> Option<i64> {
     let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
     let (n, unit) = v.split_at(split);
-    let n: i64 = n.parse().ok().filter(|n| *n > 0)?;
-    let scale = match unit {
-        "" | "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return None,
-    };
-    n.checked_mul(scale)
+    let n: i64 = n.parse().ok()?;
+    let (_, scale) = units.iter().find(|(u, _)| *u == unit)?;
+    n.checked_mul(*scale)
+}
+
+fn parse_duration_ms(v: &str) -> Option<i64> {
+    parse_scaled(v, DURATION_UNITS).filter(|ms| *ms > 0)
 }
 
 fn parse_bytes(v: &str) -> Option<i64> {
-    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let (n, unit) = v.split_at(split);
-    let n: i64 = n.parse().ok().filter(|n| *n > 0)?;
-    let scale = match unit {
-        "" | "B" => 1,
-        "KiB" | "K" => 1 << 10,
-        "MiB" | "M" => 1 << 20,
-        "GiB" | "G" => 1 << 30,
-        "TiB" | "T" => 1 << 40,
-        _ => return None,
-    };
-    n.checked_mul(scale)
+    parse_scaled(v, BYTE_UNITS).filter(|b| *b > 0)
 }
 
 pub fn parse_command(line: &str, app: &App) -> Result<Command, String> {
@@ -1424,17 +1433,11 @@ fn value_after(line: &str, n: usize) -> String {
 pub fn parse_start(args: &[&str]) -> Result<StartAt, String> {
     let time = |s: &str| -> Result<StartAt, String> {
         if let Some(ago) = s.strip_prefix('-') {
-            let (n, unit) = ago.split_at(ago.len().saturating_sub(1));
-            let n: i64 = n
-                .parse()
-                .map_err(|_| format!("time {s:?}: like -30s, -5m, -2h"))?;
-            let ms = match unit {
-                "s" => n * 1_000,
-                "m" => n * 60_000,
-                "h" => n * 3_600_000,
-                _ => return Err(format!("time {s:?}: like -30s, -5m, -2h")),
-            };
-            Ok(StartAt::Ago(ms))
+            // Seconds, minutes or hours: a unit is required, as a bare number means epoch ms.
+            const AGO_UNITS: &[(&str, i64)] = &[("s", 1_000), ("m", 60_000), ("h", 3_600_000)];
+            parse_scaled(ago, AGO_UNITS)
+                .map(StartAt::Ago)
+                .ok_or_else(|| format!("time {s:?}: like -30s, -5m, -2h"))
         } else {
             s.parse()
                 .map(StartAt::Timestamp)

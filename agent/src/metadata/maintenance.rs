@@ -50,6 +50,14 @@ pub struct ObjectRecord {
     pub unreferenced_since_ms: i64,
 }
 
+/// `$first, $first+1, ...`: `n` bind parameters for an `IN (...)` list.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl MetadataStore {
     /// Changes a topic's retention settings and returns the topic as it now is.
     pub async fn alter_topic_config(
@@ -319,10 +327,7 @@ impl MetadataStore {
         let now = self.now_ms().await?;
         for chunk in keys.chunks(200) {
             self.retry_busy(|| async {
-                let list = (0..chunk.len())
-                    .map(|i| format!("${}", i + 2))
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let list = placeholders(2, chunk.len());
                 let sql = format!(
                     "UPDATE objects SET unreferenced_since_ms = $1
                      WHERE unreferenced_since_ms < 0 AND object_key IN ({list})
@@ -353,10 +358,7 @@ impl MetadataStore {
         for chunk in keys.chunks(200) {
             let rows = self
                 .retry_busy(|| async {
-                    let list = (0..chunk.len())
-                        .map(|i| format!("${}", i + 2))
-                        .collect::<Vec<_>>()
-                        .join(", ");
+                    let list = placeholders(2, chunk.len());
                     let sql = format!(
                         "DELETE FROM objects
                          WHERE unreferenced_since_ms >= 0 AND unreferenced_since_ms <= $1
