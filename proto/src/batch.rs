@@ -1,7 +1,8 @@
 //! The record-batch format: one encoding on the wire and in storage.
 //!
-//! The producer builds one batch per partition; the agent checks the header and CRC and stores
-//! the bytes exactly as they came; the consumer decodes them. Nothing in a batch depends on the
+//! The producer builds one batch per partition; the agent checks it completely ([`verify`]:
+//! header, CRC and every record) and stores the bytes exactly as they came; the consumer
+//! decodes them. Nothing in a batch depends on the
 //! offsets the agent assigns: a batch's records carry offset deltas `0..record_count`, and the
 //! agent tells readers the base offset of each batch it returns (a partition's log is dense, so
 //! it derives them from the index and the record counts). That is what lets the CRC cover every
@@ -28,6 +29,8 @@
 //! header_count varint | (header_key_len varint | key utf-8 | header_value_len varint | value)*`.
 //!
 //! Every function here is pure: no I/O, no clock. Decoding never panics on any input.
+
+use std::ops::Range;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -92,6 +95,13 @@ pub enum CodecError {
     PayloadTooLarge(usize),
     #[error("malformed record {index}: {reason}")]
     BadRecord { index: usize, reason: &'static str },
+    #[error(
+        "batch max_timestamp {max_timestamp} is not its records' latest timestamp {records_max}"
+    )]
+    BadTimestamps {
+        max_timestamp: i64,
+        records_max: i64,
+    },
 }
 
 /// A record header: a UTF-8 key and an optional value.
@@ -162,8 +172,10 @@ fn arr<const N: usize>(buf: &[u8], at: usize) -> [u8; N] {
     out
 }
 
-/// Checks that `buf` is exactly one well-formed batch with a correct CRC and returns its
-/// header. This is all the agent does to a batch before storing it.
+/// Checks that `buf` is exactly one batch frame (length, version, header fields) with a
+/// correct CRC, and returns its header. This does not look at the records: compaction uses it
+/// on bytes that were [`verify`]-ed when they were stored. The agent's edge check is
+/// [`verify`].
 pub fn validate(buf: &[u8]) -> Result<BatchHeader, CodecError> {
     let header = BatchHeader::peek(buf)?;
     if header.total_len != buf.len() {
@@ -182,6 +194,178 @@ pub fn validate(buf: &[u8]) -> Result<BatchHeader, CodecError> {
     Ok(header)
 }
 
+/// What a complete check of a batch found, beyond its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    pub header: BatchHeader,
+    /// The earliest record timestamp (records need not be in timestamp order; the latest is
+    /// the header's `max_timestamp`, which the check confirms).
+    pub min_timestamp: i64,
+}
+
+/// The complete check the agent makes before it appends a batch: the frame and CRC as in
+/// [`validate`], then every record walked as [`Batch::records`] will decode it. The
+/// records must number exactly `record_count`, with offset deltas `0..count`, every length
+/// within its record and the record within the payload, header keys UTF-8, no byte after
+/// the last record, and timestamps whose maximum is the header's `max_timestamp`.
+///
+/// A compressed payload may declare at most `max_payload` uncompressed bytes; it is
+/// decompressed into a reused per-thread buffer, so the check allocates nothing in steady
+/// state. A batch this accepts always decodes into exactly `record_count` records.
+pub fn verify(buf: &[u8], max_payload: usize) -> Result<Verified, CodecError> {
+    let header = validate(buf)?;
+    let raw = &buf[HEADER_LEN..];
+    let walked = match header.compression {
+        Compression::None => walk_all(raw, &header),
+        Compression::Lz4 => {
+            let (len, block) = lz4_parts(raw, buf.len())?;
+            if len > max_payload.min(MAX_UNCOMPRESSED_PAYLOAD) {
+                return Err(CodecError::PayloadTooLarge(len));
+            }
+            SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                if scratch.len() < len {
+                    scratch.resize(len, 0);
+                }
+                let out = &mut scratch[..len];
+                decompress_exact(block, out)?;
+                walk_all(out, &header)
+            })
+        }
+    }?;
+    Ok(Verified {
+        header,
+        min_timestamp: walked,
+    })
+}
+
+thread_local! {
+    /// Where [`verify`] decompresses payloads; it grows to the largest payload seen.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Splits an LZ4 payload into its declared uncompressed length and its block.
+fn lz4_parts(raw: &[u8], batch_len: usize) -> Result<(usize, &[u8]), CodecError> {
+    if raw.len() < 4 {
+        return Err(CodecError::Truncated {
+            needed: HEADER_LEN + 4,
+            available: batch_len,
+        });
+    }
+    Ok((u32::from_be_bytes(arr(raw, 0)) as usize, &raw[4..]))
+}
+
+fn decompress_exact(block: &[u8], out: &mut [u8]) -> Result<(), CodecError> {
+    let len = out.len();
+    let written = lz4_flex::block::decompress_into(block, out)
+        .map_err(|e| CodecError::Decompress(e.to_string()))?;
+    if written != len {
+        return Err(CodecError::Decompress(format!(
+            "declared {len} bytes, block holds {written}"
+        )));
+    }
+    Ok(())
+}
+
+/// Walks every record of a payload; returns the earliest timestamp.
+fn walk_all(payload: &[u8], header: &BatchHeader) -> Result<i64, CodecError> {
+    let mut cur = Cursor {
+        buf: payload,
+        pos: 0,
+    };
+    let (mut min, mut max) = (i64::MAX, i64::MIN);
+    for index in 0..header.record_count as usize {
+        let r = next_record(&mut cur, index, header.base_timestamp)?;
+        min = min.min(r.timestamp);
+        max = max.max(r.timestamp);
+    }
+    if cur.pos != payload.len() {
+        return Err(CodecError::BadRecord {
+            index: header.record_count as usize,
+            reason: "bytes after the last record (record_count is smaller than the records)",
+        });
+    }
+    if max != header.max_timestamp {
+        return Err(CodecError::BadTimestamps {
+            max_timestamp: header.max_timestamp,
+            records_max: max,
+        });
+    }
+    Ok(min)
+}
+
+/// One record as it lies in a payload: positions, not copies.
+#[derive(Debug)]
+struct RawRecord {
+    timestamp: i64,
+    key: Option<Range<usize>>,
+    value: Option<Range<usize>>,
+    header_count: usize,
+    /// Where the first header starts.
+    headers_at: usize,
+}
+
+/// Reads and checks record `index` at the cursor: the single definition of the record
+/// format that both [`verify`] and [`Batch::records`] follow.
+fn next_record(
+    cur: &mut Cursor<'_>,
+    index: usize,
+    base_timestamp: i64,
+) -> Result<RawRecord, CodecError> {
+    let bad = |reason| CodecError::BadRecord { index, reason };
+    let len = cur.varint().ok_or(bad(
+        "length varint is truncated or overflows (record_count is larger than the records?)",
+    ))?;
+    if len < 0 {
+        return Err(bad("negative length"));
+    }
+    let end = cur
+        .pos
+        .checked_add(len as usize)
+        .filter(|&e| e <= cur.buf.len())
+        .ok_or(bad("length past the end of the payload"))?;
+    // Fields may not run past the record's own end.
+    let mut rec = Cursor {
+        buf: &cur.buf[..end],
+        pos: cur.pos,
+    };
+    rec.byte().ok_or(bad("attributes"))?;
+    let ts_delta = rec.varlong().ok_or(bad("timestamp delta"))?;
+    let timestamp = base_timestamp
+        .checked_add(ts_delta)
+        .ok_or(bad("timestamp overflows"))?;
+    let offset_delta = rec.varint().ok_or(bad("offset delta"))?;
+    if offset_delta as i64 != index as i64 {
+        return Err(bad("offset delta out of sequence"));
+    }
+    let key = rec.nullable_range().ok_or(bad("key length"))?;
+    let value = rec.nullable_range().ok_or(bad("value length"))?;
+    let header_count = rec.varint().ok_or(bad("header count"))?;
+    if header_count < 0 {
+        return Err(bad("negative header count"));
+    }
+    let headers_at = rec.pos;
+    for _ in 0..header_count {
+        let key = rec
+            .nullable_range()
+            .ok_or(bad("header key length"))?
+            .ok_or(bad("null header key"))?;
+        std::str::from_utf8(&rec.buf[key]).map_err(|_| bad("header key not UTF-8"))?;
+        rec.nullable_range().ok_or(bad("header value length"))?;
+    }
+    if rec.pos != end {
+        return Err(bad("length does not match its fields"));
+    }
+    cur.pos = end;
+    Ok(RawRecord {
+        timestamp,
+        key,
+        value,
+        header_count: header_count as usize,
+        headers_at,
+    })
+}
+
 /// One decoded record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -192,7 +376,7 @@ pub struct Record {
     pub headers: Vec<Header>,
 }
 
-/// A validated batch whose records can be decoded.
+/// A batch whose frame and CRC are checked and whose records can be decoded.
 #[derive(Debug, Clone)]
 pub struct Batch {
     header: BatchHeader,
@@ -227,24 +411,12 @@ impl Batch {
         match self.header.compression {
             Compression::None => Ok(raw),
             Compression::Lz4 => {
-                if raw.len() < 4 {
-                    return Err(CodecError::Truncated {
-                        needed: HEADER_LEN + 4,
-                        available: self.bytes.len(),
-                    });
-                }
-                let len = u32::from_be_bytes(arr(&raw, 0)) as usize;
+                let (len, block) = lz4_parts(&raw, self.bytes.len())?;
                 if len > MAX_UNCOMPRESSED_PAYLOAD {
                     return Err(CodecError::PayloadTooLarge(len));
                 }
                 let mut out = vec![0u8; len];
-                let written = lz4_flex::block::decompress_into(&raw[4..], &mut out)
-                    .map_err(|e| CodecError::Decompress(e.to_string()))?;
-                if written != len {
-                    return Err(CodecError::Decompress(format!(
-                        "expected {len} bytes, got {written}"
-                    )));
-                }
+                decompress_exact(block, &mut out)?;
                 Ok(Bytes::from(out))
             }
         }
@@ -257,66 +429,54 @@ fn decode_records(
     base_offset: i64,
 ) -> Result<Vec<Record>, CodecError> {
     let count = header.record_count as usize;
-    // The count is covered by the CRC, but bound the allocation by what the payload can hold
-    // (every record takes at least 7 bytes).
+    // Bound the allocation by what the payload can hold (every record takes at least 7
+    // bytes), whatever the header claims.
     let mut records = Vec::with_capacity(count.min(payload.len() / 7 + 1));
     let mut cur = Cursor {
         buf: payload,
         pos: 0,
     };
     for index in 0..count {
-        let bad = |reason| CodecError::BadRecord { index, reason };
-        let len = cur.varint().ok_or(bad("length"))?;
-        if len < 0 {
-            return Err(bad("negative length"));
-        }
-        let end = cur
-            .pos
-            .checked_add(len as usize)
-            .filter(|&e| e <= payload.len())
-            .ok_or(bad("length past the end of the payload"))?;
-        let _attributes = cur.byte().ok_or(bad("attributes"))?;
-        let ts_delta = cur.varlong().ok_or(bad("timestamp delta"))?;
-        let offset_delta = cur.varint().ok_or(bad("offset delta"))?;
-        if offset_delta as i64 != index as i64 {
-            return Err(bad("offset delta out of sequence"));
-        }
-        let key = cur.nullable_bytes().ok_or(bad("key"))?;
-        let value = cur.nullable_bytes().ok_or(bad("value"))?;
-        let header_count = cur.varint().ok_or(bad("header count"))?;
-        if header_count < 0 {
-            return Err(bad("negative header count"));
-        }
-        let mut headers = Vec::new();
-        for _ in 0..header_count {
-            let key = cur.nullable_bytes().ok_or(bad("header key"))?;
-            let key = key.ok_or(bad("null header key"))?;
-            let key = String::from_utf8(key.to_vec()).map_err(|_| bad("header key not UTF-8"))?;
-            let value = cur.nullable_bytes().ok_or(bad("header value"))?;
-            headers.push(Header { key, value });
-        }
-        if cur.pos != end {
-            return Err(bad("length does not match its fields"));
+        let raw = next_record(&mut cur, index, header.base_timestamp)?;
+        let mut headers = Vec::with_capacity(raw.header_count);
+        let mut h = Cursor {
+            buf: payload,
+            pos: raw.headers_at,
+        };
+        for _ in 0..raw.header_count {
+            // `next_record` checked these fields; a failure here is still an error, not a
+            // panic.
+            let bad = CodecError::BadRecord {
+                index,
+                reason: "header",
+            };
+            let key = h.nullable_range().flatten().ok_or(bad.clone())?;
+            let key = std::str::from_utf8(&payload[key]).map_err(|_| bad.clone())?;
+            let value = h.nullable_range().ok_or(bad)?;
+            headers.push(Header {
+                key: key.to_string(),
+                value: value.map(|r| payload.slice(r)),
+            });
         }
         records.push(Record {
             offset: base_offset + index as i64,
-            timestamp: header.base_timestamp.wrapping_add(ts_delta),
-            key,
-            value,
+            timestamp: raw.timestamp,
+            key: raw.key.map(|r| payload.slice(r)),
+            value: raw.value.map(|r| payload.slice(r)),
             headers,
         });
     }
     if cur.pos != payload.len() {
         return Err(CodecError::BadRecord {
             index: count,
-            reason: "bytes after the last record",
+            reason: "bytes after the last record (record_count is smaller than the records)",
         });
     }
     Ok(records)
 }
 
 struct Cursor<'a> {
-    buf: &'a Bytes,
+    buf: &'a [u8],
     pos: usize,
 }
 
@@ -350,7 +510,8 @@ impl Cursor<'_> {
         Some(((raw >> 1) as i64) ^ -((raw & 1) as i64))
     }
 
-    fn nullable_bytes(&mut self) -> Option<Option<Bytes>> {
+    /// A length-prefixed field: `None` if malformed, `Some(None)` for null (-1).
+    fn nullable_range(&mut self) -> Option<Option<Range<usize>>> {
         let len = self.varint()?;
         if len < 0 {
             return (len == -1).then_some(None);
@@ -359,9 +520,9 @@ impl Cursor<'_> {
         if end > self.buf.len() {
             return None;
         }
-        let out = self.buf.slice(self.pos..end);
+        let range = self.pos..end;
         self.pos = end;
-        Some(Some(out))
+        Some(Some(range))
     }
 }
 
@@ -427,6 +588,13 @@ pub fn record_size(key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header])
             .map_or(1, |v| varint_len(v.len() as i32) + v.len());
     }
     body + varint_len(body as i32)
+}
+
+/// The most bytes a batch whose records encode to `payload_len` bytes can take on the wire:
+/// [`BatchBuilder::finish`] stores a payload uncompressed when compression would not shrink
+/// it, so this holds for every codec. Producers seal batches by it against the agent's limit.
+pub fn encoded_len_bound(payload_len: usize) -> usize {
+    HEADER_LEN + payload_len
 }
 
 /// Identity of an idempotent producer, written into each batch it sends.
@@ -535,34 +703,38 @@ impl BatchBuilder {
         self.record_count += 1;
     }
 
-    /// Seals the batch. Returns `None` if no record was appended.
+    /// Seals the batch. Returns `None` if no record was appended. A payload LZ4 would not
+    /// shrink (random bytes) is sent uncompressed, so a batch's encoded size is never more
+    /// than [`encoded_len_bound`] of its payload.
     pub fn finish(self, stamp: ProducerStamp) -> Option<Bytes> {
         if self.record_count == 0 {
             return None;
         }
-        let mut out;
-        match self.compression {
-            Compression::None => {
-                out = BytesMut::with_capacity(HEADER_LEN + self.payload.len());
-                out.resize(HEADER_LEN, 0);
-                out.extend_from_slice(&self.payload);
+        let mut compression = self.compression;
+        let mut out = BytesMut::new();
+        if compression == Compression::Lz4 {
+            let bound = lz4_flex::block::get_maximum_output_size(self.payload.len());
+            out = BytesMut::zeroed(HEADER_LEN + 4 + bound);
+            out[HEADER_LEN..HEADER_LEN + 4]
+                .copy_from_slice(&(self.payload.len() as u32).to_be_bytes());
+            match lz4_flex::block::compress_into(&self.payload, &mut out[HEADER_LEN + 4..]) {
+                Ok(n) if 4 + n < self.payload.len() => out.truncate(HEADER_LEN + 4 + n),
+                // No gain (or, never, no room): store the records as they are.
+                _ => compression = Compression::None,
             }
-            Compression::Lz4 => {
-                let bound = lz4_flex::block::get_maximum_output_size(self.payload.len());
-                out = BytesMut::zeroed(HEADER_LEN + 4 + bound);
-                out[HEADER_LEN..HEADER_LEN + 4]
-                    .copy_from_slice(&(self.payload.len() as u32).to_be_bytes());
-                let n = lz4_flex::block::compress_into(&self.payload, &mut out[HEADER_LEN + 4..])
-                    .expect("output buffer sized by get_maximum_output_size");
-                out.truncate(HEADER_LEN + 4 + n);
-            }
+        }
+        if compression == Compression::None {
+            out.clear();
+            out.reserve(HEADER_LEN + self.payload.len());
+            out.resize(HEADER_LEN, 0);
+            out.extend_from_slice(&self.payload);
         }
         let total = out.len();
         let mut h = &mut out[..HEADER_LEN];
         h.put_u32((total - LENGTH_FIELD_LEN) as u32);
         h.put_u8(MAGIC);
         h.put_u32(0); // CRC, filled below
-        h.put_u16(self.compression.to_bits());
+        h.put_u16(compression.to_bits());
         h.put_i32(self.record_count);
         h.put_i64(self.base_timestamp);
         h.put_i64(self.max_timestamp);
@@ -603,8 +775,61 @@ pub fn split(
     })
 }
 
+/// Hand-made batches for tests: a frame with a correct CRC around any payload, as a buggy or
+/// hostile client in any language could send. Not for producing records.
+#[doc(hidden)]
+pub mod forge {
+    use super::{CRC_START, HEADER_LEN, MAGIC};
+
+    /// A batch frame around `payload` (already compressed when `lz4`) with a correct CRC,
+    /// so that only the record walk can refuse it.
+    pub fn frame(payload: &[u8], lz4: bool, count: i32, base_ts: i64, max_ts: i64) -> Vec<u8> {
+        frame_stamped(payload, lz4, count, base_ts, max_ts, (-1, -1, -1))
+    }
+
+    /// [`frame`] with a producer stamp (id, epoch, base sequence).
+    pub fn frame_stamped(
+        payload: &[u8],
+        lz4: bool,
+        count: i32,
+        base_ts: i64,
+        max_ts: i64,
+        (producer_id, epoch, sequence): (i64, i16, i32),
+    ) -> Vec<u8> {
+        let mut buf = vec![0u8; HEADER_LEN];
+        buf.extend_from_slice(payload);
+        let total = buf.len();
+        buf[0..4].copy_from_slice(&((total - 4) as u32).to_be_bytes());
+        buf[4] = MAGIC;
+        buf[9..11].copy_from_slice(&u16::from(lz4).to_be_bytes());
+        buf[11..15].copy_from_slice(&count.to_be_bytes());
+        buf[15..23].copy_from_slice(&base_ts.to_be_bytes());
+        buf[23..31].copy_from_slice(&max_ts.to_be_bytes());
+        buf[31..39].copy_from_slice(&producer_id.to_be_bytes());
+        buf[39..41].copy_from_slice(&epoch.to_be_bytes());
+        buf[41..45].copy_from_slice(&sequence.to_be_bytes());
+        let crc = crc32c::crc32c(&buf[CRC_START..]);
+        buf[5..9].copy_from_slice(&crc.to_be_bytes());
+        buf
+    }
+
+    /// An LZ4 payload of `plain` that declares `declared` uncompressed bytes.
+    pub fn lz4_payload(plain: &[u8], declared: u32) -> Vec<u8> {
+        let mut out = declared.to_be_bytes().to_vec();
+        out.extend_from_slice(&lz4_flex::block::compress(plain));
+        out
+    }
+
+    /// The payload of a well-formed batch: its bytes after the header (uncompressed when
+    /// the batch is).
+    pub fn payload_of(batch: &[u8]) -> &[u8] {
+        &batch[HEADER_LEN..]
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::forge::{frame, lz4_payload};
     use super::*;
     use proptest::prelude::*;
 
@@ -673,7 +898,10 @@ mod tests {
             let h = batch.header();
             prop_assert_eq!(h.record_count as usize, records.len());
             prop_assert_eq!(h.total_len, bytes.len());
-            prop_assert_eq!(h.compression, compression);
+            // LZ4 falls back to no compression where it would not shrink the payload.
+            prop_assert!(h.compression == compression || h.compression == Compression::None);
+            prop_assert!(bytes.len() <= encoded_len_bound(plain_len(&records)));
+            prop_assert_eq!(verify(&bytes, MAX_UNCOMPRESSED_PAYLOAD).map(|v| v.header), Ok(*h));
             prop_assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (pid, epoch, seq));
             prop_assert_eq!(h.max_timestamp, records.iter().map(|r| r.ts).max().unwrap());
             let decoded = batch.records(base).unwrap();
@@ -745,6 +973,269 @@ mod tests {
             let batch = Batch::parse(Bytes::from(buf)).unwrap();
             let _ = batch.records(0);
         }
+    }
+
+    fn plain_len(records: &[In]) -> usize {
+        let mut plain = BatchBuilder::new(Compression::None);
+        for r in records {
+            plain.append(r.ts, r.key.as_deref(), r.value.as_deref(), &headers_of(r));
+        }
+        plain.payload_len()
+    }
+
+    /// The records' plain payload, as the builder encodes it.
+    fn plain_payload(records: &[In]) -> Vec<u8> {
+        let bytes = build(records, Compression::None, ProducerStamp::NONE);
+        bytes[HEADER_LEN..].to_vec()
+    }
+
+    fn one_record(value: &[u8]) -> In {
+        In {
+            ts: 1_000,
+            key: Some(b"k".to_vec()),
+            value: Some(value.to_vec()),
+            headers: vec![],
+        }
+    }
+
+    /// The property the agent's edge rests on: whatever `verify` accepts, the consumer's
+    /// decoder reads back as exactly `record_count` records.
+    fn assert_accepted_is_readable(bytes: &[u8]) -> Result<(), TestCaseError> {
+        if let Ok(v) = verify(bytes, MAX_UNCOMPRESSED_PAYLOAD) {
+            let batch = Batch::parse(Bytes::copy_from_slice(bytes))
+                .map_err(|e| TestCaseError::fail(format!("verified but unparsable: {e}")))?;
+            let records = batch
+                .records(0)
+                .map_err(|e| TestCaseError::fail(format!("verified but undecodable: {e}")))?;
+            prop_assert_eq!(records.len(), v.header.record_count as usize);
+            prop_assert_eq!(
+                records.iter().map(|r| r.timestamp).max(),
+                Some(v.header.max_timestamp)
+            );
+            prop_assert_eq!(
+                records.iter().map(|r| r.timestamp).min(),
+                Some(v.min_timestamp)
+            );
+        }
+        Ok(())
+    }
+
+    #[derive(Debug, Clone)]
+    enum Mutation {
+        Flip { at: prop::sample::Index, xor: u8 },
+        Insert { at: prop::sample::Index, byte: u8 },
+        Remove { at: prop::sample::Index },
+        Truncate { at: prop::sample::Index },
+        Count(i32),
+        MaxTimestamp(i64),
+    }
+
+    fn mutation_strategy() -> impl Strategy<Value = Mutation> {
+        prop_oneof![
+            (any::<prop::sample::Index>(), 1u8..=255)
+                .prop_map(|(at, xor)| Mutation::Flip { at, xor }),
+            (any::<prop::sample::Index>(), any::<u8>())
+                .prop_map(|(at, byte)| Mutation::Insert { at, byte }),
+            any::<prop::sample::Index>().prop_map(|at| Mutation::Remove { at }),
+            any::<prop::sample::Index>().prop_map(|at| Mutation::Truncate { at }),
+            prop_oneof![Just(i32::MAX), Just(0), Just(-1), 1i32..50].prop_map(Mutation::Count),
+            prop_oneof![Just(i64::MIN), Just(i64::MAX), -5i64..5_000]
+                .prop_map(Mutation::MaxTimestamp),
+        ]
+    }
+
+    fn mutate(plain: &mut Vec<u8>, count: &mut i32, max_ts: &mut i64, m: &Mutation) {
+        let n = plain.len().max(1);
+        match m {
+            Mutation::Flip { at, xor } => {
+                if !plain.is_empty() {
+                    let i = at.index(n);
+                    plain[i] ^= xor;
+                }
+            }
+            Mutation::Insert { at, byte } => plain.insert(at.index(n + 1).min(plain.len()), *byte),
+            Mutation::Remove { at } => {
+                if !plain.is_empty() {
+                    plain.remove(at.index(n));
+                }
+            }
+            Mutation::Truncate { at } => plain.truncate(at.index(n)),
+            Mutation::Count(c) => *count = *c,
+            Mutation::MaxTimestamp(t) => *max_ts = *t,
+        }
+    }
+
+    proptest! {
+        // The edge's invariant gets more cases than the round trips.
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        #[test]
+        fn accepted_is_readable_for_mutated_payloads(
+            records in proptest::collection::vec(record_strategy(), 1..12),
+            mutations in proptest::collection::vec(mutation_strategy(), 1..4),
+            lz4 in any::<bool>(),
+            misdeclare in prop_oneof![Just(0i64), -3i64..3, Just(1i64 << 31)],
+        ) {
+            // Mutate the records themselves, then frame them with a correct CRC (and, for
+            // LZ4, a valid block), as a buggy or hostile client in any language could.
+            let mut plain = plain_payload(&records);
+            let mut count = records.len() as i32;
+            let mut max_ts = records.iter().map(|r| r.ts).max().unwrap_or(0);
+            for m in &mutations {
+                mutate(&mut plain, &mut count, &mut max_ts, m);
+            }
+            let payload = if lz4 {
+                let declared = (plain.len() as i64 + misdeclare).clamp(0, u32::MAX as i64) as u32;
+                lz4_payload(&plain, declared)
+            } else {
+                plain
+            };
+            let bytes = frame(&payload, lz4, count, records[0].ts, max_ts);
+            assert_accepted_is_readable(&bytes)?;
+        }
+
+        #[test]
+        fn accepted_is_readable_for_arbitrary_bytes(
+            data in proptest::collection::vec(any::<u8>(), 0..400),
+            count in prop_oneof![1i32..6, Just(i32::MAX)],
+            lz4 in any::<bool>(),
+            max_ts in prop_oneof![Just(0i64), any::<i64>()],
+        ) {
+            let bytes = frame(&data, lz4, count, 0, max_ts);
+            assert_accepted_is_readable(&bytes)?;
+            // And raw bytes with no frame at all.
+            assert_accepted_is_readable(&data)?;
+        }
+
+        #[test]
+        fn accepted_is_readable_for_flipped_compressed_bytes(
+            records in proptest::collection::vec(record_strategy(), 1..12),
+            at in any::<prop::sample::Index>(),
+            xor in 1u8..=255,
+        ) {
+            // Damage inside the LZ4 block, CRC recomputed.
+            let plain = plain_payload(&records);
+            let mut payload = lz4_payload(&plain, plain.len() as u32);
+            let i = 4 + at.index(payload.len() - 4);
+            payload[i] ^= xor;
+            let max_ts = records.iter().map(|r| r.ts).max().unwrap_or(0);
+            let bytes = frame(&payload, true, records.len() as i32, records[0].ts, max_ts);
+            assert_accepted_is_readable(&bytes)?;
+        }
+    }
+
+    fn verify_err(bytes: &[u8]) -> CodecError {
+        match verify(bytes, 1 << 20) {
+            Ok(v) => panic!("accepted: {v:?}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn every_named_malformation_is_refused() {
+        let rec = one_record(b"value");
+        let plain = plain_payload(std::slice::from_ref(&rec));
+        let ts = rec.ts;
+        // The good batch passes.
+        assert!(verify(&frame(&plain, false, 1, ts, ts), 1 << 20).is_ok());
+        assert!(verify(
+            &frame(&lz4_payload(&plain, plain.len() as u32), true, 1, ts, ts),
+            1 << 20
+        )
+        .is_ok());
+
+        // One record claiming i32::MAX, or 2.
+        for count in [i32::MAX, 2] {
+            let e = verify_err(&frame(&plain, false, count, ts, ts));
+            assert!(matches!(e, CodecError::BadRecord { index: 1, .. }), "{e}");
+        }
+        // Two records claiming one.
+        let two = plain_payload(&[rec.clone(), rec.clone()]);
+        let e = verify_err(&frame(&two, false, 1, ts, ts));
+        assert!(e.to_string().contains("bytes after the last record"), "{e}");
+        // A truncated record.
+        let e = verify_err(&frame(&plain[..plain.len() - 2], false, 1, ts, ts));
+        assert!(matches!(e, CodecError::BadRecord { index: 0, .. }), "{e}");
+        // A length varint that overflows.
+        let e = verify_err(&frame(
+            &[0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0, 0, 0],
+            false,
+            1,
+            ts,
+            ts,
+        ));
+        assert!(e.to_string().contains("length varint"), "{e}");
+        // A key length of -7: record = attributes, ts delta 0, offset delta 0, key len -7.
+        let mut body = vec![0u8, 0, 0];
+        put_varint(&mut body, -7);
+        body.extend_from_slice(&[0, 0, 0]);
+        let mut bad_key = Vec::new();
+        put_varint(&mut bad_key, body.len() as i32);
+        bad_key.extend_from_slice(&body);
+        let e = verify_err(&frame(&bad_key, false, 1, ts, ts));
+        assert!(e.to_string().contains("key length"), "{e}");
+        // Offset deltas out of sequence: two records both at delta 0.
+        let first = plain_payload(std::slice::from_ref(&rec));
+        let mut dup = first.clone();
+        dup.extend_from_slice(&first);
+        let e = verify_err(&frame(&dup, false, 2, ts, ts));
+        assert!(e.to_string().contains("offset delta"), "{e}");
+        // A record length shorter than its fields.
+        let mut short = plain.clone();
+        short[0] = 4; // zig-zag 2
+        let e = verify_err(&frame(&short, false, 1, ts, ts));
+        assert!(matches!(e, CodecError::BadRecord { .. }), "{e}");
+        // max_timestamp that is not the records' latest.
+        let e = verify_err(&frame(&plain, false, 1, ts, ts + 1));
+        assert!(matches!(e, CodecError::BadTimestamps { .. }), "{e}");
+        // An LZ4 block that does not decompress.
+        let e = verify_err(&frame(&[0, 0, 0, 10, 0xff, 0xff, 0xff], true, 1, ts, ts));
+        assert!(matches!(e, CodecError::Decompress(_)), "{e}");
+        // An LZ4 block declaring 2^31 bytes, or more than the limit, or the wrong size.
+        let e = verify_err(&frame(&lz4_payload(&plain, 1 << 31), true, 1, ts, ts));
+        assert!(matches!(e, CodecError::PayloadTooLarge(_)), "{e}");
+        let e = verify_err(&frame(&lz4_payload(&plain, (1 << 20) + 1), true, 1, ts, ts));
+        assert!(matches!(e, CodecError::PayloadTooLarge(_)), "{e}");
+        let e = verify_err(&frame(
+            &lz4_payload(&plain, plain.len() as u32 + 1),
+            true,
+            1,
+            ts,
+            ts,
+        ));
+        assert!(matches!(e, CodecError::Decompress(_)), "{e}");
+        // A header key that is not UTF-8.
+        let mut with_header = rec.clone();
+        with_header.headers = vec![("ab".into(), None)];
+        let mut hp = plain_payload(&[with_header]);
+        let at = hp.windows(2).position(|w| w == b"ab").unwrap();
+        hp[at] = 0xff;
+        let e = verify_err(&frame(&hp, false, 1, ts, ts));
+        assert!(e.to_string().contains("UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn incompressible_payloads_go_uncompressed_within_the_bound() {
+        let mut b = BatchBuilder::new(Compression::Lz4);
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let value: Vec<u8> = (0..4096)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        b.append(1, None, Some(&value), &[]);
+        let payload_len = b.payload_len();
+        let bytes = b.finish(ProducerStamp::NONE).unwrap();
+        assert_eq!(bytes.len(), encoded_len_bound(payload_len));
+        let batch = Batch::parse(bytes).unwrap();
+        assert_eq!(batch.header().compression, Compression::None);
+        assert_eq!(
+            batch.records(0).unwrap()[0].value.as_deref(),
+            Some(&value[..])
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! from `proto/streamhouse.proto`, the record-batch codec, and Kafka's partitioner.
 
 pub mod batch;
+pub mod limits;
 pub mod partitioner;
 
 /// Generated protobuf messages and the tonic client and server for the `StreamHouse` service.
