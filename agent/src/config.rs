@@ -63,6 +63,43 @@ pub struct AgentConfig {
     /// Largest record batch accepted, in bytes (Kafka's message.max.bytes).
     #[arg(long, env = "STREAMHOUSE_MAX_RECORD_BYTES", default_value_t = 1024 * 1024)]
     pub max_record_bytes: usize,
+    /// Refuse a record stamped more than this many milliseconds before the agent's clock
+    /// (Kafka's `log.message.timestamp.before.max.ms`; -1: no bound). The default matches the
+    /// default retention, so a record is not deleted by retention as soon as it lands.
+    #[arg(
+        long,
+        env = "STREAMHOUSE_TIMESTAMP_BEFORE_MAX_MS",
+        default_value_t = 7 * 24 * 3600 * 1000,
+        allow_negative_numbers = true
+    )]
+    pub timestamp_before_max_ms: i64,
+    /// Refuse a record stamped more than this many milliseconds after the agent's clock
+    /// (Kafka's `log.message.timestamp.after.max.ms`; -1: no bound), so a clock far ahead
+    /// cannot hold retention back.
+    #[arg(
+        long,
+        env = "STREAMHOUSE_TIMESTAMP_AFTER_MAX_MS",
+        default_value_t = 3600 * 1000,
+        allow_negative_numbers = true
+    )]
+    pub timestamp_after_max_ms: i64,
+    /// An idempotent producer idle this long is forgotten: its per-partition sequence state
+    /// and, once none is left, its id (Kafka's `producer.id.expiration.ms`). Its next batch
+    /// is then refused and the producer starts afresh.
+    #[arg(
+        long,
+        env = "STREAMHOUSE_PRODUCER_EXPIRY_MS",
+        default_value_t = 7 * 24 * 3600 * 1000
+    )]
+    pub producer_expiry_ms: u64,
+    /// A consumer group with no live member, no change and no commit for this long is
+    /// deleted with its committed offsets (Kafka's `offsets.retention.minutes`).
+    #[arg(
+        long,
+        env = "STREAMHOUSE_GROUP_EXPIRY_MS",
+        default_value_t = 7 * 24 * 3600 * 1000
+    )]
+    pub group_expiry_ms: u64,
     /// Bytes of chunk data kept in the read cache.
     #[arg(long, env = "STREAMHOUSE_CACHE_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub cache_bytes: usize,
@@ -121,6 +158,17 @@ impl AgentConfig {
         config
     }
 
+    /// The largest batch a compressed payload may decompress to.
+    pub fn max_decompressed_bytes(&self) -> usize {
+        self.max_record_bytes
+            .saturating_mul(streamhouse_proto::limits::DECOMPRESSION_FACTOR)
+    }
+
+    /// The largest request the gRPC server decodes.
+    pub fn max_request_bytes(&self) -> usize {
+        streamhouse_proto::limits::max_request_bytes(self.max_record_bytes)
+    }
+
     /// How long a flush may take from naming its object to committing it.
     pub fn commit_deadline(&self) -> Duration {
         Duration::from_millis(self.gc_grace_ms / 2)
@@ -163,6 +211,19 @@ impl AgentConfig {
         }
         if self.maintenance_interval_ms < 50 || self.gc_interval_ms < 50 {
             return Err("maintenance_interval_ms and gc_interval_ms must be at least 50".into());
+        }
+        for (name, v) in [
+            ("timestamp_before_max_ms", self.timestamp_before_max_ms),
+            ("timestamp_after_max_ms", self.timestamp_after_max_ms),
+        ] {
+            if v < -1 {
+                return Err(format!(
+                    "{name} {v} is negative; give milliseconds, or -1 for no bound"
+                ));
+            }
+        }
+        if self.producer_expiry_ms < 60_000 || self.group_expiry_ms < 60_000 {
+            return Err("producer_expiry_ms and group_expiry_ms must be at least 60000".into());
         }
         if self.gc_grace_ms < 1_000 {
             return Err(format!("gc_grace_ms {} is below 1000", self.gc_grace_ms));

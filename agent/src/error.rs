@@ -62,6 +62,24 @@ pub enum AgentError {
     Group(#[from] crate::group::coordinator::GroupError),
     #[error("unknown group {0:?}")]
     UnknownGroup(String),
+    #[error("record timestamp {timestamp} is {distance_ms} ms {side} the agent's clock; the limit is {limit_ms} ms ({setting})")]
+    InvalidTimestamp {
+        timestamp: i64,
+        distance_ms: i64,
+        side: &'static str,
+        limit_ms: i64,
+        setting: &'static str,
+    },
+    #[error("unknown producer id {0}: ask InitProducerId for one")]
+    UnknownProducerId(i64),
+    #[error(
+        "producer {producer_id} epoch {epoch} was never issued (the current epoch is {issued})"
+    )]
+    ProducerEpochAhead {
+        producer_id: i64,
+        epoch: i16,
+        issued: i16,
+    },
     #[error("producer {producer_id} epoch {epoch} is fenced by epoch {current_epoch}")]
     ProducerFenced {
         producer_id: i64,
@@ -111,6 +129,10 @@ impl AgentError {
             }
             AgentError::OutOfOrderSequence { .. } => C::OutOfOrderSequence,
             AgentError::ProducerFenced { .. } => C::ProducerFenced,
+            AgentError::InvalidTimestamp { .. } => C::InvalidTimestamp,
+            AgentError::UnknownProducerId(_) | AgentError::ProducerEpochAhead { .. } => {
+                C::InvalidProducer
+            }
             AgentError::Group(g) => {
                 use crate::group::coordinator::GroupError as G;
                 match g {

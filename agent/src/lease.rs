@@ -21,10 +21,6 @@ use crate::metadata::Lease;
 use crate::partitions::PartitionState;
 use crate::Shared;
 
-/// How long an idle producer's state is remembered (Kafka's `producer.id.expiration.ms`
-/// is one day; a week is kinder to producers that pause).
-pub const PRODUCER_STATE_MAX_AGE_MS: i64 = 7 * 24 * 3600 * 1000;
-
 /// Runs lease rounds until `stop` turns true.
 pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let period = Duration::from_millis(shared.config.heartbeat_ms);
@@ -168,7 +164,11 @@ fn partition_state(shared: &Shared, topic: &str, partition: u32) -> Option<Arc<P
 async fn adopt(shared: &Shared, state: &PartitionState, lease: &Lease) -> Result<()> {
     let producers = shared
         .meta
-        .producer_states(&lease.topic, lease.partition, PRODUCER_STATE_MAX_AGE_MS)
+        .producer_states(
+            &lease.topic,
+            lease.partition,
+            shared.config.producer_expiry_ms as i64,
+        )
         .await?;
     state.adopt_lease(
         lease.epoch,

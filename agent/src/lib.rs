@@ -20,6 +20,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod object_store;
 pub mod partitions;
+pub mod producer_ids;
 pub mod reader;
 pub mod sequence;
 pub mod service;
@@ -78,6 +79,8 @@ pub struct Shared {
     pub shutting_down: AtomicBool,
     pub stats: Stats,
     pub metrics: Arc<metrics::Metrics>,
+    /// Producer ids the cluster issued, checked on every stamped batch.
+    pub issued_producers: producer_ids::IssuedProducers,
     /// Numbers the segment objects compaction writes.
     pub segment_seq: AtomicU64,
 }
@@ -196,6 +199,7 @@ impl Agent {
                 ..Stats::default()
             },
             metrics,
+            issued_producers: producer_ids::IssuedProducers::default(),
             segment_seq: AtomicU64::new(0),
         });
         if let Err(e) = lease::tick(&shared).await {
@@ -238,7 +242,7 @@ impl Agent {
         let metrics_task = self
             .metrics_listener
             .map(|l| tokio::spawn(metrics::serve(l, shared.clone())));
-        let max_msg = shared.config.max_record_bytes * 2 + 1024 * 1024;
+        let max_msg = shared.config.max_request_bytes();
         let reload_task = self.tokens.enabled().then(|| {
             let tokens = self.tokens.clone();
             tokio::spawn(async move {
@@ -258,7 +262,7 @@ impl Agent {
         });
         let svc = tonic::service::interceptor::InterceptedService::new(
             StreamHouseServer::new(service::Service::new(shared.clone()))
-                .max_decoding_message_size(max_msg.max(8 * 1024 * 1024))
+                .max_decoding_message_size(max_msg)
                 .max_encoding_message_size(128 * 1024 * 1024),
             self.tokens,
         );

@@ -656,6 +656,18 @@ pub async fn run_gc(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         if !ours {
             continue;
         }
+        let cfg = &shared.config;
+        match shared
+            .meta
+            .expire_idle(cfg.producer_expiry_ms as i64, cfg.group_expiry_ms as i64)
+            .await
+        {
+            Ok((0, 0, 0)) => {}
+            Ok((states, ids, groups)) => {
+                tracing::info!(states, ids, groups, "expired idle producers and groups");
+            }
+            Err(e) => tracing::warn!(error = %e, "expiring idle producers and groups failed"),
+        }
         let started = std::time::Instant::now();
         match gc_pass(&shared).await {
             Ok(r) => {

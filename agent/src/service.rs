@@ -2,14 +2,15 @@
 //! or the metadata store. Every outcome, good or bad, is a typed response; the transport's
 //! own status codes are left to the transport.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use streamhouse_proto::{batch, pb, validate_topic_name};
+use streamhouse_proto::{batch, limits, pb, validate_topic_name};
 use tonic::{Request, Response, Status};
 
+use crate::config::AgentConfig;
 use crate::error::{ok, AgentError, Result};
 use crate::metadata::{PartitionRow, TopicRow};
 use crate::partitions::{PartitionState, TopicState};
@@ -59,16 +60,23 @@ impl Service {
         if self.shared.shutting_down.load(Ordering::Acquire) {
             return Err(AgentError::ShuttingDown);
         }
-        if r.partitions.is_empty() {
-            return Err(AgentError::InvalidRequest(
-                "produce request names no partition".into(),
-            ));
-        }
+        check_produce_shape(&r)?;
+        // One clock reading judges every batch of the request.
+        let now = crate::writer::now_ms();
+        // A topic named by several partitions is looked up once.
+        let mut topics: HashMap<String, Option<Arc<TopicState>>> = HashMap::new();
         // Append every partition's batches before waiting for any, so they share a flush.
         let mut appended = Vec::with_capacity(r.partitions.len());
         for p in r.partitions {
             let (topic, partition) = (p.topic.clone(), p.partition);
-            appended.push((topic, partition, self.append_partition(p).await));
+            let state = self
+                .memo_partition(&mut topics, &p.topic, p.partition)
+                .await;
+            let acks = match state {
+                Ok(state) => self.append_partition(p, state, now).await,
+                Err(e) => Err(e),
+            };
+            appended.push((topic, partition, acks));
         }
         let mut results = Vec::with_capacity(appended.len());
         for (topic, partition, acks) in appended {
@@ -108,24 +116,77 @@ impl Service {
         })
     }
 
-    /// Checks one partition's batches and hands them to the writer. Also returns their
-    /// record and byte counts.
-    async fn append_partition(&self, p: pb::PartitionBatches) -> Result<(Vec<Ack>, u64, u64)> {
-        let (_, state) = self.partition(&p.topic, p.partition).await?;
+    /// [`Service::partition`], looking each topic up at most once per request.
+    async fn memo_partition(
+        &self,
+        topics: &mut HashMap<String, Option<Arc<TopicState>>>,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Arc<PartitionState>> {
+        let t = match topics.get(topic) {
+            Some(t) => t.clone(),
+            None => {
+                let found = match self.partition(topic, partition).await {
+                    Ok((t, _)) => Some(t),
+                    Err(AgentError::UnknownTopic(_)) => None,
+                    Err(AgentError::UnknownPartition { .. }) => self.shared.topics.get(topic),
+                    Err(e) => return Err(e),
+                };
+                topics.insert(topic.to_string(), found.clone());
+                found
+            }
+        };
+        let t = t.ok_or_else(|| AgentError::UnknownTopic(topic.to_string()))?;
+        t.partitions
+            .get(partition as usize)
+            .cloned()
+            .ok_or_else(|| AgentError::UnknownPartition {
+                topic: topic.to_string(),
+                partition,
+                count: t.partitions.len() as u32,
+            })
+    }
+
+    /// Checks one partition's batches completely and hands them to the writer: all of them,
+    /// or, if any fails, none. Also returns their record and byte counts.
+    async fn append_partition(
+        &self,
+        p: pb::PartitionBatches,
+        state: Arc<PartitionState>,
+        now: i64,
+    ) -> Result<(Vec<Ack>, u64, u64)> {
         if p.batches.is_empty() {
             return Err(AgentError::InvalidRequest(format!(
                 "no batch for {}-{}",
                 p.topic, p.partition
             )));
         }
-        let max = self.shared.config.max_record_bytes;
+        if p.batches.len() > limits::MAX_BATCHES_PER_PARTITION {
+            return Err(AgentError::InvalidRequest(format!(
+                "{} batches for {}-{}; at most {} per partition in one request",
+                p.batches.len(),
+                p.topic,
+                p.partition,
+                limits::MAX_BATCHES_PER_PARTITION
+            )));
+        }
+        let config = &self.shared.config;
+        let max = config.max_record_bytes;
         let mut checked = Vec::with_capacity(p.batches.len());
         let (mut records, mut bytes) = (0u64, 0u64);
         for b in p.batches {
             if b.len() > max {
                 return Err(AgentError::RecordTooLarge { size: b.len(), max });
             }
-            let header = batch::validate(&b)?;
+            let verified = batch::verify(&b, config.max_decompressed_bytes())?;
+            check_timestamps(config, &verified, now)?;
+            let header = verified.header;
+            if header.producer_id >= 0 {
+                self.shared
+                    .issued_producers
+                    .check(&self.shared.meta, header.producer_id, header.producer_epoch)
+                    .await?;
+            }
             records += header.record_count.max(0) as u64;
             bytes += b.len() as u64;
             checked.push((b, header));
@@ -220,10 +281,19 @@ impl Service {
             })
             .collect();
         let mut topics = Vec::new();
+        if r.topics.len() > limits::MAX_METADATA_TOPICS {
+            return Err(AgentError::InvalidRequest(format!(
+                "metadata for {} topics; at most {} in one request (none for all)",
+                r.topics.len(),
+                limits::MAX_METADATA_TOPICS
+            )));
+        }
         if r.topics.is_empty() {
             topics = self.topic_infos(meta.list_topics().await?).await?;
         } else {
-            for name in r.topics {
+            // Each topic is answered once, in the order first asked.
+            let mut seen = HashSet::with_capacity(r.topics.len());
+            for name in r.topics.into_iter().filter(|t| seen.insert(t.clone())) {
                 let row = match validate_topic_name(&name) {
                     Err(e) => Err(AgentError::InvalidTopic(e)),
                     Ok(()) => meta
@@ -246,6 +316,7 @@ impl Service {
             agents,
             topics,
             max_batch_bytes: self.shared.config.max_record_bytes as u32,
+            max_request_bytes: self.shared.config.max_request_bytes() as u32,
         })
     }
 
@@ -343,6 +414,59 @@ impl Service {
             topic: info,
         })
     }
+}
+
+/// A produce request's shape: some partitions, not too many, each named once.
+fn check_produce_shape(r: &pb::ProduceRequest) -> Result<()> {
+    if r.partitions.is_empty() {
+        return Err(AgentError::InvalidRequest(
+            "produce request names no partition".into(),
+        ));
+    }
+    if r.partitions.len() > limits::MAX_PRODUCE_PARTITIONS {
+        return Err(AgentError::InvalidRequest(format!(
+            "produce request names {} partitions; at most {}",
+            r.partitions.len(),
+            limits::MAX_PRODUCE_PARTITIONS
+        )));
+    }
+    let mut seen = HashSet::with_capacity(r.partitions.len());
+    for p in &r.partitions {
+        if !seen.insert((p.topic.as_str(), p.partition)) {
+            return Err(AgentError::InvalidRequest(format!(
+                "produce request names {}-{} twice; put all its batches in one entry",
+                p.topic, p.partition
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Kafka's timestamp bounds: a batch's records must lie within the configured distance of
+/// the agent's clock, so retention neither deletes them at once nor is held back by them.
+fn check_timestamps(config: &AgentConfig, v: &batch::Verified, now: i64) -> Result<()> {
+    let before = config.timestamp_before_max_ms;
+    if before >= 0 && v.min_timestamp < now.saturating_sub(before) {
+        return Err(AgentError::InvalidTimestamp {
+            timestamp: v.min_timestamp,
+            distance_ms: now.saturating_sub(v.min_timestamp),
+            side: "before",
+            limit_ms: before,
+            setting: "timestamp_before_max_ms",
+        });
+    }
+    let after = config.timestamp_after_max_ms;
+    let max = v.header.max_timestamp;
+    if after >= 0 && max > now.saturating_add(after) {
+        return Err(AgentError::InvalidTimestamp {
+            timestamp: max,
+            distance_ms: max.saturating_sub(now),
+            side: "after",
+            limit_ms: after,
+            setting: "timestamp_after_max_ms",
+        });
+    }
+    Ok(())
 }
 
 /// A retention setting as given: positive, or -1 for none.
@@ -767,5 +891,49 @@ impl pb::stream_house_server::StreamHouse for Service {
             self.reset_offsets_inner(request.into_inner()).await,
             pb::ResetOffsetsResponse
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use streamhouse_proto::batch::{BatchBuilder, Compression, ProducerStamp};
+
+    fn verified(timestamps: &[i64]) -> batch::Verified {
+        let mut b = BatchBuilder::new(Compression::None);
+        for &ts in timestamps {
+            b.append(ts, None, Some(b"v"), &[]);
+        }
+        let bytes = b.finish(ProducerStamp::NONE).unwrap();
+        batch::verify(&bytes, 1 << 20).unwrap()
+    }
+
+    #[test]
+    fn timestamps_are_judged_at_both_ends() {
+        let mut config = <AgentConfig as clap::Parser>::parse_from(["streamhouse-agent"]);
+        let now = 1_800_000_000_000;
+        let (week, hour) = (7 * 24 * 3_600_000, 3_600_000);
+        assert!(check_timestamps(&config, &verified(&[now]), now).is_ok());
+        assert!(check_timestamps(&config, &verified(&[now - week]), now).is_ok());
+        assert!(check_timestamps(&config, &verified(&[now + hour]), now).is_ok());
+        for bad in [
+            &[0][..],
+            &[now - week - 1],
+            &[now + hour + 1],
+            &[now, 0],
+            &[i64::MIN],
+        ] {
+            let e = check_timestamps(&config, &verified(bad), now).unwrap_err();
+            assert!(
+                matches!(e, AgentError::InvalidTimestamp { .. }),
+                "{bad:?}: {e}"
+            );
+        }
+        let e = check_timestamps(&config, &verified(&[0]), now).unwrap_err();
+        assert!(e.to_string().contains("timestamp_before_max_ms"), "{e}");
+        // -1 turns a bound off.
+        config.timestamp_before_max_ms = -1;
+        config.timestamp_after_max_ms = -1;
+        assert!(check_timestamps(&config, &verified(&[0, i64::MAX / 2]), now).is_ok());
     }
 }

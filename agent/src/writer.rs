@@ -108,7 +108,8 @@ pub struct Writer {
     inner: Arc<Inner>,
 }
 
-fn now_ms() -> i64 {
+/// This agent's wall clock, in ms since the epoch.
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

@@ -500,6 +500,79 @@ async fn groups(store: &MetadataStore) {
     assert_eq!(owned.len(), n, "a partition granted twice");
 }
 
+/// Idle producers and empty groups expire; live ones stay.
+async fn expiry(store: &MetadataStore) {
+    let (pid, _) = store.init_producer_id(None).await.unwrap();
+    store.create_topic("expiring", 1, -1, -1).await.unwrap();
+    store.register_agent("x1", "127.0.0.1:9").await.unwrap();
+    let tp = [("expiring".to_string(), 0)];
+    assert_eq!(
+        store.acquire_leases("x1", 60_000, &tp).await.unwrap().len(),
+        1
+    );
+    let written = crate::sequence::Written {
+        first_sequence: 0,
+        last_sequence: 0,
+        base_offset: 0,
+    };
+    let mut c = [chunk("expiring", 0, 1, 0, 1)];
+    c[0].producers.push(ProducerCommit {
+        producer_id: pid,
+        epoch: 0,
+        last_sequence: 0,
+        last_offset: 0,
+        recent: ProducerEntry::new(0, written).encode_recent(),
+    });
+    store
+        .commit_flush(&FlushCommit {
+            agent_id: "x1",
+            object_key: "data/expiring.obj",
+            object_size: 100,
+            chunks: &c,
+            commit_by: None,
+        })
+        .await
+        .unwrap();
+    store
+        .commit_offsets("idle-g", "", -1, &[("orders".into(), 0, 5, String::new())])
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .group_heartbeat("live-g", &member("m", false, &[]))
+        .await
+        .unwrap()
+        .unwrap();
+    let day = 86_400_000;
+    store.expire_idle(day, day).await.unwrap();
+    assert_eq!(store.issued_producer_epoch(pid).await.unwrap(), Some(0));
+    assert_eq!(
+        store
+            .producer_states("expiring", 0, day)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(store.fetch_offsets("idle-g", &[]).await.unwrap().len(), 1);
+    // A cut-off a minute ahead makes everything idle but the member heartbeating now.
+    let (states, ids, groups) = store.expire_idle(-60_000, -60_000).await.unwrap();
+    assert!(
+        states >= 1 && ids >= 1 && groups >= 1,
+        "{states} {ids} {groups}"
+    );
+    assert_eq!(store.issued_producer_epoch(pid).await.unwrap(), None);
+    assert!(store
+        .producer_states("expiring", 0, day)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store.issued_producer_epoch(-5).await.unwrap().is_none());
+    assert!(store.fetch_offsets("idle-g", &[]).await.unwrap().is_empty());
+    assert!(store.describe_group("idle-g").await.unwrap().is_none());
+    assert!(store.describe_group("live-g").await.unwrap().is_some());
+}
+
 /// Retention, compaction's swap and garbage collection's bookkeeping.
 async fn maintenance(store: &MetadataStore) {
     use super::maintenance::{SegmentSwap, TopicConfigChange};
@@ -730,9 +803,10 @@ async fn sqlite() {
     let store = MetadataStore::connect(&url).await.unwrap();
     run(&store).await;
     maintenance(&store).await;
+    expiry(&store).await;
     // Migrations are idempotent: a second agent on the same file starts cleanly.
     let again = MetadataStore::connect(&url).await.unwrap();
-    assert_eq!(again.list_topics().await.unwrap().len(), 3);
+    assert_eq!(again.list_topics().await.unwrap().len(), 4);
 }
 
 #[tokio::test]
@@ -743,8 +817,9 @@ async fn postgres() {
     let store = MetadataStore::connect(&db.url).await.unwrap();
     run(&store).await;
     maintenance(&store).await;
+    expiry(&store).await;
     let again = MetadataStore::connect(&db.url).await.unwrap();
-    assert_eq!(again.list_topics().await.unwrap().len(), 3);
+    assert_eq!(again.list_topics().await.unwrap().len(), 4);
     store.close().await;
     again.close().await;
     db.drop_db().await;

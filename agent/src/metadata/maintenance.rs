@@ -388,4 +388,66 @@ impl MetadataStore {
             .await?;
         Ok(row.try_get("n")?)
     }
+
+    /// Forgets what idles: idempotent producers' per-partition state not updated within
+    /// `producer_idle_ms`, then producer ids with no state left that were issued (or last
+    /// bumped) before it; and consumer groups with no live member whose last change and last
+    /// commit are older than `group_idle_ms`, with their offsets (Kafka's
+    /// `producer.id.expiration.ms` and `offsets.retention.minutes`). Returns (producer
+    /// states, producer ids, groups) removed.
+    pub async fn expire_idle(
+        &self,
+        producer_idle_ms: i64,
+        group_idle_ms: i64,
+    ) -> Result<(u64, u64, u64)> {
+        let now = self.dialect.now_ms();
+        self.retry_busy(|| async {
+            let mut tx = self.pool.begin().await?;
+            let states = sqlx::query(&format!(
+                "DELETE FROM producer_state WHERE updated_at_ms < {now} - $1"
+            ))
+            .bind(producer_idle_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            let ids = sqlx::query(&format!(
+                "DELETE FROM producer_ids WHERE created_at_ms < {now} - $1
+                   AND NOT EXISTS (SELECT 1 FROM producer_state s
+                                   WHERE s.producer_id = producer_ids.id)"
+            ))
+            .bind(producer_idle_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            let idle: Vec<String> = sqlx::query(&format!(
+                "SELECT g.group_id FROM consumer_groups g
+                 WHERE g.updated_at_ms < {now} - $1
+                   AND NOT EXISTS (SELECT 1 FROM group_members m WHERE m.group_id = g.group_id
+                                   AND m.last_heartbeat_ms + m.session_timeout_ms > {now})
+                   AND NOT EXISTS (SELECT 1 FROM committed_offsets o WHERE o.group_id = g.group_id
+                                   AND o.committed_at_ms >= {now} - $1)
+                 LIMIT 1000"
+            ))
+            .bind(group_idle_ms)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get("group_id"))
+            .collect::<std::result::Result<_, _>>()?;
+            for table in ["group_members", "committed_offsets", "consumer_groups"] {
+                for chunk in idle.chunks(200) {
+                    let list = placeholders(1, chunk.len());
+                    let sql = format!("DELETE FROM {table} WHERE group_id IN ({list})");
+                    let mut q = sqlx::query(&sql);
+                    for g in chunk {
+                        q = q.bind(g.as_str());
+                    }
+                    q.execute(&mut *tx).await?;
+                }
+            }
+            tx.commit().await?;
+            Ok((states, ids, idle.len() as u64))
+        })
+        .await
+    }
 }

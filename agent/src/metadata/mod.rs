@@ -906,10 +906,12 @@ impl MetadataStore {
                     Ok((row.try_get("id")?, 0))
                 }
                 Some((id, epoch)) => {
-                    let row = sqlx::query(
-                        "UPDATE producer_ids SET epoch = epoch + 1
-                         WHERE id = $1 AND epoch = $2 AND epoch < 32767 RETURNING epoch",
-                    )
+                    // `created_at_ms` is when the current epoch was issued: an id is
+                    // expired only when idle since.
+                    let row = sqlx::query(&format!(
+                        "UPDATE producer_ids SET epoch = epoch + 1, created_at_ms = {now}
+                         WHERE id = $1 AND epoch = $2 AND epoch < 32767 RETURNING epoch"
+                    ))
                     .bind(id)
                     .bind(i64::from(epoch))
                     .fetch_optional(&self.pool)
@@ -925,6 +927,21 @@ impl MetadataStore {
             }
         })
         .await
+    }
+
+    /// The latest epoch issued to producer `id`, or `None` if the cluster never issued it.
+    pub async fn issued_producer_epoch(&self, id: i64) -> Result<Option<i16>> {
+        let row = sqlx::query("SELECT epoch FROM producer_ids WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            None => Ok(None),
+            Some(r) => {
+                let epoch: i64 = r.try_get("epoch")?;
+                Ok(Some(i16::try_from(epoch).unwrap_or(i16::MAX)))
+            }
+        }
     }
 
     /// What one partition remembers of its idempotent producers active within `max_age_ms`.

@@ -3,6 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use streamhouse_proto::limits::{
+    MAX_ASSIGNORS, MAX_COMMIT_METADATA_BYTES, MAX_GROUP_PARTITIONS, MAX_GROUP_TOPICS,
+    MAX_ID_BYTES as MAX_ID,
+};
 use streamhouse_proto::{pb, validate_topic_name};
 
 use super::Service;
@@ -10,9 +14,6 @@ use crate::error::{ok, AgentError, Result};
 use crate::group::assignor::{Assignor, Tp};
 use crate::group::coordinator::Heartbeat;
 use crate::metadata::groups::ResetTo;
-
-/// Longest group id and member id accepted.
-const MAX_ID: usize = 255;
 
 fn to_pb_tps(tps: &[Tp]) -> Vec<pb::TopicPartitions> {
     let mut by_topic: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
@@ -35,6 +36,31 @@ fn from_pb_tps(tps: &[pb::TopicPartitions]) -> Vec<Tp> {
     tps.iter()
         .flat_map(|t| t.partitions.iter().map(|p| (t.topic.clone(), *p)))
         .collect()
+}
+
+/// Refuses a list longer than `max`, naming it.
+fn check_len(what: &str, len: usize, max: usize) -> Result<()> {
+    if len > max {
+        return Err(AgentError::InvalidRequest(format!(
+            "{len} {what}; at most {max} in one request"
+        )));
+    }
+    Ok(())
+}
+
+/// A new member's id: its client id (cut to fit) and a random suffix, within [`MAX_ID`].
+fn new_member_id(client_id: &str) -> String {
+    const SUFFIX: usize = 17; // '-' and 16 hex digits
+    let client = if client_id.is_empty() {
+        "consumer"
+    } else {
+        client_id
+    };
+    let mut cut = client.len().min(MAX_ID - SUFFIX);
+    while !client.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}-{:016x}", &client[..cut], rand::random::<u64>())
 }
 
 fn check_id(what: &str, id: &str, may_be_empty: bool) -> Result<()> {
@@ -64,6 +90,13 @@ impl Service {
                 "subscribe to at least one topic".into(),
             ));
         }
+        check_len("subscribed topics", r.topics.len(), MAX_GROUP_TOPICS)?;
+        check_len("assignors", r.assignors.len(), MAX_ASSIGNORS)?;
+        let owned: usize = r.owned.iter().map(|t| t.partitions.len().max(1)).sum();
+        check_len("owned partitions", owned, MAX_GROUP_PARTITIONS)?;
+        for t in &r.owned {
+            validate_topic_name(&t.topic).map_err(AgentError::InvalidTopic)?;
+        }
         for t in &r.topics {
             validate_topic_name(t).map_err(AgentError::InvalidTopic)?;
         }
@@ -88,12 +121,7 @@ impl Service {
             })
             .collect::<Result<Vec<_>>>()?;
         let member_id = if join && r.member_id.is_empty() {
-            let client = if r.client_id.is_empty() {
-                "consumer"
-            } else {
-                r.client_id.as_str()
-            };
-            format!("{client}-{:016x}", rand::random::<u64>())
+            new_member_id(&r.client_id)
         } else {
             r.member_id.clone()
         };
@@ -140,7 +168,11 @@ impl Service {
     ) -> Result<pb::CommitOffsetsResponse> {
         check_id("group id", &r.group_id, false)?;
         check_id("member id", &r.member_id, true)?;
-        let mut offsets = Vec::with_capacity(r.offsets.len());
+        check_len("offsets", r.offsets.len(), MAX_GROUP_PARTITIONS)?;
+        // A partition named twice keeps its last offset: one row per partition, as the
+        // store's upsert needs.
+        let mut offsets: Vec<(String, u32, i64, String)> = Vec::with_capacity(r.offsets.len());
+        let mut at: BTreeMap<(String, u32), usize> = BTreeMap::new();
         for o in r.offsets {
             validate_topic_name(&o.topic).map_err(AgentError::InvalidTopic)?;
             if o.offset < 0 {
@@ -149,12 +181,19 @@ impl Service {
                     o.offset, o.topic, o.partition
                 )));
             }
-            if o.metadata.len() > 4096 {
-                return Err(AgentError::InvalidRequest(
-                    "commit metadata is limited to 4096 bytes".into(),
-                ));
+            if o.metadata.len() > MAX_COMMIT_METADATA_BYTES {
+                return Err(AgentError::InvalidRequest(format!(
+                    "commit metadata is limited to {MAX_COMMIT_METADATA_BYTES} bytes"
+                )));
             }
-            offsets.push((o.topic, o.partition, o.offset, o.metadata));
+            let entry = (o.topic, o.partition, o.offset, o.metadata);
+            match at.get(&(entry.0.clone(), entry.1)) {
+                Some(&i) => offsets[i] = entry,
+                None => {
+                    at.insert((entry.0.clone(), entry.1), offsets.len());
+                    offsets.push(entry);
+                }
+            }
         }
         self.shared
             .meta
@@ -168,10 +207,17 @@ impl Service {
         r: pb::FetchOffsetsRequest,
     ) -> Result<pb::FetchOffsetsResponse> {
         check_id("group id", &r.group_id, false)?;
+        check_len("topics", r.topics.len(), MAX_GROUP_TOPICS)?;
+        let topics: Vec<String> = r
+            .topics
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let offsets = self
             .shared
             .meta
-            .fetch_offsets(&r.group_id, &r.topics)
+            .fetch_offsets(&r.group_id, &topics)
             .await?
             .into_iter()
             .map(|c| pb::CommittedOffset {
@@ -319,5 +365,27 @@ impl Service {
                 })
                 .collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_ids_fit_whatever_the_client_id() {
+        for client in [
+            "",
+            "c",
+            &"x".repeat(250),
+            &"é".repeat(200),
+            &"y".repeat(MAX_ID),
+        ] {
+            let id = new_member_id(client);
+            assert!(
+                check_id("member id", &id, false).is_ok(),
+                "{client:?} gave {id:?}"
+            );
+        }
     }
 }
