@@ -50,6 +50,28 @@ pub(crate) struct Cluster {
     /// The live agents the last metadata answer named: asked first, so a client keeps
     /// finding the cluster after every agent it was bootstrapped with has moved or died.
     agents: RwLock<Vec<String>>,
+    /// The batch and request limits the last metadata answer announced.
+    limits: RwLock<Limits>,
+}
+
+/// What the agents accept, as they announce it in `GetMetadata`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// The largest encoded batch.
+    pub max_batch_bytes: usize,
+    /// The largest request.
+    pub max_request_bytes: usize,
+}
+
+impl Default for Limits {
+    /// An agent's defaults, until one has answered.
+    fn default() -> Self {
+        let max_batch_bytes = 1024 * 1024;
+        Limits {
+            max_batch_bytes,
+            max_request_bytes: streamhouse_proto::limits::max_request_bytes(max_batch_bytes),
+        }
+    }
 }
 
 pub(crate) fn parse_bootstrap(list: &str) -> Result<Vec<String>> {
@@ -88,7 +110,13 @@ impl Cluster {
             conns: Mutex::new(HashMap::new()),
             topics: RwLock::new(HashMap::new()),
             agents: RwLock::new(Vec::new()),
+            limits: RwLock::new(Limits::default()),
         }
+    }
+
+    /// The agents' limits, as last announced.
+    pub fn limits(&self) -> Limits {
+        *self.limits.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Replaces the live agents to ask first.
@@ -205,6 +233,17 @@ impl Cluster {
         }
         if !resp.agents.is_empty() {
             self.set_agents(resp.agents.iter().map(|a| a.address.clone()).collect());
+        }
+        if resp.max_batch_bytes > 0 {
+            let max_batch_bytes = resp.max_batch_bytes as usize;
+            let max_request_bytes = match resp.max_request_bytes {
+                0 => streamhouse_proto::limits::max_request_bytes(max_batch_bytes),
+                n => n as usize,
+            };
+            *self.limits.write().unwrap_or_else(|p| p.into_inner()) = Limits {
+                max_batch_bytes,
+                max_request_bytes,
+            };
         }
         Ok(resp)
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use streamhouse_proto::batch::{Batch, Header};
+use streamhouse_proto::batch::{Batch, BatchHeader, Header};
 use streamhouse_proto::pb;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -1235,11 +1235,24 @@ async fn fetch_once(
     let mut records = Vec::new();
     let mut next = offset;
     for (bytes, base) in resp.batches.into_iter().zip(resp.base_offsets) {
-        let batch = Batch::parse(bytes).map_err(|e| ClientError::CorruptBatch(e.to_string()))?;
-        for r in batch
-            .records(base)
-            .map_err(|e| ClientError::CorruptBatch(e.to_string()))?
-        {
+        let decoded = Batch::parse(bytes.clone()).and_then(|b| b.records(base));
+        let batch_records = match decoded {
+            Ok(r) => r,
+            // What came before the damaged batch is delivered; the next fetch starts at it
+            // and reports it.
+            Err(_) if !records.is_empty() => return Ok((records, base)),
+            Err(e) => {
+                let count = BatchHeader::peek(&bytes).map_or(1, |h| i64::from(h.record_count));
+                return Err(ClientError::DamagedBatch {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    offset: base,
+                    next_offset: base.saturating_add(count).max(offset + 1),
+                    reason: e.to_string(),
+                });
+            }
+        };
+        for r in batch_records {
             if r.offset < offset {
                 continue;
             }

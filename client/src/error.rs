@@ -65,6 +65,28 @@ pub enum ClientError {
     /// A batch failed its checks.
     #[error("corrupt record batch: {0}")]
     CorruptBatch(String),
+    /// A stored batch does not decode (damaged at rest, or written before agents checked
+    /// every record). Nothing past it is lost: [`Consumer::seek`](crate::Consumer::seek) to
+    /// `next_offset` reads on.
+    #[error(
+        "damaged batch in {topic}-{partition} at offset {offset}: {reason}; seek to {next_offset} to read past it"
+    )]
+    DamagedBatch {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The offset of the batch's first record.
+        offset: i64,
+        /// The first offset after the batch.
+        next_offset: i64,
+        /// What the decoder found.
+        reason: String,
+    },
+    /// A request was larger than the agent decodes. Not retried: the same request would be
+    /// refused again.
+    #[error("request too large for the agent: {0}")]
+    RequestTooLarge(String),
     /// A record was not acknowledged within the delivery timeout.
     #[error("delivery timed out after {elapsed_ms} ms; last error: {last_error}")]
     DeliveryTimeout {
@@ -115,6 +137,8 @@ impl ClientError {
             tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
                 ClientError::Unauthenticated(s.message().to_string())
             }
+            // tonic's answer to a message over its size limit, on either side.
+            tonic::Code::OutOfRange => ClientError::RequestTooLarge(s.message().to_string()),
             code => ClientError::Unreachable(format!("{code:?}: {}", s.message())),
         }
     }
@@ -153,10 +177,27 @@ impl ClientError {
             ClientError::InvalidTopic(_) => Some(ErrorCode::InvalidTopic),
             ClientError::RecordTooLarge { .. } => Some(ErrorCode::RecordTooLarge),
             ClientError::OffsetOutOfRange { .. } => Some(ErrorCode::OffsetOutOfRange),
-            ClientError::CorruptBatch(_) => Some(ErrorCode::CorruptBatch),
+            ClientError::CorruptBatch(_) | ClientError::DamagedBatch { .. } => {
+                Some(ErrorCode::CorruptBatch)
+            }
+            ClientError::RequestTooLarge(_) => Some(ErrorCode::RequestTooLarge),
             ClientError::Agent { code, .. } => Some(*code),
             _ => None,
         }
+    }
+}
+
+/// A gRPC status as the client reports it: for code talking to agents through the generated
+/// `streamhouse_proto::pb` client directly.
+///
+/// ```
+/// let e = streamhouse_client::ClientError::from(tonic::Status::out_of_range("too large"));
+/// assert!(matches!(e, streamhouse_client::ClientError::RequestTooLarge(_)));
+/// assert!(!e.is_retriable());
+/// ```
+impl From<tonic::Status> for ClientError {
+    fn from(s: tonic::Status) -> Self {
+        ClientError::from_status(&s)
     }
 }
 

@@ -18,9 +18,8 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use streamhouse_proto::batch::{
-    self, BatchBuilder, Compression, DEDUPE_WINDOW, Header, ProducerStamp,
-};
+use streamhouse_proto::batch::{self, BatchBuilder, Compression, Header, ProducerStamp};
+use streamhouse_proto::limits;
 use streamhouse_proto::partitioner::partition_for_key;
 use streamhouse_proto::pb;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -122,8 +121,10 @@ impl ProducerBuilder {
         self
     }
 
-    /// Most encoded bytes in one partition batch (default 1 MiB). A single record larger than
-    /// this is refused with [`ClientError::RecordTooLarge`].
+    /// Most bytes of records in one partition batch, before compression (default 1 MiB).
+    /// Batches are also sealed so their encoded size stays within the largest batch the
+    /// agents accept (`max_record_bytes`, which they announce). A single record too large for
+    /// either is refused by `send` with [`ClientError::RecordTooLarge`], at once.
     ///
     /// ```
     /// let b = streamhouse_client::Producer::builder().batch_bytes(512 * 1024);
@@ -429,9 +430,10 @@ impl SealedBatch {
         bytes
     }
 
+    /// Encoded bytes: exact once encoded, the bound before.
     fn size(&self) -> usize {
         match &self.payload {
-            Payload::Records(b) => b.payload_len(),
+            Payload::Records(b) => batch::encoded_len_bound(b.payload_len()),
             Payload::Encoded(b) => b.len(),
         }
     }
@@ -567,13 +569,17 @@ impl Producer {
 
     /// Like [`Producer::send`] with every field: an explicit partition (or `None` to let the
     /// partitioner choose), a nullable value (a tombstone), headers and a timestamp (ms since
-    /// the epoch; `None` for now).
+    /// the epoch; `None` for now). Agents refuse a timestamp more than a week before or an
+    /// hour after their clock by default (`INVALID_TIMESTAMP`, in the delivery's result).
     ///
     /// ```no_run
     /// # async fn example(producer: streamhouse_client::Producer) -> Result<(), streamhouse_client::ClientError> {
     /// let headers = [streamhouse_client::Header { key: "trace".into(), value: Some(bytes::Bytes::from_static(b"abc")) }];
+    /// let event_time = std::time::SystemTime::now()
+    ///     .duration_since(std::time::UNIX_EPOCH)
+    ///     .map_or(0, |d| d.as_millis() as i64 - 60_000); // a minute ago
     /// producer
-    ///     .send_record("events", Some(2), Some(b"user-1"), None, &headers, Some(1_700_000_000_000))
+    ///     .send_record("events", Some(2), Some(b"user-1"), None, &headers, Some(event_time))
     ///     .await?;
     /// # Ok(()) }
     /// ```
@@ -595,6 +601,23 @@ impl Producer {
         if size > max {
             return Err(ClientError::RecordTooLarge { size, max });
         }
+        // Learns the topic, and with it the agents' limits, before checking against them.
+        let count = self.partition_count(topic).await?;
+        let payload_limit = inner.payload_limit();
+        if size > payload_limit {
+            return Err(ClientError::RecordTooLarge {
+                size: batch::encoded_len_bound(size),
+                max: inner.cluster.limits().max_batch_bytes,
+            });
+        }
+        if let Some(p) = partition
+            && p >= count
+        {
+            return Err(ClientError::UnknownPartition {
+                topic: topic.to_string(),
+                partition: p,
+            });
+        }
         let permit = match inner.buffer.clone().try_acquire_many_owned(size as u32) {
             Ok(p) => p,
             Err(_) => inner
@@ -604,15 +627,6 @@ impl Producer {
                 .await
                 .map_err(|_| ClientError::Closed)?,
         };
-        let count = self.partition_count(topic).await?;
-        if let Some(p) = partition
-            && p >= count
-        {
-            return Err(ClientError::UnknownPartition {
-                topic: topic.to_string(),
-                partition: p,
-            });
-        }
         let timestamp = timestamp.unwrap_or_else(now_ms);
         let mut accum = inner.accum.lock().unwrap_or_else(|p| p.into_inner());
         if !accum.contains_key(topic) {
@@ -630,7 +644,7 @@ impl Producer {
         let slot = &mut slots.partitions[partition as usize];
         let fits = slot.open.as_ref().is_some_and(|b| {
             b.builder.record_count() < cfg.batch_size
-                && b.builder.payload_len() + size <= cfg.batch_bytes
+                && b.builder.payload_len() + size <= payload_limit
         });
         let mut sealed = false;
         if !fits {
@@ -638,7 +652,7 @@ impl Producer {
             slot.open = Some(OpenBatch {
                 builder: BatchBuilder::with_capacity(
                     cfg.compression,
-                    (size * cfg.batch_size).min(cfg.batch_bytes).min(64 * 1024),
+                    (size * cfg.batch_size).min(payload_limit).min(64 * 1024),
                 ),
                 created: Instant::now(),
                 outcome: Arc::new(BatchOutcome::default()),
@@ -788,8 +802,11 @@ fn seal(q: &mut PartitionQueue) -> bool {
     true
 }
 
-/// Most bytes of batches one produce request carries (at least one partition's batches go).
+/// Most bytes of batches one produce request carries, unless the agents decode less; a
+/// request may pass it by one batch (at least one batch goes).
 const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+/// Room left in a request for its protobuf framing: topic names and field tags.
+const REQUEST_FRAMING: usize = 512 * 1024;
 
 /// The sender: seals batches that lingered long enough, fails those past the delivery
 /// timeout, and sends the rest. It holds the producer only weakly, so dropping every
@@ -814,6 +831,15 @@ async fn sender(inner: Weak<Inner>, wake: Arc<Notify>) {
 type RequestParts = Vec<(Arc<str>, u32, Vec<SealedBatch>)>;
 
 impl Inner {
+    /// Most bytes of records one batch may hold: the producer's `batch_bytes`, and what keeps
+    /// the encoded batch within the agents' limit.
+    fn payload_limit(&self) -> usize {
+        let agent = self.cluster.limits().max_batch_bytes;
+        self.config
+            .batch_bytes
+            .min(agent.saturating_sub(batch::encoded_len_bound(0)))
+    }
+
     /// Does everything due now; returns when something will next be due.
     fn dispatch(self: &Arc<Inner>) -> Option<Instant> {
         let cfg = &self.config;
@@ -907,6 +933,14 @@ impl Inner {
             }
         }
 
+        // Whatever the budget, a request with one more batch stays within what agents decode.
+        let agent_limits = self.cluster.limits();
+        let request_budget = MAX_REQUEST_BYTES.min(
+            agent_limits
+                .max_request_bytes
+                .saturating_sub(agent_limits.max_batch_bytes + REQUEST_FRAMING)
+                .max(1),
+        );
         for (addr, parts) in ready {
             let conn = match self.cluster.conn(&addr) {
                 Ok(c) => c,
@@ -924,13 +958,14 @@ impl Inner {
                 };
                 let mut request: RequestParts = Vec::new();
                 let mut bytes = 0;
-                while bytes < MAX_REQUEST_BYTES {
+                while bytes < request_budget && request.len() < limits::MAX_PRODUCE_PARTITIONS {
                     let Some((name, p)) = parts.next() else { break };
                     let Some(topic) = accum.get_mut(&name) else {
                         continue;
                     };
                     let q = &mut topic.partitions[p as usize];
-                    let batches = take_batches(q, cfg.idempotence, stamp_with);
+                    let batches =
+                        take_batches(q, cfg.idempotence, stamp_with, request_budget - bytes);
                     if batches.is_empty() {
                         continue;
                     }
@@ -1119,22 +1154,32 @@ impl Inner {
     }
 }
 
-/// Takes the batches of a partition's next request. With idempotence: at most the agents'
-/// de-duplication window of them, each numbered on its first send (retries keep theirs);
-/// batches not yet numbered wait while there is no identity to number them with.
+/// Takes the batches of a partition's next request: at most the agents' per-partition limit
+/// (the de-duplication window) and, after the first, no more than `budget` bytes. With
+/// idempotence each is numbered on its first send (retries keep theirs); batches not yet
+/// numbered wait while there is no identity to number them with.
 fn take_batches(
     q: &mut PartitionQueue,
     idempotence: bool,
     stamp_with: Option<(i64, i16)>,
+    budget: usize,
 ) -> Vec<SealedBatch> {
-    if !idempotence {
-        return q.sealed.drain(..).collect();
-    }
+    let mut taken = 0;
     let mut out = Vec::new();
-    while out.len() < DEDUPE_WINDOW {
+    while out.len() < limits::MAX_BATCHES_PER_PARTITION {
         let Some(front) = q.sealed.front_mut() else {
             break;
         };
+        if !out.is_empty() && taken + front.size() > budget {
+            break;
+        }
+        if !idempotence {
+            taken += front.size();
+            if let Some(b) = q.sealed.pop_front() {
+                out.push(b);
+            }
+            continue;
+        }
         if front.stamp.is_none() {
             let Some((producer_id, producer_epoch)) = stamp_with else {
                 break;
@@ -1150,6 +1195,7 @@ fn take_batches(
             });
             q.next_sequence = batch::next_sequence(q.next_sequence, front.record_count as i32);
         }
+        taken += front.size();
         if let Some(b) = q.sealed.pop_front() {
             out.push(b);
         }
