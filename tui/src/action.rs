@@ -95,6 +95,8 @@ pub struct RecordView {
     pub value: Option<Vec<u8>>,
     /// Header values may be null.
     pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// A stored batch here did not decode: why, and the offsets the tail skipped.
+    pub damaged: Option<String>,
 }
 
 /// Where a tail starts or seeks to.

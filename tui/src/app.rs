@@ -1886,6 +1886,7 @@ mod tests {
             key: Some(format!("k{}", o % 2).into_bytes()),
             value: None,
             headers: Vec::new(),
+            damaged: None,
         };
         app.update(Action::Records((0..10).map(rec).collect()), 0);
         app.update(code(KeyCode::Up), 0);

@@ -366,6 +366,7 @@ fn consume_fixture() -> (App, u64) {
             key: Some(format!("user-{}", i % 7).into_bytes()),
             value: Some(format!("{{\"n\":{i},\"page\":\"/home\"}}").into_bytes()),
             headers: vec![("source".into(), Some(b"web".to_vec()))],
+            damaged: None,
         })
         .collect();
     app.update(Action::Records(records), now);
@@ -378,6 +379,30 @@ fn consume_tails_and_filters() {
     insta::assert_snapshot!("consume_80x24", draw(&app, now, 80, 24).backend());
     app.consume.key_filter = "user-3".into();
     insta::assert_snapshot!("consume_filtered_80x24", draw(&app, now, 80, 24).backend());
+}
+
+#[test]
+fn a_damaged_batch_is_a_row_not_a_stop() {
+    let (mut app, now) = consume_fixture();
+    app.update(
+        Action::Records(vec![RecordView {
+            partition: 1,
+            offset: 10,
+            timestamp: 0,
+            key: None,
+            value: None,
+            headers: Vec::new(),
+            damaged: Some("malformed record 0: key length; offsets 10 to 12 skipped".into()),
+        }]),
+        now,
+    );
+    let screen = draw(&app, now, 80, 24).backend().to_string();
+    assert!(screen.contains("DAMAGED"), "{screen}");
+    assert!(screen.contains("malformed record 0"), "{screen}");
+    app.update(Action::Key(KeyEvent::from(KeyCode::Enter)), now);
+    let detail = draw(&app, now, 80, 24).backend().to_string();
+    assert!(detail.contains("damaged batch"), "{detail}");
+    assert!(detail.contains("offsets 10 to 12 skipped"), "{detail}");
 }
 
 #[test]

@@ -906,6 +906,15 @@ fn consume(f: &mut Frame<'_>, app: &App, area: Rect) {
     let rows: Vec<Row<'_>> = visible
         .iter()
         .map(|r| {
+            if let Some(why) = &r.damaged {
+                return Row::new(vec![
+                    Cell::from(r.partition.to_string()),
+                    Cell::from(r.offset.to_string()),
+                    Cell::from("-"),
+                    Cell::from("DAMAGED".red().bold()),
+                    Cell::from(why.chars().take(value_w).collect::<String>().red()),
+                ]);
+            }
             Row::new(vec![
                 Cell::from(r.partition.to_string()),
                 Cell::from(r.offset.to_string()),
@@ -984,6 +993,11 @@ fn record(f: &mut Frame<'_>, r: &RecordView, as_hex: bool) {
         )),
         Line::from(""),
     ];
+    if let Some(why) = &r.damaged {
+        lines.push(Line::from("damaged batch".bold().red()));
+        lines.push(Line::from(why.clone()));
+        lines.push(Line::from(""));
+    }
     let mut field = |name: &str, v: Option<&[u8]>| {
         lines.push(Line::from(name.to_string().bold().fg(ACCENT)));
         match v {

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use streamhouse_client::{Admin, Consumer, OffsetReset, Producer, TopicPartition};
+use streamhouse_client::{Admin, ClientError, Consumer, OffsetReset, Producer, TopicPartition};
 use tokio::sync::{mpsc, watch};
 
 use crate::action::{Action, LoadReport, LoadSpec, RecordView, StartAt, TailSpec};
@@ -319,7 +319,29 @@ async fn tail(
                     None => return Ok(()),
                 },
                 polled = consumer.poll(Duration::from_millis(250)) => {
-                    let records = polled?;
+                    let records = match polled {
+                        // Shown as one damaged row; the tail reads on past it.
+                        Err(ClientError::DamagedBatch { topic, partition, offset, next_offset, reason }) => {
+                            consumer.seek(&TopicPartition::new(&topic, partition), next_offset).await?;
+                            let row = RecordView {
+                                partition,
+                                offset,
+                                timestamp: 0,
+                                key: None,
+                                value: None,
+                                headers: Vec::new(),
+                                damaged: Some(format!(
+                                    "{reason}; offsets {offset} to {} skipped",
+                                    next_offset - 1
+                                )),
+                            };
+                            if tx.send(Action::Records(vec![row])).is_err() {
+                                return Ok(());
+                            }
+                            continue;
+                        }
+                        other => other?,
+                    };
                     if !records.is_empty() {
                         let views = records.into_iter().map(|r| RecordView {
                             partition: r.partition,
@@ -328,6 +350,7 @@ async fn tail(
                             key: r.key.map(|k| k.to_vec()),
                             value: r.value.map(|v| v.to_vec()),
                             headers: r.headers.into_iter().map(|h| (h.key, h.value.map(|v| v.to_vec()))).collect(),
+                            damaged: None,
                         }).collect();
                         if tx.send(Action::Records(views)).is_err() {
                             return Ok(());

@@ -23,8 +23,13 @@ fn offset_for_time_finds_the_first_record_at_or_after_the_time() {
             .build()
             .await
             .expect("producer");
-        // Offsets 0..100 stamped 1,000 ms apart from t0, sent in a few batches.
-        let t0 = 1_700_000_000_000i64;
+        // Offsets 0..100 stamped 1,000 ms apart from t0 (an hour ago: within the agent's
+        // timestamp bounds), sent in a few batches.
+        let t0 = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_millis() as i64
+            - 3_600_000;
         for i in 0..100i64 {
             producer
                 .send_record(
