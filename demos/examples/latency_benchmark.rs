@@ -59,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     consumer.assign(tps).await?;
     let reader = tokio::spawn(async move {
-        let mut h = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+        let mut h = hdrhistogram::Histogram::<u64>::new(3)?;
         let deadline = Instant::now() + Duration::from_secs(args.seconds + 60);
         while (h.len()) < total && Instant::now() < deadline {
             for r in consumer.poll(Duration::from_millis(200)).await? {
@@ -83,7 +83,7 @@ async fn main() -> anyhow::Result<()> {
     // Acknowledgement latency of every record, awaited off the sending loop.
     let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel();
     let acks = tokio::spawn(async move {
-        let mut h = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+        let mut h = hdrhistogram::Histogram::<u64>::new(3)?;
         while let Some((sent, delivery)) = ack_rx.recv().await {
             let sent: Instant = sent;
             let delivery: streamhouse_client::DeliveryFuture = delivery;

@@ -45,14 +45,16 @@ async fn main() -> anyhow::Result<()> {
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let collector = tokio::spawn(async move {
-        let mut h = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+        let mut h = hdrhistogram::Histogram::<u64>::new(3)?;
         while let Some((sent, delivery)) = rx.recv().await {
             let delivery: streamhouse_client::DeliveryFuture = delivery;
-            delivery.await.expect("delivered");
+            delivery
+                .await
+                .map_err(|e| anyhow::anyhow!("a record was not delivered: {e}"))?;
             let sent: Instant = sent;
-            h.record(sent.elapsed().as_micros() as u64).expect("record");
+            h.record(sent.elapsed().as_micros() as u64)?;
         }
-        h
+        anyhow::Ok(h)
     });
 
     let start = Instant::now();
@@ -66,10 +68,11 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let sent_in = start.elapsed();
-    producer.flush().await?;
+    let flushed = producer.flush().await;
     let elapsed = start.elapsed();
     drop(tx);
-    let h = collector.await?;
+    let h = collector.await??;
+    flushed?;
     producer.close().await?;
 
     let secs = elapsed.as_secs_f64();

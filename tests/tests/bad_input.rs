@@ -137,7 +137,7 @@ async fn bad_input_is_refused_with_typed_errors_and_the_agent_keeps_serving() {
             ("t", 1, vec![good.clone()]),
             ("t", 7, vec![good.clone()]),
             ("nope", 0, vec![good.clone()]),
-            ("t", 1, vec![Bytes::from_static(b"garbage")]),
+            ("t", 0, vec![Bytes::from_static(b"garbage")]),
         ],
     )
     .await;
