@@ -70,6 +70,14 @@ pub enum AgentError {
         limit_ms: i64,
         setting: &'static str,
     },
+    #[error("damaged data in {topic}-{partition} at offsets {offset} to {}: {reason}", next_offset - 1)]
+    DamagedData {
+        topic: String,
+        partition: u32,
+        offset: i64,
+        next_offset: i64,
+        reason: String,
+    },
     #[error("unknown producer id {0}: ask InitProducerId for one")]
     UnknownProducerId(i64),
     #[error(
@@ -95,9 +103,7 @@ impl AgentError {
         let mut e = pb::Error {
             code: 0,
             message: self.to_string(),
-            leader_hint: String::new(),
-            log_start_offset: 0,
-            high_watermark: 0,
+            ..Default::default()
         };
         let code = match self {
             AgentError::UnknownTopic(_) => C::UnknownTopic,
@@ -121,6 +127,15 @@ impl AgentError {
             }
             AgentError::RecordTooLarge { .. } => C::RecordTooLarge,
             AgentError::CorruptBatch(_) => C::CorruptBatch,
+            AgentError::DamagedData {
+                offset,
+                next_offset,
+                ..
+            } => {
+                e.damaged_offset = *offset;
+                e.next_offset = *next_offset;
+                C::CorruptBatch
+            }
             AgentError::Storage(_) | AgentError::StorageUnavailable(_) => C::StorageUnavailable,
             AgentError::MetadataUnavailable(_) => C::MetadataUnavailable,
             AgentError::Metadata(crate::metadata::MetadataError::Fenced(_)) => C::NotLeader,
@@ -155,10 +170,7 @@ impl AgentError {
 pub fn ok() -> Option<pb::Error> {
     Some(pb::Error {
         code: pb::ErrorCode::Ok as i32,
-        message: String::new(),
-        leader_hint: String::new(),
-        log_start_offset: 0,
-        high_watermark: 0,
+        ..Default::default()
     })
 }
 

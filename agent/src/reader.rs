@@ -23,6 +23,23 @@ const FOLLOWER_POLL: Duration = Duration::from_millis(100);
 /// Index rows loaded from the store at a time when the cached index misses.
 const INDEX_LOAD: i64 = 256;
 
+/// Whether a chunk's batch frames walk to its end and their record counts add up to its
+/// index row's. Headers only: the client checks each batch's CRC and records.
+fn check_chunk(chunk: &[u8], seg: &SegmentEntry) -> std::result::Result<(), String> {
+    let mut records = 0i64;
+    for item in batch::split(chunk) {
+        let (header, _) = item.map_err(|e| e.to_string())?;
+        records += i64::from(header.record_count);
+    }
+    let indexed = seg.last_offset - seg.base_offset + 1;
+    if records != indexed {
+        return Err(format!(
+            "its batches hold {records} records but its index row {indexed}"
+        ));
+    }
+    Ok(())
+}
+
 /// An LRU of chunk bytes keyed by (object, byte offset). Objects are immutable, so entries
 /// never go stale.
 #[derive(Debug)]
@@ -184,15 +201,27 @@ impl Reader {
                 }
                 Err(e) => return Err(e),
             };
+            // The chunk's frames and record counts must agree with its index row before any
+            // of it is returned: offsets are derived from them.
+            if let Err(reason) = check_chunk(&chunk, &seg) {
+                if !out.batches.is_empty() {
+                    // What came before is served; the next fetch starts here and reports it.
+                    break;
+                }
+                return Err(AgentError::DamagedData {
+                    topic: state.topic.to_string(),
+                    partition: state.partition,
+                    offset: seg.base_offset,
+                    next_offset: seg.last_offset + 1,
+                    reason: format!(
+                        "object {} chunk at byte {}: {reason}",
+                        seg.object_key, seg.byte_start
+                    ),
+                });
+            }
             let mut base = seg.base_offset;
             let mut full = false;
-            for item in batch::split(&chunk) {
-                let (header, range) = item.map_err(|e| {
-                    AgentError::StorageUnavailable(format!(
-                        "object {} at {} holds a malformed batch: {e}",
-                        seg.object_key, seg.byte_start
-                    ))
-                })?;
+            for (header, range) in batch::split(&chunk).flatten() {
                 let count = i64::from(header.record_count);
                 if base + count > pos {
                     bytes += range.len();
@@ -207,15 +236,6 @@ impl Reader {
             }
             if full {
                 break;
-            }
-            if base != seg.last_offset + 1 {
-                return Err(AgentError::StorageUnavailable(format!(
-                    "object {} chunk at {} holds offsets up to {} but its index says {}",
-                    seg.object_key,
-                    seg.byte_start,
-                    base - 1,
-                    seg.last_offset
-                )));
             }
             pos = pos.max(seg.last_offset + 1);
         }

@@ -44,15 +44,7 @@ impl Service {
     ) -> Result<(Arc<TopicState>, Arc<PartitionState>)> {
         validate_topic_name(topic).map_err(AgentError::InvalidTopic)?;
         let t = self.shared.topic(topic).await?;
-        let p = t
-            .partitions
-            .get(partition as usize)
-            .cloned()
-            .ok_or_else(|| AgentError::UnknownPartition {
-                topic: topic.to_string(),
-                partition,
-                count: t.partitions.len() as u32,
-            })?;
+        let p = partition_of(&t, partition)?;
         Ok((t, p))
     }
 
@@ -123,28 +115,21 @@ impl Service {
         topic: &str,
         partition: u32,
     ) -> Result<Arc<PartitionState>> {
-        let t = match topics.get(topic) {
+        let known = match topics.get(topic) {
             Some(t) => t.clone(),
             None => {
-                let found = match self.partition(topic, partition).await {
-                    Ok((t, _)) => Some(t),
+                validate_topic_name(topic).map_err(AgentError::InvalidTopic)?;
+                let found = match self.shared.topic(topic).await {
+                    Ok(t) => Some(t),
                     Err(AgentError::UnknownTopic(_)) => None,
-                    Err(AgentError::UnknownPartition { .. }) => self.shared.topics.get(topic),
                     Err(e) => return Err(e),
                 };
                 topics.insert(topic.to_string(), found.clone());
                 found
             }
         };
-        let t = t.ok_or_else(|| AgentError::UnknownTopic(topic.to_string()))?;
-        t.partitions
-            .get(partition as usize)
-            .cloned()
-            .ok_or_else(|| AgentError::UnknownPartition {
-                topic: topic.to_string(),
-                partition,
-                count: t.partitions.len() as u32,
-            })
+        let t = known.ok_or_else(|| AgentError::UnknownTopic(topic.to_string()))?;
+        partition_of(&t, partition)
     }
 
     /// Checks one partition's batches completely and hands them to the writer: all of them,
@@ -414,6 +399,18 @@ impl Service {
             topic: info,
         })
     }
+}
+
+/// Partition `partition` of a topic, or UNKNOWN_PARTITION.
+fn partition_of(t: &TopicState, partition: u32) -> Result<Arc<PartitionState>> {
+    t.partitions
+        .get(partition as usize)
+        .cloned()
+        .ok_or_else(|| AgentError::UnknownPartition {
+            topic: t.name.to_string(),
+            partition,
+            count: t.partitions.len() as u32,
+        })
 }
 
 /// A produce request's shape: some partitions, not too many, each named once.

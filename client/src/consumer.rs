@@ -1221,6 +1221,18 @@ async fn fetch_once(
         Ok(Err(status)) => return Err(ClientError::from_status(&status)),
         Ok(Ok(r)) => r.into_inner(),
     };
+    if let Some(e) = resp.error.as_ref().filter(|e| {
+        e.code == pb::ErrorCode::CorruptBatch as i32 && e.next_offset > e.damaged_offset
+    }) {
+        // Stored data the agent could not even frame: skip it as a whole.
+        return Err(ClientError::DamagedBatch {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            offset: e.damaged_offset,
+            next_offset: e.next_offset,
+            reason: e.message.clone(),
+        });
+    }
     if let Some(mut e) = ClientError::from_pb(resp.error.as_ref()) {
         if let ClientError::OffsetOutOfRange { offset: o, .. } = &mut e {
             *o = offset;

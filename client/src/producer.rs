@@ -456,8 +456,9 @@ struct PartitionQueue {
     /// a leader other than `failed_leader`, the agent the failed request went to.
     retry_at: Option<Instant>,
     failed_leader: Option<String>,
-    /// The epoch `next_sequence` counts under; a new epoch starts again at 0.
-    sequence_epoch: Option<i16>,
+    /// The producer id and epoch `next_sequence` counts under; a new epoch, or a new id (after
+    /// the cluster forgot the old one), starts again at 0.
+    sequence_identity: Option<(i64, i16)>,
     next_sequence: i32,
 }
 
@@ -802,8 +803,8 @@ fn seal(q: &mut PartitionQueue) -> bool {
     true
 }
 
-/// Most bytes of batches one produce request carries, unless the agents decode less; a
-/// request may pass it by one batch (at least one batch goes).
+/// Partitions are added to a produce request while it carries fewer bytes than this (unless
+/// the agents decode less); the last one added may take it past, up to the agents' limit.
 const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 /// Room left in a request for its protobuf framing: topic names and field tags.
 const REQUEST_FRAMING: usize = 512 * 1024;
@@ -933,14 +934,18 @@ impl Inner {
             }
         }
 
-        // Whatever the budget, a request with one more batch stays within what agents decode.
+        // Partitions join a request while it is under the soft budget, each with its whole
+        // window of batches unless that would pass what the agents decode (the hard limit).
+        // The soft budget leaves room for one more batch, so even the first batch of the last
+        // partition added fits.
         let agent_limits = self.cluster.limits();
-        let request_budget = MAX_REQUEST_BYTES.min(
-            agent_limits
-                .max_request_bytes
-                .saturating_sub(agent_limits.max_batch_bytes + REQUEST_FRAMING)
-                .max(1),
-        );
+        let hard_limit = agent_limits
+            .max_request_bytes
+            .saturating_sub(REQUEST_FRAMING)
+            .max(1);
+        let request_budget = MAX_REQUEST_BYTES
+            .min(hard_limit.saturating_sub(agent_limits.max_batch_bytes))
+            .max(1);
         for (addr, parts) in ready {
             let conn = match self.cluster.conn(&addr) {
                 Ok(c) => c,
@@ -964,8 +969,8 @@ impl Inner {
                         continue;
                     };
                     let q = &mut topic.partitions[p as usize];
-                    let batches =
-                        take_batches(q, cfg.idempotence, stamp_with, request_budget - bytes);
+                    let room = hard_limit.saturating_sub(bytes);
+                    let batches = take_batches(q, cfg.idempotence, stamp_with, room);
                     if batches.is_empty() {
                         continue;
                     }
@@ -1184,8 +1189,8 @@ fn take_batches(
             let Some((producer_id, producer_epoch)) = stamp_with else {
                 break;
             };
-            if q.sequence_epoch != Some(producer_epoch) {
-                q.sequence_epoch = Some(producer_epoch);
+            if q.sequence_identity != Some((producer_id, producer_epoch)) {
+                q.sequence_identity = Some((producer_id, producer_epoch));
                 q.next_sequence = 0;
             }
             front.stamp = Some(ProducerStamp {
@@ -1295,4 +1300,68 @@ async fn send_request(
     }
     drop(accum);
     inner.wake.notify_one();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sealed(bytes: usize, records: i64) -> SealedBatch {
+        SealedBatch {
+            payload: Payload::Encoded(Bytes::from(vec![0u8; bytes])),
+            record_count: records,
+            created: Instant::now(),
+            attempts: 0,
+            last_error: None,
+            outcome: Arc::new(BatchOutcome::default()),
+            stamp: None,
+            _permits: None,
+        }
+    }
+
+    fn queue(batches: usize, bytes: usize) -> PartitionQueue {
+        let mut q = PartitionQueue::default();
+        q.sealed.extend((0..batches).map(|_| sealed(bytes, 10)));
+        q
+    }
+
+    #[test]
+    fn a_request_takes_batches_within_its_budget_and_the_window() {
+        // Budget for two and a half: two go; the first always goes, however large.
+        let mut q = queue(5, 1000);
+        assert_eq!(take_batches(&mut q, false, None, 2500).len(), 2);
+        assert_eq!(take_batches(&mut q, false, None, 10).len(), 1);
+        // Never more than the agents take for one partition in one request.
+        let mut q = queue(40, 10);
+        let taken = take_batches(&mut q, true, Some((7, 0)), usize::MAX);
+        assert_eq!(taken.len(), limits::MAX_BATCHES_PER_PARTITION);
+        let mut q = queue(40, 10);
+        assert_eq!(
+            take_batches(&mut q, false, None, usize::MAX).len(),
+            limits::MAX_BATCHES_PER_PARTITION
+        );
+    }
+
+    #[test]
+    fn sequences_restart_for_a_new_epoch_or_a_new_id() {
+        let mut q = queue(6, 10);
+        let seqs = |b: &[SealedBatch]| -> Vec<(i64, i16, i32)> {
+            b.iter()
+                .map(|b| {
+                    b.stamp
+                        .map(|s| (s.producer_id, s.producer_epoch, s.base_sequence))
+                })
+                .collect::<Option<_>>()
+                .unwrap_or_default()
+        };
+        let first = take_batches(&mut q, true, Some((7, 0)), 20);
+        assert_eq!(seqs(&first), [(7, 0, 0), (7, 0, 10)]);
+        // The cluster forgot id 7; a new id starts at epoch 0 again, and at sequence 0.
+        let second = take_batches(&mut q, true, Some((8, 0)), 20);
+        assert_eq!(seqs(&second), [(8, 0, 0), (8, 0, 10)]);
+        let third = take_batches(&mut q, true, Some((8, 1)), 10);
+        assert_eq!(seqs(&third), [(8, 1, 0)]);
+        // Without an identity, unnumbered batches wait.
+        assert!(take_batches(&mut q, true, None, 100).is_empty());
+    }
 }

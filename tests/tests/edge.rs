@@ -15,6 +15,19 @@ use streamhouse_tests::{data_dir, now_ms, AgentProcess};
 
 const BIN: &str = env!("CARGO_BIN_EXE_test-agent");
 
+/// An agent on default settings with one topic, and a raw client of it.
+async fn agent_with_topic(
+    topic: &str,
+    partitions: u32,
+) -> (tempfile::TempDir, AgentProcess, raw::Client) {
+    let (guard, dir) = data_dir();
+    let agent = AgentProcess::start(BIN, &dir, &[]);
+    let mut c = raw::connect(&agent.addr).await;
+    let created = create_topic(&mut c, topic, partitions).await;
+    assert_eq!(code(&created.error), ErrorCode::Ok);
+    (guard, agent, c)
+}
+
 fn batch_at(ts: i64, values: &[&[u8]]) -> Bytes {
     let mut b = BatchBuilder::new(Compression::None);
     for v in values {
@@ -42,13 +55,7 @@ async fn high_watermark(c: &mut raw::Client, topic: &str, partition: u32) -> i64
 /// CORRUPT_BATCH, nothing appended, and the good partition of the same request unaffected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_batches_are_refused_and_append_nothing() {
-    let (_guard, dir) = data_dir();
-    let agent = AgentProcess::start(BIN, &dir, &[]);
-    let mut c = raw::connect(&agent.addr).await;
-    assert_eq!(
-        code(&create_topic(&mut c, "t", 2).await.error),
-        ErrorCode::Ok
-    );
+    let (_guard, _agent, mut c) = agent_with_topic("t", 2).await;
 
     let ts = now_ms();
     let one = batch_at(ts, &[b"value"]);
@@ -136,13 +143,7 @@ async fn malformed_batches_are_refused_and_append_nothing() {
 /// bound; repeated names are answered once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_request_does_bounded_work() {
-    let (_guard, dir) = data_dir();
-    let agent = AgentProcess::start(BIN, &dir, &[]);
-    let mut c = raw::connect(&agent.addr).await;
-    assert_eq!(
-        code(&create_topic(&mut c, "t", 2).await.error),
-        ErrorCode::Ok
-    );
+    let (_guard, _agent, mut c) = agent_with_topic("t", 2).await;
 
     // 200,000 copies of one name: refused at once, by the cap.
     let many = c
@@ -282,13 +283,7 @@ async fn every_request_does_bounded_work() {
 /// A client id of 250 characters joins, and its member keeps heartbeating.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_client_id_joins_and_heartbeats() {
-    let (_guard, dir) = data_dir();
-    let agent = AgentProcess::start(BIN, &dir, &[]);
-    let mut c = raw::connect(&agent.addr).await;
-    assert_eq!(
-        code(&create_topic(&mut c, "t", 2).await.error),
-        ErrorCode::Ok
-    );
+    let (_guard, _agent, mut c) = agent_with_topic("t", 2).await;
     let mut req = pb::GroupHeartbeatRequest {
         group_id: "g".into(),
         client_id: "c".repeat(250),
@@ -311,13 +306,7 @@ async fn a_long_client_id_joins_and_heartbeats() {
 /// Kafka's timestamp bounds on default settings: a week back, an hour ahead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timestamps_far_from_the_agents_clock_are_refused() {
-    let (_guard, dir) = data_dir();
-    let agent = AgentProcess::start(BIN, &dir, &[]);
-    let mut c = raw::connect(&agent.addr).await;
-    assert_eq!(
-        code(&create_topic(&mut c, "t", 1).await.error),
-        ErrorCode::Ok
-    );
+    let (_guard, _agent, mut c) = agent_with_topic("t", 1).await;
     let now = now_ms();
     let hour = 3_600_000;
     for (ts, want) in [
@@ -343,13 +332,7 @@ async fn timestamps_far_from_the_agents_clock_are_refused() {
 /// A producer id nobody issued, or an epoch ahead of the issued one, is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_producer_ids_are_refused() {
-    let (_guard, dir) = data_dir();
-    let agent = AgentProcess::start(BIN, &dir, &[]);
-    let mut c = raw::connect(&agent.addr).await;
-    assert_eq!(
-        code(&create_topic(&mut c, "t", 1).await.error),
-        ErrorCode::Ok
-    );
+    let (_guard, _agent, mut c) = agent_with_topic("t", 1).await;
     let ts = now_ms();
     let plain = payload_of(&batch_at(ts, &[b"v"])).to_vec();
     let stamped =
@@ -502,10 +485,11 @@ fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-/// A batch damaged at rest gives the consumer a typed error naming topic, partition and
-/// offset; seeking past it reads on.
+/// Batches damaged at rest, in a record (caught by the consumer's CRC check) and in a
+/// header (caught by the agent, which cannot frame the chunk): each gives the consumer a typed
+/// error naming topic, partition and offset, and seeking to its `next_offset` reads on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_consumer_seeks_past_a_batch_damaged_at_rest() {
+async fn a_consumer_seeks_past_batches_damaged_at_rest() {
     use streamhouse_client::{ClientError, Consumer, OffsetReset, TopicPartition};
     let (_guard, dir) = data_dir();
     let agent = AgentProcess::start(BIN, &dir, &[]);
@@ -516,7 +500,14 @@ async fn a_consumer_seeks_past_a_batch_damaged_at_rest() {
         .build()
         .await
         .unwrap();
-    for v in ["first-value", "damaged-value", "third-value"] {
+    // One record per flush, so each batch is a chunk of its own.
+    for v in [
+        "value-0",
+        "payload-rot",
+        "value-2",
+        "header-rot!",
+        "value-4",
+    ] {
         producer
             .send_and_wait("rot", None, v.as_bytes())
             .await
@@ -525,18 +516,23 @@ async fn a_consumer_seeks_past_a_batch_damaged_at_rest() {
     producer.close().await.unwrap();
     assert!(agent.terminate().success());
 
-    // Flip one byte of the middle record's value where it is stored (uncompressed: LZ4 does
-    // not shrink a payload this small).
+    // Where they are stored (uncompressed: LZ4 does not shrink a payload this small), flip a
+    // byte of one value, and the format version of the other's batch (its value starts 51
+    // bytes in: the 45-byte header, then six one-byte fields).
     let mut damaged = 0;
     for path in files_under(&dir.join("objects")) {
         let mut bytes = std::fs::read(&path).unwrap();
-        if let Some(at) = bytes.windows(13).position(|w| w == b"damaged-value") {
+        if let Some(at) = bytes.windows(11).position(|w| w == b"payload-rot") {
             bytes[at] ^= 0x20;
-            std::fs::write(&path, bytes).unwrap();
             damaged += 1;
         }
+        if let Some(at) = bytes.windows(11).position(|w| w == b"header-rot!") {
+            bytes[at - 51 + 4] = 9;
+            damaged += 1;
+        }
+        std::fs::write(&path, bytes).unwrap();
     }
-    assert_eq!(damaged, 1, "the middle batch is stored once");
+    assert_eq!(damaged, 2, "each damaged batch is stored once");
 
     let agent = AgentProcess::start(BIN, &dir, &[]);
     let tp = TopicPartition::new("rot", 0);
@@ -548,47 +544,48 @@ async fn a_consumer_seeks_past_a_batch_damaged_at_rest() {
         .unwrap();
     consumer.assign(vec![tp.clone()]).await.unwrap();
     let mut seen = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let error = loop {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no error for the damaged batch"
-        );
-        match consumer.poll(Duration::from_millis(200)).await {
-            Ok(records) => seen.extend(records.into_iter().map(|r| r.offset)),
-            Err(e) => break e,
-        }
-    };
-    assert_eq!(seen, [0]);
-    match &error {
-        ClientError::DamagedBatch {
-            topic,
-            partition,
-            offset,
-            next_offset,
-            ..
-        } => {
-            assert_eq!(
-                (topic.as_str(), *partition, *offset, *next_offset),
-                ("rot", 0, 1, 2)
+    for (damaged_at, kind) in [(1, "CRC"), (3, "format version")] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let error = loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no error for the batch at {damaged_at}"
             );
+            match consumer.poll(Duration::from_millis(200)).await {
+                Ok(records) => seen.extend(records.into_iter().map(|r| r.offset)),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(seen.last(), Some(&(damaged_at - 1)));
+        match &error {
+            ClientError::DamagedBatch {
+                topic,
+                partition,
+                offset,
+                next_offset,
+                reason,
+            } => {
+                assert_eq!(
+                    (topic.as_str(), *partition, *offset, *next_offset),
+                    ("rot", 0, damaged_at, damaged_at + 1)
+                );
+                assert!(reason.contains(kind), "{reason}");
+            }
+            other => panic!("expected DamagedBatch, got {other}"),
         }
-        other => panic!("expected DamagedBatch, got {other}"),
+        assert!(!error.to_string().contains('\n'));
+        consumer.seek(&tp, damaged_at + 1).await.unwrap();
     }
-    assert!(!error.to_string().contains('\n'));
-    consumer.seek(&tp, 2).await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !seen.contains(&2) {
+    while !seen.contains(&4) {
         assert!(
             std::time::Instant::now() < deadline,
-            "nothing after the damaged batch"
+            "nothing after the damaged batches"
         );
         let records = consumer.poll(Duration::from_millis(200)).await.unwrap();
         seen.extend(records.iter().map(|r| r.offset));
-        if let Some(r) = records.iter().find(|r| r.offset == 2) {
-            assert_eq!(r.value.as_deref(), Some(&b"third-value"[..]));
-        }
     }
+    assert_eq!(seen, [0, 2, 4]);
 }
 
 /// "Accepted ⇒ readable" through a real agent: a seeded stream of mutated batches (CRC
@@ -600,13 +597,7 @@ async fn whatever_the_agent_accepts_a_consumer_reads() {
     let seed: u64 = rand::random();
     println!("seed {seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let (_guard, dir) = data_dir();
-    let agent = AgentProcess::start(BIN, &dir, &[]);
-    let mut c = raw::connect(&agent.addr).await;
-    assert_eq!(
-        code(&create_topic(&mut c, "fuzz", 1).await.error),
-        ErrorCode::Ok
-    );
+    let (_guard, _agent, mut c) = agent_with_topic("fuzz", 1).await;
     let ts = now_ms();
     let (mut accepted, mut refused) = (0i64, 0);
     for _ in 0..400 {
@@ -672,13 +663,7 @@ async fn whatever_the_agent_accepts_a_consumer_reads() {
 /// keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_over_the_decode_limit_is_refused_by_name() {
-    let (_guard, dir) = data_dir();
-    let agent = AgentProcess::start(BIN, &dir, &[]);
-    let mut c = raw::connect(&agent.addr).await;
-    assert_eq!(
-        code(&create_topic(&mut c, "t", 1).await.error),
-        ErrorCode::Ok
-    );
+    let (_guard, _agent, mut c) = agent_with_topic("t", 1).await;
     let limit = c
         .get_metadata(pb::GetMetadataRequest::default())
         .await
