@@ -403,6 +403,10 @@ fn a_damaged_batch_is_a_row_not_a_stop() {
     let detail = draw(&app, now, 80, 24).backend().to_string();
     assert!(detail.contains("damaged batch"), "{detail}");
     assert!(detail.contains("offsets 10 to 12 skipped"), "{detail}");
+    assert!(
+        !detail.contains("timestamp") && !detail.contains("(none)"),
+        "{detail}"
+    );
 }
 
 #[test]

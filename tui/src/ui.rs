@@ -983,6 +983,26 @@ fn record(f: &mut Frame<'_>, r: &RecordView, as_hex: bool) {
         f.area().height.saturating_sub(4),
     );
     f.render_widget(Clear, area);
+    let block = Block::bordered().title(format!(
+        " Record  h: {}  esc: back ",
+        if as_hex { "text" } else { "hex" }
+    ));
+    if let Some(why) = &r.damaged {
+        // Nothing of the batch decoded: no time, key or value to show.
+        let lines = vec![
+            Line::from(format!("partition {}  offset {}", r.partition, r.offset)),
+            Line::from(""),
+            Line::from("damaged batch".bold().red()),
+            Line::from(why.clone()),
+        ];
+        f.render_widget(
+            Paragraph::new(lines)
+                .wrap(Wrap { trim: false })
+                .block(block),
+            area,
+        );
+        return;
+    }
     let mut lines = vec![
         Line::from(format!(
             "partition {}  offset {}  timestamp {} ({} UTC)",
@@ -993,11 +1013,6 @@ fn record(f: &mut Frame<'_>, r: &RecordView, as_hex: bool) {
         )),
         Line::from(""),
     ];
-    if let Some(why) = &r.damaged {
-        lines.push(Line::from("damaged batch".bold().red()));
-        lines.push(Line::from(why.clone()));
-        lines.push(Line::from(""));
-    }
     let mut field = |name: &str, v: Option<&[u8]>| {
         lines.push(Line::from(name.to_string().bold().fg(ACCENT)));
         match v {
@@ -1020,10 +1035,7 @@ fn record(f: &mut Frame<'_>, r: &RecordView, as_hex: bool) {
     f.render_widget(
         Paragraph::new(lines)
             .wrap(Wrap { trim: false })
-            .block(Block::bordered().title(format!(
-                " Record  h: {}  esc: back ",
-                if as_hex { "text" } else { "hex" }
-            ))),
+            .block(block),
         area,
     );
 }
