@@ -234,3 +234,45 @@ impl AgentConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> AgentConfig {
+        <AgentConfig as clap::Parser>::parse_from(["streamhouse-agent"])
+    }
+
+    #[test]
+    fn defaults_are_valid_and_bad_edge_settings_are_named() {
+        assert_eq!(defaults().validate(), Ok(()));
+        type Change = fn(&mut AgentConfig);
+        let cases: [(Change, &str); 5] = [
+            (
+                |c| c.timestamp_before_max_ms = -2,
+                "timestamp_before_max_ms",
+            ),
+            (
+                |c| c.timestamp_after_max_ms = i64::MIN,
+                "timestamp_after_max_ms",
+            ),
+            (|c| c.producer_expiry_ms = 0, "producer_expiry_ms"),
+            (|c| c.group_expiry_ms = 59_999, "group_expiry_ms"),
+            (|c| c.max_record_bytes = 1023, "max_record_bytes"),
+        ];
+        for (set, name) in cases {
+            let mut c = defaults();
+            set(&mut c);
+            let e = c.validate().unwrap_err();
+            assert!(e.contains(name) && !e.contains('\n'), "{e}");
+        }
+        // -1 turns a timestamp bound off; the request limit follows the batch limit.
+        let mut c = defaults();
+        c.timestamp_before_max_ms = -1;
+        c.timestamp_after_max_ms = -1;
+        assert_eq!(c.validate(), Ok(()));
+        c.max_record_bytes = 64 * 1024 * 1024;
+        assert_eq!(c.max_request_bytes(), 129 * 1024 * 1024);
+        assert_eq!(c.max_decompressed_bytes(), 512 * 1024 * 1024);
+    }
+}
