@@ -378,6 +378,7 @@ impl ConsumerBuilder {
             config: self,
             partitions: HashMap::new(),
             buffered: VecDeque::new(),
+            errors: VecDeque::new(),
             group: None,
             listener: None,
             last_auto_commit: Instant::now(),
@@ -425,6 +426,10 @@ pub struct Consumer {
     config: ConsumerBuilder,
     partitions: HashMap<TopicPartition, Assigned>,
     buffered: VecDeque<(TopicPartition, VecDeque<ConsumerRecord>)>,
+    /// A partition's fetch error waits here until that partition's records fetched before it
+    /// have been returned, so `poll` reports it in offset order (a `seek` of the partition
+    /// drops it).
+    errors: VecDeque<(TopicPartition, ClientError)>,
     group: Option<Group>,
     listener: Option<Box<dyn RebalanceListener>>,
     last_auto_commit: Instant,
@@ -527,6 +532,7 @@ impl Consumer {
         self.partitions = next;
         let keep: Vec<TopicPartition> = self.partitions.keys().cloned().collect();
         self.buffered.retain(|(tp, _)| keep.contains(tp));
+        self.errors.retain(|(tp, _)| keep.contains(tp));
         Ok(())
     }
 
@@ -572,6 +578,7 @@ impl Consumer {
         };
         old.task.abort();
         self.buffered.retain(|(t, _)| t != tp);
+        self.errors.retain(|(t, _)| t != tp);
         let fresh = self.start(tp, offset);
         self.partitions.insert(tp.clone(), fresh);
         Ok(())
@@ -666,7 +673,15 @@ impl Consumer {
         loop {
             self.reconcile().await?;
             self.auto_commit().await;
-            self.drain_ready()?;
+            self.drain_ready();
+            // A partition's error comes once the records fetched before it are returned.
+            let due = self
+                .errors
+                .iter()
+                .position(|(tp, _)| !self.buffered.iter().any(|(t, _)| t == tp));
+            if let Some((_, e)) = due.and_then(|i| self.errors.remove(i)) {
+                return Err(e);
+            }
             if !self.buffered.is_empty() {
                 return Ok(self.take_buffered());
             }
@@ -707,7 +722,7 @@ impl Consumer {
             };
             match first {
                 None => return Ok(Vec::new()),
-                Some((tp, Some(fetched))) => self.accept(tp, fetched)?,
+                Some((tp, Some(fetched))) => self.accept(tp, fetched),
                 Some((tp, None)) => {
                     // The fetch task ended without saying why; restart it where we are.
                     let pos = self.position(&tp).unwrap_or(0);
@@ -717,7 +732,7 @@ impl Consumer {
         }
     }
 
-    fn drain_ready(&mut self) -> Result<()> {
+    fn drain_ready(&mut self) {
         let mut ready = Vec::new();
         for (tp, a) in self.partitions.iter_mut() {
             while let Ok(f) = a.rx.try_recv() {
@@ -725,19 +740,15 @@ impl Consumer {
             }
         }
         for (tp, f) in ready {
-            self.accept(tp, f)?;
+            self.accept(tp, f);
         }
-        Ok(())
     }
 
-    fn accept(&mut self, tp: TopicPartition, fetched: Fetched) -> Result<()> {
+    fn accept(&mut self, tp: TopicPartition, fetched: Fetched) {
         match fetched {
-            Fetched::Error(e) => Err(e),
-            Fetched::Records(records) if records.is_empty() => Ok(()),
-            Fetched::Records(records) => {
-                self.buffered.push_back((tp, records.into()));
-                Ok(())
-            }
+            Fetched::Error(e) => self.errors.push_back((tp, e)),
+            Fetched::Records(records) if records.is_empty() => {}
+            Fetched::Records(records) => self.buffered.push_back((tp, records.into())),
         }
     }
 
@@ -1069,6 +1080,7 @@ impl Consumer {
                 }
             }
             self.buffered.retain(|(tp, _)| !revoked.contains(tp));
+            self.errors.retain(|(tp, _)| !revoked.contains(tp));
         }
         let g = self.group.as_ref().expect("checked above");
         {
