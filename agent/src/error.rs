@@ -80,6 +80,8 @@ pub enum AgentError {
     },
     #[error("unknown producer id {0}: ask InitProducerId for one")]
     UnknownProducerId(i64),
+    #[error("producer {producer_id} epoch {epoch} is negative")]
+    NegativeProducerEpoch { producer_id: i64, epoch: i16 },
     #[error(
         "producer {producer_id} epoch {epoch} was never issued (the current epoch is {issued})"
     )]
@@ -145,9 +147,9 @@ impl AgentError {
             AgentError::OutOfOrderSequence { .. } => C::OutOfOrderSequence,
             AgentError::ProducerFenced { .. } => C::ProducerFenced,
             AgentError::InvalidTimestamp { .. } => C::InvalidTimestamp,
-            AgentError::UnknownProducerId(_) | AgentError::ProducerEpochAhead { .. } => {
-                C::InvalidProducer
-            }
+            AgentError::UnknownProducerId(_)
+            | AgentError::NegativeProducerEpoch { .. }
+            | AgentError::ProducerEpochAhead { .. } => C::InvalidProducer,
             AgentError::Group(g) => {
                 use crate::group::coordinator::GroupError as G;
                 match g {

@@ -34,9 +34,45 @@ impl Default for IssuedProducers {
     }
 }
 
+/// What the cluster says of a batch's producer id and epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Issued {
+    /// Issued, and the epoch is not ahead of the latest issued.
+    Yes,
+    /// The cluster never issued the id (or forgot it after it idled).
+    UnknownId,
+    /// The epoch is ahead of the latest issued one.
+    EpochAhead { issued: i16 },
+    /// A negative epoch with a real id.
+    NegativeEpoch,
+}
+
+impl Issued {
+    /// The verdict as the error a producer sees.
+    pub fn into_result(self, id: i64, epoch: i16) -> Result<()> {
+        match self {
+            Issued::Yes => Ok(()),
+            Issued::UnknownId => Err(AgentError::UnknownProducerId(id)),
+            Issued::EpochAhead { issued } => Err(AgentError::ProducerEpochAhead {
+                producer_id: id,
+                epoch,
+                issued,
+            }),
+            Issued::NegativeEpoch => Err(AgentError::NegativeProducerEpoch {
+                producer_id: id,
+                epoch,
+            }),
+        }
+    }
+}
+
 impl IssuedProducers {
-    /// Ok if `id` was issued and `epoch` is not ahead of its latest issued epoch.
-    pub async fn check(&self, meta: &MetadataStore, id: i64, epoch: i16) -> Result<()> {
+    /// Whether `id` was issued with an epoch at or above `epoch`; asks the store unless this
+    /// agent has already seen such an epoch.
+    pub async fn check(&self, meta: &MetadataStore, id: i64, epoch: i16) -> Result<Issued> {
+        if epoch < 0 {
+            return Ok(Issued::NegativeEpoch);
+        }
         let cached = self
             .known
             .lock()
@@ -44,22 +80,19 @@ impl IssuedProducers {
             .get(&id)
             .copied();
         if cached.is_some_and(|issued| epoch <= issued) {
-            return Ok(());
+            return Ok(Issued::Yes);
         }
         let Some(issued) = meta.issued_producer_epoch(id).await? else {
-            return Err(AgentError::UnknownProducerId(id));
+            return Ok(Issued::UnknownId);
         };
         self.known
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .put(id, issued);
-        if epoch > issued {
-            return Err(AgentError::ProducerEpochAhead {
-                producer_id: id,
-                epoch,
-                issued,
-            });
-        }
-        Ok(())
+        Ok(if epoch > issued {
+            Issued::EpochAhead { issued }
+        } else {
+            Issued::Yes
+        })
     }
 }

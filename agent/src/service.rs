@@ -14,6 +14,7 @@ use crate::config::AgentConfig;
 use crate::error::{ok, AgentError, Result};
 use crate::metadata::{PartitionRow, TopicRow};
 use crate::partitions::{PartitionState, TopicState};
+use crate::producer_ids::Issued;
 use crate::writer::Appended;
 use crate::Shared;
 
@@ -55,8 +56,9 @@ impl Service {
         check_produce_shape(&r)?;
         // One clock reading judges every batch of the request.
         let now = crate::writer::now_ms();
-        // A topic named by several partitions is looked up once.
+        // A topic named by several partitions is looked up once, a producer checked once.
         let mut topics: HashMap<String, Option<Arc<TopicState>>> = HashMap::new();
+        let mut producers: Vec<(i64, i16, Issued)> = Vec::new();
         // Append every partition's batches before waiting for any, so they share a flush.
         let mut appended = Vec::with_capacity(r.partitions.len());
         for p in r.partitions {
@@ -65,7 +67,7 @@ impl Service {
                 .memo_partition(&mut topics, &p.topic, p.partition)
                 .await;
             let acks = match state {
-                Ok(state) => self.append_partition(p, state, now).await,
+                Ok(state) => self.append_partition(p, state, now, &mut producers).await,
                 Err(e) => Err(e),
             };
             appended.push((topic, partition, acks));
@@ -108,6 +110,33 @@ impl Service {
         })
     }
 
+    /// Whether a producer id and epoch were issued. Each (id, epoch) of a request is judged
+    /// once, and a request may carry at most [`limits::MAX_PRODUCERS_PER_REQUEST`] of them,
+    /// so forged stamps cost the store a bounded number of queries.
+    async fn check_producer(
+        &self,
+        judged: &mut Vec<(i64, i16, Issued)>,
+        id: i64,
+        epoch: i16,
+    ) -> Result<()> {
+        if let Some(&(_, _, verdict)) = judged.iter().find(|(i, e, _)| (*i, *e) == (id, epoch)) {
+            return verdict.into_result(id, epoch);
+        }
+        if judged.len() >= limits::MAX_PRODUCERS_PER_REQUEST {
+            return Err(AgentError::InvalidRequest(format!(
+                "batches stamped with more than {} producer ids and epochs in one request",
+                limits::MAX_PRODUCERS_PER_REQUEST
+            )));
+        }
+        let verdict = self
+            .shared
+            .issued_producers
+            .check(&self.shared.meta, id, epoch)
+            .await?;
+        judged.push((id, epoch, verdict));
+        verdict.into_result(id, epoch)
+    }
+
     /// [`Service::partition`], looking each topic up at most once per request.
     async fn memo_partition(
         &self,
@@ -139,6 +168,7 @@ impl Service {
         p: pb::PartitionBatches,
         state: Arc<PartitionState>,
         now: i64,
+        producers: &mut Vec<(i64, i16, Issued)>,
     ) -> Result<(Vec<Ack>, u64, u64)> {
         if p.batches.is_empty() {
             return Err(AgentError::InvalidRequest(format!(
@@ -167,9 +197,7 @@ impl Service {
             check_timestamps(config, &verified, now)?;
             let header = verified.header;
             if header.producer_id >= 0 {
-                self.shared
-                    .issued_producers
-                    .check(&self.shared.meta, header.producer_id, header.producer_epoch)
+                self.check_producer(producers, header.producer_id, header.producer_epoch)
                     .await?;
             }
             records += header.record_count.max(0) as u64;

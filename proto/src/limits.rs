@@ -9,6 +9,9 @@ pub const MAX_PRODUCE_PARTITIONS: usize = 1_000;
 /// Most batches for one partition in one `Produce` request: the idempotent producer's
 /// de-duplication window, so a retried request is always recognised whole.
 pub const MAX_BATCHES_PER_PARTITION: usize = crate::batch::DEDUPE_WINDOW;
+/// Most distinct idempotent producer ids the batches of one `Produce` request may carry (a
+/// producer stamps all its batches with its own): each new one may cost the agent a query.
+pub const MAX_PRODUCERS_PER_REQUEST: usize = 4;
 /// Most topics one `GetMetadata` request may name (duplicates are answered once).
 pub const MAX_METADATA_TOPICS: usize = 1_000;
 /// Most topics a group member may subscribe to, or a `FetchOffsets` request name.

@@ -245,6 +245,11 @@ async fn every_request_does_bounded_work() {
             })
             .collect(),
     };
+    let mut many_assignors = join(vec!["t".into()], vec![]);
+    many_assignors.assignors = vec!["range".into(); 9];
+    let r = c.join_group(many_assignors).await.unwrap().into_inner();
+    assert_eq!(code(&r.error), ErrorCode::InvalidRequest);
+    assert!(r.error.unwrap().message.contains("at most 8"));
     let r = c
         .commit_offsets(commit(100_001))
         .await
@@ -332,7 +337,7 @@ async fn timestamps_far_from_the_agents_clock_are_refused() {
 /// A producer id nobody issued, or an epoch ahead of the issued one, is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_producer_ids_are_refused() {
-    let (_guard, _agent, mut c) = agent_with_topic("t", 1).await;
+    let (_guard, _agent, mut c) = agent_with_topic("t", 8).await;
     let ts = now_ms();
     let plain = payload_of(&batch_at(ts, &[b"v"])).to_vec();
     let stamped =
@@ -351,9 +356,42 @@ async fn forged_producer_ids_are_refused() {
     assert_eq!(code(&issued.error), ErrorCode::Ok);
     let r = raw::produce(&mut c, "t", 0, vec![stamped(issued.producer_id, 3)]).await;
     assert_eq!(code(&r.error), ErrorCode::InvalidProducer);
+    let r = raw::produce(&mut c, "t", 0, vec![stamped(issued.producer_id, -1)]).await;
+    assert_eq!(code(&r.error), ErrorCode::InvalidProducer);
     let r = raw::produce(&mut c, "t", 0, vec![stamped(issued.producer_id, 0)]).await;
     assert_eq!((code(&r.error), r.base_offset), (ErrorCode::Ok, 0));
+
+    // One forged id on every partition of a request: each refused (judged once).
+    let forged = raw::produce_many(
+        &mut c,
+        (0..8)
+            .map(|p| ("t", p, vec![stamped(424_242, 0)]))
+            .collect(),
+    )
+    .await;
+    assert!(forged
+        .results
+        .iter()
+        .all(|r| code(&r.error) == ErrorCode::InvalidProducer));
+    // A different forged id on each: past four, the request's bound refuses them unasked.
+    let spread = raw::produce_many(
+        &mut c,
+        (0..8)
+            .map(|p| ("t", p, vec![stamped(500_000 + i64::from(p), 0)]))
+            .collect(),
+    )
+    .await;
+    let codes: Vec<_> = spread.results.iter().map(|r| code(&r.error)).collect();
+    assert_eq!(&codes[..4], [ErrorCode::InvalidProducer; 4]);
+    assert_eq!(&codes[4..], [ErrorCode::InvalidRequest; 4]);
+    assert!(spread.results[4]
+        .error
+        .as_ref()
+        .is_some_and(|e| e.message.contains("more than 4 producer ids")));
     assert_eq!(high_watermark(&mut c, "t", 0).await, 1);
+    for p in 1..8 {
+        assert_eq!(high_watermark(&mut c, "t", p).await, 0);
+    }
 }
 
 fn random_values(n: usize, size: usize) -> Vec<Vec<u8>> {
