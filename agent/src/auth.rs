@@ -92,7 +92,7 @@ impl TokenCheck {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let Some(given) = header.and_then(|h| h.strip_prefix(b"Bearer ")) else {
+        let Some(given) = header.and_then(bearer_credentials) else {
             return false;
         };
         // Compare against every token in full, so timing says nothing about near misses.
@@ -100,6 +100,15 @@ impl TokenCheck {
             .iter()
             .fold(false, |ok, t| ok | constant_time_eq(t, given))
     }
+}
+
+/// The credentials of an `authorization` header in the `Bearer` scheme, whose name is
+/// case-insensitive (RFC 9110, section 11.1): `Bearer`, `bearer` and `BEARER` all count.
+fn bearer_credentials(header: &[u8]) -> Option<&[u8]> {
+    const SCHEME: &[u8] = b"bearer ";
+    let head = header.get(..SCHEME.len())?;
+    head.eq_ignore_ascii_case(SCHEME)
+        .then(|| header[SCHEME.len()..].trim_ascii_start())
 }
 
 fn read_tokens(path: &Path) -> Result<HashSet<Vec<u8>>, String> {
@@ -165,6 +174,11 @@ mod tests {
         assert!(!check.admits(Some(b"Bearer abcdefghijklmnoq")));
         assert!(!check.admits(Some(b"abcdefghijklmnop")));
         assert!(!check.admits(Some(b"Bearer ")));
+        // The scheme's name is case-insensitive; the token is not.
+        assert!(check.admits(Some(b"bearer abcdefghijklmnop")));
+        assert!(check.admits(Some(b"BEARER qrstuvwxyz012345")));
+        assert!(!check.admits(Some(b"Bearer ABCDEFGHIJKLMNOP")));
+        assert!(!check.admits(Some(b"Bearerabcdefghijklmnop")));
         assert!(!check.admits(None));
         assert!(TokenCheck::default().admits(None), "off: everyone in");
         assert!(TokenCheck::parse("# nothing\n").is_err());

@@ -6,10 +6,33 @@ use clap::Parser;
 
 use crate::{Agent, AgentConfig};
 
-/// Runs the agent the process's arguments describe. Both the `streamhouse-agent` binary and
-/// the test suite's agent binary are this function.
-pub fn main() -> anyhow::Result<()> {
-    main_from(std::env::args_os())
+/// Runs the agent the process's arguments describe and says how it ended: a failure is one
+/// line on stderr (`streamhouse-agent: error: ...`) and exit status 1. Both the
+/// `streamhouse-agent` binary and the test suite's agent binary are this function.
+pub fn main() -> std::process::ExitCode {
+    exit_code(main_from(std::env::args_os()))
+}
+
+/// Reports how [`main_from`] ended, as [`main`] does: clap's own text for `--help`,
+/// `--version` and flag errors, otherwise one line.
+pub fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => match e.downcast_ref::<clap::Error>() {
+            Some(clap_error) => {
+                let _ = clap_error.print();
+                std::process::ExitCode::from(clap_error.exit_code().clamp(0, 255) as u8)
+            }
+            None => {
+                let line: String = format!("{e:#}")
+                    .chars()
+                    .map(|c| if c.is_control() { ' ' } else { c })
+                    .collect();
+                eprintln!("streamhouse-agent: error: {line}");
+                std::process::ExitCode::FAILURE
+            }
+        },
+    }
 }
 
 /// Runs the agent `args` describe (the first is the program name), as [`main`] does with the

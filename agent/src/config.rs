@@ -36,6 +36,24 @@ pub struct AgentConfig {
     /// Flush the write buffer when it holds this many bytes.
     #[arg(long, env = "STREAMHOUSE_FLUSH_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub flush_bytes: usize,
+    /// Most bytes of produced batches the agent holds before they are committed (buffered,
+    /// and in the flush under way). Past it, produce is refused with THROTTLED, which
+    /// producers back off on and retry, so a slow object store cannot exhaust memory.
+    #[arg(
+        long,
+        env = "STREAMHOUSE_MAX_BUFFERED_BYTES",
+        default_value_t = 64 * 1024 * 1024
+    )]
+    pub max_buffered_bytes: usize,
+    /// Longest any metadata-store call may take, waiting for a connection included; also the
+    /// server-side statement and idle-transaction timeout on PostgreSQL. Below the lease TTL,
+    /// so a hung store cannot stall an agent past its leases. Default: half the lease TTL.
+    #[arg(long, env = "STREAMHOUSE_METADATA_TIMEOUT_MS")]
+    pub metadata_timeout_ms: Option<u64>,
+    /// Create the bucket named by an `s3://` storage URL if it does not exist (development
+    /// setups; production buckets are made with their policies by whoever owns them).
+    #[arg(long, env = "STREAMHOUSE_CREATE_BUCKET")]
+    pub create_bucket: bool,
     /// Partition lease time to live: an agent silent this long loses its partitions.
     #[arg(long, env = "STREAMHOUSE_LEASE_TTL_MS", default_value_t = 3_000)]
     pub lease_ttl_ms: u64,
@@ -174,6 +192,19 @@ impl AgentConfig {
         Duration::from_millis(self.gc_grace_ms / 2)
     }
 
+    /// The deadline of every metadata-store call.
+    pub fn metadata_timeout(&self) -> Duration {
+        Duration::from_millis(self.metadata_timeout_ms.unwrap_or(self.lease_ttl_ms / 2))
+    }
+
+    /// The server-side timeout of the connections that commit flushes and compactions: after
+    /// a commit's in-transaction deadline check, COMMIT must land within this (at most a
+    /// quarter of the GC grace, so it lands before the grace runs out).
+    pub fn commit_server_timeout(&self) -> Duration {
+        self.metadata_timeout()
+            .min(Duration::from_millis(self.gc_grace_ms / 4))
+    }
+
     pub fn flush_interval(&self) -> Duration {
         let default = if self.storage.starts_with("s3://") {
             100
@@ -231,6 +262,22 @@ impl AgentConfig {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("tls_cert and tls_key go together".into());
         }
+        let timeout = self.metadata_timeout().as_millis() as u64;
+        if timeout < 50 || timeout >= self.lease_ttl_ms {
+            return Err(format!(
+                "metadata_timeout_ms {timeout} must be at least 50 and below lease_ttl_ms {}, \
+                 so a hung metadata store cannot outlast a lease",
+                self.lease_ttl_ms
+            ));
+        }
+        let request = self.max_request_bytes();
+        if self.max_buffered_bytes < request {
+            return Err(format!(
+                "max_buffered_bytes {} is below the largest request ({request} bytes, from \
+                 max_record_bytes); raise it",
+                self.max_buffered_bytes
+            ));
+        }
         Ok(())
     }
 }
@@ -247,7 +294,7 @@ mod tests {
     fn defaults_are_valid_and_bad_edge_settings_are_named() {
         assert_eq!(defaults().validate(), Ok(()));
         type Change = fn(&mut AgentConfig);
-        let cases: [(Change, &str); 5] = [
+        let cases: [(Change, &str); 7] = [
             (
                 |c| c.timestamp_before_max_ms = -2,
                 "timestamp_before_max_ms",
@@ -259,6 +306,11 @@ mod tests {
             (|c| c.producer_expiry_ms = 0, "producer_expiry_ms"),
             (|c| c.group_expiry_ms = 59_999, "group_expiry_ms"),
             (|c| c.max_record_bytes = 1023, "max_record_bytes"),
+            (
+                |c| c.metadata_timeout_ms = Some(3_000),
+                "metadata_timeout_ms",
+            ),
+            (|c| c.max_buffered_bytes = 1024 * 1024, "max_buffered_bytes"),
         ];
         for (set, name) in cases {
             let mut c = defaults();

@@ -48,6 +48,8 @@ pub enum AgentError {
     MetadataUnavailable(String),
     #[error("the agent is shutting down")]
     ShuttingDown,
+    #[error("the agent holds {buffered} uncommitted bytes, its limit is {max} (max_buffered_bytes); back off and retry")]
+    Throttled { buffered: usize, max: usize },
     #[error(
         "producer {producer_id} sent sequence {got} to {topic}-{partition}, expected {expected}"
     )]
@@ -162,6 +164,7 @@ impl AgentError {
             AgentError::UnknownGroup(_) => C::UnknownGroup,
             AgentError::Metadata(_) => C::MetadataUnavailable,
             AgentError::ShuttingDown => C::ShuttingDown,
+            AgentError::Throttled { .. } => C::Throttled,
         };
         e.code = code as i32;
         e

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -48,8 +48,11 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
 /// over is about to expire (its holder has gone quiet), so takeover does not wait a period.
 pub async fn tick(shared: &Shared) -> Result<Option<Duration>> {
     let _turn = shared.lease_round.lock().await;
-    let meta = &shared.meta;
+    let meta = &shared.lease_meta;
     let ttl = shared.config.lease_ttl_ms as i64;
+    if sit_out(shared) {
+        return Ok(None);
+    }
     if !meta.heartbeat_agent(&shared.id).await? {
         meta.register_agent(&shared.id, &shared.advertise).await?;
     }
@@ -74,6 +77,10 @@ pub async fn tick(shared: &Shared) -> Result<Option<Duration>> {
 
     // Renew; whatever we thought we held and the store no longer says is ours is lost.
     let held = meta.renew_leases(&shared.id, ttl).await?;
+    *shared
+        .last_renewal
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
     let held_epochs: HashMap<(&str, u32), i64> = held
         .iter()
         .map(|l| ((l.topic.as_str(), l.partition), l.epoch))
@@ -153,6 +160,57 @@ pub async fn tick(shared: &Shared) -> Result<Option<Duration>> {
     Ok(soonest.map(|ms| Duration::from_millis(ms.max(0) as u64 + 5)))
 }
 
+/// Whether this round is sat out because the agent's flushes cannot commit. Renewing leases
+/// for partitions that cannot be written would keep them from agents that could: once commits
+/// have failed for a heartbeat, the agent drops its leases, stops heartbeating and renewing
+/// until the last renewal has surely run out, then tries again (a store that is down for
+/// everyone is by then back or still down for all, and nothing is lost either way).
+fn sit_out(shared: &Shared) -> bool {
+    let now = Instant::now();
+    let period = Duration::from_millis(shared.config.heartbeat_ms);
+    let ttl = Duration::from_millis(shared.config.lease_ttl_ms);
+    let mut until = shared
+        .withheld_until
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(t) = *until {
+        if now < t {
+            return true;
+        }
+        *until = None;
+        shared.writer.clear_failing();
+        tracing::info!("leases withheld long enough; taking part in lease rounds again");
+        return false;
+    }
+    let Some(since) = shared.writer.failing_since() else {
+        return false;
+    };
+    if now.duration_since(since) < period {
+        return false;
+    }
+    let renewed = shared
+        .last_renewal
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .unwrap_or(now);
+    *until = Some((renewed + ttl + Duration::from_millis(50)).max(now));
+    for t in shared.topics.all() {
+        for p in &t.partitions {
+            p.drop_lease(None);
+        }
+    }
+    shared
+        .metrics
+        .leases_withheld
+        .fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(
+        failing_ms = now.duration_since(since).as_millis() as u64,
+        "flush commits keep failing: leases dropped and no longer renewed, so agents that \
+         can commit take them"
+    );
+    true
+}
+
 fn partition_state(shared: &Shared, topic: &str, partition: u32) -> Option<Arc<PartitionState>> {
     shared
         .topics
@@ -163,7 +221,7 @@ fn partition_state(shared: &Shared, topic: &str, partition: u32) -> Option<Arc<P
 /// Starts leading a partition: its bounds and producer table from the store, then the epoch.
 async fn adopt(shared: &Shared, state: &PartitionState, lease: &Lease) -> Result<()> {
     let producers = shared
-        .meta
+        .lease_meta
         .producer_states(
             &lease.topic,
             lease.partition,
@@ -188,7 +246,7 @@ async fn hand_back(shared: &Shared, state: &PartitionState, to: &str) -> Result<
     state.set_closing(true);
     shared.writer.sync().await;
     let released = shared
-        .meta
+        .lease_meta
         .release_lease(
             &shared.id,
             &state.topic,

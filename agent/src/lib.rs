@@ -24,6 +24,7 @@ pub mod producer_ids;
 pub mod reader;
 pub mod sequence;
 pub mod service;
+pub mod startup;
 #[doc(hidden)]
 pub mod testing;
 pub mod writer;
@@ -52,6 +53,9 @@ use writer::Writer;
 pub enum StartError {
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A start-up check failed: one line naming the setting, the cause and the remedy.
+    #[error("{0}")]
+    Check(String),
     #[error("object store: {0}")]
     Storage(#[from] object_store::StorageError),
     #[error("metadata store: {0}")]
@@ -68,7 +72,12 @@ pub struct Shared {
     pub id: String,
     pub advertise: String,
     pub config: AgentConfig,
+    /// Connections for requests, follower polling, groups and maintenance.
     pub meta: MetadataStore,
+    /// Connections of the lease rounds alone, so nothing else can starve a renewal.
+    pub lease_meta: MetadataStore,
+    /// `{id}-{process nonce}`, carried by every object key this process writes.
+    pub object_tag: String,
     pub store: Arc<dyn ObjectStore>,
     pub topics: Topics,
     pub writer: Writer,
@@ -83,6 +92,10 @@ pub struct Shared {
     pub issued_producers: producer_ids::IssuedProducers,
     /// Numbers the segment objects compaction writes.
     pub segment_seq: AtomicU64,
+    /// When the lease round last renewed this agent's leases.
+    pub last_renewal: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Until when lease rounds are sat out because flushes cannot commit.
+    pub withheld_until: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// Counters the agent reports through `GetAgentStats`.
@@ -131,7 +144,7 @@ impl Agent {
     /// Connects to the stores, registers, and takes this agent's share of the leases.
     pub async fn start(config: AgentConfig, listener: TcpListener) -> Result<Agent, StartError> {
         config.validate().map_err(StartError::Config)?;
-        let store = object_store::open(&config.storage).await?;
+        let store = startup::open_object_store(&config).await?;
         Self::start_with_store(config, listener, store).await
     }
 
@@ -156,8 +169,31 @@ impl Agent {
         let tls = auth::load_identity(&config).map_err(StartError::Config)?;
         let tokens = auth::TokenCheck::load(config.auth_tokens_file.as_deref())
             .map_err(StartError::Config)?;
+        if tokens.enabled() && tls.is_none() {
+            tracing::warn!(
+                "bearer tokens are on without TLS: tokens cross the network in clear text; \
+                 set --tls-cert and --tls-key"
+            );
+        }
         let advertise = config.advertise.clone().unwrap_or_else(|| addr.to_string());
-        let meta = MetadataStore::connect(&config.metadata).await?;
+        let meta = startup::connect_metadata(&config).await?;
+        startup::claim_id(&meta, &id, &config).await?;
+        let dedicated = |role: &'static str, e: metadata::MetadataError| {
+            StartError::Check(format!(
+                "metadata store {}: cannot open the {role} connections: {e} \
+                 (--metadata / STREAMHOUSE_METADATA); check the server's connection limit",
+                startup::redact(&config.metadata)
+            ))
+        };
+        let lease_meta = meta
+            .dedicated(2, config.metadata_timeout())
+            .await
+            .map_err(|e| dedicated("lease", e))?;
+        let commit_meta = meta
+            .dedicated(2, config.commit_server_timeout())
+            .await
+            .map_err(|e| dedicated("commit", e))?;
+        let object_tag = format!("{id}-{:016x}", rand::random::<u64>());
         let cache = Arc::new(ChunkCache::new(config.cache_bytes));
         let lease_kick = Arc::new(Notify::new());
         let metrics = Arc::new(metrics::Metrics::default());
@@ -167,12 +203,14 @@ impl Agent {
         };
         let writer = Writer::start(
             id.clone(),
+            object_tag.clone(),
             writer::FlushSettings {
                 interval: config.flush_interval(),
                 bytes: config.flush_bytes,
                 commit_deadline: config.commit_deadline(),
+                max_buffered: config.max_buffered_bytes,
             },
-            meta.clone(),
+            commit_meta,
             store.clone(),
             cache.clone(),
             lease_kick.clone(),
@@ -185,6 +223,8 @@ impl Agent {
             advertise,
             config,
             meta,
+            lease_meta,
+            object_tag,
             store,
             topics: Topics::default(),
             writer,
@@ -201,6 +241,8 @@ impl Agent {
             metrics,
             issued_producers: producer_ids::IssuedProducers::default(),
             segment_seq: AtomicU64::new(0),
+            last_renewal: std::sync::Mutex::new(None),
+            withheld_until: std::sync::Mutex::new(None),
         });
         if let Err(e) = lease::tick(&shared).await {
             tracing::warn!(error = %e, "first lease round failed; the lease loop will retry");
@@ -306,6 +348,7 @@ impl Agent {
             tracing::warn!(error = %e, "could not release leases; they will expire");
         }
         shared.meta.close().await;
+        shared.lease_meta.close().await;
         tracing::info!(id = %shared.id, "agent stopped");
         result.map_err(StartError::from)
     }

@@ -23,14 +23,12 @@ pub fn run_if_agent() {
     let program = args.next();
     if args.next().as_deref() == Some(std::ffi::OsStr::new(AGENT_MODE)) {
         let rest = program.into_iter().chain(args);
-        let code = match crate::cli::main_from(rest) {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("agent: {e:#}");
-                1
-            }
-        };
-        std::process::exit(code);
+        let code = crate::cli::exit_code(crate::cli::main_from(rest));
+        std::process::exit(if code == std::process::ExitCode::SUCCESS {
+            0
+        } else {
+            1
+        });
     }
 }
 

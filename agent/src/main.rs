@@ -1,5 +1,5 @@
 //! `streamhouse-agent`: runs one agent until SIGINT or SIGTERM, then stops gracefully.
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     streamhouse_agent::cli::main()
 }

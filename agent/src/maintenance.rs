@@ -493,10 +493,10 @@ pub async fn compact(
         object.extend_from_slice(c);
     }
     let object = object.freeze();
+    let named_ms = wall_ms();
     let key = format!(
-        "{SEGMENT_PREFIX}{:013}-{}-{:08}.obj",
-        wall_ms(),
-        shared.id,
+        "{SEGMENT_PREFIX}{named_ms:013}-{}-{:08}.obj",
+        shared.object_tag,
         shared.segment_seq.fetch_add(1, Ordering::Relaxed)
     );
     let m = &shared.metrics;
@@ -524,6 +524,7 @@ pub async fn compact(
             object_key: &key,
             object_size: object.len() as u64,
             rows: &rows,
+            deadline_ms: Some(named_ms + shared.config.commit_deadline().as_millis() as i64),
         })
         .await?;
     let key: Arc<str> = Arc::from(key.as_str());
@@ -540,7 +541,7 @@ pub async fn compact(
         shared
             .reader
             .cache()
-            .insert(key.clone(), r.byte_start, object.slice(range));
+            .insert(key.clone(), r.byte_start, &object[range]);
     }
     tracing::debug!(topic = %state.topic, partition = state.partition, object = %key,
         rows = run.len(), bytes = object.len(), "compacted");

@@ -70,6 +70,12 @@ pub struct Metrics {
     pub object_get_errors: AtomicU64,
     pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,
+    /// Reads that found an indexed object missing from the object store.
+    pub objects_missing: AtomicU64,
+    /// Produce requests refused because the flush buffer was full.
+    pub produce_throttled: AtomicU64,
+    /// Lease rounds skipped because this agent's flushes could not commit.
+    pub leases_withheld: AtomicU64,
     pub compactions: AtomicU64,
     pub compaction_rows_replaced: AtomicU64,
     pub compaction_bytes: AtomicU64,
@@ -212,6 +218,26 @@ pub fn render(shared: &crate::Shared) -> String {
             "streamhouse_cache_misses_total",
             "Chunk reads that went to the object store.",
             &m.cache_misses,
+        ),
+        (
+            "streamhouse_objects_missing_total",
+            "Reads that found an indexed object missing from the object store.",
+            &m.objects_missing,
+        ),
+        (
+            "streamhouse_produce_throttled_total",
+            "Produce requests refused with THROTTLED because the flush buffer was full.",
+            &m.produce_throttled,
+        ),
+        (
+            "streamhouse_metadata_timeouts_total",
+            "Metadata-store calls that did not finish within --metadata-timeout-ms.",
+            shared.meta.timeouts(),
+        ),
+        (
+            "streamhouse_leases_withheld_total",
+            "Lease rounds this agent sat out because its flushes could not commit.",
+            &m.leases_withheld,
         ),
         (
             "streamhouse_compactions_total",

@@ -190,11 +190,16 @@ impl PartitionState {
     }
 
     /// Records bounds read from the store (for partitions another agent writes).
+    /// Moves the bounds to what the store says, forward only: a row read before a commit
+    /// this agent has seen (a follower's poll racing a lease adoption, say) must not take
+    /// readers back. Both bounds only ever grow in the store.
     pub fn set_bounds(&self, log_start: i64, high_watermark: i64) {
-        self.log_start.store(log_start, Ordering::Release);
+        self.log_start.fetch_max(log_start, Ordering::AcqRel);
         self.high_watermark.send_if_modified(|h| {
-            let changed = *h != high_watermark;
-            *h = high_watermark;
+            let changed = high_watermark > *h;
+            if changed {
+                *h = high_watermark;
+            }
             changed
         });
     }
@@ -374,6 +379,25 @@ mod tests {
         assert_eq!(p.segment_for(10).unwrap().base_offset, 10);
         assert!(p.segment_for(20).is_none());
         assert!(p.segment_for(-1).is_none());
+    }
+
+    #[test]
+    fn bounds_read_from_the_store_never_move_backwards() {
+        let p = PartitionState::new(Arc::from("t"), 0);
+        let mut seen = p.subscribe_high_watermark();
+        p.committed(entry(0, 9));
+        assert_eq!(p.high_watermark(), 10);
+        seen.mark_unchanged();
+        // A follower's poll that read the row before that commit, or an adoption racing it.
+        p.set_bounds(0, 4);
+        assert_eq!(p.high_watermark(), 10);
+        assert!(!seen.has_changed().unwrap(), "no wake-up for a stale row");
+        p.adopt_lease(3, 0, 7, Vec::new());
+        assert_eq!(p.high_watermark(), 10);
+        p.set_bounds(5, 12);
+        assert_eq!((p.log_start(), p.high_watermark()), (5, 12));
+        p.set_bounds(2, 12);
+        assert_eq!(p.log_start(), 5, "the log start only grows too");
     }
 
     #[test]

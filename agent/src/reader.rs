@@ -40,6 +40,9 @@ fn check_chunk(chunk: &[u8], seg: &SegmentEntry) -> std::result::Result<(), Stri
     Ok(())
 }
 
+/// What a cache entry costs beyond its bytes: the LRU node, the key and the `Bytes` header.
+pub const ENTRY_OVERHEAD: usize = 128;
+
 /// An LRU of chunk bytes keyed by (object, byte offset). Objects are immutable, so entries
 /// never go stale.
 #[derive(Debug)]
@@ -70,19 +73,23 @@ impl ChunkCache {
         inner.lru.get(&(key.clone(), start)).cloned()
     }
 
-    pub fn insert(&self, key: Arc<str>, start: u64, data: Bytes) {
-        if data.len() > self.capacity {
+    /// Keeps a copy of `data`: a slice of a larger buffer (a whole flush object, a whole
+    /// ranged read) would keep all of that buffer alive while counting only the slice. An
+    /// entry counts its bytes plus [`ENTRY_OVERHEAD`].
+    pub fn insert(&self, key: Arc<str>, start: u64, data: &[u8]) {
+        let len = data.len() + ENTRY_OVERHEAD;
+        if len > self.capacity {
             return;
         }
+        let data = Bytes::copy_from_slice(data);
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let len = data.len();
         if let Some(old) = inner.lru.put((key, start), data) {
-            inner.bytes -= old.len();
+            inner.bytes -= old.len() + ENTRY_OVERHEAD;
         }
         inner.bytes += len;
         while inner.bytes > self.capacity {
             match inner.lru.pop_lru() {
-                Some((_, evicted)) => inner.bytes -= evicted.len(),
+                Some((_, evicted)) => inner.bytes -= evicted.len() + ENTRY_OVERHEAD,
                 None => break,
             }
         }
@@ -190,11 +197,29 @@ impl Reader {
                         }
                         _ if out.batches.is_empty() => {
                             self.refresh_bounds(state).await?;
-                            return Err(AgentError::OffsetOutOfRange {
-                                offset: pos,
-                                log_start: state.log_start(),
-                                high_watermark: hwm,
-                            });
+                            if pos < state.log_start() {
+                                // Retention dropped it meanwhile: the offset is out of range.
+                                return Err(AgentError::OffsetOutOfRange {
+                                    offset: pos,
+                                    log_start: state.log_start(),
+                                    high_watermark: hwm,
+                                });
+                            }
+                            // Still indexed, yet gone from the object store: never a reason
+                            // to move a reader, so say what is missing.
+                            self.metrics.objects_missing.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(topic = %state.topic, partition = state.partition,
+                                object = %seg.object_key, offset = pos,
+                                "an indexed object is missing from the object store");
+                            return Err(AgentError::StorageUnavailable(format!(
+                                "object {} holding offsets {}..={} of {}-{} is missing from \
+                                 the object store",
+                                seg.object_key,
+                                seg.base_offset,
+                                seg.last_offset,
+                                state.topic,
+                                state.partition
+                            )));
                         }
                         _ => break,
                     }
@@ -326,7 +351,7 @@ impl Reader {
         }
         let data = got?;
         self.cache
-            .insert(seg.object_key.clone(), seg.byte_start, data.clone());
+            .insert(seg.object_key.clone(), seg.byte_start, &data);
         Ok(data)
     }
 }
@@ -337,16 +362,33 @@ mod tests {
 
     #[test]
     fn cache_evicts_least_recently_used_beyond_capacity() {
-        let c = ChunkCache::new(100);
+        let entry = 40 + ENTRY_OVERHEAD;
+        let c = ChunkCache::new(2 * entry + 10);
         let k: Arc<str> = Arc::from("o");
-        c.insert(k.clone(), 0, Bytes::from(vec![0; 40]));
-        c.insert(k.clone(), 40, Bytes::from(vec![0; 40]));
+        c.insert(k.clone(), 0, &[0; 40]);
+        c.insert(k.clone(), 40, &[0; 40]);
         assert!(c.get(&k, 0).is_some()); // 0 is now the most recent
-        c.insert(k.clone(), 80, Bytes::from(vec![0; 40]));
+        c.insert(k.clone(), 80, &[0; 40]);
         assert!(c.get(&k, 40).is_none());
         assert!(c.get(&k, 0).is_some());
-        assert_eq!(c.size(), 80);
-        c.insert(k.clone(), 200, Bytes::from(vec![0; 101])); // larger than the cache: skipped
-        assert_eq!(c.size(), 80);
+        assert_eq!(c.size(), 2 * entry);
+        c.insert(k.clone(), 200, &vec![0; 2 * entry]); // larger than the cache: skipped
+        assert_eq!(c.size(), 2 * entry);
+    }
+
+    #[test]
+    fn cache_entries_do_not_pin_the_buffer_they_were_cut_from() {
+        let c = ChunkCache::new(1 << 20);
+        let k: Arc<str> = Arc::from("o");
+        let object = Bytes::from(vec![7u8; 64 * 1024]);
+        c.insert(k.clone(), 100, &object[100..200]);
+        let cached = c.get(&k, 100).unwrap();
+        assert_eq!(&cached[..], &object[100..200]);
+        let whole = object.as_ptr_range();
+        assert!(
+            !whole.contains(&cached.as_ptr()),
+            "a copy, not a view of the object"
+        );
+        assert_eq!(c.size(), 100 + ENTRY_OVERHEAD);
     }
 }

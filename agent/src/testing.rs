@@ -20,6 +20,11 @@ pub struct FaultyStore {
     pub failing: AtomicBool,
     /// Puts refused so far.
     pub refused: AtomicU64,
+    /// The next puts under a prefix that are held for a while before they go through:
+    /// (prefix, how many, how long).
+    delays: std::sync::Mutex<Vec<(String, u32, std::time::Duration)>>,
+    /// Puts delayed so far.
+    pub delayed: AtomicU64,
 }
 
 impl FaultyStore {
@@ -28,7 +33,19 @@ impl FaultyStore {
             inner,
             failing: AtomicBool::new(false),
             refused: AtomicU64::new(0),
+            delays: std::sync::Mutex::new(Vec::new()),
+            delayed: AtomicU64::new(0),
         })
+    }
+
+    /// Holds each of the next `count` puts of keys starting with `prefix` for `delay` before
+    /// it goes through: a slow store, as seen by a flush or a compaction.
+    pub fn delay_puts(&self, prefix: &str, count: u32, delay: std::time::Duration) {
+        self.delays.lock().unwrap_or_else(|p| p.into_inner()).push((
+            prefix.to_string(),
+            count,
+            delay,
+        ));
     }
 
     pub fn set_failing(&self, on: bool) {
@@ -44,8 +61,23 @@ impl ObjectStore for FaultyStore {
             return Err(StorageError::Remote {
                 op: "put",
                 key: key.to_string(),
+                status: None,
                 message: "injected fault: store unreachable".into(),
             });
+        }
+        let delay = {
+            let mut delays = self.delays.lock().unwrap_or_else(|p| p.into_inner());
+            let hit = delays
+                .iter_mut()
+                .find(|(prefix, count, _)| *count > 0 && key.starts_with(prefix.as_str()));
+            hit.map(|(_, count, delay)| {
+                *count -= 1;
+                *delay
+            })
+        };
+        if let Some(d) = delay {
+            self.delayed.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(d).await;
         }
         self.inner.put(key, data).await
     }

@@ -14,7 +14,7 @@
 //! new state is stored by the same transaction as the data.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -67,10 +67,19 @@ struct Buffer {
 #[derive(Debug)]
 struct Inner {
     agent_id: String,
+    /// `{agent id}-{process nonce}`: object keys carry it, so two processes (even two
+    /// started with one id by mistake, or one whose clock stepped back) never pick one key.
+    object_tag: String,
     flush_interval: Duration,
     flush_bytes: usize,
     commit_deadline: Duration,
+    max_buffered: usize,
     buffer: Mutex<Buffer>,
+    /// Bytes of the flush under way (taken from the buffer, not yet answered).
+    in_flight: AtomicUsize,
+    /// Since when every flush commit has failed at the metadata store (`None` after a
+    /// success): the lease task stops renewing when this lasts.
+    failing_since: Mutex<Option<Instant>>,
     wake: Notify,
     closed: AtomicBool,
     done: Notify,
@@ -100,6 +109,9 @@ pub struct FlushSettings {
     /// A flush whose commit has not landed this long after its object was named is failed
     /// (and its batches refused): after the garbage-collection grace its object may be gone.
     pub commit_deadline: Duration,
+    /// Most bytes held uncommitted (buffered and in the flush under way); past it, appends
+    /// are refused with [`AgentError::Throttled`].
+    pub max_buffered: usize,
 }
 
 /// The agent's flush buffer and its flusher task.
@@ -120,6 +132,7 @@ impl Writer {
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         agent_id: String,
+        object_tag: String,
         settings: FlushSettings,
         meta: MetadataStore,
         store: Arc<dyn ObjectStore>,
@@ -129,10 +142,14 @@ impl Writer {
     ) -> Writer {
         let inner = Arc::new(Inner {
             agent_id,
+            object_tag,
             flush_interval: settings.interval,
             flush_bytes: settings.bytes,
             commit_deadline: settings.commit_deadline,
+            max_buffered: settings.max_buffered,
             buffer: Mutex::new(Buffer::default()),
+            in_flight: AtomicUsize::new(0),
+            failing_since: Mutex::new(None),
             wake: Notify::new(),
             closed: AtomicBool::new(false),
             done: Notify::new(),
@@ -187,6 +204,17 @@ impl Writer {
             if self.inner.closed.load(Ordering::Acquire) {
                 return Err(AgentError::ShuttingDown);
             }
+            let held = buf.bytes + self.inner.in_flight.load(Ordering::Acquire);
+            if held > 0 && held + len > self.inner.max_buffered {
+                self.inner
+                    .metrics
+                    .produce_throttled
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(AgentError::Throttled {
+                    buffered: held,
+                    max: self.inner.max_buffered,
+                });
+            }
             buf.partitions
                 .entry(Arc::as_ptr(state) as usize)
                 .or_insert_with(|| PartitionBuffer {
@@ -217,6 +245,37 @@ impl Writer {
             .map(|p| p.batches.len())
             .sum::<usize>();
         (batches as u64, buf.bytes as u64)
+    }
+
+    /// Bytes held uncommitted: buffered, and in the flush under way.
+    pub fn held_bytes(&self) -> usize {
+        let buffered = self
+            .inner
+            .buffer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .bytes;
+        buffered + self.inner.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Since when every flush has failed to commit at the metadata store, if the last one
+    /// did.
+    pub fn failing_since(&self) -> Option<Instant> {
+        *self
+            .inner
+            .failing_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets a run of failed commits (the lease task does, once it has sat out its leases,
+    /// to try again).
+    pub fn clear_failing(&self) {
+        *self
+            .inner
+            .failing_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// (objects committed, their bytes) since the start.
@@ -287,9 +346,11 @@ async fn flusher(inner: Arc<Inner>) {
         let taken = {
             let mut buf = inner.buffer.lock().unwrap_or_else(|p| p.into_inner());
             inner.started.fetch_add(1, Ordering::AcqRel);
+            inner.in_flight.store(buf.bytes, Ordering::Release);
             std::mem::take(&mut *buf)
         };
         flush(&inner, taken).await;
+        inner.in_flight.store(0, Ordering::Release);
         inner.completed.send_modify(|c| *c += 1);
     }
     inner.finished.store(true, Ordering::Release);
@@ -312,7 +373,9 @@ const FOOTER_MAGIC: &[u8; 4] = b"SHO1";
 
 async fn flush(inner: &Inner, taken: Buffer) {
     let append_time_ms = now_ms();
-    let commit_by = Instant::now() + inner.commit_deadline;
+    // The object is named with this time; garbage collection takes an uncommitted object
+    // for an orphan a grace after it, and the commit must land by half of that.
+    let deadline_ms = append_time_ms + inner.commit_deadline.as_millis() as i64;
     let mut object = BytesMut::with_capacity(taken.bytes + 64 * taken.partitions.len() + 8);
     let mut chunks: Vec<Chunk> = Vec::with_capacity(taken.partitions.len());
     for (_, part) in taken.partitions {
@@ -444,11 +507,24 @@ async fn flush(inner: &Inner, taken: Buffer) {
     write_footer(&mut object, &chunks);
     let object = object.freeze();
     let seq = inner.object_seq.fetch_add(1, Ordering::Relaxed);
-    let key = format!("data/{append_time_ms:013}-{}-{seq:08}.obj", inner.agent_id);
+    let key = format!(
+        "data/{append_time_ms:013}-{}-{seq:08}.obj",
+        inner.object_tag
+    );
 
     let m = &inner.metrics;
     let put_started = std::time::Instant::now();
-    let put = inner.store.put(&key, object.clone()).await;
+    let put = match inner.store.put(&key, object.clone()).await {
+        // A put retried after its first attempt landed finds its own object: fine if the
+        // bytes are ours, a collision (and refused) if not.
+        Err(crate::object_store::StorageError::AlreadyExists(k)) => {
+            match inner.store.get(&key).await {
+                Ok(stored) if stored == object => Ok(()),
+                _ => Err(crate::object_store::StorageError::AlreadyExists(k)),
+            }
+        }
+        other => other,
+    };
     m.object_put_seconds.observe(put_started.elapsed());
     let result = match put {
         Err(e) => {
@@ -465,11 +541,27 @@ async fn flush(inner: &Inner, taken: Buffer) {
                     object_key: &key,
                     object_size: object.len() as u64,
                     chunks: &commits,
-                    commit_by: Some(commit_by),
+                    deadline_ms: Some(deadline_ms),
                 })
                 .await
                 .map_err(AgentError::Metadata);
             m.metadata_commit_seconds.observe(commit_started.elapsed());
+            {
+                let mut failing = inner
+                    .failing_since
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                match &committed {
+                    Ok(()) => *failing = None,
+                    // Fenced or too late: the store answered; that is no sign of a fault.
+                    Err(AgentError::Metadata(
+                        MetadataError::Fenced(_) | MetadataError::CommitTooLate(_),
+                    )) => {}
+                    Err(_) => {
+                        failing.get_or_insert_with(Instant::now);
+                    }
+                }
+            }
             if committed.is_err() {
                 m.metadata_commit_errors.fetch_add(1, Ordering::Relaxed);
             }
@@ -490,7 +582,7 @@ async fn flush(inner: &Inner, taken: Buffer) {
                 let range = cm.byte_start as usize..(cm.byte_start + cm.byte_len) as usize;
                 inner
                     .cache
-                    .insert(key.clone(), cm.byte_start, object.slice(range));
+                    .insert(key.clone(), cm.byte_start, &object[range]);
                 c.state.producers().extend(c.producers);
                 c.state.committed(SegmentEntry {
                     base_offset: cm.base_offset,

@@ -1177,6 +1177,19 @@ async fn fetch_loop(
                     return;
                 }
             }
+            // An answer whose bounds hold the offset (an agent with a stale view of the
+            // partition) is no reason to move: ask again.
+            Err(ClientError::OffsetOutOfRange {
+                log_start_offset,
+                high_watermark,
+                ..
+            }) if (log_start_offset..=high_watermark).contains(&offset) => {
+                tracing::debug!(%tp, offset, log_start_offset, high_watermark,
+                    "offset reported out of range yet inside the reported bounds; retrying");
+                cluster.forget(&tp.topic);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(500));
+            }
             Err(ClientError::OffsetOutOfRange {
                 log_start_offset,
                 high_watermark,

@@ -127,6 +127,7 @@ impl ClientError {
                     | ErrorCode::MetadataUnavailable
                     | ErrorCode::ShuttingDown
                     | ErrorCode::Fenced
+                    | ErrorCode::Throttled
             ),
             _ => false,
         }

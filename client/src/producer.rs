@@ -21,7 +21,7 @@ use bytes::Bytes;
 use streamhouse_proto::batch::{self, BatchBuilder, Compression, Header, ProducerStamp};
 use streamhouse_proto::limits;
 use streamhouse_proto::partitioner::partition_for_key;
-use streamhouse_proto::pb;
+use streamhouse_proto::pb::{self, ErrorCode};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::cluster::{AgentConn, Cluster, parse_bootstrap};
@@ -1136,7 +1136,7 @@ impl Inner {
                         }
                         b.fail(e.clone());
                     } else {
-                        b.last_error = Some(e.clone());
+                        b.last_error = Some(last_cause(b.last_error.take(), &e));
                         q.sealed.push_front(b);
                     }
                 }
@@ -1156,6 +1156,26 @@ impl Inner {
                 }
             }
         }
+    }
+}
+
+/// What a batch reports if its delivery times out: the newest error, except that a routing
+/// error (a leader moved, an agent stopping or unreachable) does not hide the last real cause
+/// seen before it (a store unavailable, the agent throttling).
+fn last_cause(previous: Option<ClientError>, new: &ClientError) -> ClientError {
+    let is_cause = |e: &ClientError| {
+        matches!(
+            e.code(),
+            Some(
+                ErrorCode::StorageUnavailable
+                    | ErrorCode::MetadataUnavailable
+                    | ErrorCode::Throttled
+            )
+        )
+    };
+    match previous {
+        Some(p) if is_cause(&p) && !is_cause(new) => p,
+        _ => new.clone(),
     }
 }
 
@@ -1317,6 +1337,32 @@ mod tests {
             stamp: None,
             _permits: None,
         }
+    }
+
+    #[test]
+    fn a_routing_error_does_not_hide_the_last_real_cause() {
+        let agent = |code, message: &str| ClientError::Agent {
+            code,
+            message: message.into(),
+        };
+        let storage = agent(ErrorCode::StorageUnavailable, "bucket missing");
+        let moved = agent(ErrorCode::NotLeader, "this agent does not lead t-0");
+        let stopped = ClientError::Unreachable("connection refused".into());
+        // The cause survives the routing errors after it...
+        let kept = last_cause(Some(storage.clone()), &moved);
+        let kept = last_cause(Some(kept), &stopped);
+        assert_eq!(kept.to_string(), storage.to_string());
+        // ...a newer cause replaces it, and with no cause the newest error is reported.
+        let throttled = agent(ErrorCode::Throttled, "buffer full");
+        assert_eq!(
+            last_cause(Some(kept), &throttled).to_string(),
+            throttled.to_string()
+        );
+        assert_eq!(last_cause(None, &moved).to_string(), moved.to_string());
+        assert_eq!(
+            last_cause(Some(moved.clone()), &stopped).to_string(),
+            stopped.to_string()
+        );
     }
 
     fn queue(batches: usize, bytes: usize) -> PartitionQueue {

@@ -7,6 +7,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod proxy;
+
 /// A running `test-agent` process.
 #[derive(Debug)]
 pub struct AgentProcess {
@@ -60,6 +62,16 @@ impl AgentProcess {
         AgentProcess { child, addr }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The most memory the process has held resident so far (`VmHWM`), in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        peak_rss_of(self.child.id())
+    }
+
     /// SIGTERM, then waits for the process to exit.
     pub fn terminate(mut self) -> ExitStatus {
         let status = Command::new("kill")
@@ -107,6 +119,68 @@ impl Drop for AgentProcess {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Runs the agent binary with the given stores and flags, expecting it to fail at start:
+/// returns its exit status and what it wrote to stderr (logging off, so only its own error
+/// report). Panics if it starts serving instead, or has not exited within 60 s.
+pub fn start_failure(
+    bin: &str,
+    metadata: &str,
+    storage: &str,
+    extra: &[&str],
+) -> (ExitStatus, String) {
+    let mut child = Command::new(bin)
+        .args([
+            "--metadata",
+            metadata,
+            "--storage",
+            storage,
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(extra)
+        .env("STREAMHOUSE_LOG", "off")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start test-agent");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the agent neither failed nor exited within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    use std::io::Read;
+    if let Some(mut o) = child.stdout.take() {
+        let _ = o.read_to_string(&mut out);
+    }
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(
+        !out.contains(" listening on "),
+        "the agent started serving: {out}"
+    );
+    (status, err)
+}
+
+/// The peak resident memory (`VmHWM`) of process `pid`, in bytes.
+pub fn peak_rss_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
 }
 
 /// Settings under which retention, compaction (into 64 KiB segments) and garbage collection

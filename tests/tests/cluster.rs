@@ -666,6 +666,189 @@ on_both_backends!(
     agents_join_and_leave
 );
 
+// ---- metadata-store faults through a proxy --------------------------------------------------
+
+/// What the proxy between the agents and PostgreSQL does, from 3 s into the run.
+#[derive(Debug, Clone, Copy)]
+enum StoreFault {
+    /// Drop the connection right after forwarding a `COMMIT`, five times: outcome unknown.
+    CommitOutcomeUnknown,
+    /// Hold all traffic for twice the lease TTL, then let it go.
+    StallPastTheLease,
+    /// Refuse every connection (closing the open ones) for 10 s.
+    RefuseForTenSeconds,
+}
+
+/// Three agents on PostgreSQL (through a proxy) and S3, an idempotent producer at 5,000
+/// records/s, and one store fault: the log must equal what was acknowledged, and
+/// acknowledgements must resume within two heartbeats of the store's return.
+async fn store_fault(stores: &Stores, fault: StoreFault) {
+    use streamhouse_tests::proxy::{Mode, Proxy};
+    const TOPIC: &str = "faults";
+    const PARTITIONS: u32 = 6;
+    let heartbeat = Duration::from_millis(300); // LEASE
+    let ttl = Duration::from_millis(1500);
+    let mut url = url::Url::parse(&stores.metadata).expect("a PostgreSQL URL");
+    let upstream = format!(
+        "{}:{}",
+        url.host_str().expect("a host"),
+        url.port().unwrap_or(5432)
+    );
+    let upstream = tokio::net::lookup_host(upstream)
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = Proxy::start(upstream).await;
+    url.set_port(Some(proxy.addr().port())).unwrap();
+    let proxied = Stores {
+        metadata: url.to_string(),
+        storage: stores.storage.clone(),
+        postgres: None,
+        _dir: data_dir().0,
+    };
+    let cluster = Cluster::start(&proxied, 3);
+    let admin = Admin::connect(&cluster.bootstrap()).await.unwrap();
+    create(&admin, TOPIC, PARTITIONS).await;
+    balanced(&admin, TOPIC, &["agent-0", "agent-1", "agent-2"]).await;
+
+    let producer = Producer::builder()
+        .bootstrap(cluster.bootstrap())
+        .delivery_timeout_ms(120_000)
+        .retry_backoff_ms(50)
+        .retry_backoff_max_ms(100)
+        .build()
+        .await
+        .unwrap();
+    let acks: std::sync::Arc<std::sync::Mutex<Vec<Instant>>> = Default::default();
+    let mut deliveries = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let start = Instant::now();
+    let fault_at = Duration::from_secs(3);
+    let fault_for = match fault {
+        StoreFault::CommitOutcomeUnknown => Duration::ZERO,
+        StoreFault::StallPastTheLease => ttl * 2,
+        StoreFault::RefuseForTenSeconds => Duration::from_secs(10),
+    };
+    let run_for = fault_at + fault_for + Duration::from_secs(4);
+    let (mut began, mut returned) = (None, None);
+    let mut i = 0u64;
+    while start.elapsed() < run_for {
+        tick.tick().await;
+        // 50 records every 10 ms: 5,000 records/s.
+        let mut sent = Vec::new();
+        send_numbered(&producer, TOPIC, &mut i, 50, 64, &mut sent).await;
+        for (value, d) in sent {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let acks = acks.clone();
+            tokio::spawn(async move {
+                let r = d.await;
+                if r.is_ok() {
+                    acks.lock().unwrap().push(Instant::now());
+                }
+                let _ = tx.send(r);
+            });
+            deliveries.push((value, rx));
+        }
+        let now = start.elapsed();
+        if began.is_none() && now >= fault_at {
+            began = Some(Instant::now());
+            match fault {
+                StoreFault::CommitOutcomeUnknown => proxy.drop_after_commits(5),
+                StoreFault::StallPastTheLease => proxy.set(Mode::Stall),
+                StoreFault::RefuseForTenSeconds => proxy.set(Mode::Refuse),
+            }
+        }
+        if began.is_some() && returned.is_none() && now >= fault_at + fault_for {
+            match fault {
+                StoreFault::CommitOutcomeUnknown => {
+                    if proxy.commits_dropped() < 5 {
+                        continue;
+                    }
+                }
+                _ => proxy.set(Mode::Pass),
+            }
+            returned = Some(Instant::now());
+        }
+    }
+    let returned = returned.expect("the fault ended within the run");
+    producer.flush().await.unwrap();
+    let mut acked = Acked::new();
+    let mut settled = Vec::new();
+    for (value, rx) in deliveries {
+        let meta = rx
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("record {value} failed, which the application sees: {e}"));
+        settled.push((value, meta));
+    }
+    for (value, meta) in settled {
+        let previous = acked
+            .entry(meta.partition)
+            .or_default()
+            .insert(meta.offset, value);
+        assert!(previous.is_none(), "offset given twice");
+    }
+    producer.close().await.unwrap();
+
+    let mut times = acks.lock().unwrap().clone();
+    times.sort();
+    let pause = times
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    let resumed = times
+        .iter()
+        .find(|t| **t >= returned)
+        .map(|t| *t - returned)
+        .expect("acknowledgements after the store's return");
+    eprintln!(
+        "{fault:?}: sent {i} records; longest pause between acknowledgements {} ms; first \
+         acknowledgement {} ms after the store's return",
+        pause.as_millis(),
+        resumed.as_millis()
+    );
+    // Two heartbeats, plus the producer's retry backoff and a margin for a busy machine.
+    assert!(
+        resumed <= heartbeat * 2 + Duration::from_millis(100 + 700),
+        "{fault:?}: acknowledgements resumed {} ms after the store's return",
+        resumed.as_millis()
+    );
+    if let StoreFault::CommitOutcomeUnknown = fault {
+        assert_eq!(proxy.commits_dropped(), 5);
+    }
+    assert_log_is(&cluster.bootstrap(), TOPIC, PARTITIONS, &acked).await;
+    drop(cluster);
+}
+
+mod metadata_store_faults {
+    use super::{store_fault, StoreFault, Stores};
+
+    async fn run(fault: StoreFault) {
+        let Some(stores) = Stores::postgres_s3().await else {
+            return;
+        };
+        store_fault(&stores, fault).await;
+        stores.done().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commit_outcome_unknown() {
+        run(StoreFault::CommitOutcomeUnknown).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stall_past_the_lease() {
+        run(StoreFault::StallPastTheLease).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refused_for_ten_seconds() {
+        run(StoreFault::RefuseForTenSeconds).await;
+    }
+}
+
 fn rand_suffix() -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -103,7 +103,14 @@ fn compose_file_describes_a_runnable_cluster() {
             .flatten()
         {
             let p = str_of(p);
-            let host = p.split(':').next().unwrap().to_string();
+            // Published on the loopback interface only: HOST_IP:HOST_PORT:CONTAINER_PORT.
+            let parts: Vec<&str> = p.split(':').collect();
+            assert_eq!(parts.len(), 3, "{p} does not name a host address");
+            assert_eq!(
+                parts[0], "127.0.0.1",
+                "{p} is published beyond this machine"
+            );
+            let host = parts[1].to_string();
             assert!(
                 host_ports.insert(host.clone()),
                 "host port {host} taken twice"
@@ -182,7 +189,7 @@ fn compose_file_describes_a_runnable_cluster() {
             .as_sequence()
             .unwrap()
             .iter()
-            .map(|p| str_of(p).split(':').nth(1).unwrap().to_string())
+            .map(|p| str_of(p).rsplit(':').next().unwrap().to_string())
             .collect();
         for listen in [Some(&config.listen), config.metrics_listen.as_ref()] {
             let port = listen.unwrap().rsplit(':').next().unwrap().to_string();

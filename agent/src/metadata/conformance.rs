@@ -110,7 +110,7 @@ async fn run(store: &MetadataStore) {
             object_key: "data/1.obj",
             object_size: 200,
             chunks: &c,
-            commit_by: None,
+            deadline_ms: None,
         })
         .await
         .unwrap();
@@ -146,7 +146,7 @@ async fn run(store: &MetadataStore) {
             object_key: "data/1b.obj",
             object_size: 50,
             chunks: &more,
-            commit_by: None,
+            deadline_ms: None,
         })
         .await
         .unwrap();
@@ -185,7 +185,7 @@ async fn run(store: &MetadataStore) {
             object_key: "data/2.obj",
             object_size: 200,
             chunks: &bad,
-            commit_by: None,
+            deadline_ms: None,
         })
         .await
     {
@@ -239,7 +239,7 @@ async fn run(store: &MetadataStore) {
                 object_key: "data/3.obj",
                 object_size: 1,
                 chunks: &stale,
-                commit_by: None,
+                deadline_ms: None,
             })
             .await,
         Err(MetadataError::Fenced(_))
@@ -529,7 +529,7 @@ async fn expiry(store: &MetadataStore) {
             object_key: "data/expiring.obj",
             object_size: 100,
             chunks: &c,
-            commit_by: None,
+            deadline_ms: None,
         })
         .await
         .unwrap();
@@ -600,7 +600,9 @@ async fn maintenance(store: &MetadataStore) {
     let tp = [("logs".to_string(), 0u32)];
     let lease = store.acquire_leases("m1", 60_000, &tp).await.unwrap();
     let e1 = lease[0].epoch;
-    // Four flushes of ten records, each in its own object.
+    // Four flushes of ten records, each in its own object, within their deadline by the
+    // store's clock.
+    let store_now = store.now_ms().await.unwrap();
     for i in 0..4i64 {
         let key = format!("data/m-{i}.obj");
         store
@@ -609,7 +611,7 @@ async fn maintenance(store: &MetadataStore) {
                 object_key: &key,
                 object_size: 100,
                 chunks: &[chunk("logs", 0, e1, i * 10, 10)],
-                commit_by: None,
+                deadline_ms: Some(store_now + 60_000),
             })
             .await
             .unwrap();
@@ -623,7 +625,8 @@ async fn maintenance(store: &MetadataStore) {
                 object_key: "data/late.obj",
                 object_size: 100,
                 chunks: &[chunk("logs", 0, e1, 40, 10)],
-                commit_by: Some(Instant::now() - Duration::from_millis(1)),
+                // The store's clock, checked inside the transaction, decides.
+                deadline_ms: Some(store.now_ms().await.unwrap() - 1),
             })
             .await,
         Err(MetadataError::CommitTooLate(_))
@@ -661,10 +664,20 @@ async fn maintenance(store: &MetadataStore) {
         object_key: "segments/1.obj",
         object_size: 200,
         rows: &merged,
+        deadline_ms: None,
     };
     assert!(matches!(
         store.swap_segments(&swap(e1, 3)).await,
         Err(MetadataError::IndexChanged { .. })
+    ));
+    // A swap past its deadline (its segment object may be taken for an orphan) is refused.
+    let late_swap = SegmentSwap {
+        deadline_ms: Some(store.now_ms().await.unwrap() - 1),
+        ..swap(e1, 2)
+    };
+    assert!(matches!(
+        store.swap_segments(&late_swap).await,
+        Err(MetadataError::CommitTooLate(_))
     ));
     assert_eq!(store.partition_usage("logs", 0).await.unwrap().rows, 4);
     store.swap_segments(&swap(e1, 2)).await.unwrap();

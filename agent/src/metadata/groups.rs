@@ -252,46 +252,49 @@ impl MetadataStore {
         group: &str,
         hb: &Heartbeat,
     ) -> Result<std::result::Result<Outcome, GroupError>> {
-        self.retry_busy(|| async {
-            let (mut tx, mut state, now) = self.open_group(group).await?;
-            let mut topics: BTreeSet<String> = hb.topics.clone();
-            for m in &state.members {
-                topics.extend(m.topics.iter().cloned());
-            }
-            let counts = self.partition_counts(&mut tx, &topics).await?;
-            let before = state.clone();
-            let out = coordinator::heartbeat(&mut state, hb, now, &counts);
-            let why = match &out {
-                Ok(o) => o.rebalance.clone(),
-                Err(_) if state.generation != before.generation => {
-                    Some("members expired".to_string())
+        self.bounded("group_heartbeat", async move {
+            self.retry_busy(|| async {
+                let (mut tx, mut state, now) = self.open_group(group).await?;
+                let mut topics: BTreeSet<String> = hb.topics.clone();
+                for m in &state.members {
+                    topics.extend(m.topics.iter().cloned());
                 }
-                Err(_) => None,
-            };
-            let same_members = state.members.len() == before.members.len()
-                && state
-                    .members
-                    .iter()
-                    .zip(&before.members)
-                    .all(|(a, b)| a.id == b.id && a.target == b.target);
-            if state.generation == before.generation && same_members {
-                // A plain heartbeat: only its member's row changes, not the whole group's.
-                if let Some(m) = state.members.iter().find(|m| m.id == hb.member_id) {
-                    self.save_member(&mut tx, group, m).await?;
-                }
-                if state.state() != before.state() {
-                    sqlx::query("UPDATE consumer_groups SET state = $2 WHERE group_id = $1")
-                        .bind(group)
-                        .bind(state.state())
-                        .execute(&mut *tx)
+                let counts = self.partition_counts(&mut tx, &topics).await?;
+                let before = state.clone();
+                let out = coordinator::heartbeat(&mut state, hb, now, &counts);
+                let why = match &out {
+                    Ok(o) => o.rebalance.clone(),
+                    Err(_) if state.generation != before.generation => {
+                        Some("members expired".to_string())
+                    }
+                    Err(_) => None,
+                };
+                let same_members = state.members.len() == before.members.len()
+                    && state
+                        .members
+                        .iter()
+                        .zip(&before.members)
+                        .all(|(a, b)| a.id == b.id && a.target == b.target);
+                if state.generation == before.generation && same_members {
+                    // A plain heartbeat: only its member's row changes, not the whole group's.
+                    if let Some(m) = state.members.iter().find(|m| m.id == hb.member_id) {
+                        self.save_member(&mut tx, group, m).await?;
+                    }
+                    if state.state() != before.state() {
+                        sqlx::query("UPDATE consumer_groups SET state = $2 WHERE group_id = $1")
+                            .bind(group)
+                            .bind(state.state())
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                } else {
+                    self.save_group(&mut tx, group, &state, why.as_deref())
                         .await?;
                 }
-            } else {
-                self.save_group(&mut tx, group, &state, why.as_deref())
-                    .await?;
-            }
-            tx.commit().await?;
-            Ok(out)
+                tx.commit().await?;
+                Ok(out)
+            })
+            .await
         })
         .await
     }
@@ -302,20 +305,23 @@ impl MetadataStore {
         group: &str,
         member_id: &str,
     ) -> Result<std::result::Result<(), GroupError>> {
-        self.retry_busy(|| async {
-            let (mut tx, mut state, now) = self.open_group(group).await?;
-            let topics: BTreeSet<String> = state
-                .members
-                .iter()
-                .flat_map(|m| m.topics.iter().cloned())
-                .collect();
-            let counts = self.partition_counts(&mut tx, &topics).await?;
-            let out = coordinator::leave(&mut state, member_id, now, &counts);
-            let why = out.as_ref().ok().cloned();
-            self.save_group(&mut tx, group, &state, why.as_deref())
-                .await?;
-            tx.commit().await?;
-            Ok(out.map(|_| ()))
+        self.bounded("group_leave", async move {
+            self.retry_busy(|| async {
+                let (mut tx, mut state, now) = self.open_group(group).await?;
+                let topics: BTreeSet<String> = state
+                    .members
+                    .iter()
+                    .flat_map(|m| m.topics.iter().cloned())
+                    .collect();
+                let counts = self.partition_counts(&mut tx, &topics).await?;
+                let out = coordinator::leave(&mut state, member_id, now, &counts);
+                let why = out.as_ref().ok().cloned();
+                self.save_group(&mut tx, group, &state, why.as_deref())
+                    .await?;
+                tx.commit().await?;
+                Ok(out.map(|_| ()))
+            })
+            .await
         })
         .await
     }
@@ -329,124 +335,136 @@ impl MetadataStore {
         generation: i64,
         offsets: &[(String, u32, i64, String)],
     ) -> Result<std::result::Result<(), GroupError>> {
-        self.retry_busy(|| async {
-            let (mut tx, state, now) = self.open_group(group).await?;
-            // A member whose session has run out may not commit, even before anyone
-            // noticed and removed it.
-            let mut live = state.clone();
-            coordinator::expire(&mut live, now);
-            let tps: Vec<Tp> = offsets.iter().map(|o| (o.0.clone(), o.1)).collect();
-            if let Err(e) = coordinator::check_commit(&live, member_id, generation, &tps) {
-                tx.rollback().await?;
-                return Ok(Err(e));
-            }
-            for (topic, partition, offset, meta) in offsets {
-                sqlx::query(
-                    "INSERT INTO committed_offsets (group_id, topic, partition_id,
-                        committed_offset, metadata, generation, committed_at_ms)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)
-                     ON CONFLICT (group_id, topic, partition_id) DO UPDATE SET
-                        committed_offset = excluded.committed_offset,
-                        metadata = excluded.metadata,
-                        generation = excluded.generation,
-                        committed_at_ms = excluded.committed_at_ms",
-                )
-                .bind(group)
-                .bind(topic.as_str())
-                .bind(i64::from(*partition))
-                .bind(*offset)
-                .bind(meta.as_str())
-                .bind(generation)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await?;
-            Ok(Ok(()))
+        self.bounded("commit_offsets", async move {
+            self.retry_busy(|| async {
+                let (mut tx, state, now) = self.open_group(group).await?;
+                // A member whose session has run out may not commit, even before anyone
+                // noticed and removed it.
+                let mut live = state.clone();
+                coordinator::expire(&mut live, now);
+                let tps: Vec<Tp> = offsets.iter().map(|o| (o.0.clone(), o.1)).collect();
+                if let Err(e) = coordinator::check_commit(&live, member_id, generation, &tps) {
+                    tx.rollback().await?;
+                    return Ok(Err(e));
+                }
+                for (topic, partition, offset, meta) in offsets {
+                    sqlx::query(
+                        "INSERT INTO committed_offsets (group_id, topic, partition_id,
+                            committed_offset, metadata, generation, committed_at_ms)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)
+                         ON CONFLICT (group_id, topic, partition_id) DO UPDATE SET
+                            committed_offset = excluded.committed_offset,
+                            metadata = excluded.metadata,
+                            generation = excluded.generation,
+                            committed_at_ms = excluded.committed_at_ms",
+                    )
+                    .bind(group)
+                    .bind(topic.as_str())
+                    .bind(i64::from(*partition))
+                    .bind(*offset)
+                    .bind(meta.as_str())
+                    .bind(generation)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(Ok(()))
+            })
+            .await
         })
         .await
     }
 
     /// The group's committed offsets, for `topics` (all when empty).
     pub async fn fetch_offsets(&self, group: &str, topics: &[String]) -> Result<Vec<Committed>> {
-        let rows = sqlx::query(
-            "SELECT topic, partition_id, committed_offset, metadata, generation, committed_at_ms
-             FROM committed_offsets WHERE group_id = $1 ORDER BY topic, partition_id",
-        )
-        .bind(group)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let topic: String = r.try_get("topic")?;
-            if !topics.is_empty() && !topics.contains(&topic) {
-                continue;
+        self.bounded("fetch_offsets", async move {
+            let rows = sqlx::query(
+                "SELECT topic, partition_id, committed_offset, metadata, generation, committed_at_ms
+                 FROM committed_offsets WHERE group_id = $1 ORDER BY topic, partition_id",
+            )
+            .bind(group)
+            .fetch_all(&self.pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let topic: String = r.try_get("topic")?;
+                if !topics.is_empty() && !topics.contains(&topic) {
+                    continue;
+                }
+                out.push(Committed {
+                    topic,
+                    partition: super::u32_col(r, "partition_id")?,
+                    offset: r.try_get("committed_offset")?,
+                    metadata: r.try_get("metadata")?,
+                    generation: r.try_get("generation")?,
+                    committed_at_ms: r.try_get("committed_at_ms")?,
+                });
             }
-            out.push(Committed {
-                topic,
-                partition: super::u32_col(r, "partition_id")?,
-                offset: r.try_get("committed_offset")?,
-                metadata: r.try_get("metadata")?,
-                generation: r.try_get("generation")?,
-                committed_at_ms: r.try_get("committed_at_ms")?,
-            });
-        }
-        Ok(out)
+            Ok(out)
+        })
+        .await
     }
 
     /// One group's members (expired ones left out) and state, as of the store's clock.
     pub async fn describe_group(&self, group: &str) -> Result<Option<GroupState>> {
-        let mut tx = self.pool.begin().await?;
-        let exists = sqlx::query("SELECT group_id FROM consumer_groups WHERE group_id = $1")
-            .bind(group)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_none() {
+        self.bounded("describe_group", async move {
+            let mut tx = self.pool.begin().await?;
+            let exists = sqlx::query("SELECT group_id FROM consumer_groups WHERE group_id = $1")
+                .bind(group)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if exists.is_none() {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            let mut state = self.load_group(&mut tx, group).await?;
+            let now = self.store_now(&mut tx).await?;
             tx.rollback().await?;
-            return Ok(None);
-        }
-        let mut state = self.load_group(&mut tx, group).await?;
-        let now = self.store_now(&mut tx).await?;
-        tx.rollback().await?;
-        coordinator::expire(&mut state, now);
-        Ok(Some(state))
+            coordinator::expire(&mut state, now);
+            Ok(Some(state))
+        })
+        .await
     }
 
     /// Every group with its state, live members, generation and total lag.
     pub async fn list_groups(&self) -> Result<Vec<GroupSummary>> {
-        let groups = sqlx::query("SELECT group_id FROM consumer_groups ORDER BY group_id")
+        self.bounded("list_groups", async move {
+            let groups = sqlx::query("SELECT group_id FROM consumer_groups ORDER BY group_id")
+                .fetch_all(&self.pool)
+                .await?;
+            let lags = sqlx::query(
+                "SELECT c.group_id AS group_id,
+                        CAST(SUM(CASE WHEN p.high_watermark > c.committed_offset
+                            THEN p.high_watermark - c.committed_offset ELSE 0 END) AS BIGINT) AS lag
+                 FROM committed_offsets c JOIN partitions p
+                   ON p.topic = c.topic AND p.partition_id = c.partition_id
+                 GROUP BY c.group_id",
+            )
             .fetch_all(&self.pool)
             .await?;
-        let lags = sqlx::query(
-            "SELECT c.group_id AS group_id,
-                    CAST(SUM(CASE WHEN p.high_watermark > c.committed_offset
-                        THEN p.high_watermark - c.committed_offset ELSE 0 END) AS BIGINT) AS lag
-             FROM committed_offsets c JOIN partitions p
-               ON p.topic = c.topic AND p.partition_id = c.partition_id
-             GROUP BY c.group_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let lag: BTreeMap<String, i64> = lags
-            .iter()
-            .map(|r| Ok((r.try_get("group_id")?, r.try_get("lag")?)))
-            .collect::<Result<_>>()?;
-        let mut out = Vec::with_capacity(groups.len());
-        for g in &groups {
-            let id: String = g.try_get("group_id")?;
-            let Some(state) = self.describe_group(&id).await? else {
-                continue;
-            };
-            out.push(GroupSummary {
-                state: state.state().to_string(),
-                members: state.members.len() as u32,
-                generation: state.generation,
-                assignor: state.assignor.map_or("", Assignor::name).to_string(),
-                total_lag: lag.get(&id).copied().unwrap_or(0),
-                group_id: id,
-            });
-        }
-        Ok(out)
+            let lag: BTreeMap<String, i64> = lags
+                .iter()
+                .map(|r| Ok((r.try_get("group_id")?, r.try_get("lag")?)))
+                .collect::<Result<_>>()?;
+            let mut out = Vec::with_capacity(groups.len());
+            for g in &groups {
+                let id: String = g.try_get("group_id")?;
+                let Some(state) = self.describe_group(&id).await? else {
+                    continue;
+                };
+                out.push(GroupSummary {
+                    state: state.state().to_string(),
+                    members: state.members.len() as u32,
+                    generation: state.generation,
+                    assignor: state.assignor.map_or("", Assignor::name).to_string(),
+                    total_lag: lag.get(&id).copied().unwrap_or(0),
+                    group_id: id,
+                });
+            }
+            Ok(out)
+        })
+        .await
     }
 
     /// Moves a group's committed offsets for every partition of `topic`; refused while the
@@ -457,70 +475,73 @@ impl MetadataStore {
         topic: &str,
         to: ResetTo,
     ) -> Result<std::result::Result<Vec<(u32, i64)>, GroupError>> {
-        self.retry_busy(|| async {
-            let (mut tx, mut state, now) = self.open_group(group).await?;
-            coordinator::expire(&mut state, now);
-            if let Some(m) = state.members.first() {
-                tx.rollback().await?;
-                return Ok(Err(GroupError::NotEmpty(format!(
-                    "group {group} has {} live members ({} first); stop them before resetting",
-                    state.members.len(),
-                    m.id
-                ))));
-            }
-            let parts = sqlx::query(
-                "SELECT partition_id, log_start_offset, high_watermark FROM partitions
-                 WHERE topic = $1 ORDER BY partition_id",
-            )
-            .bind(topic)
-            .fetch_all(&mut *tx)
-            .await?;
-            let mut out = Vec::with_capacity(parts.len());
-            for r in &parts {
-                let p = super::u32_col(r, "partition_id")?;
-                let lo: i64 = r.try_get("log_start_offset")?;
-                let hi: i64 = r.try_get("high_watermark")?;
-                let offset = match to {
-                    ResetTo::Earliest => lo,
-                    ResetTo::Latest => hi,
-                    ResetTo::Offset(o) => o.clamp(lo, hi),
-                    ResetTo::Timestamp(ts) => {
-                        let row = sqlx::query(
-                            "SELECT MIN(base_offset) AS o FROM segments
-                             WHERE topic = $1 AND partition_id = $2 AND max_timestamp >= $3",
-                        )
-                        .bind(topic)
-                        .bind(i64::from(p))
-                        .bind(ts)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                        row.try_get::<Option<i64>, _>("o")?
-                            .unwrap_or(hi)
-                            .clamp(lo, hi)
-                    }
-                };
-                sqlx::query(
-                    "INSERT INTO committed_offsets (group_id, topic, partition_id,
-                        committed_offset, metadata, generation, committed_at_ms)
-                     VALUES ($1, $2, $3, $4, 'reset', $5, $6)
-                     ON CONFLICT (group_id, topic, partition_id) DO UPDATE SET
-                        committed_offset = excluded.committed_offset,
-                        metadata = excluded.metadata,
-                        generation = excluded.generation,
-                        committed_at_ms = excluded.committed_at_ms",
+        self.bounded("reset_offsets", async move {
+            self.retry_busy(|| async {
+                let (mut tx, mut state, now) = self.open_group(group).await?;
+                coordinator::expire(&mut state, now);
+                if let Some(m) = state.members.first() {
+                    tx.rollback().await?;
+                    return Ok(Err(GroupError::NotEmpty(format!(
+                        "group {group} has {} live members ({} first); stop them before resetting",
+                        state.members.len(),
+                        m.id
+                    ))));
+                }
+                let parts = sqlx::query(
+                    "SELECT partition_id, log_start_offset, high_watermark FROM partitions
+                     WHERE topic = $1 ORDER BY partition_id",
                 )
-                .bind(group)
                 .bind(topic)
-                .bind(i64::from(p))
-                .bind(offset)
-                .bind(state.generation)
-                .bind(now)
-                .execute(&mut *tx)
+                .fetch_all(&mut *tx)
                 .await?;
-                out.push((p, offset));
-            }
-            tx.commit().await?;
-            Ok(Ok(out))
+                let mut out = Vec::with_capacity(parts.len());
+                for r in &parts {
+                    let p = super::u32_col(r, "partition_id")?;
+                    let lo: i64 = r.try_get("log_start_offset")?;
+                    let hi: i64 = r.try_get("high_watermark")?;
+                    let offset = match to {
+                        ResetTo::Earliest => lo,
+                        ResetTo::Latest => hi,
+                        ResetTo::Offset(o) => o.clamp(lo, hi),
+                        ResetTo::Timestamp(ts) => {
+                            let row = sqlx::query(
+                                "SELECT MIN(base_offset) AS o FROM segments
+                                 WHERE topic = $1 AND partition_id = $2 AND max_timestamp >= $3",
+                            )
+                            .bind(topic)
+                            .bind(i64::from(p))
+                            .bind(ts)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                            row.try_get::<Option<i64>, _>("o")?
+                                .unwrap_or(hi)
+                                .clamp(lo, hi)
+                        }
+                    };
+                    sqlx::query(
+                        "INSERT INTO committed_offsets (group_id, topic, partition_id,
+                            committed_offset, metadata, generation, committed_at_ms)
+                         VALUES ($1, $2, $3, $4, 'reset', $5, $6)
+                         ON CONFLICT (group_id, topic, partition_id) DO UPDATE SET
+                            committed_offset = excluded.committed_offset,
+                            metadata = excluded.metadata,
+                            generation = excluded.generation,
+                            committed_at_ms = excluded.committed_at_ms",
+                    )
+                    .bind(group)
+                    .bind(topic)
+                    .bind(i64::from(p))
+                    .bind(offset)
+                    .bind(state.generation)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    out.push((p, offset));
+                }
+                tx.commit().await?;
+                Ok(Ok(out))
+            })
+            .await
         })
         .await
     }

@@ -48,6 +48,13 @@ pub enum MetadataError {
     /// Another instance of this producer bumped its epoch first.
     #[error("producer {id} epoch {epoch} is no longer current")]
     ProducerFenced { id: i64, epoch: i16 },
+    /// The store did not answer within the deadline every call has (below the lease TTL).
+    /// A write may or may not have been applied.
+    #[error("the metadata store did not answer {op} within {} ms", .after.as_millis())]
+    Timeout {
+        op: &'static str,
+        after: std::time::Duration,
+    },
 }
 
 fn fmt_partitions(p: &[(Arc<str>, u32)]) -> String {
@@ -181,19 +188,44 @@ pub struct FlushCommit<'a> {
     pub object_key: &'a str,
     pub object_size: u64,
     pub chunks: &'a [ChunkCommit],
-    /// The commit is refused after this instant: objects no row points to are deleted once
-    /// they are older than the garbage-collection grace, so a commit must land well within it.
-    pub commit_by: Option<std::time::Instant>,
+    /// The commit is refused once the store's clock passes this time (ms since the epoch):
+    /// objects no row points to are deleted once their name says they are older than the
+    /// garbage-collection grace, so a commit must land well within it. The transaction
+    /// checks it as its last statement, and the commit connections' server-side timeouts
+    /// bound how long COMMIT may follow.
+    pub deadline_ms: Option<i64>,
 }
 
 /// How many events the events table keeps.
 const EVENTS_KEPT: i64 = 10_000;
+
+/// How long metadata calls may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadlines {
+    /// Every call, including waiting for a connection, is abandoned after this long.
+    pub call: Duration,
+    /// On PostgreSQL, the server ends a statement running, or a transaction left idle,
+    /// this long (`statement_timeout`, `idle_in_transaction_session_timeout`), so a
+    /// transaction whose client stalled or vanished cannot commit late or hold row locks.
+    pub server: Duration,
+}
+
+impl Deadlines {
+    /// Generous deadlines for tools and tests that are not agents.
+    pub const RELAXED: Deadlines = Deadlines {
+        call: Duration::from_secs(30),
+        server: Duration::from_secs(30),
+    };
+}
 
 /// A connection pool to the metadata store.
 #[derive(Debug, Clone)]
 pub struct MetadataStore {
     pool: AnyPool,
     dialect: Dialect,
+    deadlines: Deadlines,
+    /// Calls that ran out of time, shared by every pool of this process.
+    timeouts: Arc<std::sync::atomic::AtomicU64>,
     /// SQLite allows one writer at a time. Writers of this process queue here instead of
     /// meeting in SQLite's busy handler, whose sleeps grow to 100 ms and would stall a flush
     /// commit behind a lease renewal. Other processes sharing the file still meet there.
@@ -230,6 +262,22 @@ fn map_sqlite_url(url: &str) -> Result<String> {
         format!("{query}&mode=rwc")
     };
     Ok(format!("sqlite://{path}?{query}"))
+}
+
+/// Whether the store's clock is still at or before `deadline_ms`, asked inside `tx`.
+pub(crate) async fn within_deadline(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    dialect: Dialect,
+    deadline_ms: i64,
+) -> Result<bool> {
+    let row = sqlx::query(&format!(
+        "SELECT CASE WHEN {} <= $1 THEN 1 ELSE 0 END AS in_time",
+        dialect.now_ms()
+    ))
+    .bind(deadline_ms)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(row.try_get::<i64, _>("in_time")? == 1)
 }
 
 fn is_busy(e: &sqlx::Error) -> bool {
@@ -273,8 +321,14 @@ fn u64_col(row: &AnyRow, col: &str) -> Result<u64> {
 }
 
 impl MetadataStore {
-    /// Connects to `sqlite://PATH` or `postgres://...` and applies pending migrations.
+    /// Connects to `sqlite://PATH` or `postgres://...` and applies pending migrations, with
+    /// [`Deadlines::RELAXED`].
     pub async fn connect(url: &str) -> Result<MetadataStore> {
+        Self::connect_with(url, Deadlines::RELAXED).await
+    }
+
+    /// Connects with the given deadlines and applies pending migrations.
+    pub async fn connect_with(url: &str, deadlines: Deadlines) -> Result<MetadataStore> {
         sqlx::any::install_default_drivers();
         let (dialect, conn_url) = if url.starts_with("sqlite:") {
             (Dialect::Sqlite, map_sqlite_url(url)?)
@@ -286,40 +340,126 @@ impl MetadataStore {
                 reason: "expected sqlite://PATH or postgres://...".into(),
             });
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(match dialect {
-                // One writer at a time anyway; a few connections let reads proceed.
-                Dialect::Sqlite => 4,
-                Dialect::Postgres => 8,
-            })
+        let options: sqlx::any::AnyConnectOptions = conn_url.parse()?;
+        let connections = match dialect {
+            // One writer at a time anyway; a few connections let reads proceed.
+            Dialect::Sqlite => 4,
+            Dialect::Postgres => 8,
+        };
+        let pool = tokio::time::timeout(
+            deadlines.call.max(Duration::from_secs(5)),
+            Self::pool(dialect, options, connections, deadlines),
+        )
+        .await
+        .map_err(|_| MetadataError::Timeout {
+            op: "connect",
+            after: deadlines.call.max(Duration::from_secs(5)),
+        })??;
+        let store = MetadataStore {
+            pool,
+            dialect,
+            deadlines,
+            timeouts: Arc::default(),
+            sqlite_writer: Arc::new(tokio::sync::Mutex::new(())),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn pool(
+        dialect: Dialect,
+        options: sqlx::any::AnyConnectOptions,
+        connections: u32,
+        deadlines: Deadlines,
+    ) -> Result<AnyPool> {
+        let server_ms = deadlines.server.as_millis().max(1);
+        Ok(AnyPoolOptions::new()
+            .max_connections(connections)
             .min_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(deadlines.call)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
-                    if dialect == Dialect::Sqlite {
-                        // WAL lets several agent processes share the file; FULL makes every
-                        // commit durable before a producer is acknowledged.
-                        use sqlx::Executor;
-                        for pragma in [
-                            "PRAGMA journal_mode = WAL",
-                            "PRAGMA synchronous = FULL",
-                            "PRAGMA busy_timeout = 10000",
-                        ] {
-                            conn.execute(pragma).await?;
+                    use sqlx::Executor;
+                    match dialect {
+                        Dialect::Sqlite => {
+                            // WAL lets several agent processes share the file; FULL makes
+                            // every commit durable before a producer is acknowledged.
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute("PRAGMA synchronous = FULL").await?;
+                            conn.execute(format!("PRAGMA busy_timeout = {server_ms}").as_str())
+                                .await?;
+                        }
+                        Dialect::Postgres => {
+                            conn.execute(
+                                format!(
+                                    "SET statement_timeout = {server_ms};
+                                     SET idle_in_transaction_session_timeout = {server_ms}"
+                                )
+                                .as_str(),
+                            )
+                            .await?;
                         }
                     }
                     Ok(())
                 })
             })
-            .connect(&conn_url)
-            .await?;
-        let store = MetadataStore {
-            pool,
-            dialect,
-            sqlite_writer: Arc::new(tokio::sync::Mutex::new(())),
+            .connect_with(options)
+            .await?)
+    }
+
+    /// A store on its own pool of `connections` to the same database, with `server` as its
+    /// server-side timeout: leases and flush commits each get one, so that follower polling,
+    /// group traffic or maintenance can never take the connections they need.
+    pub async fn dedicated(&self, connections: u32, server: Duration) -> Result<MetadataStore> {
+        let options = (*self.pool.connect_options()).clone();
+        let deadlines = Deadlines {
+            call: self.deadlines.call,
+            server,
         };
-        store.migrate().await?;
-        Ok(store)
+        let pool = tokio::time::timeout(
+            deadlines.call.max(Duration::from_secs(5)),
+            Self::pool(self.dialect, options, connections, deadlines),
+        )
+        .await
+        .map_err(|_| MetadataError::Timeout {
+            op: "connect",
+            after: deadlines.call.max(Duration::from_secs(5)),
+        })??;
+        Ok(MetadataStore {
+            pool,
+            dialect: self.dialect,
+            deadlines,
+            timeouts: self.timeouts.clone(),
+            sqlite_writer: self.sqlite_writer.clone(),
+        })
+    }
+
+    /// Metadata calls of this process that ran out of time.
+    pub fn timeouts(&self) -> &std::sync::atomic::AtomicU64 {
+        &self.timeouts
+    }
+
+    pub fn deadlines(&self) -> Deadlines {
+        self.deadlines
+    }
+
+    /// Runs one call within the call deadline.
+    async fn bounded<T>(
+        &self,
+        op: &'static str,
+        call: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.deadlines.call, call).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.timeouts
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Err(MetadataError::Timeout {
+                    op,
+                    after: self.deadlines.call,
+                })
+            }
+        }
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -412,131 +552,172 @@ impl MetadataStore {
 
     /// The store's clock, which alone judges lease expiry.
     pub async fn now_ms(&self) -> Result<i64> {
-        let row = sqlx::query(&format!("SELECT {} AS now_ms", self.dialect.now_ms()))
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get("now_ms")?)
+        self.bounded("now_ms", async move {
+            let row = sqlx::query(&format!("SELECT {} AS now_ms", self.dialect.now_ms()))
+                .fetch_one(&self.pool)
+                .await?;
+            Ok(row.try_get("now_ms")?)
+        })
+        .await
     }
 
     // ---- agents -------------------------------------------------------------------------
 
     pub async fn register_agent(&self, id: &str, address: &str) -> Result<()> {
-        let now = self.dialect.now_ms();
-        self.retry_busy(|| async {
-            sqlx::query(&format!(
-                "INSERT INTO agents (id, address, started_at_ms, heartbeat_ms) VALUES ($1, $2, {now}, {now})
-                 ON CONFLICT (id) DO UPDATE SET address = $2, started_at_ms = {now}, heartbeat_ms = {now}, lost = 0"
-            ))
-            .bind(id)
-            .bind(address)
-            .execute(&self.pool)
+        self.bounded("register_agent", async move {
+            let now = self.dialect.now_ms();
+            self.retry_busy(|| async {
+                sqlx::query(&format!(
+                    "INSERT INTO agents (id, address, started_at_ms, heartbeat_ms) VALUES ($1, $2, {now}, {now})
+                     ON CONFLICT (id) DO UPDATE SET address = $2, started_at_ms = {now}, heartbeat_ms = {now}, lost = 0"
+                ))
+                .bind(id)
+                .bind(address)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            })
             .await?;
-            Ok(())
+            self.append_event("agent_joined", id, &format!("address {address}"))
+                .await
         })
-        .await?;
-        self.append_event("agent_joined", id, &format!("address {address}"))
-            .await
+        .await
     }
 
     /// Refreshes the agent's heartbeat; false if its registration is gone.
     pub async fn heartbeat_agent(&self, id: &str) -> Result<bool> {
-        let now = self.dialect.now_ms();
-        self.retry_busy(|| async {
-            let done = sqlx::query(&format!(
-                "UPDATE agents SET heartbeat_ms = {now} WHERE id = $1 AND lost = 0"
-            ))
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-            Ok(done.rows_affected() == 1)
+        self.bounded("heartbeat_agent", async move {
+            let now = self.dialect.now_ms();
+            self.retry_busy(|| async {
+                let done = sqlx::query(&format!(
+                    "UPDATE agents SET heartbeat_ms = {now} WHERE id = $1 AND lost = 0"
+                ))
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            })
+            .await
         })
         .await
     }
 
     pub async fn deregister_agent(&self, id: &str) -> Result<()> {
-        self.retry_busy(|| async {
-            sqlx::query("DELETE FROM agents WHERE id = $1")
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
-            Ok(())
+        self.bounded("deregister_agent", async move {
+            self.retry_busy(|| async {
+                sqlx::query("DELETE FROM agents WHERE id = $1")
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            })
+            .await?;
+            self.append_event("agent_left", id, "graceful shutdown")
+                .await
         })
-        .await?;
-        self.append_event("agent_left", id, "graceful shutdown")
-            .await
+        .await
+    }
+
+    /// The address and heartbeat age (by the store's clock) of agent `id`, if registered
+    /// and not marked lost.
+    pub async fn agent_heartbeat(&self, id: &str) -> Result<Option<(String, i64, i64)>> {
+        self.bounded("agent_heartbeat", async move {
+            let row = sqlx::query(&format!(
+                "SELECT address, heartbeat_ms, {} - heartbeat_ms AS age_ms FROM agents
+                 WHERE id = $1 AND lost = 0",
+                self.dialect.now_ms()
+            ))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+            row.map(|r| {
+                Ok((
+                    r.try_get("address")?,
+                    r.try_get("heartbeat_ms")?,
+                    r.try_get("age_ms")?,
+                ))
+            })
+            .transpose()
+        })
+        .await
     }
 
     /// Agents whose heartbeat is younger than `live_within_ms` (all agents when `None`).
     pub async fn list_agents(&self, live_within_ms: Option<i64>) -> Result<Vec<AgentRow>> {
-        let rows = match live_within_ms {
-            Some(ms) => {
-                sqlx::query(&format!(
-                    "SELECT id, address, started_at_ms, heartbeat_ms FROM agents
-                     WHERE heartbeat_ms > {} - $1 ORDER BY id",
-                    self.dialect.now_ms()
-                ))
-                .bind(ms)
-                .fetch_all(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query(
-                    "SELECT id, address, started_at_ms, heartbeat_ms FROM agents ORDER BY id",
-                )
-                .fetch_all(&self.pool)
-                .await?
-            }
-        };
-        rows.iter()
-            .map(|r| {
-                Ok(AgentRow {
-                    id: r.try_get("id")?,
-                    address: r.try_get("address")?,
-                    started_at_ms: r.try_get("started_at_ms")?,
-                    heartbeat_ms: r.try_get("heartbeat_ms")?,
+        self.bounded("list_agents", async move {
+            let rows =
+                match live_within_ms {
+                    Some(ms) => {
+                        sqlx::query(&format!(
+                            "SELECT id, address, started_at_ms, heartbeat_ms FROM agents
+                         WHERE heartbeat_ms > {} - $1 ORDER BY id",
+                            self.dialect.now_ms()
+                        ))
+                        .bind(ms)
+                        .fetch_all(&self.pool)
+                        .await?
+                    }
+                    None => sqlx::query(
+                        "SELECT id, address, started_at_ms, heartbeat_ms FROM agents ORDER BY id",
+                    )
+                    .fetch_all(&self.pool)
+                    .await?,
+                };
+            rows.iter()
+                .map(|r| {
+                    Ok(AgentRow {
+                        id: r.try_get("id")?,
+                        address: r.try_get("address")?,
+                        started_at_ms: r.try_get("started_at_ms")?,
+                        heartbeat_ms: r.try_get("heartbeat_ms")?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
+        .await
     }
 
     /// Marks agents whose heartbeat is older than `ttl_ms` as lost (once each, with an event)
     /// and forgets those silent for an hour. Returns the newly lost.
     pub async fn reap_lost_agents(&self, ttl_ms: i64) -> Result<Vec<String>> {
-        let now = self.dialect.now_ms();
-        let lost: Vec<String> = self
-            .retry_busy(|| async {
-                let mut tx = self.pool.begin().await?;
-                let lost = sqlx::query(&format!(
-                    "UPDATE agents SET lost = 1 WHERE lost = 0 AND heartbeat_ms <= {now} - $1
-                     RETURNING id"
-                ))
-                .bind(ttl_ms)
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| r.try_get::<String, _>("id"))
-                .collect::<std::result::Result<Vec<_>, _>>()?;
-                sqlx::query(&format!(
-                    "DELETE FROM agents WHERE lost = 1 AND heartbeat_ms <= {now} - 3600000"
-                ))
-                .execute(&mut *tx)
+        self.bounded("reap_lost_agents", async move {
+            let now = self.dialect.now_ms();
+            let lost: Vec<String> = self
+                .retry_busy(|| async {
+                    let mut tx = self.pool.begin().await?;
+                    let lost = sqlx::query(&format!(
+                        "UPDATE agents SET lost = 1 WHERE lost = 0 AND heartbeat_ms <= {now} - $1
+                         RETURNING id"
+                    ))
+                    .bind(ttl_ms)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get::<String, _>("id"))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                    sqlx::query(&format!(
+                        "DELETE FROM agents WHERE lost = 1 AND heartbeat_ms <= {now} - 3600000"
+                    ))
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    Ok(lost)
+                })
                 .await?;
-                tx.commit().await?;
-                Ok(lost)
-            })
-            .await?;
-        let events: Vec<(&str, String, String)> = lost
-            .iter()
-            .map(|id| {
-                (
-                    "agent_lost",
-                    id.clone(),
-                    format!("no heartbeat for {ttl_ms} ms"),
-                )
-            })
-            .collect();
-        self.append_events(&events).await?;
-        Ok(lost)
+            let events: Vec<(&str, String, String)> = lost
+                .iter()
+                .map(|id| {
+                    (
+                        "agent_lost",
+                        id.clone(),
+                        format!("no heartbeat for {ttl_ms} ms"),
+                    )
+                })
+                .collect();
+            self.append_events(&events).await?;
+            Ok(lost)
+        })
+        .await
     }
 
     // ---- topics -------------------------------------------------------------------------
@@ -549,80 +730,86 @@ impl MetadataStore {
         retention_ms: i64,
         retention_bytes: i64,
     ) -> Result<TopicRow> {
-        self.retry_busy(|| async {
-            let mut tx = self.pool.begin().await?;
-            let inserted = sqlx::query(&format!(
-                "INSERT INTO topics (name, partition_count, retention_ms, retention_bytes, created_at_ms)
-                 VALUES ($1, $2, $3, $4, {}) ON CONFLICT (name) DO NOTHING",
-                self.dialect.now_ms()
-            ))
-            .bind(name)
-            .bind(i64::from(partitions))
-            .bind(retention_ms)
-            .bind(retention_bytes)
-            .execute(&mut *tx)
-            .await?;
-            if inserted.rows_affected() == 0 {
-                return Err(MetadataError::TopicExists(name.to_string()));
-            }
-            // Leftovers of a deleted topic of the same name must not leak into the new one.
-            for table in ["partitions", "segments", "producer_state", "committed_offsets"] {
-                sqlx::query(&format!("DELETE FROM {table} WHERE topic = $1"))
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            for chunk in (0..partitions).collect::<Vec<_>>().chunks(500) {
-                let values = (0..chunk.len())
-                    .map(|i| format!("($1, ${})", i + 2))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let sql = format!("INSERT INTO partitions (topic, partition_id) VALUES {values}");
-                let mut q = sqlx::query(&sql).bind(name);
-                for p in chunk {
-                    q = q.bind(i64::from(*p));
+        self.bounded("create_topic", async move {
+            self.retry_busy(|| async {
+                let mut tx = self.pool.begin().await?;
+                let inserted = sqlx::query(&format!(
+                    "INSERT INTO topics (name, partition_count, retention_ms, retention_bytes, created_at_ms)
+                     VALUES ($1, $2, $3, $4, {}) ON CONFLICT (name) DO NOTHING",
+                    self.dialect.now_ms()
+                ))
+                .bind(name)
+                .bind(i64::from(partitions))
+                .bind(retention_ms)
+                .bind(retention_bytes)
+                .execute(&mut *tx)
+                .await?;
+                if inserted.rows_affected() == 0 {
+                    return Err(MetadataError::TopicExists(name.to_string()));
                 }
-                q.execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            Ok(())
-        })
-        .await?;
-        self.append_event("topic_created", name, &format!("{partitions} partitions"))
+                // Leftovers of a deleted topic of the same name must not leak into the new one.
+                for table in ["partitions", "segments", "producer_state", "committed_offsets"] {
+                    sqlx::query(&format!("DELETE FROM {table} WHERE topic = $1"))
+                        .bind(name)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for chunk in (0..partitions).collect::<Vec<_>>().chunks(500) {
+                    let values = (0..chunk.len())
+                        .map(|i| format!("($1, ${})", i + 2))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let sql = format!("INSERT INTO partitions (topic, partition_id) VALUES {values}");
+                    let mut q = sqlx::query(&sql).bind(name);
+                    for p in chunk {
+                        q = q.bind(i64::from(*p));
+                    }
+                    q.execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            })
             .await?;
-        self.get_topic(name)
-            .await?
-            .ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))
+            self.append_event("topic_created", name, &format!("{partitions} partitions"))
+                .await?;
+            self.get_topic(name)
+                .await?
+                .ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))
+        })
+        .await
     }
 
     /// Deletes a topic, its partitions, its index and its committed offsets. Its objects are
     /// left for garbage collection.
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
-        self.retry_busy(|| async {
-            let mut tx = self.pool.begin().await?;
-            let deleted = sqlx::query("DELETE FROM topics WHERE name = $1")
-                .bind(name)
-                .execute(&mut *tx)
-                .await?;
-            if deleted.rows_affected() == 0 {
-                return Err(MetadataError::UnknownTopic(name.to_string()));
-            }
-            for table in [
-                "partitions",
-                "segments",
-                "producer_state",
-                "committed_offsets",
-            ] {
-                sqlx::query(&format!("DELETE FROM {table} WHERE topic = $1"))
+        self.bounded("delete_topic", async move {
+            self.retry_busy(|| async {
+                let mut tx = self.pool.begin().await?;
+                let deleted = sqlx::query("DELETE FROM topics WHERE name = $1")
                     .bind(name)
                     .execute(&mut *tx)
                     .await?;
-            }
-            tx.commit().await?;
-            Ok(())
+                if deleted.rows_affected() == 0 {
+                    return Err(MetadataError::UnknownTopic(name.to_string()));
+                }
+                for table in [
+                    "partitions",
+                    "segments",
+                    "producer_state",
+                    "committed_offsets",
+                ] {
+                    sqlx::query(&format!("DELETE FROM {table} WHERE topic = $1"))
+                        .bind(name)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            })
+            .await?;
+            self.append_event("topic_deleted", name, "").await
         })
-        .await?;
-        self.append_event("topic_deleted", name, "").await
+        .await
     }
 
     fn topic_row(r: &AnyRow) -> Result<TopicRow> {
@@ -636,73 +823,85 @@ impl MetadataStore {
     }
 
     pub async fn get_topic(&self, name: &str) -> Result<Option<TopicRow>> {
-        let row = sqlx::query(
-            "SELECT name, partition_count, retention_ms, retention_bytes, created_at_ms
-             FROM topics WHERE name = $1",
-        )
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(Self::topic_row).transpose()
+        self.bounded("get_topic", async move {
+            let row = sqlx::query(
+                "SELECT name, partition_count, retention_ms, retention_bytes, created_at_ms
+                 FROM topics WHERE name = $1",
+            )
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+            row.as_ref().map(Self::topic_row).transpose()
+        })
+        .await
     }
 
     pub async fn list_topics(&self) -> Result<Vec<TopicRow>> {
-        sqlx::query(
-            "SELECT name, partition_count, retention_ms, retention_bytes, created_at_ms
-             FROM topics ORDER BY name",
-        )
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(Self::topic_row)
-        .collect()
+        self.bounded("list_topics", async move {
+            sqlx::query(
+                "SELECT name, partition_count, retention_ms, retention_bytes, created_at_ms
+                 FROM topics ORDER BY name",
+            )
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(Self::topic_row)
+            .collect()
+        })
+        .await
     }
 
     /// Partitions of one topic (or of all), with their live leader and its address.
     pub async fn list_partitions(&self, topic: Option<&str>) -> Result<Vec<PartitionRow>> {
-        let sql = format!(
-            "SELECT p.topic, p.partition_id, p.lease_epoch, p.lease_expires_ms,
-                    p.log_start_offset, p.high_watermark,
-                    CASE WHEN p.lease_expires_ms > {now} THEN p.leader_id END AS leader_id,
-                    CASE WHEN p.lease_expires_ms > {now} THEN a.address END AS leader_address
-             FROM partitions p LEFT JOIN agents a ON a.id = p.leader_id
-             {filter}
-             ORDER BY p.topic, p.partition_id",
-            now = self.dialect.now_ms(),
-            filter = if topic.is_some() {
-                "WHERE p.topic = $1"
-            } else {
-                ""
+        self.bounded("list_partitions", async move {
+            let sql = format!(
+                "SELECT p.topic, p.partition_id, p.lease_epoch, p.lease_expires_ms,
+                        p.log_start_offset, p.high_watermark,
+                        CASE WHEN p.lease_expires_ms > {now} THEN p.leader_id END AS leader_id,
+                        CASE WHEN p.lease_expires_ms > {now} THEN a.address END AS leader_address
+                 FROM partitions p LEFT JOIN agents a ON a.id = p.leader_id
+                 {filter}
+                 ORDER BY p.topic, p.partition_id",
+                now = self.dialect.now_ms(),
+                filter = if topic.is_some() {
+                    "WHERE p.topic = $1"
+                } else {
+                    ""
+                }
+            );
+            let mut q = sqlx::query(&sql);
+            if let Some(t) = topic {
+                q = q.bind(t);
             }
-        );
-        let mut q = sqlx::query(&sql);
-        if let Some(t) = topic {
-            q = q.bind(t);
-        }
-        q.fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(PartitionRow {
-                    topic: r.try_get("topic")?,
-                    partition: u32_col(r, "partition_id")?,
-                    leader_id: r.try_get("leader_id")?,
-                    leader_address: r.try_get("leader_address")?,
-                    lease_epoch: r.try_get("lease_epoch")?,
-                    lease_expires_ms: r.try_get("lease_expires_ms")?,
-                    log_start_offset: r.try_get("log_start_offset")?,
-                    high_watermark: r.try_get("high_watermark")?,
+            q.fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(PartitionRow {
+                        topic: r.try_get("topic")?,
+                        partition: u32_col(r, "partition_id")?,
+                        leader_id: r.try_get("leader_id")?,
+                        leader_address: r.try_get("leader_address")?,
+                        lease_epoch: r.try_get("lease_epoch")?,
+                        lease_expires_ms: r.try_get("lease_expires_ms")?,
+                        log_start_offset: r.try_get("log_start_offset")?,
+                        high_watermark: r.try_get("high_watermark")?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
+        .await
     }
 
     pub async fn get_partition(&self, topic: &str, partition: u32) -> Result<Option<PartitionRow>> {
-        Ok(self
-            .list_partitions(Some(topic))
-            .await?
-            .into_iter()
-            .find(|p| p.partition == partition))
+        self.bounded("get_partition", async move {
+            Ok(self
+                .list_partitions(Some(topic))
+                .await?
+                .into_iter()
+                .find(|p| p.partition == partition))
+        })
+        .await
     }
 
     // ---- leases -------------------------------------------------------------------------
@@ -717,74 +916,77 @@ impl MetadataStore {
         ttl_ms: i64,
         candidates: &[(String, u32)],
     ) -> Result<Vec<Lease>> {
-        let now = self.dialect.now_ms();
-        let sql = format!(
-            "UPDATE partitions
-             SET leader_id = $1, lease_epoch = lease_epoch + 1, lease_expires_ms = {now} + $2
-             WHERE topic = $3 AND partition_id = $4
-               AND (leader_id IS NULL OR lease_expires_ms <= {now})
-             RETURNING lease_epoch, log_start_offset, high_watermark"
-        );
-        let taken = self
-            .retry_busy(|| async {
-                let mut tx = self.pool.begin().await?;
-                let mut taken = Vec::new();
-                for (topic, partition) in candidates {
-                    // Who had it, for the event: nobody, or a holder whose lease ran out.
-                    let before: Option<Option<String>> = sqlx::query(
-                        "SELECT leader_id FROM partitions WHERE topic = $1 AND partition_id = $2",
-                    )
-                    .bind(topic.as_str())
-                    .bind(i64::from(*partition))
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .map(|r| r.try_get("leader_id"))
-                    .transpose()?;
-                    let row = sqlx::query(&sql)
-                        .bind(agent_id)
-                        .bind(ttl_ms)
+        self.bounded("acquire_leases", async move {
+            let now = self.dialect.now_ms();
+            let sql = format!(
+                "UPDATE partitions
+                 SET leader_id = $1, lease_epoch = lease_epoch + 1, lease_expires_ms = {now} + $2
+                 WHERE topic = $3 AND partition_id = $4
+                   AND (leader_id IS NULL OR lease_expires_ms <= {now})
+                 RETURNING lease_epoch, log_start_offset, high_watermark"
+            );
+            let taken = self
+                .retry_busy(|| async {
+                    let mut tx = self.pool.begin().await?;
+                    let mut taken = Vec::new();
+                    for (topic, partition) in candidates {
+                        // Who had it, for the event: nobody, or a holder whose lease ran out.
+                        let before: Option<Option<String>> = sqlx::query(
+                            "SELECT leader_id FROM partitions WHERE topic = $1 AND partition_id = $2",
+                        )
                         .bind(topic.as_str())
                         .bind(i64::from(*partition))
                         .fetch_optional(&mut *tx)
-                        .await?;
-                    if let Some(r) = row {
-                        let lease = Lease {
-                            topic: topic.clone(),
-                            partition: *partition,
-                            epoch: r.try_get("lease_epoch")?,
-                            log_start_offset: r.try_get("log_start_offset")?,
-                            high_watermark: r.try_get("high_watermark")?,
-                        };
-                        taken.push((lease, before.flatten()));
+                        .await?
+                        .map(|r| r.try_get("leader_id"))
+                        .transpose()?;
+                        let row = sqlx::query(&sql)
+                            .bind(agent_id)
+                            .bind(ttl_ms)
+                            .bind(topic.as_str())
+                            .bind(i64::from(*partition))
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        if let Some(r) = row {
+                            let lease = Lease {
+                                topic: topic.clone(),
+                                partition: *partition,
+                                epoch: r.try_get("lease_epoch")?,
+                                log_start_offset: r.try_get("log_start_offset")?,
+                                high_watermark: r.try_get("high_watermark")?,
+                            };
+                            taken.push((lease, before.flatten()));
+                        }
                     }
-                }
-                tx.commit().await?;
-                Ok(taken)
-            })
-            .await?;
-        let events: Vec<(&str, String, String)> = taken
-            .iter()
-            .map(|(l, before)| {
-                let subject = format!("{}-{}", l.topic, l.partition);
-                match before {
-                    Some(prev) => (
-                        "lease_taken",
-                        subject,
-                        format!(
-                            "agent {agent_id} epoch {} (lease of {prev} expired)",
-                            l.epoch
+                    tx.commit().await?;
+                    Ok(taken)
+                })
+                .await?;
+            let events: Vec<(&str, String, String)> = taken
+                .iter()
+                .map(|(l, before)| {
+                    let subject = format!("{}-{}", l.topic, l.partition);
+                    match before {
+                        Some(prev) => (
+                            "lease_taken",
+                            subject,
+                            format!(
+                                "agent {agent_id} epoch {} (lease of {prev} expired)",
+                                l.epoch
+                            ),
                         ),
-                    ),
-                    None => (
-                        "lease_acquired",
-                        subject,
-                        format!("agent {agent_id} epoch {}", l.epoch),
-                    ),
-                }
-            })
-            .collect();
-        self.append_events(&events).await?;
-        Ok(taken.into_iter().map(|(l, _)| l).collect())
+                        None => (
+                            "lease_acquired",
+                            subject,
+                            format!("agent {agent_id} epoch {}", l.epoch),
+                        ),
+                    }
+                })
+                .collect();
+            self.append_events(&events).await?;
+            Ok(taken.into_iter().map(|(l, _)| l).collect())
+        })
+        .await
     }
 
     /// Gives up one lease, if `agent_id` still holds it at `epoch`, so its wanted owner can
@@ -797,96 +999,105 @@ impl MetadataStore {
         epoch: i64,
         why: &str,
     ) -> Result<bool> {
-        let released = self
-            .retry_busy(|| async {
-                Ok(sqlx::query(
-                    "UPDATE partitions SET leader_id = NULL, lease_expires_ms = 0
-                     WHERE topic = $1 AND partition_id = $2 AND leader_id = $3 AND lease_epoch = $4",
+        self.bounded("release_lease", async move {
+            let released = self
+                .retry_busy(|| async {
+                    Ok(sqlx::query(
+                        "UPDATE partitions SET leader_id = NULL, lease_expires_ms = 0
+                         WHERE topic = $1 AND partition_id = $2 AND leader_id = $3 AND lease_epoch = $4",
+                    )
+                    .bind(topic)
+                    .bind(i64::from(partition))
+                    .bind(agent_id)
+                    .bind(epoch)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected()
+                        == 1)
+                })
+                .await?;
+            if released {
+                self.append_event(
+                    "lease_released",
+                    &format!("{topic}-{partition}"),
+                    &format!("agent {agent_id} epoch {epoch}: {why}"),
                 )
-                .bind(topic)
-                .bind(i64::from(partition))
-                .bind(agent_id)
-                .bind(epoch)
-                .execute(&self.pool)
-                .await?
-                .rows_affected()
-                    == 1)
-            })
-            .await?;
-        if released {
-            self.append_event(
-                "lease_released",
-                &format!("{topic}-{partition}"),
-                &format!("agent {agent_id} epoch {epoch}: {why}"),
-            )
-            .await?;
-        }
-        Ok(released)
+                .await?;
+            }
+            Ok(released)
+        })
+        .await
     }
 
     /// Extends every lease `agent_id` holds and returns them.
     pub async fn renew_leases(&self, agent_id: &str, ttl_ms: i64) -> Result<Vec<Lease>> {
-        let sql = format!(
-            "UPDATE partitions SET lease_expires_ms = {} + $2
-             WHERE leader_id = $1
-             RETURNING topic, partition_id, lease_epoch, log_start_offset, high_watermark",
-            self.dialect.now_ms()
-        );
-        self.retry_busy(|| async {
-            sqlx::query(&sql)
-                .bind(agent_id)
-                .bind(ttl_ms)
-                .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .map(|r| {
-                    Ok(Lease {
-                        topic: r.try_get("topic")?,
-                        partition: u32_col(r, "partition_id")?,
-                        epoch: r.try_get("lease_epoch")?,
-                        log_start_offset: r.try_get("log_start_offset")?,
-                        high_watermark: r.try_get("high_watermark")?,
+        self.bounded("renew_leases", async move {
+            let sql = format!(
+                "UPDATE partitions SET lease_expires_ms = {} + $2
+                 WHERE leader_id = $1
+                 RETURNING topic, partition_id, lease_epoch, log_start_offset, high_watermark",
+                self.dialect.now_ms()
+            );
+            self.retry_busy(|| async {
+                sqlx::query(&sql)
+                    .bind(agent_id)
+                    .bind(ttl_ms)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(|r| {
+                        Ok(Lease {
+                            topic: r.try_get("topic")?,
+                            partition: u32_col(r, "partition_id")?,
+                            epoch: r.try_get("lease_epoch")?,
+                            log_start_offset: r.try_get("log_start_offset")?,
+                            high_watermark: r.try_get("high_watermark")?,
+                        })
                     })
-                })
-                .collect()
+                    .collect()
+            })
+            .await
         })
         .await
     }
 
     /// Gives up every lease `agent_id` holds, so others may take them at once.
     pub async fn release_leases(&self, agent_id: &str) -> Result<u64> {
-        let released: Vec<(String, i64, i64)> = self
-            .retry_busy(|| async {
-                sqlx::query(
-                    "UPDATE partitions SET leader_id = NULL, lease_expires_ms = 0 WHERE leader_id = $1
-                     RETURNING topic, partition_id, lease_epoch",
-                )
-                .bind(agent_id)
-                .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .map(|r| {
-                    Ok((
-                        r.try_get("topic")?,
-                        r.try_get("partition_id")?,
-                        r.try_get("lease_epoch")?,
-                    ))
+        self.bounded("release_leases", async move {
+            let released: Vec<(String, i64, i64)> = self
+                .retry_busy(|| async {
+                    sqlx::query(
+                        "UPDATE partitions SET leader_id = NULL, lease_expires_ms = 0 WHERE leader_id = $1
+                         RETURNING topic, partition_id, lease_epoch",
+                    )
+                    .bind(agent_id)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(|r| {
+                        Ok((
+                            r.try_get("topic")?,
+                            r.try_get("partition_id")?,
+                            r.try_get("lease_epoch")?,
+                        ))
+                    })
+                    .collect()
                 })
-                .collect()
-            })
-            .await?;
-        let events: Vec<(&str, String, String)> = released
-            .iter()
-            .map(|(t, p, e)| {
-                (
-                    "lease_released",
-                    format!("{t}-{p}"),
-                    format!("agent {agent_id} epoch {e}: shutting down"),
-                )
-            })
-            .collect();
-        self.append_events(&events).await?;
-        Ok(released.len() as u64)
+                .await?;
+            let events: Vec<(&str, String, String)> = released
+                .iter()
+                .map(|(t, p, e)| {
+                    (
+                        "lease_released",
+                        format!("{t}-{p}"),
+                        format!("agent {agent_id} epoch {e}: shutting down"),
+                    )
+                })
+                .collect();
+            self.append_events(&events).await?;
+            Ok(released.len() as u64)
+        })
+        .await
     }
 
     // ---- idempotent producers -----------------------------------------------------------
@@ -894,54 +1105,60 @@ impl MetadataStore {
     /// A new producer id at epoch 0, or, given an id and its current epoch, the next epoch.
     /// An epoch that is not the current one is refused: another instance bumped it.
     pub async fn init_producer_id(&self, current: Option<(i64, i16)>) -> Result<(i64, i16)> {
-        let now = self.dialect.now_ms();
-        self.retry_busy(|| async {
-            match current {
-                None => {
-                    let row = sqlx::query(&format!(
-                        "INSERT INTO producer_ids (created_at_ms, epoch) VALUES ({now}, 0) RETURNING id"
-                    ))
-                    .fetch_one(&self.pool)
-                    .await?;
-                    Ok((row.try_get("id")?, 0))
-                }
-                Some((id, epoch)) => {
-                    // `created_at_ms` is when the current epoch was issued: an id is
-                    // expired only when idle since.
-                    let row = sqlx::query(&format!(
-                        "UPDATE producer_ids SET epoch = epoch + 1, created_at_ms = {now}
-                         WHERE id = $1 AND epoch = $2 AND epoch < 32767 RETURNING epoch"
-                    ))
-                    .bind(id)
-                    .bind(i64::from(epoch))
-                    .fetch_optional(&self.pool)
-                    .await?;
-                    match row {
-                        Some(r) => {
-                            let e: i64 = r.try_get("epoch")?;
-                            Ok((id, e as i16))
+        self.bounded("init_producer_id", async move {
+            let now = self.dialect.now_ms();
+            self.retry_busy(|| async {
+                match current {
+                    None => {
+                        let row = sqlx::query(&format!(
+                            "INSERT INTO producer_ids (created_at_ms, epoch) VALUES ({now}, 0) RETURNING id"
+                        ))
+                        .fetch_one(&self.pool)
+                        .await?;
+                        Ok((row.try_get("id")?, 0))
+                    }
+                    Some((id, epoch)) => {
+                        // `created_at_ms` is when the current epoch was issued: an id is
+                        // expired only when idle since.
+                        let row = sqlx::query(&format!(
+                            "UPDATE producer_ids SET epoch = epoch + 1, created_at_ms = {now}
+                             WHERE id = $1 AND epoch = $2 AND epoch < 32767 RETURNING epoch"
+                        ))
+                        .bind(id)
+                        .bind(i64::from(epoch))
+                        .fetch_optional(&self.pool)
+                        .await?;
+                        match row {
+                            Some(r) => {
+                                let e: i64 = r.try_get("epoch")?;
+                                Ok((id, e as i16))
+                            }
+                            None => Err(MetadataError::ProducerFenced { id, epoch }),
                         }
-                        None => Err(MetadataError::ProducerFenced { id, epoch }),
                     }
                 }
-            }
+            })
+            .await
         })
         .await
     }
 
     /// The latest epoch issued to producer `id`, or `None` if the cluster never issued it.
     pub async fn issued_producer_epoch(&self, id: i64) -> Result<Option<i16>> {
-        let row = sqlx::query("SELECT epoch FROM producer_ids WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        match row {
-            None => Ok(None),
-            Some(r) => {
-                let epoch: i64 = r.try_get("epoch")?;
-                Ok(Some(i16::try_from(epoch).unwrap_or(i16::MAX)))
+        self.bounded("issued_producer_epoch", async move {
+            let row = sqlx::query("SELECT epoch FROM producer_ids WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+            match row {
+                None => Ok(None),
+                Some(r) => {
+                    let epoch: i64 = r.try_get("epoch")?;
+                    Ok(Some(i16::try_from(epoch).unwrap_or(i16::MAX)))
+                }
             }
-        }
+        })
+        .await
     }
 
     /// What one partition remembers of its idempotent producers active within `max_age_ms`.
@@ -951,28 +1168,31 @@ impl MetadataStore {
         partition: u32,
         max_age_ms: i64,
     ) -> Result<Vec<(i64, crate::sequence::ProducerEntry)>> {
-        let rows = sqlx::query(&format!(
-            "SELECT producer_id, producer_epoch, recent FROM producer_state
-             WHERE topic = $1 AND partition_id = $2 AND updated_at_ms > {} - $3",
-            self.dialect.now_ms()
-        ))
-        .bind(topic)
-        .bind(i64::from(partition))
-        .bind(max_age_ms)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let id: i64 = r.try_get("producer_id")?;
-            let epoch: i64 = r.try_get("producer_epoch")?;
-            let recent: String = r.try_get("recent")?;
-            match crate::sequence::ProducerEntry::decode(epoch as i16, &recent) {
-                Some(e) => out.push((id, e)),
-                None => tracing::warn!(topic, partition, producer_id = id, %recent,
-                    "unreadable producer state; that producer's next batch must start a new epoch"),
+        self.bounded("producer_states", async move {
+            let rows = sqlx::query(&format!(
+                "SELECT producer_id, producer_epoch, recent FROM producer_state
+                 WHERE topic = $1 AND partition_id = $2 AND updated_at_ms > {} - $3",
+                self.dialect.now_ms()
+            ))
+            .bind(topic)
+            .bind(i64::from(partition))
+            .bind(max_age_ms)
+            .fetch_all(&self.pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let id: i64 = r.try_get("producer_id")?;
+                let epoch: i64 = r.try_get("producer_epoch")?;
+                let recent: String = r.try_get("recent")?;
+                match crate::sequence::ProducerEntry::decode(epoch as i16, &recent) {
+                    Some(e) => out.push((id, e)),
+                    None => tracing::warn!(topic, partition, producer_id = id, %recent,
+                        "unreadable producer state; that producer's next batch must start a new epoch"),
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
+        .await
     }
 
     // ---- the write path -----------------------------------------------------------------
@@ -982,7 +1202,10 @@ impl MetadataStore {
     /// the high watermark, and indexes the chunk. Any check failing rolls back everything and
     /// reports the partitions that failed as [`MetadataError::Fenced`].
     pub async fn commit_flush(&self, commit: &FlushCommit<'_>) -> Result<()> {
-        self.retry_busy(|| self.try_commit_flush(commit)).await
+        self.bounded("commit_flush", async move {
+            self.retry_busy(|| self.try_commit_flush(commit)).await
+        })
+        .await
     }
 
     async fn try_commit_flush(&self, c: &FlushCommit<'_>) -> Result<()> {
@@ -1090,9 +1313,14 @@ impl MetadataStore {
         .bind(c.agent_id)
         .execute(&mut *tx)
         .await?;
-        if c.commit_by.is_some_and(|by| std::time::Instant::now() > by) {
-            tx.rollback().await?;
-            return Err(MetadataError::CommitTooLate(c.object_key.to_string()));
+        // Last, the deadline, by the store's clock and inside the transaction: past it,
+        // garbage collection may take the object for an orphan. COMMIT follows at once, and
+        // the connection's server-side timeouts end the transaction if it does not.
+        if let Some(deadline) = c.deadline_ms {
+            if !within_deadline(&mut tx, self.dialect, deadline).await? {
+                tx.rollback().await?;
+                return Err(MetadataError::CommitTooLate(c.object_key.to_string()));
+            }
         }
         tx.commit().await?;
         Ok(())
@@ -1108,90 +1336,102 @@ impl MetadataStore {
         from_offset: i64,
         limit: i64,
     ) -> Result<Vec<SegmentRow>> {
-        sqlx::query(
-            "SELECT base_offset, last_offset, object_key, byte_start, byte_len, record_count,
-                    max_timestamp, created_at_ms
-             FROM segments
-             WHERE topic = $1 AND partition_id = $2 AND last_offset >= $3
-             ORDER BY base_offset LIMIT $4",
-        )
-        .bind(topic)
-        .bind(i64::from(partition))
-        .bind(from_offset)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(segment_row)
-        .collect()
+        self.bounded("segments", async move {
+            sqlx::query(
+                "SELECT base_offset, last_offset, object_key, byte_start, byte_len, record_count,
+                        max_timestamp, created_at_ms
+                 FROM segments
+                 WHERE topic = $1 AND partition_id = $2 AND last_offset >= $3
+                 ORDER BY base_offset LIMIT $4",
+            )
+            .bind(topic)
+            .bind(i64::from(partition))
+            .bind(from_offset)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(segment_row)
+            .collect()
+        })
+        .await
     }
 
     // ---- events -------------------------------------------------------------------------
 
     /// Appends to the bounded events log.
     pub async fn append_event(&self, kind: &str, subject: &str, detail: &str) -> Result<()> {
-        self.append_events(&[(kind, subject.to_string(), detail.to_string())])
-            .await
+        self.bounded("append_event", async move {
+            self.append_events(&[(kind, subject.to_string(), detail.to_string())])
+                .await
+        })
+        .await
     }
 
     /// Appends several events, one statement per 200, trimming the log to its last
     /// `EVENTS_KEPT` whenever the ids pass a thousand.
     pub async fn append_events(&self, events: &[(&str, String, String)]) -> Result<()> {
-        let now = self.dialect.now_ms();
-        for batch in events.chunks(200) {
-            let values = (0..batch.len())
-                .map(|i| format!("({now}, ${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!(
-                "INSERT INTO events (at_ms, kind, subject, detail) VALUES {values} RETURNING id"
-            );
-            self.retry_busy(|| async {
-                let mut q = sqlx::query(&sql);
-                for (kind, subject, detail) in batch {
-                    q = q.bind(*kind).bind(subject.as_str()).bind(detail.as_str());
-                }
-                let ids = q
-                    .fetch_all(&self.pool)
-                    .await?
-                    .iter()
-                    .map(|r| r.try_get::<i64, _>("id"))
-                    .collect::<std::result::Result<Vec<_>, _>>()?;
-                if let (Some(lo), Some(hi)) = (ids.iter().min(), ids.iter().max()) {
-                    if (lo - 1) / 1000 != hi / 1000 {
-                        sqlx::query("DELETE FROM events WHERE id <= $1")
-                            .bind(hi - EVENTS_KEPT)
-                            .execute(&self.pool)
-                            .await?;
+        self.bounded("append_events", async move {
+            let now = self.dialect.now_ms();
+            for batch in events.chunks(200) {
+                let values = (0..batch.len())
+                    .map(|i| format!("({now}, ${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!(
+                    "INSERT INTO events (at_ms, kind, subject, detail) VALUES {values} RETURNING id"
+                );
+                self.retry_busy(|| async {
+                    let mut q = sqlx::query(&sql);
+                    for (kind, subject, detail) in batch {
+                        q = q.bind(*kind).bind(subject.as_str()).bind(detail.as_str());
                     }
-                }
-                Ok(())
-            })
-            .await?;
-        }
-        Ok(())
+                    let ids = q
+                        .fetch_all(&self.pool)
+                        .await?
+                        .iter()
+                        .map(|r| r.try_get::<i64, _>("id"))
+                        .collect::<std::result::Result<Vec<_>, _>>()?;
+                    if let (Some(lo), Some(hi)) = (ids.iter().min(), ids.iter().max()) {
+                        if (lo - 1) / 1000 != hi / 1000 {
+                            sqlx::query("DELETE FROM events WHERE id <= $1")
+                                .bind(hi - EVENTS_KEPT)
+                                .execute(&self.pool)
+                                .await?;
+                        }
+                    }
+                    Ok(())
+                })
+                .await?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Events after `after_id`, oldest first.
     pub async fn list_events(&self, after_id: i64, limit: i64) -> Result<Vec<EventRow>> {
-        sqlx::query(
-            "SELECT id, at_ms, kind, subject, detail FROM events WHERE id > $1 ORDER BY id LIMIT $2",
-        )
-        .bind(after_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(EventRow {
-                id: r.try_get("id")?,
-                at_ms: r.try_get("at_ms")?,
-                kind: r.try_get("kind")?,
-                subject: r.try_get("subject")?,
-                detail: r.try_get("detail")?,
+        self.bounded("list_events", async move {
+            sqlx::query(
+                "SELECT id, at_ms, kind, subject, detail FROM events WHERE id > $1 ORDER BY id LIMIT $2",
+            )
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(EventRow {
+                    id: r.try_get("id")?,
+                    at_ms: r.try_get("at_ms")?,
+                    kind: r.try_get("kind")?,
+                    subject: r.try_get("subject")?,
+                    detail: r.try_get("detail")?,
+                })
             })
+            .collect()
         })
-        .collect()
+        .await
     }
 }
 

@@ -37,16 +37,17 @@ pub(crate) async fn run(store: &dyn ObjectStore) {
         Err(StorageError::NotFound(_))
     ));
 
-    // Overwrite replaces whole (the writer never does, but a retried put may).
+    // An existing object is never replaced: a second put of its key is refused and the
+    // first stays whole (keys are unique per writer, so a repeat is another process's).
     store
         .put("data/a/2.obj", Bytes::from_static(b"first"))
         .await
         .unwrap();
-    store
-        .put("data/a/2.obj", Bytes::from_static(b"second"))
-        .await
-        .unwrap();
-    assert_eq!(store.get("data/a/2.obj").await.unwrap(), "second");
+    assert!(matches!(
+        store.put("data/a/2.obj", Bytes::from_static(b"second")).await,
+        Err(StorageError::AlreadyExists(k)) if k == "data/a/2.obj"
+    ));
+    assert_eq!(store.get("data/a/2.obj").await.unwrap(), "first");
 
     // Empty objects are objects.
     store.put("data/b/empty", Bytes::new()).await.unwrap();

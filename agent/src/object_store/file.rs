@@ -1,6 +1,6 @@
 //! `file://DIR`: objects as files under a directory. A put writes a temporary file, fsyncs it,
-//! renames it into place and fsyncs the directory, so an object is either whole or absent
-//! after a crash.
+//! links it into place (which, unlike a rename, never replaces an existing object) and fsyncs
+//! the directory, so an object is either whole or absent after a crash.
 
 use std::fs;
 use std::io::Write;
@@ -47,6 +47,9 @@ async fn blocking<T: Send + 'static>(
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Err(StorageError::NotFound(key)),
+        Ok(Err(e)) if op == "put" && e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(StorageError::AlreadyExists(key))
+        }
         Ok(Err(source)) => Err(StorageError::Io { op, key, source }),
         Err(join) => Err(StorageError::Io {
             op,
@@ -68,7 +71,9 @@ fn put_sync(path: &Path, data: &[u8]) -> std::io::Result<()> {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
-        fs::rename(&tmp, path)?;
+        // A hard link never replaces an existing name (EEXIST), where a rename would.
+        fs::hard_link(&tmp, path)?;
+        fs::remove_file(&tmp)?;
         fs::File::open(dir)?.sync_all()
     })();
     if result.is_err() {
@@ -184,7 +189,7 @@ mod tests {
         let store = super::FileStore::open(dir.path().to_str().unwrap())
             .await
             .unwrap();
-        // A directory where the object should go makes the rename fail.
+        // A directory where the object should go makes the link fail.
         std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
         use super::ObjectStore;
         assert!(store

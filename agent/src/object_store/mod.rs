@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 pub use file::FileStore;
-pub use s3::S3Store;
+pub use s3::{ConditionalPuts, S3Store};
 
 /// Why an object-store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -38,12 +38,45 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+    /// A put found an object under the key already (keys are unique per writer, so this
+    /// means another process wrote it) and left it as it was.
+    #[error("object {0:?} exists already; it was not replaced")]
+    AlreadyExists(String),
+    /// The remote store refused or could not be reached; `message` is one line.
     #[error("{op} {key:?}: {message}")]
     Remote {
         op: &'static str,
         key: String,
+        /// The HTTP status the server answered with, when it answered.
+        status: Option<u16>,
         message: String,
     },
+}
+
+/// An error and its sources as one line: each message once, joined by ": ".
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    parts.join(": ")
+}
+
+/// At most one line of 300 characters.
+pub(crate) fn clip(text: &str) -> String {
+    let line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    match line.char_indices().nth(300) {
+        Some((at, _)) => format!("{}...", &line[..at]),
+        None => line,
+    }
 }
 
 /// One stored object, as `list` reports it.
@@ -57,6 +90,8 @@ pub struct ObjectMeta {
 #[async_trait::async_trait]
 pub trait ObjectStore: Send + Sync + Debug {
     /// Stores `data` under `key` durably and atomically: readers see all of it or nothing.
+    /// Where the store can refuse, an existing object is never replaced: the put fails with
+    /// [`StorageError::AlreadyExists`].
     async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError>;
     /// Reads `range` of the object (end exclusive).
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StorageError>;

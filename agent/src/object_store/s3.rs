@@ -5,8 +5,11 @@
 use std::ops::Range;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
-use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 
@@ -18,6 +21,22 @@ pub struct S3Store {
     bucket: String,
     /// Empty, or ends with `/`.
     prefix: String,
+    /// Where the server is, for messages: the URL's endpoint, or AWS's for the region.
+    endpoint: String,
+    /// Puts carry `If-None-Match: *`, so an existing object is never replaced. Turned off by
+    /// [`S3Store::check`] for a server that refuses the header outright.
+    conditional: Arc<AtomicBool>,
+}
+
+/// What [`S3Store::check`] found out about the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConditionalPuts {
+    /// A second put of the probe's key was refused: objects are never replaced.
+    Honoured,
+    /// The server accepted the header but replaced the object anyway.
+    Ignored,
+    /// The server refused puts carrying the header; puts go without it.
+    Unsupported,
 }
 
 /// What an `s3://` URL says.
@@ -91,11 +110,63 @@ impl S3Store {
         if let Some(endpoint) = &loc.endpoint {
             conf = conf.endpoint_url(endpoint);
         }
+        let endpoint = loc
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| format!("https://s3.{}.amazonaws.com", loc.region));
         Ok(S3Store {
             client: aws_sdk_s3::Client::from_conf(conf.build()),
             bucket: loc.bucket,
             prefix: loc.prefix,
+            endpoint,
+            conditional: Arc::new(AtomicBool::new(true)),
         })
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Whether the bucket exists: `Ok(false)` when the server says it does not, an error when
+    /// the server cannot be asked or refuses to say.
+    pub async fn bucket_exists(&self) -> Result<bool, StorageError> {
+        match self.client.head_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if status_of(&e) == Some(404) => Ok(false),
+            Err(e) => Err(remote("head bucket", &self.bucket, e)),
+        }
+    }
+
+    /// Writes, overwrites and deletes a probe object under `key`, and learns whether the
+    /// server honours conditional puts (a second put of the same key must be refused).
+    pub async fn check(&self, key: &str) -> Result<ConditionalPuts, StorageError> {
+        let data = Bytes::from_static(b"streamhouse probe");
+        let first = self.put(key, data.clone()).await;
+        let verdict = match first {
+            Ok(()) => match self.put(key, data).await {
+                Err(StorageError::AlreadyExists(_)) => ConditionalPuts::Honoured,
+                Ok(()) => ConditionalPuts::Ignored,
+                Err(e) => {
+                    let _ = self.delete(key).await;
+                    return Err(e);
+                }
+            },
+            Err(StorageError::Remote {
+                status: Some(501 | 400),
+                ..
+            }) => {
+                self.conditional.store(false, Ordering::Relaxed);
+                self.put(key, data).await?;
+                ConditionalPuts::Unsupported
+            }
+            Err(e) => return Err(e),
+        };
+        self.delete(key).await?;
+        Ok(verdict)
     }
 
     /// Creates the bucket if it does not exist (tests and local setups).
@@ -135,11 +206,60 @@ impl S3Store {
     }
 }
 
-fn remote<E: std::error::Error + 'static>(op: &'static str, key: &str, e: E) -> StorageError {
+fn status_of<E>(e: &SdkError<E>) -> Option<u16> {
+    e.raw_response().map(|r| r.status().as_u16())
+}
+
+fn remote<E>(op: &'static str, key: &str, e: SdkError<E>) -> StorageError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
     StorageError::Remote {
         op,
         key: key.to_string(),
-        message: DisplayErrorContext(e).to_string(),
+        status: status_of(&e),
+        message: one_line(&e),
+    }
+}
+
+/// An SDK error as one line a person reads: the server's code and message, or what kept the
+/// request from reaching it. Never the SDK's Debug output, which runs to kilobytes.
+fn one_line<E>(e: &SdkError<E>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let status = status_of(e).map_or(String::new(), |s| format!(" (HTTP {s})"));
+    let text = match e {
+        SdkError::ServiceError(_) => match (e.code(), e.message()) {
+            (Some(code), Some(message)) => format!("{code}: {message}{status}"),
+            (Some(code), None) => format!("{code}{status}"),
+            (None, Some(message)) => format!("{message}{status}"),
+            (None, None) => format!("the server refused the request{status}"),
+        },
+        SdkError::TimeoutError(_) => "timed out".to_string(),
+        SdkError::DispatchFailure(d) => {
+            let why = match d.as_connector_error() {
+                Some(c) => super::error_chain(c),
+                None => super::error_chain(e),
+            };
+            if d.is_timeout() {
+                format!("timed out reaching the server: {why}")
+            } else {
+                format!("cannot reach the server: {why}")
+            }
+        }
+        SdkError::ResponseError(_) => format!("unreadable response{status}"),
+        _ => super::error_chain(e),
+    };
+    super::clip(&text)
+}
+
+fn body_error(key: &str, e: &dyn std::error::Error) -> StorageError {
+    StorageError::Remote {
+        op: "get",
+        key: key.to_string(),
+        status: None,
+        message: super::clip(&format!("reading the body: {}", super::error_chain(e))),
     }
 }
 
@@ -147,16 +267,21 @@ fn remote<E: std::error::Error + 'static>(op: &'static str, key: &str, e: E) -> 
 impl ObjectStore for S3Store {
     async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
         let full = self.full_key(key)?;
-        self.client
+        let mut put = self
+            .client
             .put_object()
             .bucket(&self.bucket)
             .key(&full)
             .content_length(data.len() as i64)
-            .body(ByteStream::from(data))
-            .send()
-            .await
-            .map_err(|e| remote("put", key, e))?;
-        Ok(())
+            .body(ByteStream::from(data));
+        if self.conditional.load(Ordering::Relaxed) {
+            put = put.if_none_match("*");
+        }
+        match put.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if status_of(&e) == Some(412) => Err(StorageError::AlreadyExists(key.into())),
+            Err(e) => Err(remote("put", key, e)),
+        }
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StorageError> {
@@ -191,7 +316,7 @@ impl ObjectStore for S3Store {
             .body
             .collect()
             .await
-            .map_err(|e| remote("get", key, e))?
+            .map_err(|e| body_error(key, &e))?
             .into_bytes();
         let want = (range.end - range.start) as usize;
         if body.len() != want {
@@ -226,7 +351,7 @@ impl ObjectStore for S3Store {
             .body
             .collect()
             .await
-            .map_err(|e| remote("get", key, e))?
+            .map_err(|e| body_error(key, &e))?
             .into_bytes())
     }
 
