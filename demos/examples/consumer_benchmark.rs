@@ -84,6 +84,7 @@ async fn main() -> anyhow::Result<()> {
         value_bytes as f64 / secs / 1e6,
         secs
     );
+    println!("{}", target.peak_rss_line());
     target.shutdown().await?;
     Ok(())
 }

@@ -92,6 +92,7 @@ async fn main() -> anyhow::Result<()> {
         args.sample,
         percentiles_ms(&h)
     );
+    println!("{}", target.peak_rss_line());
     target.shutdown().await?;
     Ok(())
 }

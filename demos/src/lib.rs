@@ -121,6 +121,32 @@ impl Target {
     }
 }
 
+impl Target {
+    /// The line benchmarks print about memory: the peak resident memory of this process,
+    /// which holds the agent when it was started here (and the client either way).
+    pub fn peak_rss_line(&self) -> String {
+        let rss = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.split_whitespace().next())
+                    .and_then(|kb| kb.parse::<u64>().ok())
+            });
+        match (rss, self.agent.is_some()) {
+            (Some(kb), true) => format!(
+                "  peak RSS: {} MiB (this process: the agent and the client)",
+                kb / 1024
+            ),
+            (Some(kb), false) => format!(
+                "  peak RSS: {} MiB (the client; the agents run elsewhere)",
+                kb / 1024
+            ),
+            (None, _) => "  peak RSS: unknown (no /proc/self/status)".to_string(),
+        }
+    }
+}
+
 async fn start_agent(path: PathBuf) -> anyhow::Result<EmbeddedAgent> {
     let config = AgentConfig::embedded(&path, "127.0.0.1:0");
     Ok(tokio::task::spawn_blocking(move || EmbeddedAgent::start(config, 2)).await??)
