@@ -282,6 +282,7 @@ async fn gc_agent(
 ) -> (
     std::sync::Arc<FaultyStore>,
     String,
+    std::net::SocketAddr,
     tokio::sync::oneshot::Sender<()>,
 ) {
     let mut config = AgentConfig::embedded(dir, "127.0.0.1:0");
@@ -295,11 +296,12 @@ async fn gc_agent(
         .await
         .unwrap();
     let addr = agent.local_addr().to_string();
+    let metrics = agent.metrics_addr().expect("metrics on");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(agent.serve(async {
         let _ = stopped.await;
     }));
-    (store, addr, stop)
+    (store, addr, metrics, stop)
 }
 
 /// Sends `n` records in a few bursts and returns what was acknowledged, by partition.
@@ -366,7 +368,7 @@ async fn assert_readable(addr: &str, topic: &str, acked: &BTreeMap<u32, BTreeMap
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_collection_never_deletes_what_a_slow_commit_or_swap_references() {
     let (_guard, dir) = data_dir();
-    let (store, addr, stop) = gc_agent(&dir, None).await;
+    let (store, addr, metrics, stop) = gc_agent(&dir, None).await;
     Admin::connect(&addr)
         .await
         .unwrap()
@@ -386,6 +388,13 @@ async fn garbage_collection_never_deletes_what_a_slow_commit_or_swap_references(
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_readable(&addr, "gc", &acked).await;
+    // The late ones were refused by the store (the commit deadline, checked in the
+    // transaction), not committed after all.
+    use streamhouse_tests::metrics::metric;
+    let late_flushes = metric(metrics, "streamhouse_metadata_commit_errors_total");
+    let late_swaps = metric(metrics, "streamhouse_compaction_errors_total");
+    assert!(late_flushes >= 3.0, "{late_flushes} flush commits refused");
+    assert!(late_swaps >= 2.0, "{late_swaps} swaps refused");
     let _ = stop.send(());
 }
 
@@ -407,19 +416,28 @@ async fn a_commit_held_in_the_network_past_the_grace_never_lands() {
     let proxy = Proxy::start(upstream).await;
     url.set_port(Some(proxy.addr().port())).unwrap();
     let (_guard, dir) = data_dir();
-    let (_store, addr, stop) = gc_agent(&dir, Some(url.to_string())).await;
+    let (_store, addr, _metrics, stop) = gc_agent(&dir, Some(url.to_string())).await;
     Admin::connect(&addr)
         .await
         .unwrap()
         .create_topic(NewTopic::new("gc", 2))
         .await
         .unwrap();
-    // COMMITs held for longer than the whole 1 s grace: without the server-side timeouts
-    // they would land after GC could delete their objects.
-    proxy.delay_commits(4, Duration::from_millis(1_500));
-    let acked = produce_acked(&addr, "gc", 3_000).await;
-    assert_eq!(proxy.commits_delayed(), 4);
+    // For 3 s every COMMIT is held for 2.5 s, longer than the client waits (1.5 s) and than
+    // the whole 1 s grace: without the server-side idle-transaction timeout they would land
+    // after GC deleted their objects as orphans, and index rows would point at nothing.
+    let producing = tokio::spawn({
+        let addr = addr.clone();
+        async move { produce_acked(&addr, "gc", 3_000).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    proxy.delay_commits(usize::MAX, Duration::from_millis(2_500));
     tokio::time::sleep(Duration::from_secs(3)).await;
+    proxy.delay_commits(0, Duration::ZERO);
+    let acked = producing.await.unwrap();
+    assert!(proxy.commits_delayed() > 0);
+    // GC passes run (every 200 ms) well past the held COMMITs.
+    tokio::time::sleep(Duration::from_secs(4)).await;
     assert_readable(&addr, "gc", &acked).await;
     proxy.set(Mode::Pass);
     let _ = stop.send(());
@@ -587,4 +605,63 @@ async fn reading_500_partitions_keeps_memory_near_the_cache_size() {
         peak / MIB,
         bound / MIB
     );
+}
+
+/// Sends one plain HTTP request and returns the status line.
+fn http(addr: &str, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.write_all(request.as_bytes()).expect("request sent");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.lines().next().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_gone_while_running_is_reported_in_one_line() {
+    let Some(endpoint) = service_env("STREAMHOUSE_TEST_S3_ENDPOINT") else {
+        return;
+    };
+    let (_guard, dir) = data_dir();
+    let bucket = format!("sh-gone-{:08x}", rand::random::<u32>());
+    let storage = format!("s3://{bucket}/p?endpoint={endpoint}&region=us-east-1");
+    let agent = AgentProcess::start_with(BIN, &sqlite(&dir), &storage, &["--create-bucket"]);
+    let mut c = raw::connect(&agent.addr).await;
+    raw::create_topic(&mut c, "gone", 1).await;
+    // The bucket is empty (the start-up probe cleaned up after itself): delete it.
+    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let status = http(
+        host,
+        &format!("DELETE /{bucket} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+    );
+    assert!(
+        status.contains(" 204") || status.contains(" 200"),
+        "{status}"
+    );
+
+    // A write: refused with the server's code and message, in one short line.
+    let r = raw::produce(&mut c, "gone", 0, vec![batch("x")]).await;
+    assert_eq!(raw::code(&r.error), ErrorCode::StorageUnavailable);
+    let message = &r.error.as_ref().unwrap().message;
+    assert!(message.contains("NoSuchBucket"), "{message}");
+    assert!(!message.contains('\n') && message.len() < 400, "{message}");
+
+    // A producer that gives up is told that cause, not a routing error that came later.
+    let producer = Producer::builder()
+        .bootstrap(&agent.addr)
+        .delivery_timeout_ms(3_000)
+        .request_timeout_ms(1_000)
+        .build()
+        .await
+        .unwrap();
+    let e = producer
+        .send_and_wait("gone", None, b"y")
+        .await
+        .expect_err("no bucket, no delivery");
+    let text = e.to_string();
+    assert!(
+        text.contains("DeliveryTimeout") || text.contains("delivery timed out"),
+        "{text}"
+    );
+    assert!(text.contains("NoSuchBucket"), "{text}");
 }

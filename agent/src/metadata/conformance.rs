@@ -833,6 +833,23 @@ async fn postgres() {
     expiry(&store).await;
     let again = MetadataStore::connect(&db.url).await.unwrap();
     assert_eq!(again.list_topics().await.unwrap().len(), 4);
+    // Every connection carries the server-side timeouts that end a stalled transaction,
+    // dedicated pools their own.
+    let commits = again
+        .dedicated(1, Duration::from_millis(1234))
+        .await
+        .unwrap();
+    for (pool, want) in [(&again.pool, "30s"), (&commits.pool, "1234ms")] {
+        for setting in ["statement_timeout", "idle_in_transaction_session_timeout"] {
+            let row = sqlx::query(&format!("SELECT current_setting('{setting}') AS v"))
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            let got: String = sqlx::Row::try_get(&row, "v").unwrap();
+            assert_eq!(got, want, "{setting}");
+        }
+    }
+    commits.close().await;
     store.close().await;
     again.close().await;
     db.drop_db().await;
