@@ -1,10 +1,11 @@
 //! Partition leases: which agent writes which partition, and the rounds that keep it so.
 //!
-//! Every heartbeat the agent runs one round: it heartbeats its registration, marks agents
-//! that went silent as lost, renews the leases it holds (and forgets those it lost), then
-//! reads one snapshot of the live agents and every partition's holder and follows the
-//! [`assignment`] plan: hand back (after flushing) what another live agent
-//! should lead, take the free or expired leases that map to it. The metadata store's clock
+//! Every heartbeat the agent runs one round: it marks agents that went silent as lost, renews
+//! the leases it holds (and forgets those it lost), then reads one snapshot of the live agents
+//! and every partition's holder and follows the [`assignment`] plan: hand back (after
+//! flushing) what another live agent should lead, take the free or expired leases that map to
+//! it. Last, it heartbeats its registration: only an agent whose rounds succeed looks live.
+//! An agent whose flushes cannot commit sits rounds out (see `sit_out`). The metadata store's clock
 //! alone judges expiry, and every change of holder increments the epoch that the flush
 //! commit checks, so a paused or partitioned agent can never commit after losing a lease.
 
@@ -52,9 +53,6 @@ pub async fn tick(shared: &Shared) -> Result<Option<Duration>> {
     let ttl = shared.config.lease_ttl_ms as i64;
     if sit_out(shared) {
         return Ok(None);
-    }
-    if !meta.heartbeat_agent(&shared.id).await? {
-        meta.register_agent(&shared.id, &shared.advertise).await?;
     }
     for lost in meta.reap_lost_agents(ttl).await? {
         tracing::warn!(agent = %lost, "agent lost: no heartbeat within the lease TTL");
@@ -151,6 +149,14 @@ pub async fn tick(shared: &Shared) -> Result<Option<Duration>> {
         }
     }
 
+    // The heartbeat comes last: an agent is live to the others only while its whole round
+    // succeeds, so one that can reach the store for some statements but not others (its
+    // transactions hang, say) is taken for dead and its partitions move, instead of being
+    // handed partitions it cannot take.
+    if !meta.heartbeat_agent(&shared.id).await? {
+        meta.register_agent(&shared.id, &shared.advertise).await?;
+    }
+
     // Leases we would inherit: wake just after the first one runs out.
     let soonest = plan
         .successor_of
@@ -193,7 +199,22 @@ fn sit_out(shared: &Shared) -> bool {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .unwrap_or(now);
-    *until = Some((renewed + ttl + Duration::from_millis(50)).max(now));
+    // The first time, until its leases have run out; again and again without a commit in
+    // between, for twice as long each time (up to 32 lease TTLs), so an agent that stays sick
+    // stops taking partitions back from the healthy ones every few seconds.
+    let committed = shared.writer.flushed().0;
+    let mut streak = shared.sit_outs.lock().unwrap_or_else(|p| p.into_inner());
+    if streak.1 != committed {
+        *streak = (0, committed);
+    }
+    streak.0 += 1;
+    let backoff = ttl * (1u32 << (streak.0 - 1).min(5));
+    let leases_out = renewed + ttl + Duration::from_millis(50);
+    *until = Some(if streak.0 == 1 {
+        leases_out.max(now)
+    } else {
+        leases_out.max(now + backoff)
+    });
     for t in shared.topics.all() {
         for p in &t.partitions {
             p.drop_lease(None);
@@ -205,6 +226,7 @@ fn sit_out(shared: &Shared) -> bool {
         .fetch_add(1, Ordering::Relaxed);
     tracing::warn!(
         failing_ms = now.duration_since(since).as_millis() as u64,
+        sit_out_ms = until.map_or(0, |t| t.duration_since(now).as_millis() as u64),
         "flush commits keep failing: leases dropped and no longer renewed, so agents that \
          can commit take them"
     );

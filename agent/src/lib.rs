@@ -96,6 +96,9 @@ pub struct Shared {
     pub last_renewal: std::sync::Mutex<Option<std::time::Instant>>,
     /// Until when lease rounds are sat out because flushes cannot commit.
     pub withheld_until: std::sync::Mutex<Option<std::time::Instant>>,
+    /// (sit-outs in a row, objects committed when the streak began): a commit in between
+    /// ends the streak.
+    pub sit_outs: std::sync::Mutex<(u32, u64)>,
 }
 
 /// Counters the agent reports through `GetAgentStats`.
@@ -243,6 +246,7 @@ impl Agent {
             segment_seq: AtomicU64::new(0),
             last_renewal: std::sync::Mutex::new(None),
             withheld_until: std::sync::Mutex::new(None),
+            sit_outs: std::sync::Mutex::new((0, 0)),
         });
         if let Err(e) = lease::tick(&shared).await {
             tracing::warn!(error = %e, "first lease round failed; the lease loop will retry");
