@@ -4,7 +4,8 @@
 //! the leases it holds (and forgets those it lost), then reads one snapshot of the live agents
 //! and every partition's holder and follows the [`assignment`] plan: hand back (after
 //! flushing) what another live agent should lead, take the free or expired leases that map to
-//! it. Last, it heartbeats its registration: only an agent whose rounds succeed looks live.
+//! it. It heartbeats its registration first, but only after a round that succeeded whole:
+//! an agent whose rounds fail stops looking live.
 //! An agent whose flushes cannot commit sits rounds out (see `sit_out`). The metadata store's clock
 //! alone judges expiry, and every change of holder increments the epoch that the flush
 //! commit checks, so a paused or partitioned agent can never commit after losing a lease.
@@ -53,6 +54,16 @@ pub async fn tick(shared: &Shared) -> Result<Option<Duration>> {
     let ttl = shared.config.lease_ttl_ms as i64;
     if sit_out(shared) {
         return Ok(None);
+    }
+    // The heartbeat comes before the renewal, so a lease never outlives the heartbeat that
+    // makes its holder look live (its successor takes it the moment it expires). It is sent
+    // only after a round that succeeded whole: an agent that reaches the store for some
+    // statements but not others (its transactions hang, say) stops looking live, and its
+    // partitions move instead of being handed back to it.
+    if shared.last_round_ok.swap(false, Ordering::AcqRel)
+        && !meta.heartbeat_agent(&shared.id).await?
+    {
+        meta.register_agent(&shared.id, &shared.advertise).await?;
     }
     for lost in meta.reap_lost_agents(ttl).await? {
         tracing::warn!(agent = %lost, "agent lost: no heartbeat within the lease TTL");
@@ -149,13 +160,7 @@ pub async fn tick(shared: &Shared) -> Result<Option<Duration>> {
         }
     }
 
-    // The heartbeat comes last: an agent is live to the others only while its whole round
-    // succeeds, so one that can reach the store for some statements but not others (its
-    // transactions hang, say) is taken for dead and its partitions move, instead of being
-    // handed partitions it cannot take.
-    if !meta.heartbeat_agent(&shared.id).await? {
-        meta.register_agent(&shared.id, &shared.advertise).await?;
-    }
+    shared.last_round_ok.store(true, Ordering::Release);
 
     // Leases we would inherit: wake just after the first one runs out.
     let soonest = plan

@@ -99,6 +99,8 @@ pub struct Shared {
     /// (sit-outs in a row, objects committed when the streak began): a commit in between
     /// ends the streak.
     pub sit_outs: std::sync::Mutex<(u32, u64)>,
+    /// Whether the last lease round succeeded whole: only then does the next one heartbeat.
+    pub last_round_ok: AtomicBool,
 }
 
 /// Counters the agent reports through `GetAgentStats`.
@@ -247,6 +249,7 @@ impl Agent {
             last_renewal: std::sync::Mutex::new(None),
             withheld_until: std::sync::Mutex::new(None),
             sit_outs: std::sync::Mutex::new((0, 0)),
+            last_round_ok: AtomicBool::new(true),
         });
         if let Err(e) = lease::tick(&shared).await {
             tracing::warn!(error = %e, "first lease round failed; the lease loop will retry");
