@@ -28,16 +28,7 @@ impl AgentProcess {
 
     /// Starts the agent binary with explicit metadata and storage URLs.
     pub fn start_with(bin: &str, metadata: &str, storage: &str, extra: &[&str]) -> AgentProcess {
-        let mut child = Command::new(bin)
-            .args([
-                "--metadata",
-                metadata,
-                "--storage",
-                storage,
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .args(extra)
+        let mut child = agent_command(bin, metadata, storage, extra)
             .env("STREAMHOUSE_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -121,6 +112,21 @@ impl Drop for AgentProcess {
     }
 }
 
+/// The agent binary on the given stores, listening on a free port, with `extra` flags.
+fn agent_command(bin: &str, metadata: &str, storage: &str, extra: &[&str]) -> Command {
+    let mut c = Command::new(bin);
+    c.args([
+        "--metadata",
+        metadata,
+        "--storage",
+        storage,
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .args(extra);
+    c
+}
+
 /// Runs the agent binary with the given stores and flags, expecting it to fail at start:
 /// returns its exit status and what it wrote to stderr (logging off, so only its own error
 /// report). Panics if it starts serving instead, or has not exited within 60 s.
@@ -130,16 +136,7 @@ pub fn start_failure(
     storage: &str,
     extra: &[&str],
 ) -> (ExitStatus, String) {
-    let mut child = Command::new(bin)
-        .args([
-            "--metadata",
-            metadata,
-            "--storage",
-            storage,
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .args(extra)
+    let mut child = agent_command(bin, metadata, storage, extra)
         .env("STREAMHOUSE_LOG", "off")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

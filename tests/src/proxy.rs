@@ -94,6 +94,29 @@ impl Proxy {
         Proxy { addr, shared, task }
     }
 
+    /// A proxy to the server a URL names (`postgres://…`, `http://…`), and the same URL
+    /// pointing at the proxy instead.
+    pub async fn in_front_of(url: &str) -> (Proxy, String) {
+        let mut url = url::Url::parse(url).expect("a URL");
+        let host = url.host_str().expect("a host").to_string();
+        let port = url
+            .port_or_known_default()
+            .unwrap_or(if url.scheme().starts_with("postgres") {
+                5432
+            } else {
+                80
+            });
+        let upstream = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .expect("the server's address resolves")
+            .next()
+            .expect("an address");
+        let proxy = Proxy::start(upstream).await;
+        url.set_port(Some(proxy.addr().port()))
+            .expect("a URL with a port");
+        (proxy, url.to_string())
+    }
+
     /// Where clients connect.
     pub fn addr(&self) -> SocketAddr {
         self.addr

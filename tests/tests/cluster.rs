@@ -688,21 +688,9 @@ async fn store_fault(stores: &Stores, fault: StoreFault) {
     const PARTITIONS: u32 = 6;
     let heartbeat = Duration::from_millis(300); // LEASE
     let ttl = Duration::from_millis(1500);
-    let mut url = url::Url::parse(&stores.metadata).expect("a PostgreSQL URL");
-    let upstream = format!(
-        "{}:{}",
-        url.host_str().expect("a host"),
-        url.port().unwrap_or(5432)
-    );
-    let upstream = tokio::net::lookup_host(upstream)
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = Proxy::start(upstream).await;
-    url.set_port(Some(proxy.addr().port())).unwrap();
+    let (proxy, url) = Proxy::in_front_of(&stores.metadata).await;
     let proxied = Stores {
-        metadata: url.to_string(),
+        metadata: url,
         storage: stores.storage.clone(),
         postgres: None,
         _dir: data_dir().0,
@@ -833,22 +821,11 @@ async fn flusher_cannot_commit(stores: &Stores) {
     use streamhouse_tests::proxy::Proxy;
     const TOPIC: &str = "sick";
     const PARTITIONS: u32 = 6;
-    let mut url = url::Url::parse(&stores.metadata).expect("a PostgreSQL URL");
-    let upstream = tokio::net::lookup_host(format!(
-        "{}:{}",
-        url.host_str().expect("a host"),
-        url.port().unwrap_or(5432)
-    ))
-    .await
-    .unwrap()
-    .next()
-    .unwrap();
-    let proxy = Proxy::start(upstream).await;
-    url.set_port(Some(proxy.addr().port())).unwrap();
+    let (proxy, url) = Proxy::in_front_of(&stores.metadata).await;
     let mut cluster = Cluster::start(stores, 2);
     // agent-2 reaches the store through the proxy.
     let args = [&LEASE[..], &["--id", "agent-2"]].concat();
-    let sick = AgentProcess::start_with(BIN, url.as_str(), &stores.storage, &args);
+    let sick = AgentProcess::start_with(BIN, &url, &stores.storage, &args);
     cluster.agents.insert("agent-2".into(), sick);
     let admin = Admin::connect(&cluster.bootstrap()).await.unwrap();
     create(&admin, TOPIC, PARTITIONS).await;

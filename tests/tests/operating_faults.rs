@@ -403,20 +403,9 @@ async fn a_commit_held_in_the_network_past_the_grace_never_lands() {
     let Some(db) = FreshPostgres::create().await else {
         return;
     };
-    let mut url = url::Url::parse(&db.url).unwrap();
-    let upstream = tokio::net::lookup_host(format!(
-        "{}:{}",
-        url.host_str().unwrap(),
-        url.port().unwrap_or(5432)
-    ))
-    .await
-    .unwrap()
-    .next()
-    .unwrap();
-    let proxy = Proxy::start(upstream).await;
-    url.set_port(Some(proxy.addr().port())).unwrap();
+    let (proxy, url) = Proxy::in_front_of(&db.url).await;
     let (_guard, dir) = data_dir();
-    let (_store, addr, _metrics, stop) = gc_agent(&dir, Some(url.to_string())).await;
+    let (_store, addr, _metrics, stop) = gc_agent(&dir, Some(url)).await;
     Admin::connect(&addr)
         .await
         .unwrap()
@@ -467,23 +456,11 @@ async fn memory_stays_bounded_while_the_object_store_stalls() {
     let Some(endpoint) = service_env("STREAMHOUSE_TEST_S3_ENDPOINT") else {
         return;
     };
-    let s3 = url::Url::parse(&endpoint).unwrap();
-    let upstream = tokio::net::lookup_host(format!(
-        "{}:{}",
-        s3.host_str().unwrap(),
-        s3.port_or_known_default().unwrap()
-    ))
-    .await
-    .unwrap()
-    .next()
-    .unwrap();
-    let proxy = Proxy::start(upstream).await;
+    let (proxy, proxied) = Proxy::in_front_of(&endpoint).await;
     let (_guard, dir) = data_dir();
     let bucket = format!("sh-mem-{:08x}", rand::random::<u32>());
-    let storage = format!(
-        "s3://{bucket}/p?endpoint=http://{}&region=us-east-1",
-        proxy.addr()
-    );
+    let proxied = proxied.trim_end_matches('/');
+    let storage = format!("s3://{bucket}/p?endpoint={proxied}&region=us-east-1");
     const MAX_BUFFERED: u64 = 32 * MIB;
     let agent = AgentProcess::start_with(
         BIN,
