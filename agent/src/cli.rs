@@ -58,9 +58,8 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let agent = Agent::start(config, listener).await?;
     // Scripts and tests read this line to find the agent.
     println!(
-        "streamhouse-agent {} listening on {}",
-        agent.id(),
-        agent.local_addr()
+        "{}",
+        crate::process::listening_line(agent.id(), agent.local_addr())
     );
     if let Some(m) = agent.metrics_addr() {
         println!(

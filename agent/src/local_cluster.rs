@@ -1,188 +1,129 @@
-//! A local cluster of real agent processes on shared embedded storage (one SQLite file and
-//! one object directory), for the console and the demos that kill agents. The processes are
-//! the calling program itself, re-executed in agent mode, so nothing else has to be built or
-//! installed: such a program calls [`run_if_agent`] first thing in `main`.
+//! A cluster of agent processes on shared stores, by id: the console's bundled cluster (one
+//! SQLite file and one object directory), the demos that kill agents, and the tests' clusters
+//! on any stores. Processes are started and signalled through [`crate::process`].
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Stdio;
 use std::time::Duration;
 
-/// The first argument that turns a program into an agent.
-const AGENT_MODE: &str = "__streamhouse-agent";
+use crate::process::{self, AgentProc};
+
+pub use crate::process::run_if_agent;
 
 /// How long a launched agent may take to serve.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Call first in `main`, before any runtime exists: when this process was started as an
-/// agent, runs it (on its own runtime) and exits.
-pub fn run_if_agent() {
-    let mut args = std::env::args_os();
-    let program = args.next();
-    if args.next().as_deref() == Some(std::ffi::OsStr::new(AGENT_MODE)) {
-        let rest = program.into_iter().chain(args);
-        let code = crate::cli::exit_code(crate::cli::main_from(rest));
-        std::process::exit(if code == std::process::ExitCode::SUCCESS {
-            0
-        } else {
-            1
-        });
-    }
-}
+/// How long a stopping agent may take to flush, hand back its leases and exit.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where and how a cluster's agents run; cheap to clone, so a slow launch need not hold the
 /// [`LocalCluster`].
 #[derive(Debug, Clone)]
 pub struct ClusterSpec {
-    /// Holds `metadata.db`, `objects/` and `logs/<agent id>/`.
-    pub dir: PathBuf,
+    /// The program run in agent mode: by default this one (which must call
+    /// [`run_if_agent`]).
+    pub program: Option<PathBuf>,
+    /// The metadata store URL every agent shares.
+    pub metadata: String,
+    /// The object store URL every agent shares.
+    pub storage: String,
+    /// Agents log (their tracing log and their stderr) under `logs/<agent id>/` here; `None`:
+    /// to this process's stderr.
+    pub logs: Option<PathBuf>,
     /// Extra agent flags (lease TTL and such).
     pub extra: Vec<String>,
+    /// The agents' log filter (`STREAMHOUSE_LOG`, as `RUST_LOG`); `None`: theirs by default.
+    pub log_filter: Option<String>,
 }
 
 impl ClusterSpec {
+    /// Agents of this program on embedded storage under `dir` (`metadata.db`, `objects/`),
+    /// logging under `dir/logs/`.
     pub fn new(dir: &Path, extra: &[String]) -> ClusterSpec {
         ClusterSpec {
-            dir: dir.to_path_buf(),
+            program: None,
+            metadata: format!("sqlite://{}", dir.join("metadata.db").display()),
+            storage: format!("file://{}", dir.join("objects").display()),
+            logs: Some(dir.join("logs")),
             extra: extra.to_vec(),
+            log_filter: None,
         }
     }
 
-    /// The directory agent `id` logs to (its tracing log and its stderr).
-    pub fn log_dir(&self, id: &str) -> PathBuf {
-        self.dir.join("logs").join(id)
+    /// Agents on the given stores, logging to this process's stderr.
+    pub fn on_stores(metadata: &str, storage: &str, extra: &[String]) -> ClusterSpec {
+        ClusterSpec {
+            program: None,
+            metadata: metadata.to_string(),
+            storage: storage.to_string(),
+            logs: None,
+            extra: extra.to_vec(),
+            log_filter: None,
+        }
     }
 
-    /// Starts agent `id` and waits until it serves. Its stdout is read for its address; its
-    /// stderr goes to `stderr.log` in its log directory, so nothing reaches a terminal a
-    /// console is drawing on.
+    /// The same cluster, run by `program` in agent mode instead of this program.
+    pub fn with_program(mut self, program: impl Into<PathBuf>) -> ClusterSpec {
+        self.program = Some(program.into());
+        self
+    }
+
+    /// The directory agent `id` logs to (its tracing log and its stderr), if it logs to one.
+    pub fn log_dir(&self, id: &str) -> Option<PathBuf> {
+        self.logs.as_ref().map(|l| l.join(id))
+    }
+
+    /// Starts agent `id` on any free port and waits until it serves.
     pub fn launch(&self, id: &str) -> anyhow::Result<AgentProc> {
-        self.launch_on(id, "127.0.0.1:0")
+        self.launch_with(id, "127.0.0.1:0", &[])
     }
 
     /// As [`ClusterSpec::launch`], listening on `listen` (`127.0.0.1:0`: any free port).
     pub fn launch_on(&self, id: &str, listen: &str) -> anyhow::Result<AgentProc> {
-        let exe = std::env::current_exe()?;
-        let logs = self.log_dir(id);
-        std::fs::create_dir_all(&logs)?;
-        let stderr = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(logs.join("stderr.log"))?;
-        let mut child = Command::new(exe)
-            .arg(AGENT_MODE)
-            .args([
-                "--metadata",
-                &format!("sqlite://{}", self.dir.join("metadata.db").display()),
-                "--storage",
-                &format!("file://{}", self.dir.join("objects").display()),
-                "--listen",
-                listen,
-                "--id",
-                id,
-                "--log-dir",
-                &logs.display().to_string(),
-            ])
+        self.launch_with(id, listen, &[])
+    }
+
+    /// As [`ClusterSpec::launch_on`], with flags for this agent alone after the cluster's.
+    /// Its stdout is read for its address; with a log directory its stderr goes to
+    /// `stderr.log` there, so nothing reaches a terminal a console is drawing on.
+    pub fn launch_with(&self, id: &str, listen: &str, own: &[&str]) -> anyhow::Result<AgentProc> {
+        let program = match &self.program {
+            Some(p) => p.clone(),
+            None => std::env::current_exe()?,
+        };
+        let mut command = process::agent_command(&program);
+        command
+            .args(["--metadata", &self.metadata, "--storage", &self.storage])
+            .args(["--listen", listen, "--id", id])
             .args(&self.extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-        let (tx, rx) = mpsc::channel();
-        // Keeps draining stdout after the address so the agent never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split(" listening on ").nth(1) {
-                    let _ = tx.send(addr.trim().to_string());
-                }
-            }
-        });
-        match rx.recv_timeout(START_TIMEOUT) {
-            Ok(addr) => Ok(AgentProc {
-                id: id.to_string(),
-                child,
-                addr,
-            }),
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                anyhow::bail!(
-                    "agent {id} did not start within {} s (logs in {})",
-                    START_TIMEOUT.as_secs(),
-                    logs.display()
-                )
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let _ = child.wait();
-                let said = std::fs::read_to_string(logs.join("stderr.log")).unwrap_or_default();
-                let last = said.lines().last().unwrap_or("no message");
-                anyhow::bail!("agent {id} exited before serving: {last}")
-            }
+            .args(own)
+            .stdin(Stdio::null());
+        if let Some(filter) = &self.log_filter {
+            command.env("STREAMHOUSE_LOG", filter);
         }
-    }
-}
-
-/// One agent process. Dropping it kills the process.
-#[derive(Debug)]
-pub struct AgentProc {
-    pub id: String,
-    pub addr: String,
-    child: Child,
-}
-
-impl AgentProc {
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Whether the process has exited (and reaps it if so).
-    pub fn has_exited(&mut self) -> bool {
-        !matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// `kill -9`: no flush, no goodbye.
-    pub fn kill9(mut self) -> anyhow::Result<()> {
-        self.child.kill()?;
-        self.child.wait()?;
-        Ok(())
-    }
-
-    /// Asks the agent to stop (SIGTERM: it flushes, releases its leases and deregisters)
-    /// and waits for it to exit.
-    pub fn stop(mut self) -> anyhow::Result<()> {
-        self.terminate()?;
-        self.child.wait()?;
-        Ok(())
-    }
-
-    fn terminate(&self) -> anyhow::Result<()> {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()?;
-        anyhow::ensure!(status.success(), "kill -TERM {} failed", self.child.id());
-        Ok(())
-    }
-}
-
-impl Drop for AgentProc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        let log_dir = self.log_dir(id);
+        if let Some(logs) = &log_dir {
+            std::fs::create_dir_all(logs)?;
+            let stderr = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(logs.join("stderr.log"))?;
+            command.arg("--log-dir").arg(logs).stderr(stderr);
         }
+        let last_words = || {
+            let said = std::fs::read_to_string(log_dir.as_ref()?.join("stderr.log")).ok()?;
+            said.lines().last().map(str::to_string)
+        };
+        process::spawn(command, START_TIMEOUT, last_words)
+            .map_err(|e| anyhow::anyhow!("agent {id}: {e}"))
     }
 }
 
-/// Agents by id (`agent-0`, ...), sharing one SQLite file and one object directory.
+/// Agents by id (`agent-0`, ...), sharing one metadata store and one object store.
 #[derive(Debug)]
 pub struct LocalCluster {
     spec: ClusterSpec,
+    /// The running agents.
     pub agents: BTreeMap<String, AgentProc>,
 }
 
@@ -195,22 +136,33 @@ impl LocalCluster {
         }
     }
 
-    /// Starts `n` agents on `dir` with `extra` agent flags (lease TTL and such).
+    /// Starts `n` agents on embedded storage under `dir` with `extra` agent flags.
     pub fn start(dir: &Path, n: usize, extra: &[String]) -> anyhow::Result<LocalCluster> {
-        let mut c = LocalCluster::new(ClusterSpec::new(dir, extra));
+        LocalCluster::start_on(ClusterSpec::new(dir, extra), n)
+    }
+
+    /// Starts `n` agents, `agent-0` to `agent-{n-1}`, as `spec` says.
+    pub fn start_on(spec: ClusterSpec, n: usize) -> anyhow::Result<LocalCluster> {
+        let mut c = LocalCluster::new(spec);
         for i in 0..n {
             c.spawn(&format!("agent-{i}"))?;
         }
         Ok(c)
     }
 
+    /// How this cluster's agents run.
     pub fn spec(&self) -> &ClusterSpec {
         &self.spec
     }
 
     /// Starts (or restarts) the agent `id`; returns its address once it serves.
     pub fn spawn(&mut self, id: &str) -> anyhow::Result<String> {
-        let p = self.spec.launch(id)?;
+        self.spawn_with(id, &[])
+    }
+
+    /// As [`LocalCluster::spawn`], with flags for this agent alone.
+    pub fn spawn_with(&mut self, id: &str, own: &[&str]) -> anyhow::Result<String> {
+        let p = self.spec.launch_with(id, "127.0.0.1:0", own)?;
         let addr = p.addr.clone();
         self.agents.insert(id.to_string(), p);
         Ok(addr)
@@ -227,7 +179,7 @@ impl LocalCluster {
 
     /// `kill -9` of agent `id`.
     pub fn kill9(&mut self, id: &str) -> anyhow::Result<()> {
-        self.take(id)?.kill9()
+        Ok(self.take(id)?.kill9()?)
     }
 
     /// Takes agent `id` out of the cluster, to stop or kill it without holding the cluster.
@@ -242,11 +194,17 @@ impl LocalCluster {
     pub fn stop_all(&mut self) -> anyhow::Result<()> {
         let agents = std::mem::take(&mut self.agents);
         for a in agents.values() {
-            a.terminate()?;
+            a.signal(process::Signal::SIGTERM)?;
         }
         for (_, mut a) in agents {
-            a.child.wait()?;
+            a.wait_exit(STOP_TIMEOUT)?;
         }
         Ok(())
     }
+}
+
+/// Stops `agent` gracefully within the time a cluster allows, for code that took it out.
+pub fn stop(agent: AgentProc) -> anyhow::Result<()> {
+    agent.stop(STOP_TIMEOUT)?;
+    Ok(())
 }

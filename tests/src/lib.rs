@@ -1,20 +1,35 @@
 //! Harness for tests against real agent processes: start one on free ports, read the address
 //! it prints, stop it gracefully or kill it.
 
-use std::io::{BufRead, BufReader};
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+pub use streamhouse_agent::process::Signal;
+use streamhouse_agent::process::{self, AgentProc};
 
 pub mod proxy;
 
-/// A running `test-agent` process.
+/// How long a test agent may take to start serving, or to stop.
+const AGENT_PATIENCE: Duration = Duration::from_secs(60);
+
+/// A running `test-agent` process: [`process::AgentProc`], failing the test instead of
+/// returning errors.
 #[derive(Debug)]
 pub struct AgentProcess {
-    child: Child,
+    proc: AgentProc,
     /// `HOST:PORT` it listens on.
     pub addr: String,
+}
+
+impl From<AgentProc> for AgentProcess {
+    fn from(proc: AgentProc) -> Self {
+        AgentProcess {
+            addr: proc.addr.clone(),
+            proc,
+        }
+    }
 }
 
 impl AgentProcess {
@@ -28,103 +43,83 @@ impl AgentProcess {
 
     /// Starts the agent binary with explicit metadata and storage URLs.
     pub fn start_with(bin: &str, metadata: &str, storage: &str, extra: &[&str]) -> AgentProcess {
-        let mut child = agent_command(bin, metadata, storage, extra)
+        let mut command = agent_command(bin, metadata, storage, extra);
+        command
             .env("STREAMHOUSE_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start test-agent");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split(" listening on ").nth(1) {
-                    let _ = tx.send(addr.trim().to_string());
-                }
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(a) => a,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("agent did not report its address within 60 s");
-            }
-        };
-        AgentProcess { child, addr }
+            .stderr(Stdio::inherit());
+        process::spawn(command, AGENT_PATIENCE, || None)
+            .unwrap_or_else(|e| panic!("test agent: {e}"))
+            .into()
     }
 
     /// The process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.proc.pid()
     }
 
     /// The most memory the process has held resident so far (`VmHWM`), in bytes.
     pub fn peak_rss(&self) -> u64 {
-        peak_rss_of(self.child.id())
+        peak_rss_of(self.pid())
     }
 
     /// SIGTERM, then waits for the process to exit.
-    pub fn terminate(mut self) -> ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success());
-        self.wait_exit(Duration::from_secs(60))
+    pub fn terminate(self) -> ExitStatus {
+        self.proc
+            .stop(AGENT_PATIENCE)
+            .unwrap_or_else(|e| panic!("stopping the agent: {e}"))
     }
 
     /// SIGKILL: no flush, no goodbye.
-    pub fn kill9(mut self) {
-        self.child.kill().expect("kill -9");
-        let _ = self.child.wait();
+    pub fn kill9(self) {
+        self.proc.kill9().expect("kill -9");
     }
 
-    /// Sends a signal by name (`STOP`, `CONT`, ...) without waiting for anything.
-    pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} failed");
-    }
-
-    fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(s) = self.child.try_wait().expect("wait") {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "agent did not exit within {within:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for AgentProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+    /// Sends `signal` (`SIGSTOP`, `SIGCONT`, ...) without waiting for anything.
+    pub fn signal(&self, signal: Signal) {
+        self.proc
+            .signal(signal)
+            .unwrap_or_else(|e| panic!("sending {signal}: {e}"));
     }
 }
 
 /// The agent binary on the given stores, listening on a free port, with `extra` flags.
-fn agent_command(bin: &str, metadata: &str, storage: &str, extra: &[&str]) -> Command {
-    let mut c = Command::new(bin);
-    c.args([
-        "--metadata",
-        metadata,
-        "--storage",
-        storage,
-        "--listen",
-        "127.0.0.1:0",
-    ])
-    .args(extra);
+pub fn agent_command(bin: &str, metadata: &str, storage: &str, extra: &[&str]) -> Command {
+    let mut c = process::agent_command(Path::new(bin));
+    c.args(["--metadata", metadata, "--storage", storage])
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra);
     c
+}
+
+/// Polls `probe` every 50 ms until it yields a value, failing the test after `within`.
+pub async fn wait_for<T, F, Fut>(what: &str, within: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `check` every 50 ms until it holds, failing the test after `within`.
+pub async fn wait_until(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+    wait_for(what, within, || std::future::ready(check().then_some(()))).await
+}
+
+/// Polls `check` every 20 ms on this thread until it holds, failing the test after `within`:
+/// for tests without a runtime.
+pub fn block_until(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Runs the agent binary with the given stores and flags, expecting it to fail at start:
@@ -142,17 +137,12 @@ pub fn start_failure(
         .stderr(Stdio::piped())
         .spawn()
         .expect("start test-agent");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the agent neither failed nor exited within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let mut status = None;
+    block_until("the agent to fail at start", AGENT_PATIENCE, || {
+        status = child.try_wait().expect("wait");
+        status.is_some()
+    });
+    let status = status.expect("exited");
     let mut out = String::new();
     let mut err = String::new();
     use std::io::Read;
@@ -163,7 +153,7 @@ pub fn start_failure(
         let _ = e.read_to_string(&mut err);
     }
     assert!(
-        !out.contains(" listening on "),
+        !out.contains(process::LISTENING_ON),
         "the agent started serving: {out}"
     );
     (status, err)
@@ -246,11 +236,7 @@ pub mod metrics {
 
 /// Now, in ms since the epoch: the timestamp for hand-built batches, which retention (7 days
 /// by default) would drop at once if they claimed to be from 1970.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use streamhouse_proto::time::now_ms;
 
 /// A fresh directory for one test's data.
 pub fn data_dir() -> (tempfile::TempDir, PathBuf) {

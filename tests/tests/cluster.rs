@@ -6,11 +6,11 @@
 //! exactly once, offsets dense, no offset given twice, balance within one.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
+use streamhouse_agent::local_cluster::{ClusterSpec, LocalCluster};
 use streamhouse_agent::testing::FreshPostgres;
 use streamhouse_client::{
     Admin, Consumer, DeliveryFuture, NewTopic, OffsetReset, Producer, TopicDescription,
@@ -18,7 +18,7 @@ use streamhouse_client::{
 };
 use streamhouse_proto::batch::{BatchBuilder, Compression, ProducerStamp};
 use streamhouse_proto::pb::{self, ErrorCode};
-use streamhouse_tests::{data_dir, raw, AgentProcess};
+use streamhouse_tests::{data_dir, raw, wait_for, AgentProcess, Signal};
 use tokio::time::Instant;
 
 const BIN: &str = env!("CARGO_BIN_EXE_test-agent");
@@ -77,61 +77,37 @@ fn objects(dir: &Path) -> String {
     format!("file://{}", dir.join("objects").display())
 }
 
-/// The agent processes of one test, by id (`agent-0`, `agent-1`, ...).
-struct Cluster<'a> {
-    stores: &'a Stores,
-    agents: BTreeMap<String, AgentProcess>,
+/// The agent processes of one test, by id (`agent-0`, `agent-1`, ...), with short leases.
+struct Cluster {
+    local: LocalCluster,
 }
 
-impl<'a> Cluster<'a> {
-    fn start(stores: &'a Stores, n: usize) -> Self {
-        let mut c = Cluster {
-            stores,
-            agents: BTreeMap::new(),
-        };
-        for i in 0..n {
-            c.add(&format!("agent-{i}"), &[]);
-        }
-        c
+impl Cluster {
+    fn spec(stores: &Stores) -> ClusterSpec {
+        let lease = LEASE.map(String::from);
+        let mut spec = ClusterSpec::on_stores(&stores.metadata, &stores.storage, &lease);
+        spec.log_filter = Some("warn".into());
+        spec.with_program(BIN)
+    }
+
+    fn start(stores: &Stores, n: usize) -> Self {
+        let local = LocalCluster::start_on(Self::spec(stores), n).expect("agents start");
+        Cluster { local }
     }
 
     fn add(&mut self, id: &str, extra: &[&str]) -> String {
-        let args = [&LEASE[..], &["--id", id], extra].concat();
-        let agent =
-            AgentProcess::start_with(BIN, &self.stores.metadata, &self.stores.storage, &args);
-        let addr = agent.addr.clone();
-        self.agents.insert(id.to_string(), agent);
-        addr
+        self.local.spawn_with(id, extra).expect("the agent starts")
     }
 
     fn bootstrap(&self) -> String {
-        self.agents
-            .values()
-            .map(|a| a.addr.as_str())
-            .collect::<Vec<_>>()
-            .join(",")
+        self.local.bootstrap()
     }
 
     fn take(&mut self, id: &str) -> AgentProcess {
-        self.agents
-            .remove(id)
+        self.local
+            .take(id)
             .expect("a running agent of this test")
-    }
-}
-
-/// Polls `probe` until it yields a value, failing the test after `within`.
-async fn wait_for<T, F, Fut>(what: &str, within: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+            .into()
     }
 }
 
@@ -296,10 +272,7 @@ async fn end_to_end_with_maintenance(stores: &Stores) {
         "--gc-interval-ms",
         "200",
     ];
-    let mut cluster = Cluster {
-        stores,
-        agents: BTreeMap::new(),
-    };
+    let mut cluster = Cluster::start(stores, 0);
     for i in 0..3 {
         cluster.add(&format!("agent-{i}"), &fast);
     }
@@ -389,7 +362,7 @@ async fn kill_leader_under_load(stores: &Stores) {
     settle(deliveries, &mut acked).await;
     producer.close().await.unwrap();
 
-    let survivors: Vec<&str> = cluster.agents.keys().map(String::as_str).collect();
+    let survivors: Vec<&str> = cluster.local.agents.keys().map(String::as_str).collect();
     let t = balanced(&admin, TOPIC, &survivors).await;
     assert_ne!(leader_of(&t, 0), victim);
     assert!(t.partitions[0].lease_epoch > old_epoch);
@@ -472,12 +445,14 @@ async fn paused_agent_is_fenced(stores: &Stores) {
             "acknowledged before the pause"
         );
     };
-    cluster.agents["agent-2"].signal("STOP");
+    cluster.local.agents["agent-2"]
+        .signal(Signal::SIGSTOP)
+        .expect("SIGSTOP");
 
     // Another agent takes the partition at a higher epoch and writes to it.
     let others = format!(
         "{},{}",
-        cluster.agents["agent-0"].addr, cluster.agents["agent-1"].addr
+        cluster.local.agents["agent-0"].addr, cluster.local.agents["agent-1"].addr
     );
     let admin = Admin::connect(&others).await.unwrap();
     let taken = wait_for(
@@ -512,7 +487,9 @@ async fn paused_agent_is_fenced(stores: &Stores) {
     assert_eq!(written.base_offset, 0);
 
     // Resumed: its buffered batch is refused, not stored.
-    cluster.agents["agent-2"].signal("CONT");
+    cluster.local.agents["agent-2"]
+        .signal(Signal::SIGCONT)
+        .expect("SIGCONT");
     let refused = ghost.await.unwrap();
     assert_eq!(
         raw::code(&refused.error),
@@ -824,9 +801,10 @@ async fn flusher_cannot_commit(stores: &Stores) {
     let (proxy, url) = Proxy::in_front_of(&stores.metadata).await;
     let mut cluster = Cluster::start(stores, 2);
     // agent-2 reaches the store through the proxy.
-    let args = [&LEASE[..], &["--id", "agent-2"]].concat();
-    let sick = AgentProcess::start_with(BIN, &url, &stores.storage, &args);
-    cluster.agents.insert("agent-2".into(), sick);
+    let mut spec = Cluster::spec(stores);
+    spec.metadata = url;
+    let sick = spec.launch("agent-2").expect("agent-2 starts");
+    cluster.local.agents.insert("agent-2".into(), sick);
     let admin = Admin::connect(&cluster.bootstrap()).await.unwrap();
     create(&admin, TOPIC, PARTITIONS).await;
     balanced(&admin, TOPIC, &["agent-0", "agent-1", "agent-2"]).await;

@@ -482,7 +482,7 @@ async fn a_64_mib_backlog_drains() {
         .unwrap();
     let values = random_values(4096, 1024);
     let records = 64 * 1024;
-    agent.signal("STOP");
+    agent.signal(streamhouse_tests::Signal::SIGSTOP);
     let stopped = std::time::Instant::now();
     let mut deliveries = Vec::with_capacity(records);
     for i in 0..records {
@@ -497,7 +497,7 @@ async fn a_64_mib_backlog_drains() {
     if let Some(left) = Duration::from_secs(3).checked_sub(stopped.elapsed()) {
         tokio::time::sleep(left).await;
     }
-    agent.signal("CONT");
+    agent.signal(streamhouse_tests::Signal::SIGCONT);
     let mut offsets = Vec::with_capacity(records);
     for d in deliveries {
         offsets.push(d.await.expect("delivered, not timed out").offset);

@@ -34,7 +34,8 @@ fn secured_agent(dir: &Path) -> (EmbeddedAgent, Vec<u8>) {
         format!("# clients\n{TOKEN}\nanother-token-fedcba9876543210\n"),
     )
     .unwrap();
-    let mut config = AgentConfig::embedded(dir, "127.0.0.1:0");
+    let mut config =
+        AgentConfig::embedded(dir, "127.0.0.1:0").expect("STREAMHOUSE_* settings parse");
     config.tls_cert = Some(dir.join("agent.pem"));
     config.tls_key = Some(dir.join("agent.key"));
     config.auth_tokens_file = Some(dir.join("tokens"));
@@ -119,19 +120,22 @@ fn tls_and_tokens_refuse_strangers_and_serve_the_configured() {
 #[test]
 fn bad_security_settings_fail_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = AgentConfig::embedded(dir.path(), "127.0.0.1:0");
+    let mut config =
+        AgentConfig::embedded(dir.path(), "127.0.0.1:0").expect("STREAMHOUSE_* settings parse");
     config.tls_cert = Some(dir.path().join("missing.pem"));
     config.tls_key = Some(dir.path().join("missing.key"));
     let e = EmbeddedAgent::start(config, 1).unwrap_err().to_string();
     assert!(e.contains("reading TLS certificate"), "{e}");
 
-    let mut config = AgentConfig::embedded(dir.path(), "127.0.0.1:0");
+    let mut config =
+        AgentConfig::embedded(dir.path(), "127.0.0.1:0").expect("STREAMHOUSE_* settings parse");
     config.tls_cert = Some(dir.path().join("only-cert.pem"));
     let e = EmbeddedAgent::start(config, 1).unwrap_err().to_string();
     assert!(e.contains("go together"), "{e}");
 
     std::fs::write(dir.path().join("tokens"), "# none yet\n").unwrap();
-    let mut config = AgentConfig::embedded(dir.path(), "127.0.0.1:0");
+    let mut config =
+        AgentConfig::embedded(dir.path(), "127.0.0.1:0").expect("STREAMHOUSE_* settings parse");
     config.auth_tokens_file = Some(dir.path().join("tokens"));
     let e = EmbeddedAgent::start(config, 1).unwrap_err().to_string();
     assert!(e.contains("no tokens"), "{e}");
@@ -160,7 +164,7 @@ fn sighup_reloads_the_tokens_file() {
         assert!(works(OLD).await);
         assert!(!works(NEW).await);
         std::fs::write(&tokens, format!("# rotated\n{NEW}\n")).unwrap();
-        agent.signal("HUP");
+        agent.signal(streamhouse_tests::Signal::SIGHUP);
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while !works(NEW).await {
             assert!(

@@ -3,7 +3,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use streamhouse_agent::local_cluster::{AgentProc, ClusterSpec, LocalCluster};
+use streamhouse_agent::local_cluster::{self, ClusterSpec, LocalCluster};
+use streamhouse_agent::process::{self, AgentProc};
 use tokio::sync::{mpsc, watch};
 
 use crate::action::{Action, Phase};
@@ -16,9 +17,7 @@ static PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 pub fn emergency_stop() {
     let pids = std::mem::take(&mut *PIDS.lock().unwrap_or_else(|p| p.into_inner()));
     for pid in pids {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status();
+        let _ = process::signal(pid, process::Signal::SIGTERM);
     }
 }
 
@@ -148,7 +147,7 @@ impl Supervisor {
     pub async fn stop(&self, id: &str) -> anyhow::Result<()> {
         let p = self.take(id)?;
         self.phase(id, Phase::Stopping);
-        tokio::task::spawn_blocking(move || p.stop()).await??;
+        tokio::task::spawn_blocking(move || local_cluster::stop(p)).await??;
         self.phase(id, Phase::Stopped);
         Ok(())
     }
@@ -171,11 +170,11 @@ impl Supervisor {
         for id in exited {
             if let Ok(p) = self.take(&id) {
                 drop(p);
-                let log = self.spec.log_dir(&id);
-                self.phase(
-                    &id,
-                    Phase::Failed(format!("exited on its own; see {}", log.display())),
-                );
+                let why = match self.spec.log_dir(&id) {
+                    Some(log) => format!("exited on its own; see {}", log.display()),
+                    None => "exited on its own".to_string(),
+                };
+                self.phase(&id, Phase::Failed(why));
             }
         }
     }

@@ -2,13 +2,14 @@
 //! emulator: once launching its own cluster and killing an agent through the keys, once
 //! attached (read-only) to agents started separately.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+use streamhouse_agent::local_cluster::ClusterSpec;
+use streamhouse_agent::process::AgentProc;
 
 const BIN: &str = env!("CARGO_BIN_EXE_streamhouse-tui");
 
@@ -201,65 +202,23 @@ fn launched_cluster_survives_a_kill_through_the_keys() {
     );
 }
 
-/// An agent started apart from the console: the console binary in agent mode.
-struct Agent(Child, String);
-
-impl Agent {
-    fn start(dir: &Path, id: &str) -> Agent {
-        Self::start_with(dir, id, &[])
-    }
-
-    fn start_with(dir: &Path, id: &str, extra: &[&str]) -> Agent {
-        let mut child = Command::new(BIN)
-            .args([
-                "__streamhouse-agent",
-                "--metadata",
-                &format!("sqlite://{}", dir.join("metadata.db").display()),
-                "--storage",
-                &format!("file://{}", dir.join("objects").display()),
-                "--listen",
-                "127.0.0.1:0",
-                "--id",
-                id,
-                "--log-dir",
-                &dir.join("logs").join(id).display().to_string(),
-            ])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("agent starts");
-        let out = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(out).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("the agent prints its address")
-                .expect("readable stdout");
-            if let Some(a) = line.split(" listening on ").nth(1) {
-                break a.trim().to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Agent(child, addr)
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// An agent started apart from the console: the console binary in agent mode, on the
+/// embedded stores under `dir`, with `extra` flags.
+fn outside_agent(dir: &Path, id: &str, extra: &[&str]) -> AgentProc {
+    ClusterSpec::new(dir, &[])
+        .with_program(BIN)
+        .launch_with(id, "127.0.0.1:0", extra)
+        .expect("the agent starts")
 }
 
 #[test]
 fn attached_read_only_console_watches_and_refuses_changes() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let a = Agent::start(dir.path(), "outside-0");
-    let b = Agent::start(dir.path(), "outside-1");
+    let a = outside_agent(dir.path(), "outside-0", &[]);
+    let b = outside_agent(dir.path(), "outside-1", &[]);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
-        let admin = streamhouse_client::Admin::connect(&a.1)
+        let admin = streamhouse_client::Admin::connect(&a.addr)
             .await
             .expect("admin");
         admin
@@ -267,7 +226,7 @@ fn attached_read_only_console_watches_and_refuses_changes() {
             .await
             .expect("topic created");
     });
-    let attach = format!("{},{}", a.1, b.1);
+    let attach = format!("{},{}", a.addr, b.addr);
     let logs = dir.path().join("console");
     let mut c = Console::start(
         &[
@@ -332,7 +291,7 @@ fn console_attaches_to_a_cluster_with_tls_and_tokens() {
     std::fs::write(d.join("token"), "console-token-0123456789\n").expect("write");
     std::fs::write(d.join("wrong"), "console-token-9876543210\n").expect("write");
     let path = |f: &str| d.join(f).display().to_string();
-    let agent = Agent::start_with(
+    let agent = outside_agent(
         d,
         "secure-0",
         &[
@@ -348,7 +307,7 @@ fn console_attaches_to_a_cluster_with_tls_and_tokens() {
     let refused = Console::start(
         &[
             "--attach",
-            &agent.1,
+            &agent.addr,
             "--tls-ca",
             &path("ca.pem"),
             "--token-file",
@@ -366,7 +325,7 @@ fn console_attaches_to_a_cluster_with_tls_and_tokens() {
     let mut c = Console::start(
         &[
             "--attach",
-            &agent.1,
+            &agent.addr,
             "--tls-ca",
             &path("ca.pem"),
             "--token-file",
