@@ -111,6 +111,60 @@ impl Security {
         Ok(self.token(token))
     }
 
+    /// Settings from files, each optional: a token file ([`Security::token_file`]), a CA file
+    /// ([`Security::tls_ca_file`]; TLS when given) and the name to verify agents against
+    /// ([`Security::tls_domain`]).
+    ///
+    /// ```
+    /// use streamhouse_client::Security;
+    /// assert!(!Security::from_files(None, None, None)?.uses_tls());
+    /// assert!(Security::from_files(Some("/no/such/token".as_ref()), None, None).is_err());
+    /// # Ok::<(), streamhouse_client::ClientError>(())
+    /// ```
+    pub fn from_files(
+        token_file: Option<&Path>,
+        tls_ca_file: Option<&Path>,
+        tls_domain: Option<&str>,
+    ) -> Result<Self> {
+        let mut s = Security::new();
+        if let Some(f) = token_file {
+            s = s.token_file(f)?;
+        }
+        if let Some(f) = tls_ca_file {
+            s = s.tls_ca_file(f)?;
+        }
+        if let Some(d) = tls_domain {
+            s = s.tls_domain(d);
+        }
+        Ok(s)
+    }
+
+    /// [`Security::from_files`] named by the environment: `STREAMHOUSE_TOKEN_FILE`,
+    /// `STREAMHOUSE_TLS_CA` and `STREAMHOUSE_TLS_DOMAIN`, each optional (unset or blank: not
+    /// used). With none set, plain TCP with no token.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), streamhouse_client::ClientError> {
+    /// let security = streamhouse_client::Security::from_env()?;
+    /// let producer = streamhouse_client::Producer::builder()
+    ///     .bootstrap("127.0.0.1:9660")
+    ///     .security(security)
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn from_env() -> Result<Self> {
+        let var = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
+        let token = var("STREAMHOUSE_TOKEN_FILE");
+        let ca = var("STREAMHOUSE_TLS_CA");
+        let domain = var("STREAMHOUSE_TLS_DOMAIN");
+        Security::from_files(
+            token.as_deref().map(Path::new),
+            ca.as_deref().map(Path::new),
+            domain.as_deref(),
+        )
+    }
+
     /// Whether connections use TLS.
     ///
     /// ```

@@ -18,7 +18,7 @@ use clap::Parser;
 use demos::{values, Workload};
 use streamhouse_agent::metadata::MetadataStore;
 use streamhouse_agent::{AgentConfig, EmbeddedAgent};
-use streamhouse_client::{NewTopic, OffsetReset, TopicPartition};
+use streamhouse_client::{Admin, Consumer, NewTopic, OffsetReset, Producer, TopicPartition};
 
 #[derive(Debug, Parser)]
 #[command(about = "Compaction rate, and reads from compacted segments")]
@@ -30,15 +30,15 @@ struct Args {
     segment_mib: u64,
 }
 
-fn config(dir: &Path, segment_bytes: u64) -> AgentConfig {
-    let mut c = AgentConfig::embedded(dir, "127.0.0.1:0");
+fn config(dir: &Path, segment_bytes: u64) -> anyhow::Result<AgentConfig> {
+    let mut c = AgentConfig::embedded(dir, "127.0.0.1:0")?;
     c.metrics_listen = Some("127.0.0.1:0".into());
     c.segment_bytes = segment_bytes;
     c.compaction_age_ms = 1_000;
     c.maintenance_interval_ms = 200;
     c.gc_grace_ms = 2_000;
     c.gc_interval_ms = 500;
-    c
+    Ok(c)
 }
 
 fn count(dir: &Path, prefix: &str) -> (usize, u64) {
@@ -74,19 +74,16 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().to_path_buf();
     let segment_bytes = args.segment_mib * 1024 * 1024;
-    let cfg = config(&path, segment_bytes);
+    let cfg = config(&path, segment_bytes)?;
     let agent = tokio::task::spawn_blocking(move || EmbeddedAgent::start(cfg, 2)).await??;
     let bootstrap = agent.addr().to_string();
     let metrics = agent.metrics_addr().expect("metrics served");
     let topic = "compaction-bench";
-    streamhouse_tui::connect::admin(&bootstrap)
+    Admin::connect(&bootstrap)
         .await?
         .create_topic(NewTopic::new(topic, w.partitions))
         .await?;
-    let producer = streamhouse_tui::connect::producer()
-        .bootstrap(&bootstrap)
-        .build()
-        .await?;
+    let producer = Producer::builder().bootstrap(&bootstrap).build().await?;
     let vals = values(1024, w.value_size, w.incompressible);
     let started = Instant::now();
     for i in 0..w.records {
@@ -125,9 +122,9 @@ async fn main() -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
 
     // Read everything back from segments, with nothing cached.
-    let cfg = config(&path, segment_bytes);
+    let cfg = config(&path, segment_bytes)?;
     let agent = tokio::task::spawn_blocking(move || EmbeddedAgent::start(cfg, 2)).await??;
-    let mut consumer = streamhouse_tui::connect::consumer()
+    let mut consumer = Consumer::builder()
         .bootstrap(agent.addr().to_string())
         .auto_offset_reset(OffsetReset::Earliest)
         .max_poll_records(10_000)

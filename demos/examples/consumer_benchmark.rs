@@ -9,8 +9,8 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use demos::{values, Storage, Target, Workload};
-use streamhouse_client::{NewTopic, OffsetReset, TopicPartition};
+use demos::{values, Storage, Target, Workload, ADMIN_TIMEOUT};
+use streamhouse_client::{Admin, Consumer, NewTopic, OffsetReset, Producer, TopicPartition};
 
 #[derive(Debug, Parser)]
 #[command(about = "Consumer throughput, reading from storage")]
@@ -25,12 +25,13 @@ async fn main() -> anyhow::Result<()> {
     let w = &args.workload;
     let mut target = Target::connect(w.bootstrap.clone(), Storage::Temporary).await?;
     let topic = format!("consumer-bench-{}", std::process::id());
-    streamhouse_tui::connect::admin(&target.bootstrap)
+    Admin::connect_with(&target.bootstrap, ADMIN_TIMEOUT, target.security.clone())
         .await?
         .create_topic(NewTopic::new(&topic, w.partitions))
         .await?;
-    let producer = streamhouse_tui::connect::producer()
+    let producer = Producer::builder()
         .bootstrap(&target.bootstrap)
+        .security(target.security.clone())
         .build()
         .await?;
     let vals = values(1024, w.value_size, w.incompressible);
@@ -42,8 +43,9 @@ async fn main() -> anyhow::Result<()> {
     producer.close().await?;
     let cold = target.restart().await?;
 
-    let mut consumer = streamhouse_tui::connect::consumer()
+    let mut consumer = Consumer::builder()
         .bootstrap(&target.bootstrap)
+        .security(target.security.clone())
         .auto_offset_reset(OffsetReset::Earliest)
         .max_poll_records(10_000)
         .max_partition_fetch_bytes(4 * 1024 * 1024)

@@ -9,8 +9,8 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use demos::{Storage, Target};
-use streamhouse_client::{OffsetReset, TopicPartition};
+use demos::{Storage, Target, ADMIN_TIMEOUT};
+use streamhouse_client::{Admin, Consumer, OffsetReset, TopicPartition};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -26,12 +26,13 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let target = Target::connect(args.bootstrap, Storage::Dir("./streamhouse-data".into())).await?;
-    let topic = streamhouse_tui::connect::admin(&target.bootstrap)
+    let topic = Admin::connect_with(&target.bootstrap, ADMIN_TIMEOUT, target.security.clone())
         .await?
         .describe_topic(&args.topic)
         .await?;
-    let mut consumer = streamhouse_tui::connect::consumer()
+    let mut consumer = Consumer::builder()
         .bootstrap(&target.bootstrap)
+        .security(target.security.clone())
         .auto_offset_reset(OffsetReset::Earliest)
         .build()
         .await?;

@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use demos::{Storage, Target};
-use streamhouse_client::{ClientError, NewTopic};
+use demos::{Storage, Target, ADMIN_TIMEOUT};
+use streamhouse_client::{Admin, ClientError, Consumer, NewTopic, Producer};
 use streamhouse_tui::scenario::{follow, Ending, Member, MemberEvent, MemberEventKind, Owners};
 use tokio::sync::mpsc;
 
@@ -28,7 +28,8 @@ const PARTITIONS: u32 = 6;
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let target = Target::connect(args.bootstrap, Storage::Temporary).await?;
-    let admin = streamhouse_tui::connect::admin(&target.bootstrap).await?;
+    let admin =
+        Admin::connect_with(&target.bootstrap, ADMIN_TIMEOUT, target.security.clone()).await?;
     match admin
         .create_topic(NewTopic::new(&args.topic, PARTITIONS))
         .await
@@ -37,8 +38,9 @@ async fn main() -> anyhow::Result<()> {
         Err(e) => return Err(e.into()),
     }
     // A steady trickle of orders, so members have something to read and lag to show.
-    let producer = streamhouse_tui::connect::producer()
+    let producer = Producer::builder()
         .bootstrap(&target.bootstrap)
+        .security(target.security.clone())
         .build()
         .await?;
     let topic = args.topic.clone();
@@ -63,7 +65,9 @@ async fn main() -> anyhow::Result<()> {
     let mut members: Vec<Member> = (1..=3)
         .map(|i| {
             Member::spawn(
-                &target.bootstrap,
+                Consumer::builder()
+                    .bootstrap(&target.bootstrap)
+                    .security(target.security.clone()),
                 &args.group,
                 &args.topic,
                 &format!("processor-{i}"),

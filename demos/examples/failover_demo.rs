@@ -20,7 +20,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     // The agents this starts are this program again, in agent mode, with their own runtime.
-    streamhouse_agent::local_cluster::run_if_agent();
+    streamhouse_agent::process::run_if_agent();
     tokio::runtime::Runtime::new()?.block_on(run(Args::parse()))
 }
 

@@ -9,8 +9,8 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use demos::{percentiles_ms, Storage, Target};
-use streamhouse_client::{NewTopic, TopicPartition};
+use demos::{percentiles_ms, Storage, Target, ADMIN_TIMEOUT};
+use streamhouse_client::{Admin, Consumer, NewTopic, Producer, TopicPartition};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -42,15 +42,16 @@ async fn main() -> anyhow::Result<()> {
     );
     let target = Target::connect(args.bootstrap.clone(), Storage::Temporary).await?;
     let topic = format!("latency-bench-{}", std::process::id());
-    streamhouse_tui::connect::admin(&target.bootstrap)
+    Admin::connect_with(&target.bootstrap, ADMIN_TIMEOUT, target.security.clone())
         .await?
         .create_topic(NewTopic::new(&topic, args.partitions))
         .await?;
     let epoch = Instant::now();
     let total = args.rate * args.seconds;
 
-    let mut consumer = streamhouse_tui::connect::consumer()
+    let mut consumer = Consumer::builder()
         .bootstrap(&target.bootstrap)
+        .security(target.security.clone())
         .fetch_max_wait_ms(500)
         .build()
         .await?;
@@ -74,8 +75,9 @@ async fn main() -> anyhow::Result<()> {
         anyhow::Ok(h)
     });
 
-    let producer = streamhouse_tui::connect::producer()
+    let producer = Producer::builder()
         .bootstrap(&target.bootstrap)
+        .security(target.security.clone())
         .linger_ms(args.linger_ms)
         .enable_idempotence(!args.no_idempotence)
         .build()

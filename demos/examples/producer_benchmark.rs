@@ -10,8 +10,8 @@
 use std::time::Instant;
 
 use clap::Parser;
-use demos::{percentiles_ms, values, Storage, Target, Workload};
-use streamhouse_client::NewTopic;
+use demos::{percentiles_ms, values, Storage, Target, Workload, ADMIN_TIMEOUT};
+use streamhouse_client::{Admin, NewTopic, Producer};
 
 #[derive(Debug, Parser)]
 #[command(about = "Producer throughput and acknowledgement latency")]
@@ -29,12 +29,13 @@ async fn main() -> anyhow::Result<()> {
     let w = &args.workload;
     let target = Target::connect(w.bootstrap.clone(), Storage::Temporary).await?;
     let topic = format!("producer-bench-{}", std::process::id());
-    streamhouse_tui::connect::admin(&target.bootstrap)
+    Admin::connect_with(&target.bootstrap, ADMIN_TIMEOUT, target.security.clone())
         .await?
         .create_topic(NewTopic::new(&topic, w.partitions))
         .await?;
-    let producer = streamhouse_tui::connect::producer()
+    let producer = Producer::builder()
         .bootstrap(&target.bootstrap)
+        .security(target.security.clone())
         .enable_idempotence(!w.no_idempotence)
         .build()
         .await?;

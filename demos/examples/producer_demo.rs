@@ -9,8 +9,8 @@
 use std::time::Instant;
 
 use clap::Parser;
-use demos::{Storage, Target};
-use streamhouse_client::{ClientError, NewTopic};
+use demos::{Storage, Target, ADMIN_TIMEOUT};
+use streamhouse_client::{Admin, ClientError, NewTopic, Producer};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -26,7 +26,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let target = Target::connect(args.bootstrap, Storage::Dir("./streamhouse-data".into())).await?;
-    match streamhouse_tui::connect::admin(&target.bootstrap)
+    match Admin::connect_with(&target.bootstrap, ADMIN_TIMEOUT, target.security.clone())
         .await?
         .create_topic(NewTopic::new(&args.topic, 4))
         .await
@@ -34,8 +34,9 @@ async fn main() -> anyhow::Result<()> {
         Ok(_) | Err(ClientError::TopicExists(_)) => {}
         Err(e) => return Err(e.into()),
     }
-    let producer = streamhouse_tui::connect::producer()
+    let producer = Producer::builder()
         .bootstrap(&target.bootstrap)
+        .security(target.security.clone())
         .build()
         .await?;
     let pages = ["/", "/search", "/product/42", "/cart", "/checkout"];

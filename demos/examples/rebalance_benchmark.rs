@@ -9,8 +9,8 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use demos::{Storage, Target};
-use streamhouse_client::NewTopic;
+use demos::{Storage, Target, ADMIN_TIMEOUT};
+use streamhouse_client::{Admin, Consumer, NewTopic, Producer};
 use streamhouse_tui::scenario::{follow, Ending, Member, MemberEvent, Owners};
 use tokio::sync::mpsc;
 
@@ -33,10 +33,12 @@ const PARTITIONS: u32 = 6;
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let target = Target::connect(args.bootstrap, Storage::Temporary).await?;
-    let admin = streamhouse_tui::connect::admin(&target.bootstrap).await?;
+    let admin =
+        Admin::connect_with(&target.bootstrap, ADMIN_TIMEOUT, target.security.clone()).await?;
     admin.create_topic(NewTopic::new(TOPIC, PARTITIONS)).await?;
-    let producer = streamhouse_tui::connect::producer()
+    let producer = Producer::builder()
         .bootstrap(&target.bootstrap)
+        .security(target.security.clone())
         .build()
         .await?;
     let rate = args.rate;
@@ -60,7 +62,9 @@ async fn main() -> anyhow::Result<()> {
     let mut spawn = |tx: &mpsc::UnboundedSender<MemberEvent>| {
         next += 1;
         Member::spawn(
-            &target.bootstrap,
+            Consumer::builder()
+                .bootstrap(&target.bootstrap)
+                .security(target.security.clone()),
             GROUP,
             TOPIC,
             &format!("m{next}"),

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use streamhouse_client::{Admin, NewTopic, Producer, TopicDescription};
+use streamhouse_client::{Admin, Consumer, NewTopic, Producer, TopicDescription};
 use tokio::sync::{mpsc, watch};
 
 use streamhouse_agent::local_cluster::LocalCluster;
@@ -108,7 +108,7 @@ pub async fn run(
         cluster.bootstrap(),
         opts.lease_ttl_ms
     ));
-    let admin = streamhouse_tui::connect::admin(&cluster.bootstrap()).await?;
+    let admin = Admin::connect(&cluster.bootstrap()).await?;
     match admin
         .create_topic(NewTopic::new(TOPIC, opts.partitions))
         .await
@@ -120,7 +120,7 @@ pub async fn run(
     say(format!("topic {TOPIC}: {}", leaders_line(&t)));
 
     let started = Instant::now();
-    let producer = streamhouse_tui::connect::producer()
+    let producer = Producer::builder()
         .bootstrap(cluster.bootstrap())
         .delivery_timeout_ms(120_000)
         .build()
@@ -203,7 +203,7 @@ pub async fn run(
 
     let acks = std::mem::take(&mut *acks.lock().unwrap_or_else(|p| p.into_inner()));
     say("reading every partition back to check what was acknowledged".into());
-    let (lost, duplicated) = verify(&cluster.bootstrap(), &acks.list).await?;
+    let (lost, duplicated) = verify(&admin, &cluster.bootstrap(), &acks.list).await?;
     cluster.stop_all()?;
     Ok(Outcome {
         kills: report,
@@ -373,7 +373,8 @@ async fn consume(
     count: Arc<std::sync::atomic::AtomicU64>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let mut consumer = from_the_start(&bootstrap, TOPIC, partitions).await?;
+    let mut consumer =
+        from_the_start(Consumer::builder().bootstrap(&bootstrap), TOPIC, partitions).await?;
     while !*stop.borrow_and_update() {
         let got = consumer.poll(Duration::from_millis(200)).await?;
         count.fetch_add(got.len() as u64, std::sync::atomic::Ordering::Relaxed);
@@ -384,8 +385,9 @@ async fn consume(
 
 /// Reads the whole topic and returns (acknowledged records missing or changed, records
 /// stored more than once).
-async fn verify(bootstrap: &str, acks: &[Ack]) -> anyhow::Result<(u64, u64)> {
-    let log: HashMap<(u32, i64), u64> = read_topic(bootstrap, TOPIC)
+async fn verify(admin: &Admin, bootstrap: &str, acks: &[Ack]) -> anyhow::Result<(u64, u64)> {
+    let consumer = Consumer::builder().bootstrap(bootstrap);
+    let log: HashMap<(u32, i64), u64> = read_topic(admin, consumer, TOPIC)
         .await?
         .into_iter()
         .map(|(at, v)| {

@@ -6,12 +6,19 @@ pub mod failover;
 use std::path::PathBuf;
 
 use streamhouse_agent::{AgentConfig, EmbeddedAgent};
+use streamhouse_client::Security;
+
+/// How long examples wait for an agent to answer an admin request.
+pub const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A cluster to talk to, and the agent started for it, if any.
 #[derive(Debug)]
 pub struct Target {
     /// Comma-separated agent addresses.
     pub bootstrap: String,
+    /// How to reach them: for a cluster given with `--bootstrap`, [`Security::from_env`];
+    /// plain TCP for the agent started here.
+    pub security: Security,
     agent: Option<EmbeddedAgent>,
     _dir: Option<tempfile::TempDir>,
     data: Option<PathBuf>,
@@ -69,9 +76,9 @@ impl Target {
     /// `STREAMHOUSE_TLS_DOMAIN` say how to authenticate and which CA to trust.
     pub async fn connect(bootstrap: Option<String>, storage: Storage) -> anyhow::Result<Target> {
         if let Some(b) = bootstrap {
-            streamhouse_tui::connect::set_security(streamhouse_tui::connect::security_from_env()?);
             return Ok(Target {
                 bootstrap: b,
+                security: Security::from_env()?,
                 agent: None,
                 _dir: None,
                 data: None,
@@ -89,6 +96,7 @@ impl Target {
         eprintln!("started an agent at {} on {}", agent.addr(), path.display());
         Ok(Target {
             bootstrap: agent.addr().to_string(),
+            security: Security::default(),
             agent: Some(agent),
             _dir: dir,
             data: Some(path),
@@ -148,7 +156,7 @@ impl Target {
 }
 
 async fn start_agent(path: PathBuf) -> anyhow::Result<EmbeddedAgent> {
-    let config = AgentConfig::embedded(&path, "127.0.0.1:0");
+    let config = AgentConfig::embedded(&path, "127.0.0.1:0")?;
     Ok(tokio::task::spawn_blocking(move || EmbeddedAgent::start(config, 2)).await??)
 }
 

@@ -411,7 +411,7 @@ async fn churn_loses_nothing_and_never_doubles_an_owner() {
     let timing = (2_000, 200);
     let spawn = |n: usize| {
         Member::spawn_with(
-            &agent.addr,
+            streamhouse_client::Consumer::builder().bootstrap(&agent.addr),
             "churners",
             "churn",
             &format!("m{n}"),

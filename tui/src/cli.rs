@@ -67,14 +67,14 @@ const LOCAL_GC_GRACE_MS: u64 = 60_000;
 const DEMO_TOPIC: &str = "demo";
 
 pub fn main() -> anyhow::Result<()> {
-    streamhouse_agent::local_cluster::run_if_agent();
+    streamhouse_agent::process::run_if_agent();
     let args = Args::parse();
     anyhow::ensure!(args.agents >= 1, "--agents must be at least 1");
     // The bundled cluster is plain TCP without tokens; only an attached one may need them.
     if args.attach.is_some() {
-        crate::connect::set_security(crate::connect::security_from(
-            args.token_file.as_deref(),
-            args.tls_ca.as_deref(),
+        crate::connect::set_security(streamhouse_client::Security::from_files(
+            args.token_file.as_deref().map(std::path::Path::new),
+            args.tls_ca.as_deref().map(std::path::Path::new),
             args.tls_domain.as_deref(),
         )?);
     }

@@ -1,7 +1,5 @@
-//! How the console, the scenarios and the demos reach a cluster: one process-wide TLS and
-//! token setting (from the console's flags, or the `STREAMHOUSE_TOKEN_FILE`,
-//! `STREAMHOUSE_TLS_CA` and `STREAMHOUSE_TLS_DOMAIN` environment variables) applied to every
-//! client they build.
+//! How the console reaches a cluster: one process-wide TLS and token setting (from its
+//! `--token-file`, `--tls-ca` and `--tls-domain` flags) applied to every client it builds.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -13,35 +11,6 @@ static SECURITY: OnceLock<Security> = OnceLock::new();
 /// Sets the security every later client uses. The first setting wins.
 pub fn set_security(security: Security) {
     let _ = SECURITY.set(security);
-}
-
-/// Security from the environment: a token file, a CA file and a domain name, each optional.
-pub fn security_from_env() -> Result<Security, ClientError> {
-    let var = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
-    security_from(
-        var("STREAMHOUSE_TOKEN_FILE").as_deref(),
-        var("STREAMHOUSE_TLS_CA").as_deref(),
-        var("STREAMHOUSE_TLS_DOMAIN").as_deref(),
-    )
-}
-
-/// Security from a token file, a CA file and a domain name, each optional.
-pub fn security_from(
-    token_file: Option<&str>,
-    tls_ca: Option<&str>,
-    tls_domain: Option<&str>,
-) -> Result<Security, ClientError> {
-    let mut s = Security::new();
-    if let Some(f) = token_file {
-        s = s.token_file(f)?;
-    }
-    if let Some(f) = tls_ca {
-        s = s.tls_ca_file(f)?;
-    }
-    if let Some(d) = tls_domain {
-        s = s.tls_domain(d);
-    }
-    Ok(s)
 }
 
 /// The security in force: what was set, else plain TCP with no token.

@@ -99,7 +99,12 @@ pub async fn failover(runner: Runner, agents: usize) -> anyhow::Result<()> {
         "reading {TOPIC} back to check all {} acknowledged records",
         acks.len()
     ));
-    let log = read_topic(&runner.bootstrap(), TOPIC).await?;
+    let log = read_topic(
+        &admin,
+        crate::connect::consumer().bootstrap(runner.bootstrap()),
+        TOPIC,
+    )
+    .await?;
     let lost = acks
         .iter()
         .filter(|a| {
@@ -255,7 +260,7 @@ pub async fn groups(runner: Runner, agents: usize) -> anyhow::Result<()> {
     let mut members: Vec<Member> = (1..=3)
         .map(|i| {
             Member::spawn(
-                &bootstrap,
+                crate::connect::consumer().bootstrap(&bootstrap),
                 GROUP,
                 GROUPS_TOPIC,
                 &format!("reader-{i}"),
@@ -300,7 +305,7 @@ pub async fn groups(runner: Runner, agents: usize) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(6)).await;
 
     members.push(Member::spawn(
-        &bootstrap,
+        crate::connect::consumer().bootstrap(&bootstrap),
         GROUP,
         GROUPS_TOPIC,
         "reader-4",

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use streamhouse_client::{Admin, Consumer, OffsetReset, TopicPartition};
+use streamhouse_client::{Admin, Consumer, ConsumerBuilder, OffsetReset, TopicPartition};
 
 /// Waits until each partition in `affected` of `topic` has a leader other than `victim`;
 /// returns (partition, new leader, lease epoch) for each, and the time since `since`.
@@ -41,14 +41,14 @@ pub async fn new_leaders(
     }
 }
 
-/// A consumer of partitions `0..partitions` of `topic`, each from its first stored record.
+/// A consumer of partitions `0..partitions` of `topic`, each from its first stored record,
+/// built from `consumer` (its bootstrap and security set).
 pub async fn from_the_start(
-    bootstrap: &str,
+    consumer: ConsumerBuilder,
     topic: &str,
     partitions: u32,
 ) -> anyhow::Result<Consumer> {
-    let mut consumer = crate::connect::consumer()
-        .bootstrap(bootstrap)
+    let mut consumer = consumer
         .auto_offset_reset(OffsetReset::Earliest)
         .max_poll_records(10_000)
         .build()
@@ -64,19 +64,19 @@ pub async fn from_the_start(
 }
 
 /// Reads every partition of `topic` from its log start to its high watermark at the call:
-/// (partition, offset) -> value.
+/// (partition, offset) -> value. The consumer is built from `consumer`.
 pub async fn read_topic(
-    bootstrap: &str,
+    admin: &Admin,
+    consumer: ConsumerBuilder,
     topic: &str,
 ) -> anyhow::Result<HashMap<(u32, i64), Option<Bytes>>> {
-    let admin = crate::connect::admin(bootstrap).await?;
     let t = admin.describe_topic(topic).await?;
     let total: i64 = t
         .partitions
         .iter()
         .map(|p| p.high_watermark - p.log_start_offset)
         .sum();
-    let mut consumer = from_the_start(bootstrap, topic, t.partitions.len() as u32).await?;
+    let mut consumer = from_the_start(consumer, topic, t.partitions.len() as u32).await?;
     let mut log = HashMap::with_capacity(total as usize);
     let deadline = Instant::now() + Duration::from_secs(300);
     while (log.len() as i64) < total {
@@ -169,20 +169,21 @@ impl streamhouse_client::RebalanceListener for Listener {
 
 impl Member {
     /// Joins `group` for `topic` as `name` with the default group settings (10 s session,
-    /// 1 s heartbeat, auto-commit) and polls until stopped, reporting to `tx`.
+    /// 1 s heartbeat, auto-commit) and polls until stopped, reporting to `tx`. The consumer is
+    /// built from `consumer` (its bootstrap and security set).
     pub fn spawn(
-        bootstrap: &str,
+        consumer: ConsumerBuilder,
         group: &str,
         topic: &str,
         name: &str,
         tx: tokio::sync::mpsc::UnboundedSender<MemberEvent>,
     ) -> Member {
-        Member::spawn_with(bootstrap, group, topic, name, (10_000, 1_000), tx)
+        Member::spawn_with(consumer, group, topic, name, (10_000, 1_000), tx)
     }
 
     /// As [`Member::spawn`], with this (session timeout, heartbeat interval) in ms.
     pub fn spawn_with(
-        bootstrap: &str,
+        consumer: ConsumerBuilder,
         group: &str,
         topic: &str,
         name: &str,
@@ -190,15 +191,9 @@ impl Member {
         tx: tokio::sync::mpsc::UnboundedSender<MemberEvent>,
     ) -> Member {
         let (stop, mut ending) = tokio::sync::watch::channel(Ending::Running);
-        let (bootstrap, group, topic, member) = (
-            bootstrap.to_string(),
-            group.to_string(),
-            topic.to_string(),
-            name.to_string(),
-        );
+        let (group, topic, member) = (group.to_string(), topic.to_string(), name.to_string());
         let task = tokio::spawn(async move {
-            let mut c = crate::connect::consumer()
-                .bootstrap(&bootstrap)
+            let mut c = consumer
                 .group_id(&group)
                 .client_id(&member)
                 .session_timeout_ms(session_ms)
