@@ -9,6 +9,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use subtle::ConstantTimeEq;
 
 use tonic::service::Interceptor;
 use tonic::transport::Identity;
@@ -98,7 +99,7 @@ impl TokenCheck {
         // Compare against every token in full, so timing says nothing about near misses.
         tokens
             .iter()
-            .fold(false, |ok, t| ok | constant_time_eq(t, given))
+            .fold(false, |ok, t| ok | bool::from(t.as_slice().ct_eq(given)))
     }
 }
 
@@ -136,13 +137,6 @@ fn parse_tokens(text: &str) -> Result<HashSet<Vec<u8>>, String> {
         return Err("no tokens: every request would be refused".into());
     }
     Ok(tokens)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl Interceptor for TokenCheck {

@@ -168,12 +168,16 @@ pub struct AgentConfig {
 impl AgentConfig {
     /// An agent on embedded storage under `dir`, listening on `listen`; every other setting
     /// is what the command line would give with no flags (environment variables included).
-    pub fn embedded(dir: &std::path::Path, listen: &str) -> Self {
-        let mut config = <Self as clap::Parser>::parse_from(["streamhouse-agent"]);
+    ///
+    /// A malformed `STREAMHOUSE_*` variable is an error naming it, never an exit: this is a
+    /// library call.
+    pub fn embedded(dir: &std::path::Path, listen: &str) -> Result<Self, crate::StartError> {
+        let mut config = <Self as clap::Parser>::try_parse_from(["streamhouse-agent"])
+            .map_err(|e| crate::StartError::Config(clap_error_line(&e)))?;
         config.metadata = format!("sqlite://{}", dir.join("metadata.db").display());
         config.storage = format!("file://{}", dir.join("objects").display());
         config.listen = listen.to_string();
-        config
+        Ok(config)
     }
 
     /// The largest batch a compressed payload may decompress to.
@@ -282,12 +286,39 @@ impl AgentConfig {
     }
 }
 
+/// The one line of a clap error that says what is wrong, without clap's `error:` prefix and
+/// usage hints.
+fn clap_error_line(e: &clap::Error) -> String {
+    let text = e.to_string();
+    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    line.trim_start_matches("error: ").trim().to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn defaults() -> AgentConfig {
         <AgentConfig as clap::Parser>::parse_from(["streamhouse-agent"])
+    }
+
+    #[test]
+    fn a_malformed_setting_is_one_line_naming_it() {
+        let e = <AgentConfig as clap::Parser>::try_parse_from([
+            "streamhouse-agent",
+            "--lease-ttl-ms",
+            "soon",
+        ])
+        .unwrap_err();
+        let line = clap_error_line(&e);
+        assert!(
+            line.contains("--lease-ttl-ms") && line.contains("soon"),
+            "{line}"
+        );
+        assert!(
+            !line.contains('\n') && !line.starts_with("error:"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub enum AgentError {
     #[error("object store: {0}")]
     Storage(#[from] crate::object_store::StorageError),
     #[error("metadata store: {0}")]
-    Metadata(#[from] crate::metadata::MetadataError),
+    Metadata(crate::metadata::MetadataError),
     #[error("object store unavailable: {0}")]
     StorageUnavailable(String),
     #[error("metadata store unavailable: {0}")]
@@ -110,9 +110,18 @@ impl AgentError {
             ..Default::default()
         };
         let code = match self {
-            AgentError::UnknownTopic(_) => C::UnknownTopic,
-            AgentError::UnknownPartition { .. } => C::UnknownPartition,
-            AgentError::TopicExists(_) => C::TopicExists,
+            AgentError::UnknownTopic(topic) => {
+                e.topic.clone_from(topic);
+                C::UnknownTopic
+            }
+            AgentError::UnknownPartition { topic, .. } => {
+                e.topic.clone_from(topic);
+                C::UnknownPartition
+            }
+            AgentError::TopicExists(topic) => {
+                e.topic.clone_from(topic);
+                C::TopicExists
+            }
             AgentError::InvalidTopic(_) => C::InvalidTopic,
             AgentError::InvalidPartitions(_) => C::InvalidPartitions,
             AgentError::InvalidRequest(_) => C::InvalidRequest,
@@ -168,6 +177,19 @@ impl AgentError {
         };
         e.code = code as i32;
         e
+    }
+}
+
+/// A metadata-store failure as the agent reports it: the store's verdicts on a topic become
+/// the agent's own topic errors, anything else stays a store failure.
+impl From<crate::metadata::MetadataError> for AgentError {
+    fn from(e: crate::metadata::MetadataError) -> Self {
+        use crate::metadata::MetadataError as M;
+        match e {
+            M::UnknownTopic(topic) => AgentError::UnknownTopic(topic),
+            M::TopicExists(topic) => AgentError::TopicExists(topic),
+            other => AgentError::Metadata(other),
+        }
     }
 }
 

@@ -213,7 +213,7 @@ fn sit_out(shared: &Shared) -> bool {
         *streak = (0, committed);
     }
     streak.0 += 1;
-    let backoff = ttl * (1u32 << (streak.0 - 1).min(5));
+    let backoff = streamhouse_proto::time::Backoff::new(ttl, ttl * 32).delay(streak.0);
     let leases_out = renewed + ttl + Duration::from_millis(50);
     *until = Some(if streak.0 == 1 {
         leases_out.max(now)

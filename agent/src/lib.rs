@@ -20,6 +20,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod object_store;
 pub mod partitions;
+pub mod process;
 pub mod producer_ids;
 pub mod reader;
 pub mod sequence;
@@ -238,9 +239,7 @@ impl Agent {
             lease_round: tokio::sync::Mutex::new(()),
             shutting_down: AtomicBool::new(false),
             stats: Stats {
-                started_at_ms: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as i64),
+                started_at_ms: streamhouse_proto::time::now_ms(),
                 ..Stats::default()
             },
             metrics,

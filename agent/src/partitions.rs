@@ -212,7 +212,7 @@ impl PartitionState {
             h.commits += 1;
             h.uncompacted_bytes += entry.byte_len;
             h.oldest_uncompacted_ms
-                .get_or_insert_with(crate::maintenance::wall_ms);
+                .get_or_insert_with(streamhouse_proto::time::now_ms);
         }
         self.insert_segments(std::iter::once(entry));
         self.high_watermark.send_replace(next);

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use streamhouse_proto::pb;
 use streamhouse_proto::pb::stream_house_client::StreamHouseClient;
+use streamhouse_proto::wire::Answer;
 use tokio::sync::Semaphore;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
@@ -350,34 +351,3 @@ impl Cluster {
         })
     }
 }
-
-/// A response that carries the agent's typed error.
-pub(crate) trait Answer {
-    fn error(&self) -> Option<&pb::Error>;
-}
-
-macro_rules! answers {
-    ($($ty:ty),*) => {$(
-        impl Answer for $ty {
-            fn error(&self) -> Option<&pb::Error> {
-                self.error.as_ref()
-            }
-        }
-    )*};
-}
-
-answers!(
-    pb::CreateTopicResponse,
-    pb::DeleteTopicResponse,
-    pb::AlterTopicConfigResponse,
-    pb::ListTopicsResponse,
-    pb::DescribeClusterResponse,
-    pb::ListEventsResponse,
-    pb::GroupHeartbeatResponse,
-    pb::LeaveGroupResponse,
-    pb::CommitOffsetsResponse,
-    pb::FetchOffsetsResponse,
-    pb::ListGroupsResponse,
-    pb::DescribeGroupResponse,
-    pb::ResetOffsetsResponse
-);

@@ -27,7 +27,7 @@ pub enum ClientError {
     /// The agents refused the client's credentials: no token, or one they do not accept.
     #[error("not authenticated: {0}")]
     Unauthenticated(String),
-    /// The topic does not exist.
+    /// The topic (named here) does not exist.
     #[error("unknown topic {0:?}")]
     UnknownTopic(String),
     /// The topic exists but has no such partition.
@@ -38,10 +38,10 @@ pub enum ClientError {
         /// The partition asked for.
         partition: u32,
     },
-    /// A topic of that name already exists.
+    /// A topic of that name (named here) already exists.
     #[error("topic {0:?} already exists")]
     TopicExists(String),
-    /// The topic name breaks the naming rule.
+    /// The topic name breaks the naming rule; the payload says how.
     #[error("invalid topic: {0}")]
     InvalidTopic(String),
     /// A record (or its batch) exceeds the size limit.
@@ -62,7 +62,7 @@ pub enum ClientError {
         /// Offset the next record will get.
         high_watermark: i64,
     },
-    /// A batch failed its checks.
+    /// A batch failed the agent's checks; the payload says which.
     #[error("corrupt record batch: {0}")]
     CorruptBatch(String),
     /// A stored batch does not decode (damaged at rest, or written before agents checked
@@ -149,10 +149,19 @@ impl ClientError {
         let e = e?;
         let code = ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Unknown);
         let msg = e.message.clone();
+        // The topic an error names; an agent that predates `Error.topic` only said it in
+        // its message.
+        let topic = || {
+            if e.topic.is_empty() {
+                msg.clone()
+            } else {
+                e.topic.clone()
+            }
+        };
         Some(match code {
             ErrorCode::Ok => return None,
-            ErrorCode::UnknownTopic => ClientError::UnknownTopic(msg),
-            ErrorCode::TopicExists => ClientError::TopicExists(msg),
+            ErrorCode::UnknownTopic => ClientError::UnknownTopic(topic()),
+            ErrorCode::TopicExists => ClientError::TopicExists(topic()),
             ErrorCode::InvalidTopic => ClientError::InvalidTopic(msg),
             ErrorCode::CorruptBatch => ClientError::CorruptBatch(msg),
             ErrorCode::OffsetOutOfRange => ClientError::OffsetOutOfRange {
@@ -204,3 +213,49 @@ impl From<tonic::Status> for ClientError {
 
 /// The result type of this crate.
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire(code: ErrorCode, message: &str, topic: &str) -> pb::Error {
+        pb::Error {
+            code: code as i32,
+            message: message.into(),
+            topic: topic.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_topic_error_from_the_wire_names_the_topic_once() {
+        let e = ClientError::from_pb(Some(&wire(
+            ErrorCode::UnknownTopic,
+            "unknown topic \"x\"",
+            "x",
+        )));
+        let e = e.expect("an error");
+        assert!(matches!(&e, ClientError::UnknownTopic(t) if t == "x"));
+        assert_eq!(e.to_string(), "unknown topic \"x\"");
+        let e = ClientError::from_pb(Some(&wire(ErrorCode::TopicExists, "m", "y")));
+        assert!(matches!(e, Some(ClientError::TopicExists(t)) if t == "y"));
+    }
+
+    #[test]
+    fn ok_is_no_error_and_unknown_codes_stay_agent_errors() {
+        assert!(ClientError::from_pb(None).is_none());
+        assert!(ClientError::from_pb(Some(&wire(ErrorCode::Ok, "", ""))).is_none());
+        let e = ClientError::from_pb(Some(&pb::Error {
+            code: 9999,
+            message: "new".into(),
+            ..Default::default()
+        }));
+        assert!(matches!(
+            e,
+            Some(ClientError::Agent {
+                code: ErrorCode::Unknown,
+                ..
+            })
+        ));
+    }
+}

@@ -147,27 +147,13 @@ impl Drop for Group {
 }
 
 fn to_pb(tps: &BTreeSet<TopicPartition>) -> Vec<pb::TopicPartitions> {
-    let mut out: Vec<pb::TopicPartitions> = Vec::new();
-    for tp in tps {
-        match out.last_mut() {
-            Some(t) if t.topic == tp.topic => t.partitions.push(tp.partition),
-            _ => out.push(pb::TopicPartitions {
-                topic: tp.topic.clone(),
-                partitions: vec![tp.partition],
-            }),
-        }
-    }
-    out
+    pb::TopicPartitions::group(tps.iter().map(|tp| (tp.topic.as_str(), tp.partition)))
 }
 
 /// Partitions as the wire lists them, per topic.
 pub(crate) fn from_pb(tps: &[pb::TopicPartitions]) -> BTreeSet<TopicPartition> {
-    tps.iter()
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(|p| TopicPartition::new(t.topic.clone(), *p))
-        })
+    pb::TopicPartitions::pairs(tps)
+        .map(|(topic, partition)| TopicPartition::new(topic, partition))
         .collect()
 }
 

@@ -1,9 +1,13 @@
 //! StreamHouse wire formats shared by the agent and the client: the gRPC service generated
-//! from `proto/streamhouse.proto`, the record-batch codec, and Kafka's partitioner.
+//! from `proto/streamhouse.proto`, the record-batch codec, Kafka's partitioner, and the small
+//! rules both sides follow: which responses carry an error ([`wire::Answer`]), the clock
+//! records are stamped with and the retry backoff ([`time`]).
 
 pub mod batch;
 pub mod limits;
 pub mod partitioner;
+pub mod time;
+pub mod wire;
 
 /// Generated protobuf messages and the tonic client and server for the `StreamHouse` service.
 #[allow(missing_debug_implementations, clippy::all)]

@@ -25,7 +25,8 @@ fn batch(value: &str) -> Bytes {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fenced_partition_does_not_fail_its_flush_mates() {
     let (_guard, dir) = data_dir();
-    let mut config = AgentConfig::embedded(&dir, "127.0.0.1:0");
+    let mut config =
+        AgentConfig::embedded(&dir, "127.0.0.1:0").expect("STREAMHOUSE_* settings parse");
     config.id = Some("victim".into());
     // Lease rounds far apart, so the theft below is found by the flush commit, not a round.
     config.lease_ttl_ms = 600_000;

@@ -17,7 +17,7 @@ use streamhouse_tests::raw;
 
 /// An agent on `dir` that compacts and collects garbage every few hundred milliseconds.
 fn fast_maintenance(dir: &Path) -> AgentConfig {
-    let mut c = AgentConfig::embedded(dir, "127.0.0.1:0");
+    let mut c = AgentConfig::embedded(dir, "127.0.0.1:0").expect("STREAMHOUSE_* settings parse");
     streamhouse_tests::fast_maintenance(&mut c);
     c
 }

@@ -10,7 +10,8 @@ use streamhouse_tests::metrics::{scrape, value};
 #[test]
 fn metrics_show_the_traffic() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = AgentConfig::embedded(dir.path(), "127.0.0.1:0");
+    let mut config =
+        AgentConfig::embedded(dir.path(), "127.0.0.1:0").expect("STREAMHOUSE_* settings parse");
     // Maintenance often enough that compaction and GC show within the test.
     streamhouse_tests::fast_maintenance(&mut config);
     let agent = EmbeddedAgent::start(config, 2).unwrap();

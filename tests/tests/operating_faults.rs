@@ -285,7 +285,8 @@ async fn gc_agent(
     std::net::SocketAddr,
     tokio::sync::oneshot::Sender<()>,
 ) {
-    let mut config = AgentConfig::embedded(dir, "127.0.0.1:0");
+    let mut config =
+        AgentConfig::embedded(dir, "127.0.0.1:0").expect("STREAMHOUSE_* settings parse");
     streamhouse_tests::fast_maintenance(&mut config);
     if let Some(m) = metadata {
         config.metadata = m;

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use streamhouse_agent::metadata::MetadataStore;
 use streamhouse_agent::{AgentConfig, EmbeddedAgent};
@@ -17,12 +17,7 @@ use streamhouse_client::{Admin, ClientError, NewTopic, Producer, TopicPartition}
 const RETENTION_MS: i64 = 2_000;
 const PARTITIONS: u32 = 2;
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+use streamhouse_tests::now_ms;
 
 fn count_objects(dir: &Path) -> usize {
     ["data", "segments"]
@@ -46,7 +41,8 @@ fn storage_stays_bounded_and_retained_records_stay_readable() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(20);
     let dir = tempfile::tempdir().unwrap();
-    let mut config = AgentConfig::embedded(dir.path(), "127.0.0.1:0");
+    let mut config =
+        AgentConfig::embedded(dir.path(), "127.0.0.1:0").expect("STREAMHOUSE_* settings parse");
     streamhouse_tests::fast_maintenance(&mut config);
     let agent = EmbeddedAgent::start(config, 2).unwrap();
     let addr = agent.addr().to_string();

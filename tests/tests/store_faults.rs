@@ -31,7 +31,7 @@ fn batch(value: &str) -> Bytes {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_wait_out_an_object_store_outage() {
     let (_guard, dir) = data_dir();
-    let config = AgentConfig::embedded(&dir, "127.0.0.1:0");
+    let config = AgentConfig::embedded(&dir, "127.0.0.1:0").expect("STREAMHOUSE_* settings parse");
     let store = FaultyStore::new(object_store::open(&config.storage).await.unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let agent = Agent::start_with_store(config, listener, store.clone())

@@ -400,11 +400,7 @@ async fn position(
     })
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use streamhouse_proto::time::now_ms;
 
 /// The first offset of `tp` whose record is stamped at or after `ts`, or the high
 /// watermark if none is. A binary search over offsets, one fetch per probe: the agents keep

@@ -8,8 +8,11 @@ use streamhouse_tui::workers::offset_for_time;
 #[test]
 fn offset_for_time_finds_the_first_record_at_or_after_the_time() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let agent = EmbeddedAgent::start(AgentConfig::embedded(dir.path(), "127.0.0.1:0"), 2)
-        .expect("agent starts");
+    let agent = EmbeddedAgent::start(
+        AgentConfig::embedded(dir.path(), "127.0.0.1:0").expect("STREAMHOUSE_* settings parse"),
+        2,
+    )
+    .expect("agent starts");
     let addr = agent.addr().to_string();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {

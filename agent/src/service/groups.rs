@@ -16,25 +16,12 @@ use crate::group::coordinator::Heartbeat;
 use crate::metadata::groups::ResetTo;
 
 fn to_pb_tps(tps: &[Tp]) -> Vec<pb::TopicPartitions> {
-    let mut by_topic: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
-    for (t, p) in tps {
-        by_topic.entry(t.as_str()).or_default().push(*p);
-    }
-    by_topic
-        .into_iter()
-        .map(|(topic, mut partitions)| {
-            partitions.sort_unstable();
-            pb::TopicPartitions {
-                topic: topic.to_string(),
-                partitions,
-            }
-        })
-        .collect()
+    pb::TopicPartitions::group(tps.iter().map(|(t, p)| (t.as_str(), *p)))
 }
 
 fn from_pb_tps(tps: &[pb::TopicPartitions]) -> Vec<Tp> {
-    tps.iter()
-        .flat_map(|t| t.partitions.iter().map(|p| (t.topic.clone(), *p)))
+    pb::TopicPartitions::pairs(tps)
+        .map(|(t, p)| (t.to_string(), p))
         .collect()
 }
 

@@ -1,0 +1,162 @@
+//! The agents table: registration, heartbeats, and reaping agents whose heartbeat stopped.
+
+use super::*;
+
+impl MetadataStore {
+    pub async fn register_agent(&self, id: &str, address: &str) -> Result<()> {
+        self.bounded("register_agent", async move {
+            let now = self.dialect.now_ms();
+            self.retry_busy(|| async {
+                sqlx::query(&format!(
+                    "INSERT INTO agents (id, address, started_at_ms, heartbeat_ms) VALUES ($1, $2, {now}, {now})
+                     ON CONFLICT (id) DO UPDATE SET address = $2, started_at_ms = {now}, heartbeat_ms = {now}, lost = 0"
+                ))
+                .bind(id)
+                .bind(address)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            })
+            .await?;
+            self.append_event("agent_joined", id, &format!("address {address}"))
+                .await
+        })
+        .await
+    }
+
+    /// Refreshes the agent's heartbeat; false if its registration is gone.
+    pub async fn heartbeat_agent(&self, id: &str) -> Result<bool> {
+        self.bounded("heartbeat_agent", async move {
+            let now = self.dialect.now_ms();
+            self.retry_busy(|| async {
+                let done = sqlx::query(&format!(
+                    "UPDATE agents SET heartbeat_ms = {now} WHERE id = $1 AND lost = 0"
+                ))
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            })
+            .await
+        })
+        .await
+    }
+
+    pub async fn deregister_agent(&self, id: &str) -> Result<()> {
+        self.bounded("deregister_agent", async move {
+            self.retry_busy(|| async {
+                sqlx::query("DELETE FROM agents WHERE id = $1")
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            })
+            .await?;
+            self.append_event("agent_left", id, "graceful shutdown")
+                .await
+        })
+        .await
+    }
+
+    /// The address and heartbeat age (by the store's clock) of agent `id`, if registered
+    /// and not marked lost.
+    pub async fn agent_heartbeat(&self, id: &str) -> Result<Option<(String, i64, i64)>> {
+        self.bounded("agent_heartbeat", async move {
+            let row = sqlx::query(&format!(
+                "SELECT address, heartbeat_ms, {} - heartbeat_ms AS age_ms FROM agents
+                 WHERE id = $1 AND lost = 0",
+                self.dialect.now_ms()
+            ))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+            row.map(|r| {
+                Ok((
+                    r.try_get("address")?,
+                    r.try_get("heartbeat_ms")?,
+                    r.try_get("age_ms")?,
+                ))
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    /// Agents whose heartbeat is younger than `live_within_ms` (all agents when `None`).
+    pub async fn list_agents(&self, live_within_ms: Option<i64>) -> Result<Vec<AgentRow>> {
+        self.bounded("list_agents", async move {
+            let rows =
+                match live_within_ms {
+                    Some(ms) => {
+                        sqlx::query(&format!(
+                            "SELECT id, address, started_at_ms, heartbeat_ms FROM agents
+                         WHERE heartbeat_ms > {} - $1 ORDER BY id",
+                            self.dialect.now_ms()
+                        ))
+                        .bind(ms)
+                        .fetch_all(&self.pool)
+                        .await?
+                    }
+                    None => sqlx::query(
+                        "SELECT id, address, started_at_ms, heartbeat_ms FROM agents ORDER BY id",
+                    )
+                    .fetch_all(&self.pool)
+                    .await?,
+                };
+            rows.iter()
+                .map(|r| {
+                    Ok(AgentRow {
+                        id: r.try_get("id")?,
+                        address: r.try_get("address")?,
+                        started_at_ms: r.try_get("started_at_ms")?,
+                        heartbeat_ms: r.try_get("heartbeat_ms")?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// Marks agents whose heartbeat is older than `ttl_ms` as lost (once each, with an event)
+    /// and forgets those silent for an hour. Returns the newly lost.
+    pub async fn reap_lost_agents(&self, ttl_ms: i64) -> Result<Vec<String>> {
+        self.bounded("reap_lost_agents", async move {
+            let now = self.dialect.now_ms();
+            let lost: Vec<String> = self
+                .retry_busy(|| async {
+                    let mut tx = self.pool.begin().await?;
+                    let lost = sqlx::query(&format!(
+                        "UPDATE agents SET lost = 1 WHERE lost = 0 AND heartbeat_ms <= {now} - $1
+                         RETURNING id"
+                    ))
+                    .bind(ttl_ms)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get::<String, _>("id"))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                    sqlx::query(&format!(
+                        "DELETE FROM agents WHERE lost = 1 AND heartbeat_ms <= {now} - 3600000"
+                    ))
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    Ok(lost)
+                })
+                .await?;
+            let events: Vec<(&str, String, String)> = lost
+                .iter()
+                .map(|id| {
+                    (
+                        "agent_lost",
+                        id.clone(),
+                        format!("no heartbeat for {ttl_ms} ms"),
+                    )
+                })
+                .collect();
+            self.append_events(&events).await?;
+            Ok(lost)
+        })
+        .await
+    }
+}

@@ -1,0 +1,200 @@
+//! Partition leases: acquiring free or expired ones, renewing, and releasing. Each change
+//! bumps the partition's epoch, which fences writes from an earlier holder.
+
+use super::*;
+
+impl MetadataStore {
+    /// Takes each of `candidates` whose lease is free or expired. A live lease is never taken,
+    /// not even one `agent_id` holds already (that would fence its own flush in flight).
+    /// Taking increments the epoch, so whatever a previous holder (even an earlier run of this
+    /// agent) still has in flight is fenced.
+    pub async fn acquire_leases(
+        &self,
+        agent_id: &str,
+        ttl_ms: i64,
+        candidates: &[(String, u32)],
+    ) -> Result<Vec<Lease>> {
+        self.bounded("acquire_leases", async move {
+            let now = self.dialect.now_ms();
+            let sql = format!(
+                "UPDATE partitions
+                 SET leader_id = $1, lease_epoch = lease_epoch + 1, lease_expires_ms = {now} + $2
+                 WHERE topic = $3 AND partition_id = $4
+                   AND (leader_id IS NULL OR lease_expires_ms <= {now})
+                 RETURNING lease_epoch, log_start_offset, high_watermark"
+            );
+            let taken = self
+                .retry_busy(|| async {
+                    let mut tx = self.pool.begin().await?;
+                    let mut taken = Vec::new();
+                    for (topic, partition) in candidates {
+                        // Who had it, for the event: nobody, or a holder whose lease ran out.
+                        let before: Option<Option<String>> = sqlx::query(
+                            "SELECT leader_id FROM partitions WHERE topic = $1 AND partition_id = $2",
+                        )
+                        .bind(topic.as_str())
+                        .bind(i64::from(*partition))
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .map(|r| r.try_get("leader_id"))
+                        .transpose()?;
+                        let row = sqlx::query(&sql)
+                            .bind(agent_id)
+                            .bind(ttl_ms)
+                            .bind(topic.as_str())
+                            .bind(i64::from(*partition))
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        if let Some(r) = row {
+                            let lease = Lease {
+                                topic: topic.clone(),
+                                partition: *partition,
+                                epoch: r.try_get("lease_epoch")?,
+                                log_start_offset: r.try_get("log_start_offset")?,
+                                high_watermark: r.try_get("high_watermark")?,
+                            };
+                            taken.push((lease, before.flatten()));
+                        }
+                    }
+                    tx.commit().await?;
+                    Ok(taken)
+                })
+                .await?;
+            let events: Vec<(&str, String, String)> = taken
+                .iter()
+                .map(|(l, before)| {
+                    let subject = format!("{}-{}", l.topic, l.partition);
+                    match before {
+                        Some(prev) => (
+                            "lease_taken",
+                            subject,
+                            format!(
+                                "agent {agent_id} epoch {} (lease of {prev} expired)",
+                                l.epoch
+                            ),
+                        ),
+                        None => (
+                            "lease_acquired",
+                            subject,
+                            format!("agent {agent_id} epoch {}", l.epoch),
+                        ),
+                    }
+                })
+                .collect();
+            self.append_events(&events).await?;
+            Ok(taken.into_iter().map(|(l, _)| l).collect())
+        })
+        .await
+    }
+
+    /// Gives up one lease, if `agent_id` still holds it at `epoch`, so its wanted owner can
+    /// take it at once. False if it was no longer ours.
+    pub async fn release_lease(
+        &self,
+        agent_id: &str,
+        topic: &str,
+        partition: u32,
+        epoch: i64,
+        why: &str,
+    ) -> Result<bool> {
+        self.bounded("release_lease", async move {
+            let released = self
+                .retry_busy(|| async {
+                    Ok(sqlx::query(
+                        "UPDATE partitions SET leader_id = NULL, lease_expires_ms = 0
+                         WHERE topic = $1 AND partition_id = $2 AND leader_id = $3 AND lease_epoch = $4",
+                    )
+                    .bind(topic)
+                    .bind(i64::from(partition))
+                    .bind(agent_id)
+                    .bind(epoch)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected()
+                        == 1)
+                })
+                .await?;
+            if released {
+                self.append_event(
+                    "lease_released",
+                    &format!("{topic}-{partition}"),
+                    &format!("agent {agent_id} epoch {epoch}: {why}"),
+                )
+                .await?;
+            }
+            Ok(released)
+        })
+        .await
+    }
+
+    /// Extends every lease `agent_id` holds and returns them.
+    pub async fn renew_leases(&self, agent_id: &str, ttl_ms: i64) -> Result<Vec<Lease>> {
+        self.bounded("renew_leases", async move {
+            let sql = format!(
+                "UPDATE partitions SET lease_expires_ms = {} + $2
+                 WHERE leader_id = $1
+                 RETURNING topic, partition_id, lease_epoch, log_start_offset, high_watermark",
+                self.dialect.now_ms()
+            );
+            self.retry_busy(|| async {
+                sqlx::query(&sql)
+                    .bind(agent_id)
+                    .bind(ttl_ms)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(|r| {
+                        Ok(Lease {
+                            topic: r.try_get("topic")?,
+                            partition: u32_col(r, "partition_id")?,
+                            epoch: r.try_get("lease_epoch")?,
+                            log_start_offset: r.try_get("log_start_offset")?,
+                            high_watermark: r.try_get("high_watermark")?,
+                        })
+                    })
+                    .collect()
+            })
+            .await
+        })
+        .await
+    }
+
+    /// Gives up every lease `agent_id` holds, so others may take them at once.
+    pub async fn release_leases(&self, agent_id: &str) -> Result<u64> {
+        self.bounded("release_leases", async move {
+            let released: Vec<(String, i64, i64)> = self
+                .retry_busy(|| async {
+                    sqlx::query(
+                        "UPDATE partitions SET leader_id = NULL, lease_expires_ms = 0 WHERE leader_id = $1
+                         RETURNING topic, partition_id, lease_epoch",
+                    )
+                    .bind(agent_id)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(|r| {
+                        Ok((
+                            r.try_get("topic")?,
+                            r.try_get("partition_id")?,
+                            r.try_get("lease_epoch")?,
+                        ))
+                    })
+                    .collect()
+                })
+                .await?;
+            let events: Vec<(&str, String, String)> = released
+                .iter()
+                .map(|(t, p, e)| {
+                    (
+                        "lease_released",
+                        format!("{t}-{p}"),
+                        format!("agent {agent_id} epoch {e}: shutting down"),
+                    )
+                })
+                .collect();
+            self.append_events(&events).await?;
+            Ok(released.len() as u64)
+        })
+        .await
+    }
+}

@@ -1,0 +1,164 @@
+//! The segment index: a flush commits its chunks (and its producers' sequences) in one
+//! transaction fenced by lease epochs; reads find the chunks that hold an offset.
+
+use super::*;
+
+impl MetadataStore {
+    /// Commits one flushed object in ONE transaction: for every chunk it checks the lease is
+    /// still this agent's at the same epoch and the log ends where the chunk begins, advances
+    /// the high watermark, and indexes the chunk. Any check failing rolls back everything and
+    /// reports the partitions that failed as [`MetadataError::Fenced`].
+    pub async fn commit_flush(&self, commit: &FlushCommit<'_>) -> Result<()> {
+        self.bounded("commit_flush", async move {
+            self.retry_busy(|| self.try_commit_flush(commit)).await
+        })
+        .await
+    }
+
+    pub(super) async fn try_commit_flush(&self, c: &FlushCommit<'_>) -> Result<()> {
+        let now = self.dialect.now_ms();
+        let mut tx = self.pool.begin().await?;
+        let mut fenced = Vec::new();
+        for ch in c.chunks {
+            let done = sqlx::query(
+                "UPDATE partitions SET high_watermark = $1
+                 WHERE topic = $2 AND partition_id = $3 AND leader_id = $4
+                   AND lease_epoch = $5 AND high_watermark = $6",
+            )
+            .bind(ch.last_offset + 1)
+            .bind(&*ch.topic)
+            .bind(i64::from(ch.partition))
+            .bind(c.agent_id)
+            .bind(ch.lease_epoch)
+            .bind(ch.base_offset)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                fenced.push((ch.topic.clone(), ch.partition));
+            }
+        }
+        if !fenced.is_empty() {
+            tx.rollback().await?;
+            return Err(MetadataError::Fenced(fenced));
+        }
+        for batch in c.chunks.chunks(100) {
+            const PER_ROW: usize = 8;
+            let values = (0..batch.len())
+                .map(|i| {
+                    let p: Vec<String> = (0..PER_ROW)
+                        .map(|k| format!("${}", i * PER_ROW + k + 2))
+                        .collect();
+                    format!(
+                        "({}, {}, {}, {}, $1, {}, {}, {}, {}, {now})",
+                        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "INSERT INTO segments (topic, partition_id, base_offset, last_offset, object_key,
+                    byte_start, byte_len, record_count, max_timestamp, created_at_ms) VALUES {values}"
+            );
+            let mut q = sqlx::query(&sql).bind(c.object_key);
+            for ch in batch {
+                q = q
+                    .bind(&*ch.topic)
+                    .bind(i64::from(ch.partition))
+                    .bind(ch.base_offset)
+                    .bind(ch.last_offset)
+                    .bind(ch.byte_start as i64)
+                    .bind(ch.byte_len as i64)
+                    .bind(ch.record_count)
+                    .bind(ch.max_timestamp);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        let producers: Vec<(&ChunkCommit, &ProducerCommit)> = c
+            .chunks
+            .iter()
+            .flat_map(|ch| ch.producers.iter().map(move |p| (ch, p)))
+            .collect();
+        for batch in producers.chunks(100) {
+            const PER_ROW: usize = 7;
+            let values = (0..batch.len())
+                .map(|i| {
+                    let p: Vec<String> = (0..PER_ROW)
+                        .map(|k| format!("${}", i * PER_ROW + k + 1))
+                        .collect();
+                    format!("({}, {now})", p.join(", "))
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "INSERT INTO producer_state (producer_id, topic, partition_id, producer_epoch,
+                    last_sequence, last_offset, recent, updated_at_ms) VALUES {values}
+                 ON CONFLICT (producer_id, topic, partition_id) DO UPDATE SET
+                    producer_epoch = excluded.producer_epoch,
+                    last_sequence = excluded.last_sequence,
+                    last_offset = excluded.last_offset,
+                    recent = excluded.recent,
+                    updated_at_ms = excluded.updated_at_ms"
+            );
+            let mut q = sqlx::query(&sql);
+            for (ch, p) in batch {
+                q = q
+                    .bind(p.producer_id)
+                    .bind(&*ch.topic)
+                    .bind(i64::from(ch.partition))
+                    .bind(i64::from(p.epoch))
+                    .bind(i64::from(p.last_sequence))
+                    .bind(p.last_offset)
+                    .bind(p.recent.as_str());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        sqlx::query(&format!(
+            "INSERT INTO objects (object_key, size_bytes, agent_id, created_at_ms) VALUES ($1, $2, $3, {now})"
+        ))
+        .bind(c.object_key)
+        .bind(c.object_size as i64)
+        .bind(c.agent_id)
+        .execute(&mut *tx)
+        .await?;
+        // Last, the deadline, by the store's clock and inside the transaction: past it,
+        // garbage collection may take the object for an orphan. COMMIT follows at once, and
+        // the connection's server-side timeouts end the transaction if it does not.
+        if let Some(deadline) = c.deadline_ms {
+            if !within_deadline(&mut tx, self.dialect, deadline).await? {
+                tx.rollback().await?;
+                return Err(MetadataError::CommitTooLate(c.object_key.to_string()));
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Index rows of a partition that hold offsets at or after `from_offset`, in order.
+    pub async fn segments(
+        &self,
+        topic: &str,
+        partition: u32,
+        from_offset: i64,
+        limit: i64,
+    ) -> Result<Vec<SegmentRow>> {
+        self.bounded("segments", async move {
+            sqlx::query(
+                "SELECT base_offset, last_offset, object_key, byte_start, byte_len, record_count,
+                        max_timestamp, created_at_ms
+                 FROM segments
+                 WHERE topic = $1 AND partition_id = $2 AND last_offset >= $3
+                 ORDER BY base_offset LIMIT $4",
+            )
+            .bind(topic)
+            .bind(i64::from(partition))
+            .bind(from_offset)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(segment_row)
+            .collect()
+        })
+        .await
+    }
+}

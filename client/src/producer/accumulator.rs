@@ -1,0 +1,164 @@
+//! Batches on their way out: each partition's open batch, the sealed batches queued behind
+//! it, and which of them the next request takes.
+
+use super::*;
+
+#[derive(Debug)]
+pub(super) struct OpenBatch {
+    pub(super) builder: BatchBuilder,
+    pub(super) created: Instant,
+    pub(super) outcome: Arc<BatchOutcome>,
+    pub(super) permits: Option<OwnedSemaphorePermit>,
+}
+
+/// A batch's records, encoded (and compressed) once, on its first send.
+#[derive(Debug)]
+pub(super) enum Payload {
+    Records(BatchBuilder),
+    Encoded(Bytes),
+}
+
+/// A batch that has left its partition's open slot.
+#[derive(Debug)]
+pub(super) struct SealedBatch {
+    pub(super) payload: Payload,
+    pub(super) record_count: i64,
+    pub(super) created: Instant,
+    pub(super) attempts: u32,
+    pub(super) last_error: Option<ClientError>,
+    pub(super) outcome: Arc<BatchOutcome>,
+    /// Producer id, epoch and first sequence, given on the batch's first send and kept for
+    /// every retry, so the agent recognises a retry.
+    pub(super) stamp: Option<ProducerStamp>,
+    /// Buffer space held until the batch's outcome is known.
+    pub(super) _permits: Option<OwnedSemaphorePermit>,
+}
+
+impl SealedBatch {
+    pub(super) fn encode(&mut self) -> Bytes {
+        let bytes = match std::mem::replace(&mut self.payload, Payload::Encoded(Bytes::new())) {
+            Payload::Records(b) => b
+                .finish(self.stamp.unwrap_or(ProducerStamp::NONE))
+                .unwrap_or_default(),
+            Payload::Encoded(b) => b,
+        };
+        self.payload = Payload::Encoded(bytes.clone());
+        bytes
+    }
+
+    /// Encoded bytes: exact once encoded, the bound before.
+    pub(super) fn size(&self) -> usize {
+        match &self.payload {
+            Payload::Records(b) => batch::encoded_len_bound(b.payload_len()),
+            Payload::Encoded(b) => b.len(),
+        }
+    }
+
+    pub(super) fn fail(self, e: ClientError) {
+        self.outcome.set(Err(e));
+    }
+}
+
+/// One partition's records on their way out.
+#[derive(Debug, Default)]
+pub(super) struct PartitionQueue {
+    pub(super) open: Option<OpenBatch>,
+    pub(super) sealed: VecDeque<SealedBatch>,
+    /// Outcomes of the batches in the request now in flight. A partition with a request in
+    /// flight sends nothing else until it is answered, which keeps its records in order
+    /// across retries.
+    pub(super) in_flight: Vec<Arc<BatchOutcome>>,
+    /// Backing off after a failure: nothing is sent before this, unless the partition gets
+    /// a leader other than `failed_leader`, the agent the failed request went to.
+    pub(super) retry_at: Option<Instant>,
+    pub(super) failed_leader: Option<String>,
+    /// The producer id and epoch `next_sequence` counts under; a new epoch, or a new id (after
+    /// the cluster forgot the old one), starts again at 0.
+    pub(super) sequence_identity: Option<(i64, i16)>,
+    pub(super) next_sequence: i32,
+}
+
+#[derive(Debug)]
+pub(super) struct TopicQueues {
+    pub(super) name: Arc<str>,
+    pub(super) partitions: Vec<PartitionQueue>,
+    /// Where keyless records go until that partition's batch is sealed.
+    pub(super) sticky: u32,
+}
+
+impl TopicQueues {
+    pub(super) fn new(topic: &str, count: u32) -> Self {
+        TopicQueues {
+            name: Arc::from(topic),
+            partitions: (0..count).map(|_| PartitionQueue::default()).collect(),
+            sticky: rand::random::<u32>() % count.max(1),
+        }
+    }
+}
+
+/// Moves the partition's open batch to its queue. True if there was one.
+pub(super) fn seal(q: &mut PartitionQueue) -> bool {
+    let Some(open) = q.open.take() else {
+        return false;
+    };
+    q.sealed.push_back(SealedBatch {
+        record_count: open.builder.record_count() as i64,
+        payload: Payload::Records(open.builder),
+        created: open.created,
+        attempts: 0,
+        last_error: None,
+        outcome: open.outcome,
+        stamp: None,
+        _permits: open.permits,
+    });
+    true
+}
+
+/// Takes the batches of a partition's next request: at most the agents' per-partition limit
+/// (the de-duplication window) and, after the first, no more than `budget` bytes. With
+/// idempotence each is numbered on its first send (retries keep theirs); batches not yet
+/// numbered wait while there is no identity to number them with.
+pub(super) fn take_batches(
+    q: &mut PartitionQueue,
+    idempotence: bool,
+    stamp_with: Option<(i64, i16)>,
+    budget: usize,
+) -> Vec<SealedBatch> {
+    let mut taken = 0;
+    let mut out = Vec::new();
+    while out.len() < limits::MAX_BATCHES_PER_PARTITION {
+        let Some(front) = q.sealed.front_mut() else {
+            break;
+        };
+        if !out.is_empty() && taken + front.size() > budget {
+            break;
+        }
+        if !idempotence {
+            taken += front.size();
+            if let Some(b) = q.sealed.pop_front() {
+                out.push(b);
+            }
+            continue;
+        }
+        if front.stamp.is_none() {
+            let Some((producer_id, producer_epoch)) = stamp_with else {
+                break;
+            };
+            if q.sequence_identity != Some((producer_id, producer_epoch)) {
+                q.sequence_identity = Some((producer_id, producer_epoch));
+                q.next_sequence = 0;
+            }
+            front.stamp = Some(ProducerStamp {
+                producer_id,
+                producer_epoch,
+                base_sequence: q.next_sequence,
+            });
+            q.next_sequence = batch::next_sequence(q.next_sequence, front.record_count as i32);
+        }
+        taken += front.size();
+        if let Some(b) = q.sealed.pop_front() {
+            out.push(b);
+        }
+    }
+    out
+}
