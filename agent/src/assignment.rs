@@ -289,13 +289,12 @@ mod tests {
             prop_assert!(l.iter().max().unwrap() - l.iter().min().unwrap() <= 1, "loads {:?}", l);
             // A live holder keeps what balance allows: only overloaded agents lose any.
             for (i, h) in holders.iter().enumerate() {
-                if let Some(h) = h.as_ref().filter(|h| agents.contains(h)) {
-                    if o[i].as_ref() != Some(h) {
+                if let Some(h) = h.as_ref().filter(|h| agents.contains(h))
+                    && o[i].as_ref() != Some(h) {
                         let kept = o.iter().filter(|x| x.as_ref() == Some(h)).count();
                         let cap = parts.len().div_ceil(a);
                         prop_assert!(kept >= parts.len() / a && kept <= cap);
                     }
-                }
             }
         }
 
@@ -381,9 +380,11 @@ mod tests {
             .collect();
         let p1 = plan("agent-1", &agents, &slots(&parts, &freed));
         assert_eq!(p1.acquire, p0.hand_back);
-        assert!(plan("stranger", &agents, &slots(&parts, &freed))
-            .acquire
-            .is_empty());
+        assert!(
+            plan("stranger", &agents, &slots(&parts, &freed))
+                .acquire
+                .is_empty()
+        );
     }
 
     /// Partitions placed together (a cluster starting, a dead agent's partitions moving)

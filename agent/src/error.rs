@@ -48,7 +48,9 @@ pub enum AgentError {
     MetadataUnavailable(String),
     #[error("the agent is shutting down")]
     ShuttingDown,
-    #[error("the agent holds {buffered} uncommitted bytes, its limit is {max} (max_buffered_bytes); back off and retry")]
+    #[error(
+        "the agent holds {buffered} uncommitted bytes, its limit is {max} (max_buffered_bytes); back off and retry"
+    )]
     Throttled { buffered: usize, max: usize },
     #[error(
         "producer {producer_id} sent sequence {got} to {topic}-{partition}, expected {expected}"
@@ -64,7 +66,9 @@ pub enum AgentError {
     Group(#[from] crate::group::coordinator::GroupError),
     #[error("unknown group {0:?}")]
     UnknownGroup(String),
-    #[error("record timestamp {timestamp} is {distance_ms} ms {side} the agent's clock; the limit is {limit_ms} ms ({setting})")]
+    #[error(
+        "record timestamp {timestamp} is {distance_ms} ms {side} the agent's clock; the limit is {limit_ms} ms ({setting})"
+    )]
     InvalidTimestamp {
         timestamp: i64,
         distance_ms: i64,

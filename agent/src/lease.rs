@@ -11,17 +11,17 @@
 //! commit checks, so a paused or partitioned agent can never commit after losing a lease.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use crate::Shared;
 use crate::assignment::{self, Slot};
 use crate::error::Result;
 use crate::metadata::Lease;
 use crate::partitions::PartitionState;
-use crate::Shared;
 
 /// Runs lease rounds until `stop` turns true.
 pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
@@ -107,10 +107,10 @@ pub async fn tick(shared: &Shared) -> Result<Option<Duration>> {
     }
     // Held in the store but not in memory (after an uncertain commit): adopt afresh.
     for l in &held {
-        if let Some(p) = partition_state(shared, &l.topic, l.partition) {
-            if p.lease_epoch() != Some(l.epoch) {
-                adopt(shared, &p, l).await?;
-            }
+        if let Some(p) = partition_state(shared, &l.topic, l.partition)
+            && p.lease_epoch() != Some(l.epoch)
+        {
+            adopt(shared, &p, l).await?;
         }
     }
 

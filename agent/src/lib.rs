@@ -32,12 +32,12 @@ pub mod writer;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use streamhouse_proto::pb::stream_house_server::StreamHouseServer;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{Notify, watch};
 
 pub use config::AgentConfig;
 pub use error::AgentError;

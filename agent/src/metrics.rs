@@ -2,8 +2,8 @@
 //! the text exposition format served on `--metrics-listen` at `/metrics`.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -366,7 +366,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<crate::Shared>) {
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let shared = shared.clone();
                 async move {
-                    let resp = if req.uri().path() == "/metrics" {
+                    if req.uri().path() == "/metrics" {
                         Response::builder()
                             .header("content-type", "text/plain; version=0.0.4")
                             .body(Full::new(Bytes::from(render(&shared))))
@@ -374,8 +374,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<crate::Shared>) {
                         Response::builder()
                             .status(StatusCode::NOT_FOUND)
                             .body(Full::new(Bytes::from_static(b"try /metrics\n")))
-                    };
-                    resp
+                    }
                 }
             });
             let io = hyper_util::rt::TokioIo::new(stream);

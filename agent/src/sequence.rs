@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 /// Batches remembered per producer and partition (see [`DEDUPE_WINDOW`]).
 pub const WINDOW: usize = DEDUPE_WINDOW;
 
-pub use streamhouse_proto::batch::{next_sequence, DEDUPE_WINDOW};
+pub use streamhouse_proto::batch::{DEDUPE_WINDOW, next_sequence};
 
 /// One batch a producer wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -88,7 +88,7 @@ pub async fn open_object_store(config: &AgentConfig) -> Result<Arc<dyn ObjectSto
                     "bucket {bucket:?} at {endpoint} refuses a probe write and delete: {} \
                      ({STORAGE}); give the credentials write and delete access to it",
                     remote_cause(&e)
-                )))
+                )));
             }
         }
         return Ok(Arc::new(store));

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes, BytesMut};
 use streamhouse_proto::batch::BatchHeader;
 use streamhouse_proto::time::now_ms;
-use tokio::sync::{oneshot, watch, Notify};
+use tokio::sync::{Notify, oneshot, watch};
 
 use crate::error::{AgentError, Result};
 use crate::metadata::{ChunkCommit, FlushCommit, MetadataError, MetadataStore, ProducerCommit};

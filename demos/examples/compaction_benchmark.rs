@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use demos::{values, Workload};
+use demos::{Workload, values};
 use streamhouse_agent::metadata::MetadataStore;
 use streamhouse_agent::{AgentConfig, EmbeddedAgent};
 use streamhouse_client::{Admin, Consumer, NewTopic, OffsetReset, Producer, TopicPartition};

@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use demos::{values, Storage, Target, Workload, ADMIN_TIMEOUT};
+use demos::{ADMIN_TIMEOUT, Storage, Target, Workload, values};
 use streamhouse_client::{Admin, Consumer, NewTopic, OffsetReset, Producer, TopicPartition};
 
 #[derive(Debug, Parser)]

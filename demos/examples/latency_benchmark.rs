@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use demos::{percentiles_ms, Storage, Target, ADMIN_TIMEOUT};
+use demos::{ADMIN_TIMEOUT, Storage, Target, percentiles_ms};
 use streamhouse_client::{Admin, Consumer, NewTopic, Producer, TopicPartition};
 
 #[derive(Debug, Parser)]

@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use clap::Parser;
-use demos::{percentiles_ms, values, Storage, Target, Workload, ADMIN_TIMEOUT};
+use demos::{ADMIN_TIMEOUT, Storage, Target, Workload, percentiles_ms, values};
 use streamhouse_client::{Admin, NewTopic, Producer};
 
 #[derive(Debug, Parser)]

@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use clap::Parser;
-use demos::{Storage, Target, ADMIN_TIMEOUT};
+use demos::{ADMIN_TIMEOUT, Storage, Target};
 use streamhouse_client::{Admin, ClientError, NewTopic, Producer};
 
 #[derive(Debug, Parser)]

@@ -9,9 +9,9 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use demos::{Storage, Target, ADMIN_TIMEOUT};
+use demos::{ADMIN_TIMEOUT, Storage, Target};
 use streamhouse_client::{Admin, Consumer, NewTopic, Producer};
-use streamhouse_tui::scenario::{follow, Ending, Member, MemberEvent, Owners};
+use streamhouse_tui::scenario::{Ending, Member, MemberEvent, Owners, follow};
 use tokio::sync::mpsc;
 
 #[derive(Debug, Parser)]

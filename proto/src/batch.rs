@@ -1138,11 +1138,13 @@ mod tests {
         let ts = rec.ts;
         // The good batch passes.
         assert!(verify(&frame(&plain, false, 1, ts, ts), 1 << 20).is_ok());
-        assert!(verify(
-            &frame(&lz4_payload(&plain, plain.len() as u32), true, 1, ts, ts),
-            1 << 20
-        )
-        .is_ok());
+        assert!(
+            verify(
+                &frame(&lz4_payload(&plain, plain.len() as u32), true, 1, ts, ts),
+                1 << 20
+            )
+            .is_ok()
+        );
 
         // One record claiming i32::MAX, or 2.
         for count in [i32::MAX, 2] {

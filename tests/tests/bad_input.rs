@@ -5,7 +5,7 @@ use streamhouse_client::{ClientError, Producer};
 use streamhouse_proto::batch::{BatchBuilder, Compression, ProducerStamp};
 use streamhouse_proto::pb::{self, ErrorCode};
 use streamhouse_tests::raw::{self, code, create_topic};
-use streamhouse_tests::{data_dir, AgentProcess};
+use streamhouse_tests::{AgentProcess, data_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_test-agent");
 const MAX: usize = 64 * 1024;

@@ -18,7 +18,7 @@ use streamhouse_client::{
 };
 use streamhouse_proto::batch::{BatchBuilder, Compression, ProducerStamp};
 use streamhouse_proto::pb::{self, ErrorCode};
-use streamhouse_tests::{data_dir, raw, wait_for, AgentProcess, Signal};
+use streamhouse_tests::{AgentProcess, Signal, data_dir, raw, wait_for};
 use tokio::time::Instant;
 
 const BIN: &str = env!("CARGO_BIN_EXE_test-agent");
@@ -368,9 +368,11 @@ async fn kill_leader_under_load(stores: &Stores) {
     assert!(t.partitions[0].lease_epoch > old_epoch);
     assert_log_is(&cluster.bootstrap(), TOPIC, PARTITIONS, &acked).await;
     let events = admin.list_events(0, 1000).await.unwrap();
-    assert!(events
-        .iter()
-        .any(|e| e.kind == "agent_lost" && e.subject == victim));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "agent_lost" && e.subject == victim)
+    );
     assert!(events.iter().any(|e| e.kind == "lease_taken"));
 }
 
@@ -604,12 +606,16 @@ async fn agents_join_and_leave(stores: &Stores) {
     producer.close().await.unwrap();
     assert_log_is(&cluster.bootstrap(), TOPIC, PARTITIONS, &acked).await;
     let events = admin.list_events(0, 1000).await.unwrap();
-    assert!(events
-        .iter()
-        .any(|e| e.kind == "agent_left" && e.subject == "agent-1"));
-    assert!(events
-        .iter()
-        .any(|e| e.kind == "lease_released" && e.detail.contains("handed back to agent-3")));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "agent_left" && e.subject == "agent-1")
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "lease_released" && e.detail.contains("handed back to agent-3"))
+    );
 }
 
 /// Each scenario as two tests: on SQLite and a local directory, and on PostgreSQL and an
@@ -832,10 +838,11 @@ async fn flusher_cannot_commit(stores: &Stores) {
     }
     // The healthy agents lead everything while agent-2 is still up and renewing nothing.
     let t = balanced(&admin, TOPIC, &["agent-0", "agent-1"]).await;
-    assert!(t
-        .partitions
-        .iter()
-        .all(|p| p.leader_id.as_deref() != Some("agent-2")));
+    assert!(
+        t.partitions
+            .iter()
+            .all(|p| p.leader_id.as_deref() != Some("agent-2"))
+    );
     producer.flush().await.unwrap();
     let mut acked = Acked::new();
     settle(deliveries, &mut acked).await;
@@ -846,7 +853,7 @@ async fn flusher_cannot_commit(stores: &Stores) {
 }
 
 mod metadata_store_faults {
-    use super::{store_fault, StoreFault, Stores};
+    use super::{StoreFault, Stores, store_fault};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_agent_that_cannot_commit_gives_its_partitions_away() {

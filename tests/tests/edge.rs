@@ -11,7 +11,7 @@ use streamhouse_proto::batch::forge::{frame, frame_stamped, lz4_payload, payload
 use streamhouse_proto::batch::{BatchBuilder, Compression, ProducerStamp};
 use streamhouse_proto::pb::{self, ErrorCode};
 use streamhouse_tests::raw::{self, code, create_topic};
-use streamhouse_tests::{data_dir, now_ms, AgentProcess};
+use streamhouse_tests::{AgentProcess, data_dir, now_ms};
 
 const BIN: &str = env!("CARGO_BIN_EXE_test-agent");
 
@@ -195,10 +195,11 @@ async fn every_request_does_bounded_work() {
     )
     .await;
     assert_eq!(code(&r.error), ErrorCode::Ok);
-    assert!(r
-        .results
-        .iter()
-        .all(|x| code(&x.error) == ErrorCode::UnknownTopic));
+    assert!(
+        r.results
+            .iter()
+            .all(|x| code(&x.error) == ErrorCode::UnknownTopic)
+    );
     // More batches for one partition than the window.
     let r = raw::produce(&mut c, "t", 0, vec![good.clone(); 17]).await;
     assert_eq!(code(&r.error), ErrorCode::InvalidRequest);
@@ -369,10 +370,12 @@ async fn forged_producer_ids_are_refused() {
             .collect(),
     )
     .await;
-    assert!(forged
-        .results
-        .iter()
-        .all(|r| code(&r.error) == ErrorCode::InvalidProducer));
+    assert!(
+        forged
+            .results
+            .iter()
+            .all(|r| code(&r.error) == ErrorCode::InvalidProducer)
+    );
     // A different forged id on each: past four, the request's bound refuses them unasked.
     let spread = raw::produce_many(
         &mut c,
@@ -384,10 +387,12 @@ async fn forged_producer_ids_are_refused() {
     let codes: Vec<_> = spread.results.iter().map(|r| code(&r.error)).collect();
     assert_eq!(&codes[..4], [ErrorCode::InvalidProducer; 4]);
     assert_eq!(&codes[4..], [ErrorCode::InvalidRequest; 4]);
-    assert!(spread.results[4]
-        .error
-        .as_ref()
-        .is_some_and(|e| e.message.contains("more than 4 producer ids")));
+    assert!(
+        spread.results[4]
+            .error
+            .as_ref()
+            .is_some_and(|e| e.message.contains("more than 4 producer ids"))
+    );
     assert_eq!(high_watermark(&mut c, "t", 0).await, 1);
     for p in 1..8 {
         assert_eq!(high_watermark(&mut c, "t", p).await, 0);

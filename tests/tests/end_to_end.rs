@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use streamhouse_client::{Admin, Consumer, NewTopic, OffsetReset, Producer, TopicPartition};
 use streamhouse_proto::partitioner::partition_for_key;
-use streamhouse_tests::{data_dir, AgentProcess};
+use streamhouse_tests::{AgentProcess, data_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_test-agent");
 const TOPIC: &str = "clicks";

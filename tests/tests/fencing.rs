@@ -49,10 +49,12 @@ async fn a_fenced_partition_does_not_fail_its_flush_mates() {
     let store = MetadataStore::connect(&metadata_url).await.unwrap();
     let p0 = store.get_partition("shared", 0).await.unwrap().unwrap();
     assert_eq!(p0.leader_id.as_deref(), Some("victim"));
-    assert!(store
-        .release_lease("victim", "shared", 0, p0.lease_epoch, "test")
-        .await
-        .unwrap());
+    assert!(
+        store
+            .release_lease("victim", "shared", 0, p0.lease_epoch, "test")
+            .await
+            .unwrap()
+    );
     let stolen = store
         .acquire_leases("thief", 600_000, &[("shared".into(), 0)])
         .await

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use streamhouse_proto::batch::{BatchBuilder, Compression, ProducerStamp};
 use streamhouse_proto::pb::ErrorCode;
 use streamhouse_tests::raw::{self, code};
-use streamhouse_tests::{data_dir, AgentProcess};
+use streamhouse_tests::{AgentProcess, data_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_test-agent");
 

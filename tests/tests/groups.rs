@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use streamhouse_client::{
     Admin, Consumer, NewTopic, OffsetReset, Producer, RebalanceListener, TopicPartition,
 };
-use streamhouse_tests::{data_dir, AgentProcess};
+use streamhouse_tests::{AgentProcess, data_dir};
 use tokio::task::JoinHandle;
 
 const BIN: &str = env!("CARGO_BIN_EXE_test-agent");
@@ -162,9 +162,11 @@ async fn members_share_partitions_as_they_join_die_and_leave() {
     assert_eq!(g.members, 2);
     let events = admin.list_events(0, 1000).await.unwrap();
     let rebalances: Vec<_> = events.iter().filter(|e| e.kind == "rebalance").collect();
-    assert!(rebalances
-        .iter()
-        .any(|e| e.detail.contains("session expired")));
+    assert!(
+        rebalances
+            .iter()
+            .any(|e| e.detail.contains("session expired"))
+    );
     assert!(rebalances.iter().any(|e| e.detail.contains("left")));
     a.abort();
     b.abort();

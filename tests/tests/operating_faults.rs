@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use streamhouse_agent::testing::{service_env, FaultyStore, FreshPostgres};
-use streamhouse_agent::{object_store, Agent, AgentConfig};
+use streamhouse_agent::testing::{FaultyStore, FreshPostgres, service_env};
+use streamhouse_agent::{Agent, AgentConfig, object_store};
 use streamhouse_client::{Admin, Consumer, NewTopic, OffsetReset, Producer, TopicPartition};
 use streamhouse_proto::batch::{BatchBuilder, Compression, ProducerStamp};
 use streamhouse_proto::pb::ErrorCode;
 use streamhouse_tests::proxy::{Mode, Proxy};
-use streamhouse_tests::{data_dir, raw, start_failure, AgentProcess};
+use streamhouse_tests::{AgentProcess, data_dir, raw, start_failure};
 use tokio::time::Instant;
 
 const BIN: &str = env!("CARGO_BIN_EXE_test-agent");
@@ -327,11 +327,13 @@ async fn produce_acked(addr: &str, topic: &str, n: usize) -> BTreeMap<u32, BTree
     let mut acked: BTreeMap<u32, BTreeMap<i64, String>> = BTreeMap::new();
     for (v, d) in deliveries {
         let m = d.await.unwrap();
-        assert!(acked
-            .entry(m.partition)
-            .or_default()
-            .insert(m.offset, v)
-            .is_none());
+        assert!(
+            acked
+                .entry(m.partition)
+                .or_default()
+                .insert(m.offset, v)
+                .is_none()
+        );
     }
     producer.close().await.unwrap();
     acked

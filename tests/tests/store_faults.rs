@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use streamhouse_agent::testing::FaultyStore;
-use streamhouse_agent::{object_store, Agent, AgentConfig};
+use streamhouse_agent::{Agent, AgentConfig, object_store};
 use streamhouse_client::{Admin, Consumer, NewTopic, OffsetReset, Producer, TopicPartition};
 use streamhouse_proto::batch::{BatchBuilder, Compression, ProducerStamp};
 use streamhouse_proto::pb::ErrorCode;

@@ -17,8 +17,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -27,12 +27,12 @@ use streamhouse_proto::batch;
 use streamhouse_proto::time::now_ms;
 use tokio::sync::watch;
 
+use crate::Shared;
 use crate::error::{AgentError, Result};
 use crate::metadata::maintenance::{ObjectRecord, SegmentSwap};
 use crate::metadata::{MetadataError, SegmentRow, TopicRow};
 use crate::object_store::ObjectMeta;
 use crate::partitions::{PartitionState, SegmentEntry};
-use crate::Shared;
 
 /// Where flushes write their objects.
 pub const FLUSH_PREFIX: &str = "data/";

@@ -47,9 +47,11 @@ async fn run(store: &MetadataStore) {
     assert_eq!(names, ["audit", "orders"]);
     let parts = store.list_partitions(Some("orders")).await.unwrap();
     assert_eq!(parts.len(), 3);
-    assert!(parts
-        .iter()
-        .all(|p| p.high_watermark == 0 && p.leader_id.is_none() && p.lease_epoch == 0));
+    assert!(
+        parts
+            .iter()
+            .all(|p| p.high_watermark == 0 && p.leader_id.is_none() && p.lease_epoch == 0)
+    );
     assert!(store.get_topic("nope").await.unwrap().is_none());
 
     // Agents.
@@ -64,17 +66,21 @@ async fn run(store: &MetadataStore) {
     let got = store.acquire_leases("a1", 60_000, &orders).await.unwrap();
     assert_eq!(got.len(), 3);
     assert!(got.iter().all(|l| l.epoch == 1));
-    assert!(store
-        .acquire_leases("a2", 60_000, &orders)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(
+        store
+            .acquire_leases("a2", 60_000, &orders)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Not even the holder takes a live lease again: that would fence its own flushes.
-    assert!(store
-        .acquire_leases("a1", 60_000, &orders)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(
+        store
+            .acquire_leases("a1", 60_000, &orders)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let p0 = store.get_partition("orders", 0).await.unwrap().unwrap();
     assert_eq!(p0.lease_epoch, 1);
     assert_eq!(p0.leader_id.as_deref(), Some("a1"));
@@ -118,11 +124,13 @@ async fn run(store: &MetadataStore) {
     assert_eq!(p0.high_watermark, 10);
     let states = store.producer_states("orders", 0, 60_000).await.unwrap();
     assert_eq!(states, vec![(pid, entry.clone())]);
-    assert!(store
-        .producer_states("orders", 1, 60_000)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(
+        store
+            .producer_states("orders", 1, 60_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // A later flush replaces the producer's row.
     entry.record(
         0,
@@ -170,11 +178,13 @@ async fn run(store: &MetadataStore) {
     assert_eq!((segs[0].base_offset, segs[0].last_offset), (0, 9));
     assert_eq!(segs[0].object_key, "data/1.obj");
     assert_eq!((segs[1].base_offset, segs[1].last_offset), (10, 11));
-    assert!(store
-        .segments("orders", 0, 12, 10)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(
+        store
+            .segments("orders", 0, 12, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // A chunk that does not start at the high watermark is refused, and takes the whole
     // flush with it.
@@ -203,25 +213,33 @@ async fn run(store: &MetadataStore) {
     );
 
     // Handing back one lease works only at the holder's epoch.
-    assert!(!store
-        .release_lease("a1", "orders", 2, 7, "test")
-        .await
-        .unwrap());
-    assert!(!store
-        .release_lease("a2", "orders", 2, 1, "test")
-        .await
-        .unwrap());
-    assert!(store
-        .release_lease("a1", "orders", 2, 1, "test")
-        .await
-        .unwrap());
-    assert!(store
-        .get_partition("orders", 2)
-        .await
-        .unwrap()
-        .unwrap()
-        .leader_id
-        .is_none());
+    assert!(
+        !store
+            .release_lease("a1", "orders", 2, 7, "test")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .release_lease("a2", "orders", 2, 1, "test")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .release_lease("a1", "orders", 2, 1, "test")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .get_partition("orders", 2)
+            .await
+            .unwrap()
+            .unwrap()
+            .leader_id
+            .is_none()
+    );
 
     // Release, take over: the new holder's epoch is higher, and the old one is fenced.
     assert_eq!(store.release_leases("a1").await.unwrap(), 2);
@@ -260,9 +278,11 @@ async fn run(store: &MetadataStore) {
         if let Some(l) = got.first() {
             assert_eq!(l.epoch, 2);
             let events = store.list_events(0, 1000).await.unwrap();
-            assert!(events
-                .iter()
-                .any(|e| e.kind == "lease_taken" && e.subject == "audit-0"));
+            assert!(
+                events
+                    .iter()
+                    .any(|e| e.kind == "lease_taken" && e.subject == "audit-0")
+            );
             break;
         }
         assert!(Instant::now() < deadline, "lease never expired");
@@ -275,11 +295,13 @@ async fn run(store: &MetadataStore) {
         store.delete_topic("orders").await,
         Err(MetadataError::UnknownTopic(_))
     ));
-    assert!(store
-        .list_partitions(Some("orders"))
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(
+        store
+            .list_partitions(Some("orders"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     store.create_topic("orders", 2, -1, -1).await.unwrap();
     assert!(store.segments("orders", 0, 0, 10).await.unwrap().is_empty());
     assert_eq!(
@@ -294,9 +316,11 @@ async fn run(store: &MetadataStore) {
 
     // Events were recorded along the way, in order.
     let events = store.list_events(0, 1000).await.unwrap();
-    assert!(events
-        .iter()
-        .any(|e| e.kind == "agent_joined" && e.subject == "a1"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "agent_joined" && e.subject == "a1")
+    );
     assert!(events.iter().any(|e| e.kind == "lease_acquired"));
     assert!(events.windows(2).all(|w| w[0].id < w[1].id));
 
@@ -314,11 +338,13 @@ async fn run(store: &MetadataStore) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(lost.contains(&"a3".to_string()));
-    assert!(!store
-        .reap_lost_agents(50)
-        .await
-        .unwrap()
-        .contains(&"a3".to_string()));
+    assert!(
+        !store
+            .reap_lost_agents(50)
+            .await
+            .unwrap()
+            .contains(&"a3".to_string())
+    );
     assert!(!store.heartbeat_agent("a3").await.unwrap());
     store.register_agent("a3", "127.0.0.1:3").await.unwrap();
     assert!(store.heartbeat_agent("a3").await.unwrap());
@@ -337,9 +363,11 @@ async fn run(store: &MetadataStore) {
     store.deregister_agent("a3").await.unwrap();
     assert_eq!(store.list_agents(None).await.unwrap().len(), 1);
     let events = store.list_events(0, 1000).await.unwrap();
-    assert!(events
-        .iter()
-        .any(|e| e.kind == "agent_left" && e.subject == "a1"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "agent_left" && e.subject == "a1")
+    );
 }
 
 fn member(id: &str, known: bool, owned: &[(String, u32)]) -> Heartbeat {
@@ -562,11 +590,13 @@ async fn expiry(store: &MetadataStore) {
         "{states} {ids} {groups}"
     );
     assert_eq!(store.issued_producer_epoch(pid).await.unwrap(), None);
-    assert!(store
-        .producer_states("expiring", 0, day)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(
+        store
+            .producer_states("expiring", 0, day)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(store.issued_producer_epoch(-5).await.unwrap().is_none());
     assert!(store.fetch_offsets("idle-g", &[]).await.unwrap().is_empty());
     assert!(store.describe_group("idle-g").await.unwrap().is_none());
@@ -575,8 +605,8 @@ async fn expiry(store: &MetadataStore) {
 
 /// Retention, compaction's swap and garbage collection's bookkeeping.
 async fn maintenance(store: &MetadataStore) {
-    use super::maintenance::{SegmentSwap, TopicConfigChange};
     use super::SegmentRow;
+    use super::maintenance::{SegmentSwap, TopicConfigChange};
     store.create_topic("logs", 1, 60_000, -1).await.unwrap();
     let t = store
         .alter_topic_config(
@@ -728,11 +758,13 @@ async fn maintenance(store: &MetadataStore) {
         "{marked:?}"
     );
     // Not yet past a grace that ends before the marking.
-    assert!(store
-        .forget_objects(&["data/m-1.obj".into()], marked_at - 1)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(
+        store
+            .forget_objects(&["data/m-1.obj".into()], marked_at - 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // A referenced object is never forgotten, whatever the caller asks.
     let gone = store
         .forget_objects(
@@ -801,12 +833,14 @@ async fn maintenance(store: &MetadataStore) {
     let rows = store.segments("logs", 0, 0, 100).await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].object_key, "data/m-3.obj");
-    assert!(!store
-        .object_records()
-        .await
-        .unwrap()
-        .iter()
-        .any(|r| r.key == "segments/2.obj"));
+    assert!(
+        !store
+            .object_records()
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.key == "segments/2.obj")
+    );
 }
 
 #[tokio::test]

@@ -36,13 +36,13 @@ impl MetadataStore {
                         .iter()
                         .map(|r| r.try_get::<i64, _>("id"))
                         .collect::<std::result::Result<Vec<_>, _>>()?;
-                    if let (Some(lo), Some(hi)) = (ids.iter().min(), ids.iter().max()) {
-                        if (lo - 1) / 1000 != hi / 1000 {
-                            sqlx::query("DELETE FROM events WHERE id <= $1")
-                                .bind(hi - EVENTS_KEPT)
-                                .execute(&self.pool)
-                                .await?;
-                        }
+                    if let (Some(lo), Some(hi)) = (ids.iter().min(), ids.iter().max())
+                        && (lo - 1) / 1000 != hi / 1000
+                    {
+                        sqlx::query("DELETE FROM events WHERE id <= $1")
+                            .bind(hi - EVENTS_KEPT)
+                            .execute(&self.pool)
+                            .await?;
                     }
                     Ok(())
                 })

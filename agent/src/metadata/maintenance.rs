@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use sqlx::Row;
 
-use super::{segment_row, MetadataError, MetadataStore, Result, SegmentRow, TopicRow};
+use super::{MetadataError, MetadataStore, Result, SegmentRow, TopicRow, segment_row};
 
 /// A topic's settings as an alter request gives them: `None` keeps the current value.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -302,12 +302,11 @@ impl MetadataStore {
                 .bind(s.agent_id)
                 .execute(&mut *tx)
                 .await?;
-                if let Some(deadline) = s.deadline_ms {
-                    if !super::within_deadline(&mut tx, self.dialect, deadline).await? {
+                if let Some(deadline) = s.deadline_ms
+                    && !super::within_deadline(&mut tx, self.dialect, deadline).await? {
                         tx.rollback().await?;
                         return Err(MetadataError::CommitTooLate(s.object_key.to_string()));
                     }
-                }
                 tx.commit().await?;
                 Ok(())
             })

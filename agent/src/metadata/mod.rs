@@ -20,9 +20,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::AnyPool;
 use sqlx::Row;
+use sqlx::any::{AnyPoolOptions, AnyRow};
 use streamhouse_proto::time::Backoff;
 
 /// Why a metadata operation failed.
@@ -251,15 +251,14 @@ fn map_sqlite_url(url: &str) -> Result<String> {
             reason: "no database file given".into(),
         });
     }
-    if path != ":memory:" {
-        if let Some(dir) = std::path::Path::new(path).parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).map_err(|e| MetadataError::InvalidUrl {
-                    url: url.into(),
-                    reason: format!("cannot create {}: {e}", dir.display()),
-                })?;
-            }
-        }
+    if path != ":memory:"
+        && let Some(dir) = std::path::Path::new(path).parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).map_err(|e| MetadataError::InvalidUrl {
+            url: url.into(),
+            reason: format!("cannot create {}: {e}", dir.display()),
+        })?;
     }
     let query = if query.contains("mode=") {
         query.to_string()

@@ -123,11 +123,11 @@ impl MetadataStore {
         // Last, the deadline, by the store's clock and inside the transaction: past it,
         // garbage collection may take the object for an orphan. COMMIT follows at once, and
         // the connection's server-side timeouts end the transaction if it does not.
-        if let Some(deadline) = c.deadline_ms {
-            if !within_deadline(&mut tx, self.dialect, deadline).await? {
-                tx.rollback().await?;
-                return Err(MetadataError::CommitTooLate(c.object_key.to_string()));
-            }
+        if let Some(deadline) = c.deadline_ms
+            && !within_deadline(&mut tx, self.dialect, deadline).await?
+        {
+            tx.rollback().await?;
+            return Err(MetadataError::CommitTooLate(c.object_key.to_string()));
         }
         tx.commit().await?;
         Ok(())

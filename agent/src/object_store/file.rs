@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use super::{check_key, ObjectMeta, ObjectStore, StorageError};
+use super::{ObjectMeta, ObjectStore, StorageError, check_key};
 
 const TMP_MARK: &str = ".tmp-";
 
@@ -192,10 +192,12 @@ mod tests {
         // A directory where the object should go makes the link fail.
         std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
         use super::ObjectStore;
-        assert!(store
-            .put("a/b", bytes::Bytes::from_static(b"x"))
-            .await
-            .is_err());
+        assert!(
+            store
+                .put("a/b", bytes::Bytes::from_static(b"x"))
+                .await
+                .is_err()
+        );
         let left: Vec<_> = std::fs::read_dir(dir.path().join("a"))
             .unwrap()
             .map(|e| e.unwrap().file_name())

@@ -5,15 +5,15 @@
 use std::ops::Range;
 use std::time::Duration;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 
-use super::{check_key, ObjectMeta, ObjectStore, StorageError};
+use super::{ObjectMeta, ObjectStore, StorageError, check_key};
 
 #[derive(Debug, Clone)]
 pub struct S3Store {
@@ -300,7 +300,7 @@ impl ObjectStore for S3Store {
         let out = match out {
             Ok(o) => o,
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
-                return Err(StorageError::NotFound(key.to_string()))
+                return Err(StorageError::NotFound(key.to_string()));
             }
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
                 return Err(StorageError::RangeOutOfBounds {
@@ -308,7 +308,7 @@ impl ObjectStore for S3Store {
                     start: range.start,
                     end: range.end,
                     size: 0,
-                })
+                });
             }
             Err(e) => return Err(remote("get", key, e)),
         };
@@ -343,7 +343,7 @@ impl ObjectStore for S3Store {
         {
             Ok(o) => o,
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
-                return Err(StorageError::NotFound(key.to_string()))
+                return Err(StorageError::NotFound(key.to_string()));
             }
             Err(e) => return Err(remote("get", key, e)),
         };

@@ -10,7 +10,7 @@ use streamhouse_proto::limits::{
 use streamhouse_proto::{pb, validate_topic_name};
 
 use super::Service;
-use crate::error::{ok, AgentError, Result};
+use crate::error::{AgentError, Result, ok};
 use crate::group::assignor::{Assignor, Tp};
 use crate::group::coordinator::Heartbeat;
 use crate::metadata::groups::ResetTo;

@@ -3,21 +3,21 @@
 //! own status codes are left to the transport.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use streamhouse_proto::wire::Answer;
 use streamhouse_proto::{batch, limits, pb, validate_topic_name};
 use tonic::{Request, Response, Status};
 
+use crate::Shared;
 use crate::config::AgentConfig;
-use crate::error::{ok, AgentError, Result};
+use crate::error::{AgentError, Result, ok};
 use crate::metadata::{PartitionRow, TopicRow};
 use crate::partitions::{PartitionState, TopicState};
 use crate::producer_ids::Issued;
 use crate::writer::Appended;
-use crate::Shared;
 
 mod cluster;
 mod fetch;

@@ -244,7 +244,7 @@ impl Service {
             id => {
                 return Err(AgentError::InvalidRequest(format!(
                     "producer id {id}: -1 asks for a new one, otherwise it must be >= 0"
-                )))
+                )));
             }
         };
         let (producer_id, epoch) = self.shared.meta.init_producer_id(current).await?;
