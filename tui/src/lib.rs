@@ -10,6 +10,7 @@ pub mod app;
 pub mod cli;
 pub mod connect;
 pub mod demo;
+pub mod palette;
 pub mod runtime;
 pub mod scenario;
 pub mod series;
