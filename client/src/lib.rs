@@ -1,3 +1,4 @@
+#![deny(missing_docs)]
 //! StreamHouse client: a Kafka-like [`Producer`], [`Consumer`] and [`Admin`] over gRPC.
 //!
 //! Agents are stateless; any of them can bootstrap a client, which then talks to each

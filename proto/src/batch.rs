@@ -78,28 +78,60 @@ impl Compression {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CodecError {
     #[error("batch truncated: need {needed} bytes, have {available}")]
-    Truncated { needed: usize, available: usize },
+    /// Fewer bytes than the header or the declared length need.
+    Truncated {
+        /// Bytes needed.
+        needed: usize,
+        /// Bytes present.
+        available: usize,
+    },
     #[error("batch length field says {declared} bytes but {actual} follow it")]
-    LengthMismatch { declared: usize, actual: usize },
+    /// The length field disagrees with the bytes that follow it.
+    LengthMismatch {
+        /// What the length field says.
+        declared: usize,
+        /// What follows it.
+        actual: usize,
+    },
     #[error("unsupported batch format version {0} (expected {MAGIC})")]
+    /// A format version this codec does not read.
     BadMagic(u8),
     #[error("batch CRC mismatch: header says {expected:#010x}, bytes give {actual:#010x}")]
-    CrcMismatch { expected: u32, actual: u32 },
+    /// The CRC over the batch does not match its bytes.
+    CrcMismatch {
+        /// The CRC in the header.
+        expected: u32,
+        /// The CRC of the bytes.
+        actual: u32,
+    },
     #[error("unsupported compression codec {0}")]
+    /// A compression codec this codec does not know.
     UnsupportedCompression(u16),
     #[error("batch record count {0} is not positive")]
+    /// A batch must hold at least one record.
     BadRecordCount(i32),
     #[error("batch payload does not decompress: {0}")]
+    /// The compressed payload is not valid for its codec.
     Decompress(String),
     #[error("decompressed payload of {0} bytes exceeds the limit")]
+    /// The payload decompresses to more than the caller's limit.
     PayloadTooLarge(usize),
     #[error("malformed record {index}: {reason}")]
-    BadRecord { index: usize, reason: &'static str },
+    /// A record's fields run past the payload or hold invalid values.
+    BadRecord {
+        /// The record's position in the batch, from 0.
+        index: usize,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     #[error(
         "batch max_timestamp {max_timestamp} is not its records' latest timestamp {records_max}"
     )]
+    /// The header's `max_timestamp` is not the records' latest timestamp.
     BadTimestamps {
+        /// The header's `max_timestamp`.
         max_timestamp: i64,
+        /// The latest timestamp among the records.
         records_max: i64,
     },
 }
@@ -107,7 +139,9 @@ pub enum CodecError {
 /// A record header: a UTF-8 key and an optional value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
+    /// The header's name.
     pub key: String,
+    /// Its value; `None` is a null value.
     pub value: Option<Bytes>,
 }
 
@@ -116,13 +150,21 @@ pub struct Header {
 pub struct BatchHeader {
     /// Total encoded size of the batch, including the length field.
     pub total_len: usize,
+    /// CRC-32C over everything after the CRC field.
     pub crc: u32,
+    /// How the records are compressed.
     pub compression: Compression,
+    /// Records in the batch, at least one.
     pub record_count: i32,
+    /// The first record's timestamp; records store theirs as deltas from it.
     pub base_timestamp: i64,
+    /// The latest record timestamp in the batch.
     pub max_timestamp: i64,
+    /// The idempotent producer's id, or -1.
     pub producer_id: i64,
+    /// That producer's epoch, or -1.
     pub producer_epoch: i16,
+    /// The first record's sequence number, or -1.
     pub base_sequence: i32,
 }
 
@@ -197,6 +239,7 @@ pub fn validate(buf: &[u8]) -> Result<BatchHeader, CodecError> {
 /// What a complete check of a batch found, beyond its header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verified {
+    /// The batch's header.
     pub header: BatchHeader,
     /// The earliest record timestamp (records need not be in timestamp order; the latest is
     /// the header's `max_timestamp`, which the check confirms).
@@ -369,10 +412,15 @@ fn next_record(
 /// One decoded record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
+    /// The record's offset in its partition.
     pub offset: i64,
+    /// When the record happened (producer time, ms since the epoch).
     pub timestamp: i64,
+    /// The record's key, if any.
     pub key: Option<Bytes>,
+    /// The record's value; `None` is a tombstone.
     pub value: Option<Bytes>,
+    /// The record's headers, in order.
     pub headers: Vec<Header>,
 }
 
@@ -390,6 +438,7 @@ impl Batch {
         Ok(Batch { header, bytes })
     }
 
+    /// The batch's header.
     pub fn header(&self) -> &BatchHeader {
         &self.header
     }
@@ -600,8 +649,11 @@ pub fn encoded_len_bound(payload_len: usize) -> usize {
 /// Identity of an idempotent producer, written into each batch it sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProducerStamp {
+    /// The producer id the cluster issued.
     pub producer_id: i64,
+    /// The epoch of that id; a newer epoch fences older ones.
     pub producer_epoch: i16,
+    /// The sequence number of the batch's first record.
     pub base_sequence: i32,
 }
 
@@ -637,10 +689,12 @@ pub struct BatchBuilder {
 }
 
 impl BatchBuilder {
+    /// An empty batch to be compressed with `compression`.
     pub fn new(compression: Compression) -> Self {
         Self::with_capacity(compression, 0)
     }
 
+    /// As [`BatchBuilder::new`], with room for `bytes` of records before it grows.
     pub fn with_capacity(compression: Compression, bytes: usize) -> Self {
         BatchBuilder {
             compression,
@@ -651,10 +705,12 @@ impl BatchBuilder {
         }
     }
 
+    /// The records added so far.
     pub fn record_count(&self) -> usize {
         self.record_count as usize
     }
 
+    /// Whether no record was added yet.
     pub fn is_empty(&self) -> bool {
         self.record_count == 0
     }

@@ -1,3 +1,4 @@
+#![deny(missing_docs)]
 //! StreamHouse wire formats shared by the agent and the client: the gRPC service generated
 //! from `proto/streamhouse.proto`, the record-batch codec, Kafka's partitioner, and the small
 //! rules both sides follow: which responses carry an error ([`wire::Answer`]), the clock
@@ -10,7 +11,7 @@ pub mod time;
 pub mod wire;
 
 /// Generated protobuf messages and the tonic client and server for the `StreamHouse` service.
-#[allow(missing_debug_implementations, clippy::all)]
+#[allow(missing_debug_implementations, missing_docs, clippy::all)]
 pub mod pb {
     tonic::include_proto!("streamhouse.v1");
 }
