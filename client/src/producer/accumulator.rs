@@ -96,6 +96,53 @@ impl TopicQueues {
     }
 }
 
+/// Time passing for one partition at `now`: its open batch is sealed once it has lingered
+/// `linger` (at once when `closing`), and sealed batches older than `delivery_timeout` fail
+/// with [`ClientError::DeliveryTimeout`] naming their last error. Returns when this partition
+/// next needs looking at (an open batch's linger, the oldest batch's delivery timeout), and
+/// whether a failed batch carried a producer sequence.
+pub(super) fn ripen(
+    q: &mut PartitionQueue,
+    now: Instant,
+    linger: Duration,
+    delivery_timeout: Duration,
+    closing: bool,
+) -> (Option<Instant>, bool) {
+    let mut due = None;
+    if let Some(open) = &q.open {
+        let sealed_at = open.created + linger;
+        if sealed_at <= now || closing {
+            seal(q);
+        } else {
+            due = Some(sealed_at);
+        }
+    }
+    let mut failed_stamped = false;
+    while q
+        .sealed
+        .front()
+        .is_some_and(|b| b.created + delivery_timeout <= now)
+    {
+        if let Some(b) = q.sealed.pop_front() {
+            failed_stamped |= b.stamp.is_some();
+            let last_error = b
+                .last_error
+                .as_ref()
+                .map_or_else(|| "never sent".to_string(), |e| e.to_string());
+            let elapsed_ms = now.saturating_duration_since(b.created).as_millis() as u64;
+            b.fail(ClientError::DeliveryTimeout {
+                elapsed_ms,
+                last_error,
+            });
+        }
+    }
+    if let Some(front) = q.sealed.front() {
+        let timeout = front.created + delivery_timeout;
+        due = Some(due.map_or(timeout, |d: Instant| d.min(timeout)));
+    }
+    (due, failed_stamped)
+}
+
 /// Moves the partition's open batch to its queue. True if there was one.
 pub(super) fn seal(q: &mut PartitionQueue) -> bool {
     let Some(open) = q.open.take() else {

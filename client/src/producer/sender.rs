@@ -62,36 +62,14 @@ impl Inner {
         let mut ready: HashMap<String, Vec<(String, u32)>> = HashMap::new();
         for (name, topic) in accum.iter_mut() {
             for (p, q) in topic.partitions.iter_mut().enumerate() {
-                if let Some(open) = &q.open {
-                    let due = open.created + cfg.linger;
-                    if due <= now || closing {
-                        seal(q);
-                    } else {
-                        soonest(due);
-                    }
+                let (due, expired) = ripen(q, now, cfg.linger, cfg.delivery_timeout, closing);
+                if let Some(due) = due {
+                    soonest(due);
                 }
-                while q
-                    .sealed
-                    .front()
-                    .is_some_and(|b| b.created + cfg.delivery_timeout <= now)
-                {
-                    if let Some(b) = q.sealed.pop_front() {
-                        failed_stamped |= b.stamp.is_some();
-                        let last_error = b
-                            .last_error
-                            .as_ref()
-                            .map_or_else(|| "never sent".to_string(), |e| e.to_string());
-                        let elapsed_ms = b.created.elapsed().as_millis() as u64;
-                        b.fail(ClientError::DeliveryTimeout {
-                            elapsed_ms,
-                            last_error,
-                        });
-                    }
-                }
+                failed_stamped |= expired;
                 let Some(front) = q.sealed.front() else {
                     continue;
                 };
-                soonest(front.created + cfg.delivery_timeout);
                 if !q.in_flight.is_empty() {
                     continue;
                 }

@@ -1,0 +1,317 @@
+//! The producer's batching and settling without an agent: time passes by the `now` the
+//! functions are given, and answers are handed to the sender as a request would bring them.
+
+use super::*;
+
+fn sealed(bytes: usize, records: i64) -> SealedBatch {
+    SealedBatch {
+        payload: Payload::Encoded(Bytes::from(vec![0u8; bytes])),
+        record_count: records,
+        created: Instant::now(),
+        attempts: 0,
+        last_error: None,
+        outcome: Arc::new(BatchOutcome::default()),
+        stamp: None,
+        _permits: None,
+    }
+}
+
+#[test]
+fn a_routing_error_does_not_hide_the_last_real_cause() {
+    let agent = |code, message: &str| ClientError::Agent {
+        code,
+        message: message.into(),
+    };
+    let storage = agent(ErrorCode::StorageUnavailable, "bucket missing");
+    let moved = agent(ErrorCode::NotLeader, "this agent does not lead t-0");
+    let stopped = ClientError::Unreachable("connection refused".into());
+    // The cause survives the routing errors after it...
+    let kept = last_cause(Some(storage.clone()), &moved);
+    let kept = last_cause(Some(kept), &stopped);
+    assert_eq!(kept.to_string(), storage.to_string());
+    // ...a newer cause replaces it, and with no cause the newest error is reported.
+    let throttled = agent(ErrorCode::Throttled, "buffer full");
+    assert_eq!(
+        last_cause(Some(kept), &throttled).to_string(),
+        throttled.to_string()
+    );
+    assert_eq!(last_cause(None, &moved).to_string(), moved.to_string());
+    assert_eq!(
+        last_cause(Some(moved.clone()), &stopped).to_string(),
+        stopped.to_string()
+    );
+}
+
+fn queue(batches: usize, bytes: usize) -> PartitionQueue {
+    let mut q = PartitionQueue::default();
+    q.sealed.extend((0..batches).map(|_| sealed(bytes, 10)));
+    q
+}
+
+#[test]
+fn a_request_takes_batches_within_its_budget_and_the_window() {
+    // Budget for two and a half: two go; the first always goes, however large.
+    let mut q = queue(5, 1000);
+    assert_eq!(take_batches(&mut q, false, None, 2500).len(), 2);
+    assert_eq!(take_batches(&mut q, false, None, 10).len(), 1);
+    // Never more than the agents take for one partition in one request.
+    let mut q = queue(40, 10);
+    let taken = take_batches(&mut q, true, Some((7, 0)), usize::MAX);
+    assert_eq!(taken.len(), limits::MAX_BATCHES_PER_PARTITION);
+    let mut q = queue(40, 10);
+    assert_eq!(
+        take_batches(&mut q, false, None, usize::MAX).len(),
+        limits::MAX_BATCHES_PER_PARTITION
+    );
+}
+
+#[test]
+fn sequences_restart_for_a_new_epoch_or_a_new_id() {
+    let mut q = queue(6, 10);
+    let seqs = |b: &[SealedBatch]| -> Vec<(i64, i16, i32)> {
+        b.iter()
+            .map(|b| {
+                b.stamp
+                    .map(|s| (s.producer_id, s.producer_epoch, s.base_sequence))
+            })
+            .collect::<Option<_>>()
+            .unwrap_or_default()
+    };
+    let first = take_batches(&mut q, true, Some((7, 0)), 20);
+    assert_eq!(seqs(&first), [(7, 0, 0), (7, 0, 10)]);
+    // The cluster forgot id 7; a new id starts at epoch 0 again, and at sequence 0.
+    let second = take_batches(&mut q, true, Some((8, 0)), 20);
+    assert_eq!(seqs(&second), [(8, 0, 0), (8, 0, 10)]);
+    let third = take_batches(&mut q, true, Some((8, 1)), 10);
+    assert_eq!(seqs(&third), [(8, 1, 0)]);
+    // Without an identity, unnumbered batches wait.
+    assert!(take_batches(&mut q, true, None, 100).is_empty());
+}
+
+// ---- the accumulator: lingering and delivery timeouts -------------------------------------
+
+fn open_batch(created: Instant, records: usize) -> (OpenBatch, Arc<BatchOutcome>) {
+    let mut builder = BatchBuilder::new(Compression::None);
+    for i in 0..records {
+        builder.append(1_700_000_000_000 + i as i64, None, Some(b"v"), &[]);
+    }
+    let outcome = Arc::new(BatchOutcome::default());
+    let open = OpenBatch {
+        builder,
+        created,
+        outcome: outcome.clone(),
+        permits: None,
+    };
+    (open, outcome)
+}
+
+fn delivery(outcome: &Arc<BatchOutcome>, index: i64) -> DeliveryFuture {
+    DeliveryFuture {
+        outcome: outcome.clone(),
+        topic: Arc::from("t"),
+        partition: 3,
+        index,
+        timestamp: 1,
+    }
+}
+
+const LINGER: Duration = Duration::from_millis(5);
+const DELIVERY: Duration = Duration::from_secs(120);
+
+#[test]
+fn an_open_batch_is_sealed_once_it_has_lingered() {
+    let t0 = Instant::now();
+    let mut q = PartitionQueue {
+        open: Some(open_batch(t0, 3).0),
+        ..Default::default()
+    };
+    // Before its linger: still open, and due when the linger ends.
+    let (due, _) = ripen(
+        &mut q,
+        t0 + Duration::from_millis(1),
+        LINGER,
+        DELIVERY,
+        false,
+    );
+    assert!(q.open.is_some() && q.sealed.is_empty());
+    assert_eq!(due, Some(t0 + LINGER));
+    // After it: sealed whole, and due next at its delivery timeout.
+    let (due, _) = ripen(&mut q, t0 + LINGER, LINGER, DELIVERY, false);
+    assert!(q.open.is_none());
+    assert_eq!(q.sealed.len(), 1);
+    assert_eq!(q.sealed[0].record_count, 3);
+    assert_eq!(due, Some(t0 + DELIVERY));
+}
+
+#[test]
+fn closing_seals_at_once() {
+    let t0 = Instant::now();
+    let mut q = PartitionQueue {
+        open: Some(open_batch(t0, 1).0),
+        ..Default::default()
+    };
+    ripen(&mut q, t0, LINGER, DELIVERY, true);
+    assert!(q.open.is_none());
+    assert_eq!(q.sealed.len(), 1);
+}
+
+#[tokio::test]
+async fn a_batch_past_its_delivery_timeout_fails_with_its_last_error() {
+    let t0 = Instant::now();
+    let mut q = PartitionQueue::default();
+    let mut old = sealed(10, 2);
+    old.created = t0;
+    old.last_error = Some(ClientError::Agent {
+        code: ErrorCode::StorageUnavailable,
+        message: "bucket missing".into(),
+    });
+    let old_outcome = old.outcome.clone();
+    let mut young = sealed(10, 2);
+    young.created = t0 + Duration::from_secs(60);
+    let young_outcome = young.outcome.clone();
+    q.sealed.extend([old, young]);
+
+    let (due, failed_stamped) = ripen(&mut q, t0 + DELIVERY, LINGER, DELIVERY, false);
+    assert!(!failed_stamped);
+    assert_eq!(q.sealed.len(), 1, "only the old batch timed out");
+    assert_eq!(due, Some(t0 + Duration::from_secs(60) + DELIVERY));
+    match delivery(&old_outcome, 1).await {
+        Err(ClientError::DeliveryTimeout {
+            elapsed_ms,
+            last_error,
+        }) => {
+            assert_eq!(elapsed_ms, DELIVERY.as_millis() as u64);
+            assert!(last_error.contains("bucket missing"), "{last_error}");
+        }
+        other => panic!("expected a delivery timeout, got {other:?}"),
+    }
+    assert!(young_outcome.result.get().is_none());
+}
+
+#[test]
+fn a_timed_out_batch_with_a_sequence_asks_for_a_new_epoch() {
+    let t0 = Instant::now();
+    let mut q = PartitionQueue::default();
+    let mut b = sealed(10, 1);
+    b.created = t0;
+    b.stamp = Some(ProducerStamp {
+        producer_id: 7,
+        producer_epoch: 0,
+        base_sequence: 0,
+    });
+    q.sealed.push_back(b);
+    let (due, failed_stamped) = ripen(&mut q, t0 + DELIVERY, LINGER, DELIVERY, false);
+    assert!(failed_stamped && due.is_none() && q.sealed.is_empty());
+}
+
+// ---- the sender: settling a request's answer ----------------------------------------------
+
+fn inner(max_retries: Option<u32>) -> Inner {
+    let mut config = Producer::builder()
+        .bootstrap("127.0.0.1:9")
+        .retry_backoff_ms(100)
+        .retry_backoff_max_ms(1_000);
+    config.max_retries = max_retries;
+    let cluster = Arc::new(Cluster::new(
+        vec!["127.0.0.1:9".into()],
+        1,
+        Duration::from_secs(1),
+        crate::Security::default(),
+    ));
+    Inner {
+        cluster,
+        buffer: Arc::new(Semaphore::new(1 << 20)),
+        config,
+        accum: Mutex::new(HashMap::new()),
+        wake: Arc::new(Notify::new()),
+        refreshing: Mutex::new(HashSet::new()),
+        closed: AtomicBool::new(false),
+        identity: Mutex::new(Identity::default()),
+    }
+}
+
+#[tokio::test]
+async fn an_acknowledged_request_resolves_every_record_with_its_offset() {
+    let inner = inner(None);
+    let mut q = PartitionQueue::default();
+    let (a, b) = (sealed(10, 2), sealed(10, 3));
+    let (oa, ob) = (a.outcome.clone(), b.outcome.clone());
+    q.in_flight = vec![oa.clone(), ob.clone()];
+    q.retry_at = Some(Instant::now());
+    inner.settle(&mut q, "t", "agent-a", vec![a, b], Ok(vec![40, 42]));
+    assert!(q.in_flight.is_empty() && q.retry_at.is_none() && q.sealed.is_empty());
+    assert_eq!(delivery(&oa, 1).await.expect("acked").offset, 41);
+    let m = delivery(&ob, 2).await.expect("acked");
+    assert_eq!((m.topic.as_str(), m.partition, m.offset), ("t", 3, 44));
+}
+
+#[test]
+fn a_retriable_error_puts_the_batches_back_in_order_and_backs_off() {
+    let inner = inner(None);
+    let mut q = PartitionQueue::default();
+    q.sealed.push_back(sealed(10, 1)); // queued behind the request
+    let (a, b) = (sealed(10, 1), sealed(20, 1));
+    let before = Instant::now();
+    let moved = ClientError::Agent {
+        code: ErrorCode::NotLeader,
+        message: "moved".into(),
+    };
+    inner.settle(&mut q, "t", "agent-a", vec![a, b], Err(moved));
+    // In front of what was queued, in their own order, each remembering the error.
+    let sizes: Vec<usize> = q.sealed.iter().map(SealedBatch::size).collect();
+    assert_eq!(sizes, [10, 20, 10]);
+    assert!(
+        q.sealed
+            .iter()
+            .take(2)
+            .all(|b| b.attempts == 1 && b.last_error.is_some())
+    );
+    assert_eq!(q.failed_leader.as_deref(), Some("agent-a"));
+    let wait = q.retry_at.expect("backing off") - before;
+    assert!(wait >= Duration::from_millis(100) && wait < Duration::from_millis(1_000));
+    // A second failure of the same batches backs off twice as long.
+    let again: Vec<SealedBatch> = q.sealed.drain(..2).collect();
+    let before = Instant::now();
+    let stopping = ClientError::Unreachable("refused".into());
+    inner.settle(&mut q, "t", "agent-a", again, Err(stopping));
+    let wait = q.retry_at.expect("backing off") - before;
+    assert!(wait >= Duration::from_millis(200), "{wait:?}");
+}
+
+#[tokio::test]
+async fn errors_that_cannot_pass_and_exhausted_retries_fail_the_records() {
+    let inner = inner(Some(0));
+    let mut q = PartitionQueue::default();
+    let a = sealed(10, 1);
+    let oa = a.outcome.clone();
+    let throttled = ClientError::Agent {
+        code: ErrorCode::Throttled,
+        message: "full".into(),
+    };
+    inner.settle(&mut q, "t", "agent-a", vec![a], Err(throttled));
+    assert!(q.sealed.is_empty(), "no retries allowed");
+    assert!(matches!(
+        delivery(&oa, 0).await,
+        Err(ClientError::Agent {
+            code: ErrorCode::Throttled,
+            ..
+        })
+    ));
+
+    let inner = self::inner(None);
+    let mut q = PartitionQueue::default();
+    let b = sealed(10, 1);
+    let ob = b.outcome.clone();
+    inner.settle(
+        &mut q,
+        "t",
+        "agent-a",
+        vec![b],
+        Err(ClientError::RecordTooLarge { size: 10, max: 5 }),
+    );
+    assert!(q.sealed.is_empty() && q.retry_at.is_none());
+    assert!(matches!(
+        delivery(&ob, 0).await,
+        Err(ClientError::RecordTooLarge { .. })
+    ));
+}
