@@ -1,7 +1,10 @@
 //! Helpers for scenarios that break a cluster on purpose and check what it kept: the
-//! console's `--demo failover` and the demos' failover scenario share them.
+//! console's `--demo failover` and the demos share them, and [`failover`] is the failover
+//! experiment itself.
 
-use std::collections::HashMap;
+pub mod failover;
+
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -364,4 +367,32 @@ pub async fn follow(
         seen(&e);
     }
     Ok(())
+}
+
+/// Waits until every partition of the cluster has a leader and `agents` live agents lead
+/// within one of each other (leases are balanced over all partitions, not per topic).
+pub async fn balanced(admin: &Admin, agents: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(c) = admin.describe_cluster().await {
+            let mut load: BTreeMap<&str, usize> = BTreeMap::new();
+            let mut all = true;
+            for p in c.topics.iter().flat_map(|t| &t.partitions) {
+                match &p.leader_id {
+                    Some(l) if p.lease_expires_ms > c.now_ms => *load.entry(l).or_default() += 1,
+                    _ => all = false,
+                }
+            }
+            let total: usize = load.values().sum();
+            let spread = load.values().max().unwrap_or(&0) - load.values().min().unwrap_or(&0);
+            if all && load.len() == agents.min(total) && spread <= 1 {
+                return Ok(());
+            }
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the leases did not balance in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
