@@ -293,20 +293,15 @@ impl MetadataStore {
                     .execute(&mut *tx)
                     .await?;
                 }
-                sqlx::query(&format!(
-                    "INSERT INTO objects (object_key, size_bytes, agent_id, created_at_ms)
-                     VALUES ($1, $2, $3, {now})"
-                ))
-                .bind(s.object_key)
-                .bind(s.object_size as i64)
-                .bind(s.agent_id)
-                .execute(&mut *tx)
+                super::record_object(
+                    &mut tx,
+                    self.dialect,
+                    s.object_key,
+                    s.object_size,
+                    s.agent_id,
+                    s.deadline_ms,
+                )
                 .await?;
-                if let Some(deadline) = s.deadline_ms
-                    && !super::within_deadline(&mut tx, self.dialect, deadline).await? {
-                        tx.rollback().await?;
-                        return Err(MetadataError::CommitTooLate(s.object_key.to_string()));
-                    }
                 tx.commit().await?;
                 Ok(())
             })

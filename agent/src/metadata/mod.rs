@@ -270,12 +270,32 @@ fn map_sqlite_url(url: &str) -> Result<String> {
     Ok(format!("sqlite://{path}?{query}"))
 }
 
-/// Whether the store's clock is still at or before `deadline_ms`, asked inside `tx`.
-pub(crate) async fn within_deadline(
+/// Records a newly written object (flush or segment) in the transaction that makes it
+/// referenced, and then, last, checks the deadline by the store's clock: past it, garbage
+/// collection may take the object for an orphan, so the transaction must not commit
+/// (dropping it rolls back). COMMIT follows at once, and the connection's server-side
+/// timeouts end the transaction if it does not.
+pub(crate) async fn record_object(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     dialect: Dialect,
-    deadline_ms: i64,
-) -> Result<bool> {
+    object_key: &str,
+    object_size: u64,
+    agent_id: &str,
+    deadline_ms: Option<i64>,
+) -> Result<()> {
+    sqlx::query(&format!(
+        "INSERT INTO objects (object_key, size_bytes, agent_id, created_at_ms)
+         VALUES ($1, $2, $3, {})",
+        dialect.now_ms()
+    ))
+    .bind(object_key)
+    .bind(object_size as i64)
+    .bind(agent_id)
+    .execute(&mut **tx)
+    .await?;
+    let Some(deadline_ms) = deadline_ms else {
+        return Ok(());
+    };
     let row = sqlx::query(&format!(
         "SELECT CASE WHEN {} <= $1 THEN 1 ELSE 0 END AS in_time",
         dialect.now_ms()
@@ -283,7 +303,11 @@ pub(crate) async fn within_deadline(
     .bind(deadline_ms)
     .fetch_one(&mut **tx)
     .await?;
-    Ok(row.try_get::<i64, _>("in_time")? == 1)
+    if row.try_get::<i64, _>("in_time")? == 1 {
+        Ok(())
+    } else {
+        Err(MetadataError::CommitTooLate(object_key.to_string()))
+    }
 }
 
 fn is_busy(e: &sqlx::Error) -> bool {

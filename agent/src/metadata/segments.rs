@@ -112,23 +112,15 @@ impl MetadataStore {
             }
             q.execute(&mut *tx).await?;
         }
-        sqlx::query(&format!(
-            "INSERT INTO objects (object_key, size_bytes, agent_id, created_at_ms) VALUES ($1, $2, $3, {now})"
-        ))
-        .bind(c.object_key)
-        .bind(c.object_size as i64)
-        .bind(c.agent_id)
-        .execute(&mut *tx)
+        record_object(
+            &mut tx,
+            self.dialect,
+            c.object_key,
+            c.object_size,
+            c.agent_id,
+            c.deadline_ms,
+        )
         .await?;
-        // Last, the deadline, by the store's clock and inside the transaction: past it,
-        // garbage collection may take the object for an orphan. COMMIT follows at once, and
-        // the connection's server-side timeouts end the transaction if it does not.
-        if let Some(deadline) = c.deadline_ms
-            && !within_deadline(&mut tx, self.dialect, deadline).await?
-        {
-            tx.rollback().await?;
-            return Err(MetadataError::CommitTooLate(c.object_key.to_string()));
-        }
         tx.commit().await?;
         Ok(())
     }
