@@ -13,7 +13,7 @@ use streamhouse_client::{
 use streamhouse_proto::batch::Batch;
 use streamhouse_proto::pb::ErrorCode;
 use streamhouse_tests::metrics::metric;
-use streamhouse_tests::raw;
+use streamhouse_tests::{raw, wait_for, wait_until};
 
 /// An agent on `dir` that compacts and collects garbage every few hundred milliseconds.
 fn fast_maintenance(dir: &Path) -> AgentConfig {
@@ -34,14 +34,6 @@ fn objects(dir: &Path, prefix: &str) -> BTreeSet<String> {
         }
     }
     out
-}
-
-async fn eventually<F: FnMut() -> bool>(what: &str, within: Duration, mut f: F) {
-    let deadline = Instant::now() + within;
-    while !f() {
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Sends records `numbers` to partition 0 of `topic`, each value the decimal of its number,
@@ -128,7 +120,7 @@ fn fetches_stay_correct_while_compaction_swaps_and_gc_deletes() {
         }
         producer.close().await.unwrap();
         // Until at least one compaction and one deletion happened under the readers.
-        eventually(
+        wait_until(
             "compaction and garbage collection ran",
             Duration::from_secs(30),
             || {
@@ -168,18 +160,16 @@ fn an_agent_holding_an_old_index_reads_through_compaction_and_gc() {
         let admin = Admin::connect(&a.addr().to_string()).await.unwrap();
         admin.create_topic(NewTopic::new("old", 1)).await.unwrap();
         // The partition's leader may be the other agent, which takes it at its next round.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let leader = loop {
-            let t = admin.describe_topic("old").await.unwrap();
-            if let Some(l) = t.partitions[0].leader_id.clone() {
-                break l;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the partition never got a leader"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let leader = wait_for(
+            "a leader for the partition",
+            Duration::from_secs(30),
+            || async {
+                admin.describe_topic("old").await.unwrap().partitions[0]
+                    .leader_id
+                    .clone()
+            },
+        )
+        .await;
         let follower = if leader == a.id() { b.addr() } else { a.addr() };
         let producer = Producer::builder()
             .bootstrap(a.addr().to_string())
@@ -216,7 +206,7 @@ fn an_agent_holding_an_old_index_reads_through_compaction_and_gc() {
         read_all(raw.clone()).await;
 
         // Compaction (after 3 s) and then GC (1 s later) remove every one of those objects.
-        eventually(
+        wait_until(
             "the flush objects the follower indexed are deleted",
             Duration::from_secs(30),
             || objects(dir.path(), "data").is_disjoint(&flushed),
@@ -280,14 +270,12 @@ fn retention_advances_the_log_start_and_consumers_reset_to_it() {
                 t.partitions[0].log_start_offset
             }
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while log_start().await == 0 {
-            assert!(
-                Instant::now() < deadline,
-                "retention never advanced the log start"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for(
+            "retention to advance the log start",
+            Duration::from_secs(30),
+            || async { (log_start().await > 0).then_some(()) },
+        )
+        .await;
         assert_eq!(log_start().await, 100, "exactly the old flush is dropped");
 
         // A consumer positioned before the log start: a typed error with the new start...
@@ -338,14 +326,12 @@ fn retention_advances_the_log_start_and_consumers_reset_to_it() {
         let producer = Producer::builder().bootstrap(&addr).build().await.unwrap();
         send_numbered(&producer, "short", 150..200, None).await;
         producer.close().await.unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while log_start().await < 150 {
-            assert!(
-                Instant::now() < deadline,
-                "size retention never dropped the rest"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for(
+            "size retention to drop the rest",
+            Duration::from_secs(30),
+            || async { (log_start().await >= 150).then_some(()) },
+        )
+        .await;
         // Bad values are refused with a typed error.
         let bad = admin
             .alter_topic_config(
@@ -394,7 +380,7 @@ fn deleting_a_topic_removes_its_objects() {
         producer.close().await.unwrap();
         assert!(!objects(dir.path(), "data").is_empty());
         admin.delete_topic("doomed").await.unwrap();
-        eventually(
+        wait_until(
             "every object of the topic is deleted",
             Duration::from_secs(30),
             || objects(dir.path(), "data").is_empty() && objects(dir.path(), "segments").is_empty(),
@@ -428,7 +414,7 @@ fn small_segments_merge_by_tiers_and_stay_few() {
             let before = metric(metrics, "streamhouse_compactions_total");
             send_numbered(&producer, "trickle", n..n + 20, None).await;
             n += 20;
-            eventually("the round compacted", Duration::from_secs(30), || {
+            wait_until("the round compacted", Duration::from_secs(30), || {
                 metric(metrics, "streamhouse_compactions_total") > before
             })
             .await;
@@ -436,7 +422,7 @@ fn small_segments_merge_by_tiers_and_stay_few() {
         producer.close().await.unwrap();
         // Once GC has removed what merging replaced, fewer than four segments per size tier
         // remain (tiers of 4x from a few hundred bytes to half of the 64 KiB target).
-        eventually("merged segments collected", Duration::from_secs(30), || {
+        wait_until("merged segments collected", Duration::from_secs(30), || {
             objects(dir.path(), "segments").len() <= 3 * 5 && objects(dir.path(), "data").is_empty()
         })
         .await;
