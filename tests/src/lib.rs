@@ -91,18 +91,52 @@ pub fn agent_command(bin: &str, metadata: &str, storage: &str, extra: &[&str]) -
     c
 }
 
+/// How long a test may wait for something: the one deadline every waiting loop of the tests
+/// checks, whether through [`wait_for`], [`wait_until`], [`block_until`], or a loop of its
+/// own (one that polls a consumer, say).
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    at: Instant,
+    within: Duration,
+}
+
+impl Deadline {
+    /// `within` from now.
+    pub fn within(within: Duration) -> Deadline {
+        Deadline {
+            at: Instant::now() + within,
+            within,
+        }
+    }
+
+    /// Whether it has passed.
+    pub fn passed(&self) -> bool {
+        Instant::now() >= self.at
+    }
+
+    /// Fails the test, saying what it waited for, once the deadline has passed.
+    #[track_caller]
+    pub fn check(&self, waiting_for: impl std::fmt::Display) {
+        assert!(
+            !self.passed(),
+            "timed out after {:?} waiting for {waiting_for}",
+            self.within
+        );
+    }
+}
+
 /// Polls `probe` every 50 ms until it yields a value, failing the test after `within`.
 pub async fn wait_for<T, F, Fut>(what: &str, within: Duration, mut probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + within;
+    let deadline = Deadline::within(within);
     loop {
         if let Some(v) = probe().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        deadline.check(what);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -115,9 +149,9 @@ pub async fn wait_until(what: &str, within: Duration, mut check: impl FnMut() ->
 /// Polls `check` every 20 ms on this thread until it holds, failing the test after `within`:
 /// for tests without a runtime.
 pub fn block_until(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
+    let deadline = Deadline::within(within);
     while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        deadline.check(what);
         std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -18,7 +18,7 @@ use streamhouse_client::{
 };
 use streamhouse_proto::batch::{BatchBuilder, Compression, ProducerStamp};
 use streamhouse_proto::pb::{self, ErrorCode};
-use streamhouse_tests::{AgentProcess, Signal, data_dir, raw, wait_for};
+use streamhouse_tests::{AgentProcess, Deadline, Signal, data_dir, raw, wait_for};
 use tokio::time::Instant;
 
 const BIN: &str = env!("CARGO_BIN_EXE_test-agent");
@@ -217,9 +217,9 @@ async fn assert_log_is(bootstrap: &str, topic: &str, partitions: u32, acked: &Ac
     let want: usize = acked.values().map(BTreeMap::len).sum();
     let mut got: Acked = BTreeMap::new();
     let mut n = 0;
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Deadline::within(Duration::from_secs(120));
     while n < want {
-        assert!(Instant::now() < deadline, "read {n} of {want} records");
+        deadline.check(format_args!("read {n} of {want} records"));
         for r in consumer.poll(Duration::from_millis(500)).await.unwrap() {
             let value = String::from_utf8(r.value.unwrap().to_vec()).unwrap();
             let dup = got.entry(r.partition).or_default().insert(r.offset, value);
@@ -397,12 +397,9 @@ async fn paused_agent_is_fenced(stores: &Stores) {
     // Send agent-2 a batch for a partition it leads and see it buffered. Under load a lease
     // can move between looking and sending; then the batch is refused at once, and we try
     // again with what agent-2 leads now.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Deadline::within(Duration::from_secs(60));
     let (p, ghost) = loop {
-        assert!(
-            Instant::now() < deadline,
-            "could not get a batch buffered on agent-2"
-        );
+        deadline.check("could not get a batch buffered on agent-2");
         let t = balanced(&admin, TOPIC, &["agent-0", "agent-1", "agent-2"]).await;
         let p = t
             .partitions

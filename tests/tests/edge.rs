@@ -11,7 +11,7 @@ use streamhouse_proto::batch::forge::{frame, frame_stamped, lz4_payload, payload
 use streamhouse_proto::batch::{BatchBuilder, Compression, ProducerStamp};
 use streamhouse_proto::pb::{self, ErrorCode};
 use streamhouse_tests::raw::{self, code, create_topic};
-use streamhouse_tests::{AgentProcess, data_dir, now_ms};
+use streamhouse_tests::{AgentProcess, Deadline, data_dir, now_ms};
 
 const BIN: &str = env!("CARGO_BIN_EXE_test-agent");
 
@@ -588,12 +588,9 @@ async fn a_consumer_seeks_past_batches_damaged_at_rest() {
     consumer.assign(vec![tp.clone()]).await.unwrap();
     let mut seen = Vec::new();
     for (damaged_at, kind) in [(1, "CRC"), (3, "format version")] {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let deadline = Deadline::within(Duration::from_secs(30));
         let error = loop {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no error for the batch at {damaged_at}"
-            );
+            deadline.check(format_args!("no error for the batch at {damaged_at}"));
             match consumer.poll(Duration::from_millis(200)).await {
                 Ok(records) => seen.extend(records.into_iter().map(|r| r.offset)),
                 Err(e) => break e,
@@ -619,12 +616,9 @@ async fn a_consumer_seeks_past_batches_damaged_at_rest() {
         assert!(!error.to_string().contains('\n'));
         consumer.seek(&tp, damaged_at + 1).await.unwrap();
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let deadline = Deadline::within(Duration::from_secs(30));
     while !seen.contains(&4) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "nothing after the damaged batches"
-        );
+        deadline.check("nothing after the damaged batches");
         let records = consumer.poll(Duration::from_millis(200)).await.unwrap();
         seen.extend(records.iter().map(|r| r.offset));
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use streamhouse_client::{Admin, Consumer, NewTopic, OffsetReset, Producer, TopicPartition};
 use streamhouse_proto::partitioner::partition_for_key;
-use streamhouse_tests::{AgentProcess, data_dir};
+use streamhouse_tests::{AgentProcess, Deadline, data_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_test-agent");
 const TOPIC: &str = "clicks";
@@ -75,13 +75,10 @@ async fn consume_all(addr: &str, expected: &Acked) -> Acked {
     let want: usize = expected.values().map(BTreeMap::len).sum();
     let mut got: Acked = BTreeMap::new();
     let mut last: HashMap<u32, i64> = HashMap::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let deadline = Deadline::within(Duration::from_secs(120));
     let mut n = 0;
     while n < want {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "read {n} of {want} records"
-        );
+        deadline.check(format_args!("read {n} of {want} records"));
         for r in consumer.poll(Duration::from_millis(500)).await.unwrap() {
             let prev = last.insert(r.partition, r.offset);
             assert!(

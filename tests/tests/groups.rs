@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use streamhouse_client::{
     Admin, Consumer, NewTopic, OffsetReset, Producer, RebalanceListener, TopicPartition,
 };
-use streamhouse_tests::{AgentProcess, data_dir};
+use streamhouse_tests::{AgentProcess, Deadline, data_dir};
 use tokio::task::JoinHandle;
 
 const BIN: &str = env!("CARGO_BIN_EXE_test-agent");
@@ -50,7 +50,7 @@ async fn wait_owned(
     what: &str,
     ok: impl Fn(&BTreeMap<String, BTreeSet<TopicPartition>>) -> bool,
 ) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Deadline::within(Duration::from_secs(30));
     loop {
         {
             let o = owned.lock().unwrap();
@@ -63,10 +63,7 @@ async fn wait_owned(
             if ok(&o) {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}: {o:?}"
-            );
+            deadline.check(format_args!("{what}: {o:?}"));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -128,9 +125,9 @@ async fn members_share_partitions_as_they_join_die_and_leave() {
     let d = consumer(&agent.addr, "workers", "d").await;
     let mut d = d;
     d.subscribe(vec!["jobs".into()]).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Deadline::within(Duration::from_secs(30));
     while d.assignment().is_empty() {
-        assert!(Instant::now() < deadline, "d never got a partition");
+        deadline.check("d never got a partition");
         d.poll(Duration::from_millis(50)).await.unwrap();
     }
     let (d_id, _) = d.membership().expect("d is a member");
@@ -240,9 +237,9 @@ async fn committed_offsets_survive_consumer_and_agent_restarts() {
         .await
         .unwrap();
     let mut read = 0;
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Deadline::within(Duration::from_secs(30));
     while read < 100 {
-        assert!(Instant::now() < deadline, "read only {read}");
+        deadline.check(format_args!("read only {read}"));
         read += c.poll(Duration::from_millis(100)).await.unwrap().len();
     }
     c.commit().await.unwrap();
@@ -272,9 +269,9 @@ async fn committed_offsets_survive_consumer_and_agent_restarts() {
     again.subscribe(vec!["ledger".into()]).await.unwrap();
     let mut first: BTreeMap<TopicPartition, i64> = BTreeMap::new();
     let mut total = 0;
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Deadline::within(Duration::from_secs(30));
     while total < 200 - read {
-        assert!(Instant::now() < deadline, "read {total} of {}", 200 - read);
+        deadline.check(format_args!("read {total} of {}", 200 - read));
         for r in again.poll(Duration::from_millis(100)).await.unwrap() {
             first
                 .entry(TopicPartition::new("ledger", r.partition))
@@ -315,11 +312,11 @@ async fn bad_group_requests_get_typed_errors() {
     admin.create_topic(NewTopic::new("t", 2)).await.unwrap();
     let poll_error = |mut c: Consumer| async move {
         c.subscribe(vec!["t".into()]).await.unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Deadline::within(Duration::from_secs(20));
         loop {
             match c.poll(Duration::from_millis(100)).await {
                 Err(e) => return e,
-                Ok(_) => assert!(Instant::now() < deadline, "no error reached poll"),
+                Ok(_) => deadline.check("no error reached poll"),
             }
         }
     };
@@ -339,9 +336,9 @@ async fn bad_group_requests_get_typed_errors() {
     // Members that share no assignor: the second is refused; the first keeps working.
     let mut first = consumer(&agent.addr, "h", "first").await;
     first.subscribe(vec!["t".into()]).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Deadline::within(Duration::from_secs(20));
     while first.assignment().len() < 2 {
-        assert!(Instant::now() < deadline);
+        deadline.check("the first consumer to own both partitions");
         first.poll(Duration::from_millis(50)).await.unwrap();
     }
     let sticky_only = Consumer::builder()
@@ -511,12 +508,9 @@ async fn churn_loses_nothing_and_never_doubles_an_owner() {
             next >= end
         })
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Deadline::within(Duration::from_secs(60));
     while !covered(&seen) {
-        assert!(
-            Instant::now() < deadline,
-            "records never processed; seen {seen:?}"
-        );
+        deadline.check(format_args!("records never processed; seen {seen:?}"));
         if let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
             follow(&mut owners, &mut log, &mut seen, e);
         }
@@ -549,9 +543,9 @@ async fn a_member_that_stops_polling_gives_its_partitions_up() {
         .await
         .unwrap();
     a.subscribe(vec!["jobs".into()]).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Deadline::within(Duration::from_secs(30));
     while a.assignment().len() != 2 {
-        assert!(Instant::now() < deadline, "a never got its share");
+        deadline.check("a never got its share");
         a.poll(Duration::from_millis(50)).await.unwrap();
     }
     // a's application stalls: b ends up with everything.
@@ -560,14 +554,14 @@ async fn a_member_that_stops_polling_gives_its_partitions_up() {
     })
     .await;
     // a polls again: it gives up what it no longer owns and rejoins for a share.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Deadline::within(Duration::from_secs(30));
     loop {
         a.poll(Duration::from_millis(50)).await.unwrap();
         let b_has = owned.lock().unwrap().get("b").map_or(0, BTreeSet::len);
         if a.assignment().len() == 2 && b_has == 2 {
             break;
         }
-        assert!(Instant::now() < deadline, "a did not rejoin");
+        deadline.check("a did not rejoin");
     }
     b.abort();
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use streamhouse_agent::{AgentConfig, EmbeddedAgent};
 use streamhouse_client::{Admin, Consumer, NewTopic, OffsetReset, Producer, TopicPartition};
+use streamhouse_tests::Deadline;
 use streamhouse_tests::metrics::{scrape, value};
 
 #[test]
@@ -95,7 +96,7 @@ fn metrics_show_the_traffic() {
     }
 
     // Compaction and garbage collection progress, once their intervals pass.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let deadline = Deadline::within(Duration::from_secs(30));
     loop {
         let text = scrape(metrics, "/metrics");
         if value(&text, "streamhouse_compactions_total") >= 1.0
@@ -109,10 +110,7 @@ fn metrics_show_the_traffic() {
             assert_eq!(value(&text, "streamhouse_compaction_errors_total"), 0.0);
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no compaction or GC: {text}"
-        );
+        deadline.check(format_args!("no compaction or GC: {text}"));
         std::thread::sleep(Duration::from_millis(100));
     }
     agent.stop().unwrap();

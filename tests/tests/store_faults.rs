@@ -12,8 +12,7 @@ use streamhouse_agent::{Agent, AgentConfig, object_store};
 use streamhouse_client::{Admin, Consumer, NewTopic, OffsetReset, Producer, TopicPartition};
 use streamhouse_proto::batch::{BatchBuilder, Compression, ProducerStamp};
 use streamhouse_proto::pb::ErrorCode;
-use streamhouse_tests::{data_dir, raw};
-use tokio::time::Instant;
+use streamhouse_tests::{Deadline, data_dir, raw};
 
 const TOPIC: &str = "faulty";
 
@@ -86,9 +85,9 @@ async fn writes_wait_out_an_object_store_outage() {
                 .unwrap(),
         ));
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Deadline::within(Duration::from_secs(30));
     while store.refused.load(Ordering::SeqCst) < 5 {
-        assert!(Instant::now() < deadline, "the producer did not retry");
+        deadline.check("the producer did not retry");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     store.set_failing(false);
@@ -121,9 +120,9 @@ async fn writes_wait_out_an_object_store_outage() {
         .unwrap();
     let mut got: BTreeMap<u32, BTreeMap<i64, String>> = BTreeMap::new();
     let mut n = 0;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Deadline::within(Duration::from_secs(60));
     while n < 2000 {
-        assert!(Instant::now() < deadline, "read {n} of 2000");
+        deadline.check(format_args!("read {n} of 2000"));
         for r in consumer.poll(Duration::from_millis(200)).await.unwrap() {
             let v = String::from_utf8(r.value.unwrap().to_vec()).unwrap();
             got.entry(r.partition).or_default().insert(r.offset, v);
