@@ -56,6 +56,9 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let agent = Agent::start(config, listener).await?;
+    // The handlers are in place before the line that says the agent serves: a SIGTERM sent
+    // as soon as it is read must stop the agent gracefully, not kill it.
+    let shutdown = shutdown_signal()?;
     // Scripts and tests read this line to find the agent.
     println!(
         "{}",
@@ -67,23 +70,21 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
             agent.id()
         );
     }
-    agent.serve(shutdown_signal()).await?;
+    agent.serve(shutdown).await?;
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// SIGTERM or SIGINT, registered now: the returned future completes on the first of them.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    })
 }
 
 fn init_logging(
