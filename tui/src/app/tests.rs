@@ -256,9 +256,32 @@ fn topic_settings_parse_from_the_palette() {
         ("alter orders retention-bytes=0", "retention-bytes \"0\""),
         ("alter orders colour=red", "unknown setting"),
         ("create logs 3 retention", "is not retention="),
+        // The worst an operator can type: past i64, negative, zero, no number.
+        (
+            "alter orders retention=99999999999999999999d",
+            "retention \"99999999999999999999d\"",
+        ),
+        ("alter orders retention=-5s", "retention \"-5s\""),
+        ("alter orders retention=0ms", "retention \"0ms\""),
+        (
+            "alter orders retention-bytes=99999999999EiB",
+            "retention-bytes \"99999999999EiB\"",
+        ),
+        (
+            "alter orders retention-bytes=-1KiB",
+            "retention-bytes \"-1KiB\"",
+        ),
+        (
+            "alter orders retention-bytes=GiB",
+            "retention-bytes \"GiB\"",
+        ),
+        (
+            "seek time -99999999999999999999d",
+            "time \"-99999999999999999999d\"",
+        ),
     ] {
         let e = parse_command(bad, &app).unwrap_err();
-        assert!(e.contains(why), "{bad}: {e}");
+        assert!(e.contains(why) && !e.contains('\n'), "{bad}: {e}");
     }
     assert_eq!(crate::ui::retention_text(604_800_000, -1), "retention 7d");
     assert_eq!(
