@@ -225,10 +225,7 @@ fn sit_out(shared: &Shared) -> bool {
             p.drop_lease(None);
         }
     }
-    shared
-        .metrics
-        .leases_withheld
-        .fetch_add(1, Ordering::Relaxed);
+    shared.metrics.leases_withheld.inc();
     tracing::warn!(
         failing_ms = now.duration_since(since).as_millis() as u64,
         sit_out_ms = until.map_or(0, |t| t.duration_since(now).as_millis() as u64),

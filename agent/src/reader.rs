@@ -3,7 +3,6 @@
 //! they were stored, each with the offset of its first record. At the high watermark a fetch
 //! waits for the next commit, up to the caller's `max_wait`.
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -207,7 +206,7 @@ impl Reader {
                             }
                             // Still indexed, yet gone from the object store: never a reason
                             // to move a reader, so say what is missing.
-                            self.metrics.objects_missing.fetch_add(1, Ordering::Relaxed);
+                            self.metrics.objects_missing.inc();
                             tracing::error!(topic = %state.topic, partition = state.partition,
                                 object = %seg.object_key, offset = pos,
                                 "an indexed object is missing from the object store");
@@ -331,10 +330,10 @@ impl Reader {
     /// A chunk's bytes, from the cache or the object store.
     pub(crate) async fn chunk(&self, seg: &SegmentEntry) -> Result<Bytes> {
         if let Some(b) = self.cache.get(&seg.object_key, seg.byte_start) {
-            self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+            self.metrics.cache_hits.inc();
             return Ok(b);
         }
-        self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
+        self.metrics.cache_misses.inc();
         let started = std::time::Instant::now();
         let got = self
             .store
@@ -345,9 +344,7 @@ impl Reader {
             .await;
         self.metrics.object_get_seconds.observe(started.elapsed());
         if got.is_err() {
-            self.metrics
-                .object_get_errors
-                .fetch_add(1, Ordering::Relaxed);
+            self.metrics.object_get_errors.inc();
         }
         let data = got?;
         self.cache

@@ -118,17 +118,16 @@ pub(super) async fn merge(
     match compact(shared, state, epoch, run).await {
         Ok(bytes) => {
             m.compaction_seconds.observe(started.elapsed());
-            m.compactions.fetch_add(1, Ordering::Relaxed);
-            m.compaction_rows_replaced
-                .fetch_add(run.len() as u64, Ordering::Relaxed);
-            m.compaction_bytes.fetch_add(bytes, Ordering::Relaxed);
+            m.compactions.inc();
+            m.compaction_rows_replaced.inc_by(run.len() as u64);
+            m.compaction_bytes.inc_by(bytes);
             report.segments_written += 1;
             report.rows_compacted += run.len() as u64;
             report.bytes_compacted += bytes;
             Ok(())
         }
         Err(e) => {
-            m.compaction_errors.fetch_add(1, Ordering::Relaxed);
+            m.compaction_errors.inc();
             Err(e)
         }
     }
@@ -186,7 +185,7 @@ pub async fn compact(
     let put = shared.store.put(&key, object.clone()).await;
     m.object_put_seconds.observe(put_started.elapsed());
     if let Err(e) = put {
-        m.object_put_errors.fetch_add(1, Ordering::Relaxed);
+        m.object_put_errors.inc();
         return Err(e.into());
     }
     let mut rows = segment_index(run, INDEX_INTERVAL_BYTES);

@@ -107,7 +107,7 @@ pub async fn run_gc(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 }
             }
             Err(e) => {
-                shared.metrics.gc_errors.fetch_add(1, Ordering::Relaxed);
+                shared.metrics.gc_errors.inc();
                 tracing::warn!(error = %e, "garbage collection failed; retrying next interval");
             }
         }
@@ -166,10 +166,10 @@ pub async fn gc_pass(shared: &Shared) -> Result<GcReport> {
             Ok(()) => {
                 let bytes = sizes.get(key.as_str()).copied().unwrap_or(0);
                 report.bytes_deleted += bytes;
-                m.gc_bytes_deleted.fetch_add(bytes, Ordering::Relaxed);
+                m.gc_bytes_deleted.inc_by(bytes);
             }
             Err(e) => {
-                m.gc_errors.fetch_add(1, Ordering::Relaxed);
+                m.gc_errors.inc();
                 tracing::warn!(object = %key, error = %e, "could not delete; a later pass retries");
             }
         }
@@ -181,12 +181,10 @@ pub async fn gc_pass(shared: &Shared) -> Result<GcReport> {
         .filter(|r| !referenced.contains(&r.key))
         .count() as u64
         - report.deleted;
-    m.gc_objects_deleted
-        .fetch_add(report.deleted, Ordering::Relaxed);
-    m.gc_orphans_deleted
-        .fetch_add(report.orphans_deleted, Ordering::Relaxed);
+    m.gc_objects_deleted.inc_by(report.deleted);
+    m.gc_orphans_deleted.inc_by(report.orphans_deleted);
     m.gc_objects_waiting
-        .store(report.waiting, Ordering::Relaxed);
-    m.gc_runs.fetch_add(1, Ordering::Relaxed);
+        .set(i64::try_from(report.waiting).unwrap_or(i64::MAX));
+    m.gc_runs.inc();
     Ok(report)
 }

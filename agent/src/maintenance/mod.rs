@@ -149,10 +149,7 @@ pub async fn pass(shared: &Shared) -> Result<PartitionReport> {
                         "maintenance fenced: the lease moved");
                 }
                 Err(e) => {
-                    shared
-                        .metrics
-                        .maintenance_errors
-                        .fetch_add(1, Ordering::Relaxed);
+                    shared.metrics.maintenance_errors.inc();
                     tracing::warn!(topic = %state.topic, partition = state.partition,
                         error = %e, "partition maintenance failed");
                 }
@@ -211,8 +208,7 @@ pub async fn maintain_partition(
                 .advance_log_start(&shared.id, &topic.name, state.partition, epoch, new_start)
                 .await?;
             state.advance_log_start(new_start);
-            m.retention_rows_dropped
-                .fetch_add(dropped, Ordering::Relaxed);
+            m.retention_rows_dropped.inc_by(dropped);
             report.rows_expired = dropped;
             report.new_log_start = Some(new_start);
             tracing::debug!(topic = %topic.name, partition = state.partition, log_start = new_start,

@@ -98,7 +98,7 @@ impl pb::stream_house_server::StreamHouse for Service {
         let m = &self.shared.metrics;
         m.produce_seconds.observe(started.elapsed());
         if out.is_err() {
-            m.produce_errors.fetch_add(1, Ordering::Relaxed);
+            m.produce_errors.inc();
         }
         answer!(out, pb::ProduceResponse)
     }
@@ -112,7 +112,7 @@ impl pb::stream_house_server::StreamHouse for Service {
         let m = &self.shared.metrics;
         m.fetch_seconds.observe(started.elapsed());
         if out.is_err() {
-            m.fetch_errors.fetch_add(1, Ordering::Relaxed);
+            m.fetch_errors.inc();
         }
         answer!(out, pb::FetchResponse)
     }

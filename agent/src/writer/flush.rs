@@ -203,7 +203,7 @@ pub(super) async fn put_object(inner: &Inner, key: &str, object: &Bytes) -> Resu
     };
     m.object_put_seconds.observe(started.elapsed());
     put.map_err(|e| {
-        m.object_put_errors.fetch_add(1, Ordering::Relaxed);
+        m.object_put_errors.inc();
         AgentError::Storage(e)
     })
 }
@@ -250,7 +250,7 @@ pub(super) async fn commit(
         }
     }
     if committed.is_err() {
-        m.metadata_commit_errors.fetch_add(1, Ordering::Relaxed);
+        m.metadata_commit_errors.inc();
     }
     committed
 }

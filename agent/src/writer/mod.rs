@@ -204,10 +204,7 @@ impl Writer {
             }
             let held = buf.bytes + self.inner.in_flight.load(Ordering::Acquire);
             if held > 0 && held + len > self.inner.max_buffered {
-                self.inner
-                    .metrics
-                    .produce_throttled
-                    .fetch_add(1, Ordering::Relaxed);
+                self.inner.metrics.produce_throttled.inc();
                 return Err(AgentError::Throttled {
                     buffered: held,
                     max: self.inner.max_buffered,
@@ -243,17 +240,6 @@ impl Writer {
             .map(|p| p.batches.len())
             .sum::<usize>();
         (batches as u64, buf.bytes as u64)
-    }
-
-    /// Bytes held uncommitted: buffered, and in the flush under way.
-    pub fn held_bytes(&self) -> usize {
-        let buffered = self
-            .inner
-            .buffer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .bytes;
-        buffered + self.inner.in_flight.load(Ordering::Acquire)
     }
 
     /// Since when every flush has failed to commit at the metadata store, if the last one
