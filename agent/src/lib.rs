@@ -2,33 +2,42 @@
 //! else to a metadata store; any agent can be killed at any moment without losing an
 //! acknowledged record.
 //!
-//! The modules follow the data: [`service`] takes a request, [`writer`] buffers and flushes
-//! it to the [`object_store`] and commits it to the [`metadata`] store; [`reader`] serves it
-//! back. [`lease`] decides which agent writes which partition; [`partitions`] is what an agent
-//! knows of each.
+//! Inside, the modules follow the data: `service` takes a request, `writer` buffers and
+//! flushes it to the [`object_store`] and commits it to the [`metadata`] store; `reader`
+//! serves it back. `lease` decides which agent writes which partition; `partitions` is what an
+//! agent knows of each (docs/ARCHITECTURE.md has the whole module map).
+//!
+//! The library API runs agents: [`Agent`] on a runtime of yours, [`EmbeddedAgent`] on its
+//! own, [`local_cluster`] several as processes, and [`process`] the one way to start and
+//! signal an agent process.
 
-pub mod assignment;
-pub mod auth;
+#![deny(missing_docs)]
+
+// The library API: running agents, alone or as a local cluster, and the stores they use.
 pub mod cli;
 pub mod config;
-pub mod error;
-pub mod group;
-pub mod lease;
 pub mod local_cluster;
-pub mod maintenance;
 pub mod metadata;
-pub mod metrics;
 pub mod object_store;
-pub mod partitions;
 pub mod process;
-pub mod producer_ids;
-pub mod reader;
-pub mod sequence;
-pub mod service;
-pub mod startup;
 #[doc(hidden)]
 pub mod testing;
-pub mod writer;
+
+// The agent's inside.
+pub(crate) mod assignment;
+pub(crate) mod auth;
+pub(crate) mod error;
+pub(crate) mod group;
+pub(crate) mod lease;
+pub(crate) mod maintenance;
+pub(crate) mod metrics;
+pub(crate) mod partitions;
+pub(crate) mod producer_ids;
+pub(crate) mod reader;
+pub(crate) mod sequence;
+pub(crate) mod service;
+pub(crate) mod startup;
+pub(crate) mod writer;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -40,7 +49,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
 pub use config::AgentConfig;
-pub use error::AgentError;
+pub(crate) use error::AgentError;
 
 use error::Result;
 use metadata::MetadataStore;
@@ -52,24 +61,29 @@ use writer::Writer;
 /// Why an agent could not start or serve.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// A setting is wrong (or the agent's thread ended before it was ready).
     #[error("invalid configuration: {0}")]
     Config(String),
     /// A start-up check failed: one line naming the setting, the cause and the remedy.
     #[error("{0}")]
     Check(String),
+    /// The object store could not be opened or reached.
     #[error("object store: {0}")]
     Storage(#[from] object_store::StorageError),
+    /// The metadata store could not be opened, reached or migrated.
     #[error("metadata store: {0}")]
     Metadata(#[from] metadata::MetadataError),
+    /// A listener could not be bound or used.
     #[error("network: {0}")]
     Io(#[from] std::io::Error),
+    /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
 
 /// What every part of a running agent shares.
 #[derive(Debug)]
-pub struct Shared {
+pub(crate) struct Shared {
     pub id: String,
     pub advertise: String,
     pub config: AgentConfig,
@@ -106,7 +120,7 @@ pub struct Shared {
 
 /// Counters the agent reports through `GetAgentStats`.
 #[derive(Debug, Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     pub started_at_ms: i64,
     pub produced_records: AtomicU64,
     pub produced_bytes: AtomicU64,
@@ -275,6 +289,7 @@ impl Agent {
             .and_then(|l| l.local_addr().ok())
     }
 
+    /// The agent's id.
     pub fn id(&self) -> &str {
         &self.shared.id
     }
@@ -436,10 +451,12 @@ impl EmbeddedAgent {
         }
     }
 
+    /// Where it serves clients.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
+    /// The agent's id.
     pub fn id(&self) -> &str {
         &self.id
     }

@@ -59,15 +59,25 @@ pub fn agent_command(program: &Path) -> Command {
 /// Why an agent process did not come up.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
+    /// The program could not be started.
     #[error("starting {program}: {source}")]
     Spawn {
+        /// The program.
         program: String,
+        /// Why.
         source: std::io::Error,
     },
+    /// It did not print its listening line in time; it has been killed.
     #[error("the agent did not report its address within {} s", .0.as_secs())]
     Timeout(Duration),
+    /// It exited before serving.
     #[error("the agent exited before serving ({status}): {said}")]
-    Exited { status: String, said: String },
+    Exited {
+        /// How it exited.
+        status: String,
+        /// Its last words (the tail of its stderr or log).
+        said: String,
+    },
 }
 
 /// Runs `command` (whose stdout this takes over) and waits up to `within` for the agent to

@@ -3,6 +3,7 @@
 use super::*;
 
 impl MetadataStore {
+    /// Registers agent `id` serving at `address` (again, after a restart), and logs it.
     pub async fn register_agent(&self, id: &str, address: &str) -> Result<()> {
         self.bounded("register_agent", async move {
             let now = self.dialect.now_ms();
@@ -42,6 +43,7 @@ impl MetadataStore {
         .await
     }
 
+    /// Removes agent `id` on a graceful shutdown, and logs it.
     pub async fn deregister_agent(&self, id: &str) -> Result<()> {
         self.bounded("deregister_agent", async move {
             self.retry_busy(|| async {

@@ -20,6 +20,7 @@ pub fn encode_tps(tps: &[Tp]) -> String {
         .join(",")
 }
 
+/// The partitions [`encode_tps`] wrote; malformed entries are skipped.
 pub fn decode_tps(s: &str) -> Vec<Tp> {
     s.split(',')
         .filter(|x| !x.is_empty())
@@ -33,21 +34,32 @@ pub fn decode_tps(s: &str) -> Vec<Tp> {
 /// One committed offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Committed {
+    /// The partition's topic.
     pub topic: String,
+    /// Its number.
     pub partition: u32,
+    /// The next offset the group will read.
     pub offset: i64,
+    /// What the committer attached.
     pub metadata: String,
+    /// The group generation it was committed in.
     pub generation: i64,
+    /// When, by the store's clock.
     pub committed_at_ms: i64,
 }
 
 /// A group as ListGroups shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupSummary {
+    /// The group's id.
     pub group_id: String,
+    /// `Stable`, `PreparingRebalance`, `CompletingRebalance` or `Empty`.
     pub state: String,
+    /// Live members.
     pub members: u32,
+    /// The current generation.
     pub generation: i64,
+    /// The assignor the members agreed on.
     pub assignor: String,
     /// Over the partitions it has committed offsets for: high watermark - committed.
     pub total_lag: i64,
@@ -56,10 +68,13 @@ pub struct GroupSummary {
 /// Where ResetOffsets moves a group's committed offsets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResetTo {
+    /// Each partition's log start.
     Earliest,
+    /// Each partition's high watermark.
     Latest,
     /// The first offset of the first segment stamped at or after this time (ms).
     Timestamp(i64),
+    /// This offset, clamped to each partition's log.
     Offset(i64),
 }
 

@@ -21,7 +21,9 @@ pub struct TopicConfigChange {
 /// A partition's index as the leader's maintenance sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PartitionUsage {
+    /// Index rows.
     pub rows: i64,
+    /// Bytes those rows cover.
     pub bytes: i64,
 }
 
@@ -29,15 +31,25 @@ pub struct PartitionUsage {
 /// them) are replaced by `rows`, which all point into the new object `object_key`.
 #[derive(Debug, Clone)]
 pub struct SegmentSwap<'a> {
+    /// The agent that wrote the new object.
     pub agent_id: &'a str,
+    /// The partition's topic.
     pub topic: &'a str,
+    /// Its number.
     pub partition: u32,
+    /// The lease epoch the compaction ran under; the swap fails if it changed.
     pub lease_epoch: i64,
+    /// The first offset of the rows replaced.
     pub first_base: i64,
+    /// The last offset of the rows replaced.
     pub last_offset: i64,
+    /// How many rows are replaced; the swap fails if the index has another count.
     pub replaced_rows: u64,
+    /// The new object.
     pub object_key: &'a str,
+    /// Its size in bytes.
     pub object_size: u64,
+    /// The rows that replace them, all in the new object.
     pub rows: &'a [SegmentRow],
     /// Refused once the store's clock passes this (ms since the epoch), as a flush is: see
     /// [`super::FlushCommit::deadline_ms`].
@@ -47,7 +59,9 @@ pub struct SegmentSwap<'a> {
 /// An object the metadata store knows of.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectRecord {
+    /// The object's key.
     pub key: String,
+    /// Its size in bytes.
     pub size_bytes: i64,
     /// When garbage collection first found no index row pointing at it; -1 while referenced.
     pub unreferenced_since_ms: i64,

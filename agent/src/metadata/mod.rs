@@ -28,18 +28,30 @@ use streamhouse_proto::time::Backoff;
 /// Why a metadata operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataError {
+    /// The metadata URL cannot be used.
     #[error("invalid metadata URL {url:?}: {reason}")]
-    InvalidUrl { url: String, reason: String },
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The store refused or failed the call (down, unreachable, a constraint).
     #[error("{0}")]
     Unavailable(#[from] sqlx::Error),
+    /// A schema migration failed at start.
     #[error("migration {version} failed: {source}")]
     Migration {
+        /// The migration that failed.
         version: i64,
+        /// Why.
         #[source]
         source: sqlx::Error,
     },
+    /// A topic by that name exists already.
     #[error("topic {0:?} already exists")]
     TopicExists(String),
+    /// No topic by that name.
     #[error("unknown topic {0:?}")]
     UnknownTopic(String),
     /// The commit found this agent no longer holds these partitions at the epoch it wrote with.
@@ -47,19 +59,31 @@ pub enum MetadataError {
     Fenced(Vec<(Arc<str>, u32)>),
     /// A compaction found the rows it meant to replace changed under it.
     #[error("the index of {topic}-{partition} changed during compaction")]
-    IndexChanged { topic: String, partition: u32 },
+    IndexChanged {
+        /// The partition's topic.
+        topic: String,
+        /// Its number.
+        partition: u32,
+    },
     /// A flush reached its commit too late: garbage collection may already treat its
     /// uncommitted object as an orphan.
     #[error("object {0:?} was not committed within its deadline")]
     CommitTooLate(String),
     /// Another instance of this producer bumped its epoch first.
     #[error("producer {id} epoch {epoch} is no longer current")]
-    ProducerFenced { id: i64, epoch: i16 },
+    ProducerFenced {
+        /// The producer id.
+        id: i64,
+        /// The epoch it wrote with.
+        epoch: i16,
+    },
     /// The store did not answer within the deadline every call has (below the lease TTL).
     /// A write may or may not have been applied.
     #[error("the metadata store did not answer {op} within {} ms", .after.as_millis())]
     Timeout {
+        /// The call that did not finish.
         op: &'static str,
+        /// The deadline it had.
         after: std::time::Duration,
     },
 }
@@ -71,12 +95,15 @@ fn fmt_partitions(p: &[(Arc<str>, u32)]) -> String {
         .join(", ")
 }
 
+/// A metadata-store result.
 pub type Result<T, E = MetadataError> = std::result::Result<T, E>;
 
 /// Which SQL dialect the store speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
+    /// SQLite: one machine, one file.
     Sqlite,
+    /// PostgreSQL: any number of agents.
     Postgres,
 }
 
@@ -97,80 +124,126 @@ impl Dialect {
     }
 }
 
+/// A topic as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicRow {
+    /// The topic's name.
     pub name: String,
+    /// How many partitions it has (never shrinks).
     pub partition_count: u32,
+    /// How long records are kept, by their timestamps; 0 or less keeps them forever.
     pub retention_ms: i64,
+    /// How many bytes a partition keeps at most; 0 or less for no bound.
     pub retention_bytes: i64,
+    /// When it was created, by the store's clock.
     pub created_at_ms: i64,
 }
 
+/// A partition: its lease and its offsets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionRow {
+    /// The partition's topic.
     pub topic: String,
+    /// Its number within the topic.
     pub partition: u32,
     /// The lease holder while its lease is live, per the store's clock.
     pub leader_id: Option<String>,
+    /// Where the lease holder serves, while its lease is live.
     pub leader_address: Option<String>,
+    /// Raised by every new lease; writes under an older one are fenced.
     pub lease_epoch: i64,
+    /// When the current lease lapses unless renewed, by the store's clock.
     pub lease_expires_ms: i64,
+    /// The first offset still readable (retention moves it forward).
     pub log_start_offset: i64,
+    /// The offset the next record will get: one past the last committed.
     pub high_watermark: i64,
 }
 
+/// One index row: a chunk of a partition's log, in an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentRow {
+    /// The first offset in the chunk.
     pub base_offset: i64,
+    /// The last offset in the chunk.
     pub last_offset: i64,
+    /// The object that holds it.
     pub object_key: String,
+    /// Where the chunk starts in the object.
     pub byte_start: u64,
+    /// The chunk's length in bytes.
     pub byte_len: u64,
+    /// How many records it holds.
     pub record_count: i64,
+    /// Its newest record's timestamp (retention judges by this).
     pub max_timestamp: i64,
     /// When the row was committed, by the metadata store's clock.
     pub created_at_ms: i64,
 }
 
+/// A registered agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentRow {
+    /// The agent's id.
     pub id: String,
+    /// Where it serves clients.
     pub address: String,
+    /// When it registered, by the store's clock.
     pub started_at_ms: i64,
+    /// Its last heartbeat, by the store's clock.
     pub heartbeat_ms: i64,
 }
 
 /// A lease this agent now holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
+    /// The partition's topic.
     pub topic: String,
+    /// Its number.
     pub partition: u32,
+    /// The lease epoch the agent writes under.
     pub epoch: i64,
+    /// The first readable offset when acquired.
     pub log_start_offset: i64,
+    /// The next offset to assign when acquired.
     pub high_watermark: i64,
 }
 
+/// One entry of the cluster's event log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventRow {
+    /// Increasing id: where a reader of the event log resumes.
     pub id: i64,
+    /// When it happened, by the store's clock.
     pub at_ms: i64,
+    /// What happened (`agent_joined`, `lease_released`, `topic_created`, ...).
     pub kind: String,
+    /// What it happened to: an agent, a partition, a group.
     pub subject: String,
+    /// A line for people.
     pub detail: String,
 }
 
 /// One partition's part of a flushed object.
 #[derive(Debug, Clone)]
 pub struct ChunkCommit {
+    /// The partition's topic.
     pub topic: Arc<str>,
+    /// Its number.
     pub partition: u32,
     /// The lease epoch the agent wrote under; the commit fails if it changed.
     pub lease_epoch: i64,
+    /// The first offset assigned to the chunk.
     pub base_offset: i64,
+    /// The last offset assigned to the chunk.
     pub last_offset: i64,
+    /// Where the chunk starts in the object.
     pub byte_start: u64,
+    /// Its length in bytes.
     pub byte_len: u64,
+    /// How many records it holds.
     pub record_count: i64,
+    /// Its newest record's timestamp.
     pub max_timestamp: i64,
     /// Idempotent producers whose batches are in this chunk: their state after it.
     pub producers: Vec<ProducerCommit>,
@@ -179,8 +252,11 @@ pub struct ChunkCommit {
 /// One producer's state on one partition after a flush.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducerCommit {
+    /// The producer.
     pub producer_id: i64,
+    /// Its epoch.
     pub epoch: i16,
+    /// The sequence number of its last record in the chunk.
     pub last_sequence: i32,
     /// Offset of the last record of the producer's last batch.
     pub last_offset: i64,
@@ -191,9 +267,13 @@ pub struct ProducerCommit {
 /// Everything one flush commits.
 #[derive(Debug, Clone)]
 pub struct FlushCommit<'a> {
+    /// The agent that wrote the object.
     pub agent_id: &'a str,
+    /// The object written.
     pub object_key: &'a str,
+    /// Its size in bytes.
     pub object_size: u64,
+    /// Every partition's part of it.
     pub chunks: &'a [ChunkCommit],
     /// The commit is refused once the store's clock passes this time (ms since the epoch):
     /// objects no row points to are deleted once their name says they are older than the
@@ -469,6 +549,7 @@ impl MetadataStore {
         &self.timeouts
     }
 
+    /// The deadlines every call of this store runs under.
     pub fn deadlines(&self) -> Deadlines {
         self.deadlines
     }
@@ -492,10 +573,12 @@ impl MetadataStore {
         }
     }
 
+    /// The SQL dialect it speaks.
     pub fn dialect(&self) -> Dialect {
         self.dialect
     }
 
+    /// Closes the pool, waiting for connections in use to come back.
     pub async fn close(&self) {
         self.pool.close().await;
     }

@@ -103,6 +103,7 @@ impl MetadataStore {
         })
     }
 
+    /// The topic named `name`, if it exists.
     pub async fn get_topic(&self, name: &str) -> Result<Option<TopicRow>> {
         self.bounded("get_topic", async move {
             let row = sqlx::query(
@@ -117,6 +118,7 @@ impl MetadataStore {
         .await
     }
 
+    /// Every topic, by name.
     pub async fn list_topics(&self) -> Result<Vec<TopicRow>> {
         self.bounded("list_topics", async move {
             sqlx::query(
@@ -174,6 +176,7 @@ impl MetadataStore {
         .await
     }
 
+    /// One partition's lease and offsets, if the topic has it.
     pub async fn get_partition(&self, topic: &str, partition: u32) -> Result<Option<PartitionRow>> {
         self.bounded("get_partition", async move {
             Ok(self

@@ -14,12 +14,15 @@ use super::{ObjectMeta, ObjectStore, StorageError, check_key};
 
 const TMP_MARK: &str = ".tmp-";
 
+/// Objects as files under a local directory: one machine, or a shared file system.
 #[derive(Debug, Clone)]
 pub struct FileStore {
     root: PathBuf,
 }
 
 impl FileStore {
+    /// A store under directory `dir`, created if missing. Puts write a temporary file and
+    /// rename it into place, so readers see whole objects or none.
     pub async fn open(dir: &str) -> Result<FileStore, StorageError> {
         if dir.is_empty() {
             return Err(StorageError::InvalidUrl {

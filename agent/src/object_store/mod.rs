@@ -18,23 +18,40 @@ pub use s3::{ConditionalPuts, S3Store};
 /// Why an object-store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
+    /// The storage URL cannot be used.
     #[error("invalid storage URL {url:?}: {reason}")]
-    InvalidUrl { url: String, reason: String },
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A key that is empty, absolute, or has an empty, `.` or `..` part.
     #[error("invalid object key {0:?}")]
     InvalidKey(String),
+    /// No object under the key.
     #[error("object {0:?} not found")]
     NotFound(String),
+    /// A ranged read past the object's end.
     #[error("object {key:?} has {size} bytes; range {start}..{end} is past its end")]
     RangeOutOfBounds {
+        /// The object.
         key: String,
+        /// The range's first byte.
         start: u64,
+        /// One past its last byte.
         end: u64,
+        /// The object's size.
         size: u64,
     },
+    /// The local file system failed.
     #[error("{op} {key:?}: {source}")]
     Io {
+        /// What was being done (`put`, `get`, ...).
         op: &'static str,
+        /// The object.
         key: String,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
@@ -45,10 +62,13 @@ pub enum StorageError {
     /// The remote store refused or could not be reached; `message` is one line.
     #[error("{op} {key:?}: {message}")]
     Remote {
+        /// What was being done (`put`, `get`, ...).
         op: &'static str,
+        /// The object.
         key: String,
         /// The HTTP status the server answered with, when it answered.
         status: Option<u16>,
+        /// The server's answer or the transport's error, as one line.
         message: String,
     },
 }
@@ -82,7 +102,9 @@ pub(crate) fn clip(text: &str) -> String {
 /// One stored object, as `list` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectMeta {
+    /// Its key.
     pub key: String,
+    /// Its size in bytes.
     pub size: u64,
 }
 

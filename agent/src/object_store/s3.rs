@@ -15,6 +15,7 @@ use bytes::Bytes;
 
 use super::{ObjectMeta, ObjectStore, StorageError, check_key};
 
+/// Objects in an S3 bucket (or an S3-compatible server such as MinIO).
 #[derive(Debug, Clone)]
 pub struct S3Store {
     client: aws_sdk_s3::Client,
@@ -42,13 +43,18 @@ pub enum ConditionalPuts {
 /// What an `s3://` URL says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct S3Location {
+    /// The bucket.
     pub bucket: String,
+    /// The key prefix within it: empty, or ending with `/`.
     pub prefix: String,
+    /// The server, for S3-compatible stores (`?endpoint=`); AWS's otherwise.
     pub endpoint: Option<String>,
+    /// `?region=`, else `AWS_REGION`, `AWS_DEFAULT_REGION`, else `us-east-1`.
     pub region: String,
 }
 
 impl S3Location {
+    /// Reads `s3://bucket[/prefix][?endpoint=URL&region=R]`; any other parameter is an error.
     pub fn parse(url: &str) -> Result<S3Location, StorageError> {
         let invalid = |reason: &str| StorageError::InvalidUrl {
             url: url.to_string(),
@@ -90,6 +96,9 @@ impl S3Location {
 }
 
 impl S3Store {
+    /// A store for an `s3://` URL (see [`S3Location::parse`]), with the SDK's default
+    /// credential chain, path-style addressing and bounded connect and attempt timeouts. Nothing
+    /// is sent yet: [`S3Store::check`] asks the server.
     pub async fn open(url: &str) -> Result<S3Store, StorageError> {
         let loc = S3Location::parse(url)?;
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
@@ -123,10 +132,12 @@ impl S3Store {
         })
     }
 
+    /// The bucket it writes to.
     pub fn bucket(&self) -> &str {
         &self.bucket
     }
 
+    /// The server it talks to, for messages.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
