@@ -13,7 +13,7 @@ use streamhouse_client::{Admin, Consumer, NewTopic, OffsetReset, Producer, Topic
 use streamhouse_proto::batch::{BatchBuilder, Compression, ProducerStamp};
 use streamhouse_proto::pb::ErrorCode;
 use streamhouse_tests::proxy::{Mode, Proxy};
-use streamhouse_tests::{AgentProcess, data_dir, raw, start_failure};
+use streamhouse_tests::{AgentProcess, Deadline, data_dir, raw, start_failure, wait_until};
 use tokio::time::Instant;
 
 const BIN: &str = env!("CARGO_BIN_EXE_test-agent");
@@ -384,11 +384,10 @@ async fn garbage_collection_never_deletes_what_a_slow_commit_or_swap_references(
     store.delay_puts("segments/", 2, Duration::from_millis(800));
     let acked = produce_acked(&addr, "gc", 3_000).await;
     // Compaction runs, GC passes run (every 200 ms) well past the grace.
-    let until = Instant::now() + Duration::from_secs(60);
-    while store.delayed.load(std::sync::atomic::Ordering::SeqCst) < 5 {
-        assert!(Instant::now() < until, "the delayed puts never happened");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until("the delayed puts", Duration::from_secs(60), || {
+        store.delayed.load(std::sync::atomic::Ordering::SeqCst) >= 5
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_readable(&addr, "gc", &acked).await;
     // The late ones were refused by the store (the commit deadline, checked in the
@@ -534,13 +533,13 @@ async fn memory_stays_bounded_while_the_object_store_stalls() {
         t.await.unwrap();
     }
     // Writes go through again once the store answers.
-    let until = Instant::now() + Duration::from_secs(60);
+    let deadline = Deadline::within(Duration::from_secs(60));
     loop {
         let r = raw::produce(&mut c, "mem", 1, vec![big_batch(1000, 9)]).await;
         if raw::code(&r.error) == ErrorCode::Ok {
             break;
         }
-        assert!(Instant::now() < until, "writes never resumed: {r:?}");
+        deadline.check(format_args!("writes to resume (last answer {r:?})"));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -5,11 +5,12 @@
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 use streamhouse_agent::local_cluster::ClusterSpec;
 use streamhouse_agent::process::AgentProc;
+use streamhouse_tests::{Deadline, block_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_streamhouse-tui");
 
@@ -81,16 +82,13 @@ impl Console {
 
     /// Waits until `ok` holds for the screen; panics with the screen after `secs`.
     fn wait_for(&self, what: &str, secs: u64, ok: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(secs);
+        let deadline = Deadline::within(Duration::from_secs(secs));
         loop {
             let text = self.text();
             if ok(&text) {
                 return text;
             }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; the screen:\n{text}"
-            );
+            deadline.check(format_args!("{what}; the screen:\n{text}"));
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -182,18 +180,17 @@ fn launched_cluster_survives_a_kill_through_the_keys() {
     c.press("q");
     c.wait_for("the quit confirmation", 10, |s| s.contains("Quit and stop"));
     c.press("y");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(Some(status)) = c.child.try_wait() {
-            assert!(status.success(), "the console exited with {status:?}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the console did not exit after q, y"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut status = None;
+    block_until(
+        "the console to exit after q, y",
+        Duration::from_secs(60),
+        || {
+            status = c.child.try_wait().ok().flatten();
+            status.is_some()
+        },
+    );
+    let status = status.expect("exited");
+    assert!(status.success(), "the console exited with {status:?}");
     let log_dir = data.join("logs").join("console");
     assert!(
         std::fs::read_dir(&log_dir).is_ok_and(|mut d| d.next().is_some()),
@@ -254,14 +251,11 @@ fn attached_read_only_console_watches_and_refuses_changes() {
     });
     // Quitting an attached console does not ask: it launched nothing.
     c.press("q");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !matches!(c.child.try_wait(), Ok(Some(_))) {
-        assert!(
-            Instant::now() < deadline,
-            "the attached console did not quit"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    block_until(
+        "the attached console to quit",
+        Duration::from_secs(30),
+        || matches!(c.child.try_wait(), Ok(Some(_))),
+    );
     drop(b);
 }
 
