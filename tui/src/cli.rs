@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::action::Action;
 use crate::app::App;
+use crate::connect::Connect;
 use crate::runtime::{POLL_PERIOD, Runner};
 use crate::supervisor::Supervisor;
 
@@ -71,13 +72,14 @@ pub fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     anyhow::ensure!(args.agents >= 1, "--agents must be at least 1");
     // The bundled cluster is plain TCP without tokens; only an attached one may need them.
-    if args.attach.is_some() {
-        crate::connect::set_security(streamhouse_client::Security::from_files(
+    let connect = match &args.attach {
+        Some(_) => Connect::new(streamhouse_client::Security::from_files(
             args.token_file.as_deref().map(std::path::Path::new),
             args.tls_ca.as_deref().map(std::path::Path::new),
             args.tls_domain.as_deref(),
-        )?);
-    }
+        )?),
+        None => Connect::default(),
+    };
     anyhow::ensure!(
         args.attach.is_none() || args.demo.is_none(),
         "--demo runs on a cluster the console launches; leave out --attach"
@@ -102,10 +104,10 @@ pub fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(run(args))
+    rt.block_on(run(args, connect))
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(args: Args, connect: Connect) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::unbounded_channel();
     let (bootstrap, bootstrap_rx) = watch::channel(args.attach.clone().unwrap_or_default());
     let bootstrap = Arc::new(bootstrap);
@@ -142,7 +144,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None => format!("local cluster in {}", args.data_dir.display()),
     };
     let app = App::new(label, launched, args.read_only);
-    let runner = Runner::new(tx.clone(), bootstrap.clone(), supervisor.clone());
+    let runner = Runner::new(
+        tx.clone(),
+        bootstrap.clone(),
+        supervisor.clone(),
+        connect.clone(),
+    );
     tracing::info!(?args, "console starting");
 
     if let Some(sup) = &supervisor {
@@ -176,6 +183,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let reaper = supervisor.clone();
     tokio::spawn(crate::workers::poll_cluster(
         bootstrap_rx,
+        connect,
         runner.watched_group.subscribe(),
         POLL_PERIOD,
         tx.clone(),

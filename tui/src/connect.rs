@@ -1,35 +1,35 @@
-//! How the console reaches a cluster: one process-wide TLS and token setting (from its
-//! `--token-file`, `--tls-ca` and `--tls-domain` flags) applied to every client it builds.
+//! How the console reaches a cluster: the security (TLS and a token, from `--token-file`,
+//! `--tls-ca` and `--tls-domain` when attached; none for the cluster it launches) applied to
+//! every client it builds. One value, handed to whatever builds clients.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use streamhouse_client::{Admin, ClientError, ConsumerBuilder, ProducerBuilder, Security};
 
-static SECURITY: OnceLock<Security> = OnceLock::new();
-
-/// Sets the security every later client uses. The first setting wins.
-pub fn set_security(security: Security) {
-    let _ = SECURITY.set(security);
+/// Builds the console's clients with its security.
+#[derive(Debug, Clone, Default)]
+pub struct Connect {
+    security: Security,
 }
 
-/// The security in force: what was set, else plain TCP with no token.
-pub fn security() -> Security {
-    SECURITY.get().cloned().unwrap_or_default()
-}
+impl Connect {
+    /// Clients with `security`.
+    pub fn new(security: Security) -> Connect {
+        Connect { security }
+    }
 
-pub async fn admin(bootstrap: &str) -> Result<Admin, ClientError> {
-    admin_with_timeout(bootstrap, Duration::from_secs(30)).await
-}
+    /// An admin client for `bootstrap` whose requests give up after `timeout`.
+    pub async fn admin(&self, bootstrap: &str, timeout: Duration) -> Result<Admin, ClientError> {
+        Admin::connect_with(bootstrap, timeout, self.security.clone()).await
+    }
 
-pub async fn admin_with_timeout(bootstrap: &str, timeout: Duration) -> Result<Admin, ClientError> {
-    Admin::connect_with(bootstrap, timeout, security()).await
-}
+    /// A producer builder; the caller sets the bootstrap.
+    pub fn producer(&self) -> ProducerBuilder {
+        streamhouse_client::Producer::builder().security(self.security.clone())
+    }
 
-pub fn producer() -> ProducerBuilder {
-    streamhouse_client::Producer::builder().security(security())
-}
-
-pub fn consumer() -> ConsumerBuilder {
-    streamhouse_client::Consumer::builder().security(security())
+    /// A consumer builder; the caller sets the bootstrap.
+    pub fn consumer(&self) -> ConsumerBuilder {
+        streamhouse_client::Consumer::builder().security(self.security.clone())
+    }
 }

@@ -54,8 +54,8 @@ pub async fn failover(runner: Runner, agents: usize) -> anyhow::Result<()> {
     let bootstrap = runner.bootstrap();
     let clients = failover::Clients {
         admin,
-        producer: crate::connect::producer().bootstrap(&bootstrap),
-        consumer: crate::connect::consumer().bootstrap(&bootstrap),
+        producer: runner.connect.producer().bootstrap(&bootstrap),
+        consumer: runner.connect.consumer().bootstrap(&bootstrap),
     };
     let plan = failover::Plan {
         topic: TOPIC.into(),
@@ -153,7 +153,7 @@ pub async fn groups(runner: Runner, agents: usize) -> anyhow::Result<()> {
     let mut members: Vec<Member> = (1..=3)
         .map(|i| {
             Member::spawn(
-                crate::connect::consumer().bootstrap(&bootstrap),
+                runner.connect.consumer().bootstrap(&bootstrap),
                 GROUP,
                 GROUPS_TOPIC,
                 &format!("reader-{i}"),
@@ -198,7 +198,7 @@ pub async fn groups(runner: Runner, agents: usize) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(6)).await;
 
     members.push(Member::spawn(
-        crate::connect::consumer().bootstrap(&bootstrap),
+        runner.connect.consumer().bootstrap(&bootstrap),
         GROUP,
         GROUPS_TOPIC,
         "reader-4",

@@ -13,6 +13,7 @@ use tokio::sync::{Mutex, mpsc, watch};
 
 use crate::action::{Ack, Action, Effect};
 use crate::app::App;
+use crate::connect::Connect;
 use crate::supervisor::Supervisor;
 use crate::workers::{Load, Tail};
 
@@ -26,6 +27,8 @@ pub struct Runner {
     pub tx: mpsc::UnboundedSender<Action>,
     pub bootstrap: Arc<watch::Sender<String>>,
     pub supervisor: Option<Supervisor>,
+    /// Builds every client with the console's security.
+    pub connect: Connect,
     producer: Arc<Mutex<Option<Producer>>>,
     pub load: Arc<Mutex<Option<Load>>>,
     tail: Arc<std::sync::Mutex<Option<Tail>>>,
@@ -38,11 +41,13 @@ impl Runner {
         tx: mpsc::UnboundedSender<Action>,
         bootstrap: Arc<watch::Sender<String>>,
         supervisor: Option<Supervisor>,
+        connect: Connect,
     ) -> Runner {
         Runner {
             tx,
             bootstrap,
             supervisor,
+            connect,
             producer: Arc::new(Mutex::new(None)),
             load: Arc::new(Mutex::new(None)),
             tail: Arc::new(std::sync::Mutex::new(None)),
@@ -59,11 +64,16 @@ impl Runner {
     }
 
     pub async fn admin(&self) -> anyhow::Result<Admin> {
-        Ok(crate::connect::admin_with_timeout(&self.bootstrap(), Duration::from_secs(5)).await?)
+        Ok(self
+            .connect
+            .admin(&self.bootstrap(), Duration::from_secs(5))
+            .await?)
     }
 
     pub async fn producer(&self) -> anyhow::Result<Producer> {
-        Ok(crate::connect::producer()
+        Ok(self
+            .connect
+            .producer()
             .bootstrap(self.bootstrap())
             .linger_ms(5)
             .delivery_timeout_ms(60_000)
@@ -143,7 +153,12 @@ impl Runner {
                 None => self.notice("the load generator is not running"),
             },
             Effect::Tail(spec) => {
-                let t = Tail::start(self.bootstrap(), spec, self.tx.clone());
+                let t = Tail::start(
+                    self.bootstrap(),
+                    self.connect.clone(),
+                    spec,
+                    self.tx.clone(),
+                );
                 *self.tail.lock().unwrap_or_else(|p| p.into_inner()) = Some(t);
             }
             Effect::Seek(to) => match &*self.tail.lock().unwrap_or_else(|p| p.into_inner()) {

@@ -5,10 +5,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use streamhouse_client::{Admin, ClientError, Consumer, OffsetReset, Producer, TopicPartition};
+use streamhouse_client::{
+    Admin, ClientError, Consumer, ConsumerBuilder, OffsetReset, Producer, TopicPartition,
+};
 use tokio::sync::{mpsc, watch};
 
 use crate::action::{Action, LoadReport, LoadSpec, RecordView, StartAt, TailSpec};
+use crate::connect::Connect;
 
 /// How long one poll may wait on one agent.
 const POLL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -17,6 +20,7 @@ const POLL_TIMEOUT: Duration = Duration::from_secs(2);
 /// events. Follows `bootstrap` when it changes (launched agents restart on new ports).
 pub async fn poll_cluster(
     mut bootstrap: watch::Receiver<String>,
+    connect: Connect,
     watched_group: watch::Receiver<Option<String>>,
     period: Duration,
     tx: mpsc::UnboundedSender<Action>,
@@ -34,7 +38,7 @@ pub async fn poll_cluster(
             if b.is_empty() {
                 continue;
             }
-            match crate::connect::admin_with_timeout(&b, POLL_TIMEOUT).await {
+            match connect.admin(&b, POLL_TIMEOUT).await {
                 Ok(a) => admin = Some(a),
                 Err(e) => {
                     let _ = tx.send(Action::PollFailed(e.to_string()));
@@ -258,10 +262,15 @@ pub struct Tail {
 }
 
 impl Tail {
-    pub fn start(bootstrap: String, spec: TailSpec, tx: mpsc::UnboundedSender<Action>) -> Tail {
+    pub fn start(
+        bootstrap: String,
+        connect: Connect,
+        spec: TailSpec,
+        tx: mpsc::UnboundedSender<Action>,
+    ) -> Tail {
         let (control, rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
-            if let Err(e) = tail(&bootstrap, &spec, rx, &tx).await {
+            if let Err(e) = tail(&bootstrap, &connect, &spec, rx, &tx).await {
                 let _ = tx.send(Action::TailStatus(format!("stopped: {e}")));
             }
         });
@@ -281,11 +290,12 @@ impl Drop for Tail {
 
 async fn tail(
     bootstrap: &str,
+    connect: &Connect,
     spec: &TailSpec,
     mut control: mpsc::UnboundedReceiver<StartAt>,
     tx: &mpsc::UnboundedSender<Action>,
 ) -> anyhow::Result<()> {
-    let admin = crate::connect::admin_with_timeout(bootstrap, POLL_TIMEOUT).await?;
+    let admin = connect.admin(bootstrap, POLL_TIMEOUT).await?;
     let topic = admin.describe_topic(&spec.topic).await?;
     let tps: Vec<TopicPartition> = match spec.partition {
         Some(p) => {
@@ -301,16 +311,19 @@ async fn tail(
             .map(|p| TopicPartition::new(&spec.topic, p))
             .collect(),
     };
-    let mut consumer = crate::connect::consumer()
+    let mut consumer = connect
+        .consumer()
         .bootstrap(bootstrap)
         .auto_offset_reset(OffsetReset::Latest)
         .max_poll_records(500)
         .build()
         .await?;
     consumer.assign(tps.clone()).await?;
+    // Time searches probe with consumers of their own.
+    let probe = connect.consumer().bootstrap(bootstrap);
     let mut from = spec.from.clone();
     loop {
-        let at = position(&mut consumer, &tps, bootstrap, &from).await?;
+        let at = position(&mut consumer, &tps, &probe, &from).await?;
         let _ = tx.send(Action::TailStatus(format!("from {at}")));
         loop {
             tokio::select! {
@@ -366,7 +379,7 @@ async fn tail(
 async fn position(
     consumer: &mut Consumer,
     tps: &[TopicPartition],
-    bootstrap: &str,
+    probe: &ConsumerBuilder,
     from: &StartAt,
 ) -> anyhow::Result<String> {
     Ok(match from {
@@ -392,7 +405,7 @@ async fn position(
                 _ => unreachable!("matched above"),
             };
             for tp in tps {
-                let o = offset_for_time(bootstrap, tp, ts).await?;
+                let o = offset_for_time(probe.clone(), tp, ts).await?;
                 consumer.seek(tp, o).await?;
             }
             format!("time {ts} ({} UTC)", crate::ui::clock(ts))
@@ -406,9 +419,12 @@ pub use streamhouse_proto::time::now_ms;
 /// watermark if none is. A binary search over offsets, one fetch per probe: the agents keep
 /// no time index yet, and record timestamps are producer create times, which rise with the
 /// offset for all but out-of-order producers.
-pub async fn offset_for_time(bootstrap: &str, tp: &TopicPartition, ts: i64) -> anyhow::Result<i64> {
-    let mut probe = crate::connect::consumer()
-        .bootstrap(bootstrap)
+pub async fn offset_for_time(
+    probe: ConsumerBuilder,
+    tp: &TopicPartition,
+    ts: i64,
+) -> anyhow::Result<i64> {
+    let mut probe = probe
         .max_poll_records(1)
         .prefetch_batches(1)
         .build()

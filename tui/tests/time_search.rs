@@ -2,7 +2,7 @@
 //! records stamped at known times.
 
 use streamhouse_agent::{AgentConfig, EmbeddedAgent};
-use streamhouse_client::{Admin, NewTopic, Producer, TopicPartition};
+use streamhouse_client::{Admin, Consumer, NewTopic, Producer, TopicPartition};
 use streamhouse_tui::workers::offset_for_time;
 
 #[test]
@@ -61,7 +61,9 @@ fn offset_for_time_finds_the_first_record_at_or_after_the_time() {
             (t0 + 99_001, 100),
         ] {
             assert_eq!(
-                offset_for_time(&addr, &tp, ts).await.expect("search"),
+                offset_for_time(Consumer::builder().bootstrap(&addr), &tp, ts)
+                    .await
+                    .expect("search"),
                 want,
                 "first offset at or after t0 + {} ms",
                 ts - t0
