@@ -16,9 +16,6 @@ struct Args {
     /// How many kills.
     #[arg(long, default_value_t = 10)]
     kills: usize,
-    /// Where the agents keep their data and logs (default: a temporary directory).
-    #[arg(long)]
-    data_dir: Option<std::path::PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -28,11 +25,6 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let temp = tempfile::tempdir()?;
-    let dir = args
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| temp.path().to_path_buf());
     println!(
         "failover benchmark: {} agents, {} partitions, {} records/s, lease TTL {} ms, heartbeat {} ms, {} kills",
         args.opts.agents,
@@ -45,7 +37,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let start = std::time::Instant::now();
     let progress =
         move |line: String| eprintln!("[{:6.2} s] {line}", start.elapsed().as_secs_f64());
-    let out = failover::run(&dir, &args.opts, args.kills, &progress).await?;
+    let out = failover::run(&args.opts, args.kills, &progress).await?;
     println!("kill  victim    partitions    new leader after  first ack after");
     let mut acks: Vec<u128> = Vec::new();
     for (i, k) in out.kills.iter().enumerate() {

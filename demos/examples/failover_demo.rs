@@ -13,9 +13,6 @@ use demos::failover::{self, Options};
 struct Args {
     #[command(flatten)]
     opts: Options,
-    /// Where the agents keep their data (default: a temporary directory).
-    #[arg(long)]
-    data_dir: Option<std::path::PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -25,14 +22,9 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let temp = tempfile::tempdir()?;
-    let dir = args
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| temp.path().to_path_buf());
     let start = std::time::Instant::now();
     let say = move |line: String| println!("[{:6.2} s] {line}", start.elapsed().as_secs_f64());
-    let out = failover::run(&dir, &args.opts, 1, &say).await?;
+    let out = failover::run(&args.opts, 1, &say).await?;
     let k = &out.kills[0];
     println!();
     println!(

@@ -2,7 +2,6 @@
 //! console's `--demo failover` runs) on a local cluster of agent processes this program
 //! starts: what `failover_demo` narrates and `failover_benchmark` repeats.
 
-use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -32,6 +31,9 @@ pub struct Options {
     /// Steady load before each kill.
     #[arg(long, default_value_t = 3)]
     pub settle_seconds: u64,
+    /// Where the agents keep their data and logs (default: a temporary directory).
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// The demos' cluster, for the experiment to kill and restart agents of.
@@ -62,14 +64,15 @@ impl Agents for Local {
     }
 }
 
-/// Starts a cluster under `dir`, runs the experiment with `kills` kills on it, telling `say`
-/// what happens, and stops the cluster.
+/// Starts a cluster under `opts.data_dir` (a temporary directory if unset), runs the
+/// experiment with `kills` kills on it, telling `say` what happens, and stops the cluster.
 pub async fn run(
-    dir: &Path,
     opts: &Options,
     kills: usize,
     say: &(dyn Fn(String) + Sync),
 ) -> anyhow::Result<Outcome> {
+    let temp = tempfile::tempdir()?;
+    let dir = opts.data_dir.as_deref().unwrap_or(temp.path());
     let flags = vec![
         "--lease-ttl-ms".to_string(),
         opts.lease_ttl_ms.to_string(),
