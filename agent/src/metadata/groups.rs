@@ -1,5 +1,5 @@
 //! Consumer groups in the metadata store: each request loads its group inside one
-//! transaction that holds the group's row, applies [`crate::group::coordinator`] and writes
+//! transaction that holds the group's row, applies the group coordinator and writes
 //! the result back, so any agent can serve any group and concurrent requests to one group
 //! take turns.
 

@@ -260,7 +260,7 @@ pub struct ProducerCommit {
     pub last_sequence: i32,
     /// Offset of the last record of the producer's last batch.
     pub last_offset: i64,
-    /// The window of recent batches, in [`crate::sequence::ProducerEntry::encode_recent`] form.
+    /// The window of recent batches, as the agent's producer state encodes it.
     pub recent: String,
 }
 

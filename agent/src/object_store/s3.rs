@@ -96,7 +96,7 @@ impl S3Location {
 }
 
 impl S3Store {
-    /// A store for an `s3://` URL (see [`S3Location::parse`]), with the SDK's default
+    /// A store for an `s3://bucket[/prefix][?endpoint=URL&region=R]` URL, with the SDK's default
     /// credential chain, path-style addressing and bounded connect and attempt timeouts. Nothing
     /// is sent yet: [`S3Store::check`] asks the server.
     pub async fn open(url: &str) -> Result<S3Store, StorageError> {
