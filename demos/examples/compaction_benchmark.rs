@@ -10,11 +10,11 @@
 //! the compaction rate the agent's own metrics report, then restarts the agent and reads
 //! everything back.
 
-use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use demos::metrics::metric;
 use demos::{Workload, values};
 use streamhouse_agent::metadata::MetadataStore;
 use streamhouse_agent::{AgentConfig, EmbeddedAgent};
@@ -49,21 +49,6 @@ fn count(dir: &Path, prefix: &str) -> (usize, u64) {
             })
         })
         .unwrap_or((0, 0))
-}
-
-fn metric(addr: std::net::SocketAddr, series: &str) -> anyhow::Result<f64> {
-    let mut s = std::net::TcpStream::connect(addr)?;
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    let v = text
-        .lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
-        .ok_or_else(|| anyhow::anyhow!("{series} not served"))?;
-    Ok(v.parse()?)
 }
 
 #[tokio::main]

@@ -4,11 +4,15 @@
 //!
 //! A producer sends `--rate` records per second, each carrying its send time, for
 //! `--seconds`; a consumer in the same process, reading from the end, records how long each
-//! took. Prints p50, p99, p99.9 and max.
+//! took. Prints p50, p99, p99.9 and max, and where the time went inside the agent (how long
+//! a flush's oldest batch waited for it, the object put, the metadata commit, the whole
+//! produce request), from the agent's own histograms over the run: the agent started here,
+//! or the one whose metrics address `--metrics` gives.
 
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use demos::metrics::{Histogram, scrape};
 use demos::{ADMIN_TIMEOUT, Storage, Target, percentiles_ms};
 use streamhouse_client::{Admin, Consumer, NewTopic, Producer, TopicPartition};
 
@@ -31,6 +35,24 @@ struct Args {
     /// The producer's linger.
     #[arg(long, default_value_t = 5)]
     linger_ms: u64,
+    /// With `--bootstrap`: an agent's metrics address (`--metrics-listen`), for the breakdown.
+    #[arg(long)]
+    metrics: Option<std::net::SocketAddr>,
+}
+
+/// The agent's latency histograms a write passes through, in the order it does.
+const STAGES: [(&str, &str); 4] = [
+    ("flush wait", "streamhouse_flush_wait_seconds"),
+    ("object put", "streamhouse_object_put_seconds"),
+    ("metadata commit", "streamhouse_metadata_commit_seconds"),
+    ("produce request", "streamhouse_produce_request_seconds"),
+];
+
+fn stages(text: &str) -> anyhow::Result<Vec<Histogram>> {
+    STAGES
+        .iter()
+        .map(|(_, name)| Histogram::parse(text, name))
+        .collect()
 }
 
 #[tokio::main]
@@ -94,6 +116,11 @@ async fn main() -> anyhow::Result<()> {
         }
         anyhow::Ok(h)
     });
+    let metrics = args.metrics.or(target.metrics_addr());
+    let before = match metrics {
+        Some(addr) => Some(stages(&scrape(addr)?)?),
+        None => None,
+    };
     let mut value = vec![b'x'; args.value_size];
     let start = Instant::now();
     let mut sent = 0u64;
@@ -113,12 +140,27 @@ async fn main() -> anyhow::Result<()> {
     drop(ack_tx);
     let acked = acks.await??;
     let h = reader.await??;
+    let after = match metrics {
+        Some(addr) => Some(stages(&scrape(addr)?)?),
+        None => None,
+    };
     println!(
         "latency_benchmark: {} records/s for {} s, {} B values, {} partitions, linger {} ms",
         args.rate, args.seconds, args.value_size, args.partitions, args.linger_ms
     );
     println!("  acknowledged (send -> ack):  {}", percentiles_ms(&acked));
     println!("  end-to-end (send -> poll):   {}", percentiles_ms(&h));
+    if let (Some(before), Some(after)) = (before, after) {
+        println!("  inside the agent, over the run:");
+        for (((stage, _), a), b) in STAGES.iter().zip(&after).zip(&before) {
+            println!("    {stage:<16} {}", a.since(b).describe());
+        }
+        println!(
+            "  the rest of an acknowledgement is the client's: linger (up to {} ms), waiting for \
+             the partition's previous request, and the network",
+            args.linger_ms
+        );
+    }
     anyhow::ensure!(h.len() == total, "received {} of {total} records", h.len());
     target.shutdown().await?;
     Ok(())

@@ -2,6 +2,7 @@
 //! an agent inside the process (on its own runtime and threads) when none is given.
 
 pub mod failover;
+pub mod metrics;
 
 use std::path::PathBuf;
 
@@ -118,6 +119,12 @@ impl Target {
         Ok(true)
     }
 
+    /// Where the agent started here serves `/metrics`; `None` for a cluster given with
+    /// `--bootstrap`.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.agent.as_ref().and_then(EmbeddedAgent::metrics_addr)
+    }
+
     /// Stops the started agent gracefully.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         if let Some(agent) = self.agent.take() {
@@ -156,7 +163,8 @@ impl Target {
 }
 
 async fn start_agent(path: PathBuf) -> anyhow::Result<EmbeddedAgent> {
-    let config = AgentConfig::embedded(&path, "127.0.0.1:0")?;
+    let mut config = AgentConfig::embedded(&path, "127.0.0.1:0")?;
+    config.metrics_listen = Some("127.0.0.1:0".into());
     Ok(tokio::task::spawn_blocking(move || EmbeddedAgent::start(config, 2)).await??)
 }
 
