@@ -50,6 +50,8 @@ pub struct Metrics {
     pub produce_errors: Counter,
     /// Fetch requests answered with an error as a whole.
     pub fetch_errors: Counter,
+    /// How long the oldest batch of a flush waited in the buffer for it to begin.
+    pub flush_wait_seconds: Latency,
     /// One flush: object put, metadata commit.
     pub flush_seconds: Latency,
     /// Object store writes.
@@ -235,6 +237,11 @@ impl Metrics {
                 "fetch_request",
                 "Fetch request latency, long-poll waits included",
                 &m.fetch_seconds,
+            ),
+            (
+                "flush_wait",
+                "How long the oldest batch of a flush waited for it to begin",
+                &m.flush_wait_seconds,
             ),
             (
                 "flush",

@@ -5,7 +5,10 @@
 //! `append` only copies a reference to the batch's bytes into the buffer under a short lock.
 //! A single flusher task swaps the buffer out, assigns offsets (a partition's next offset is
 //! its committed high watermark, since flushes are sequential), writes the object, commits,
-//! and only then moves the high watermarks and answers. No lock is held across I/O. A flush
+//! and only then moves the high watermarks and answers. It is a group commit: a flush begins
+//! once the previous one has ended and began at least `flush_interval` ago, so a lone record
+//! after a quiet spell is written at once, and under load one flush carries everything that
+//! arrived while the previous one ran. No lock is held across I/O. A flush
 //! that fails moves nothing, so offsets stay dense.
 //!
 //! Batches from idempotent producers are checked against the partition's producer table as
@@ -107,7 +110,8 @@ struct Inner {
 /// When the writer flushes, and how long a flush may take to commit.
 #[derive(Debug, Clone, Copy)]
 pub struct FlushSettings {
-    /// Flush when the oldest buffered batch has waited this long.
+    /// Flushes begin at least this far apart (0: as soon as the previous one ends), so a batch
+    /// waits at most this long, or a flush's duration if that is longer.
     pub interval: Duration,
     /// Flush when this many bytes are buffered.
     pub bytes: usize,
@@ -300,6 +304,8 @@ impl Writer {
 }
 
 async fn flusher(inner: Arc<Inner>) {
+    // When the last flush began: the next may begin `flush_interval` after it.
+    let mut last_start: Option<Instant> = None;
     loop {
         let (oldest, bytes) = {
             let buf = inner.buffer.lock().unwrap_or_else(|p| p.into_inner());
@@ -315,8 +321,8 @@ async fn flusher(inner: Arc<Inner>) {
                 inner.wake.notified().await;
                 continue;
             }
-            Some(oldest) => {
-                let due = oldest + inner.flush_interval;
+            Some(_) => {
+                let due = last_start.map_or_else(Instant::now, |t| t + inner.flush_interval);
                 if !closed && !sync && bytes < inner.flush_bytes && Instant::now() < due {
                     tokio::select! {
                         _ = tokio::time::sleep_until(due.into()) => {}
@@ -327,6 +333,11 @@ async fn flusher(inner: Arc<Inner>) {
             }
         }
         inner.sync_requested.store(false, Ordering::Release);
+        let now = Instant::now();
+        last_start = Some(now);
+        if let Some(oldest) = oldest {
+            inner.metrics.flush_wait_seconds.observe(now - oldest);
+        }
         let taken = {
             let mut buf = inner.buffer.lock().unwrap_or_else(|p| p.into_inner());
             inner.started.fetch_add(1, Ordering::AcqRel);
