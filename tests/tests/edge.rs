@@ -8,7 +8,7 @@ use bytes::Bytes;
 use rand::RngCore;
 use streamhouse_client::{Admin, NewTopic, Producer};
 use streamhouse_proto::batch::forge::{frame, frame_stamped, lz4_payload, payload_of};
-use streamhouse_proto::batch::{BatchBuilder, Compression, ProducerStamp};
+use streamhouse_proto::batch::{Batch, BatchBuilder, Compression, ProducerStamp};
 use streamhouse_proto::pb::{self, ErrorCode};
 use streamhouse_tests::raw::{self, code, create_topic};
 use streamhouse_tests::{AgentProcess, Deadline, data_dir, now_ms};
@@ -725,4 +725,80 @@ async fn a_request_over_the_decode_limit_is_refused_by_name() {
     assert!(!e.is_retriable());
     let ok = raw::produce(&mut c, "t", 0, vec![batch_at(now_ms(), &[b"still"])]).await;
     assert_eq!(code(&ok.error), ErrorCode::Ok);
+}
+
+/// A producer's batches on a partition are stored strictly in sequence order, each once: one
+/// sent ahead of a gap is refused with OUT_OF_ORDER_SEQUENCE and stores nothing; five requests
+/// in flight at once are each stored or refused for a gap, and those refused go in when resent
+/// in order; a retry of a stored batch is answered with its offset and not stored again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producers_batches_are_stored_in_sequence_order_once() {
+    let (_guard, _agent, mut c) = agent_with_topic("t", 1).await;
+    let issued = c
+        .init_producer_id(pb::InitProducerIdRequest {
+            producer_id: -1,
+            producer_epoch: -1,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&issued.error), ErrorCode::Ok);
+    let ts = now_ms();
+    // Batch `seq` holds one record whose value is `seq`.
+    let at = |seq: i32| {
+        let mut b = BatchBuilder::new(Compression::None);
+        b.append(ts, Some(b"k"), Some(seq.to_string().as_bytes()), &[]);
+        b.finish(ProducerStamp {
+            producer_id: issued.producer_id,
+            producer_epoch: issued.producer_epoch as i16,
+            base_sequence: seq,
+        })
+        .unwrap()
+    };
+    let r = raw::produce(&mut c, "t", 0, vec![at(0)]).await;
+    assert_eq!((code(&r.error), r.base_offset), (ErrorCode::Ok, 0));
+    // Ahead of the gap at 1: refused, nothing stored.
+    let r = raw::produce(&mut c, "t", 0, vec![at(2)]).await;
+    assert_eq!(code(&r.error), ErrorCode::OutOfOrderSequence, "{r:?}");
+    assert_eq!(high_watermark(&mut c, "t", 0).await, 1);
+
+    // Five requests in flight at once: each is stored, or refused because it arrived ahead
+    // of one before it; the refused ones, resent in order, go in after.
+    let mut pending: Vec<i32> = (1..=5).collect();
+    let deadline = Deadline::within(Duration::from_secs(30));
+    while !pending.is_empty() {
+        deadline.check(format_args!("batches {pending:?} to be stored"));
+        let sends: Vec<_> = pending
+            .iter()
+            .map(|&seq| {
+                let mut c = c.clone();
+                let batch = at(seq);
+                tokio::spawn(async move { (seq, raw::produce(&mut c, "t", 0, vec![batch]).await) })
+            })
+            .collect();
+        let mut refused = Vec::new();
+        for s in sends {
+            let (seq, r) = s.await.unwrap();
+            match code(&r.error) {
+                ErrorCode::Ok => assert_eq!(r.base_offset, i64::from(seq), "stored out of order"),
+                ErrorCode::OutOfOrderSequence => refused.push(seq),
+                other => panic!("batch {seq}: {other:?} {r:?}"),
+            }
+        }
+        pending = refused;
+    }
+    assert_eq!(high_watermark(&mut c, "t", 0).await, 6);
+    // A retry of a stored batch: its original offset, nothing stored.
+    let r = raw::produce(&mut c, "t", 0, vec![at(3)]).await;
+    assert_eq!((code(&r.error), r.base_offset), (ErrorCode::Ok, 3));
+    assert_eq!(high_watermark(&mut c, "t", 0).await, 6);
+    // The log holds 0 to 5, in order.
+    let f = raw::fetch(&mut c, "t", 0, 0, 1 << 20, 0).await;
+    let values: Vec<String> = f
+        .batches
+        .iter()
+        .flat_map(|b| Batch::parse(b.clone()).unwrap().records(0).unwrap())
+        .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
+        .collect();
+    assert_eq!(values, ["0", "1", "2", "3", "4", "5"]);
 }

@@ -32,6 +32,9 @@ pub(super) struct SealedBatch {
     pub(super) stamp: Option<ProducerStamp>,
     /// Buffer space held until the batch's outcome is known.
     pub(super) _permits: Option<OwnedSemaphorePermit>,
+    /// Its place in its partition: batches are sealed, numbered and sent in this order, and a
+    /// retried batch goes back to it.
+    pub(super) order: u64,
 }
 
 impl SealedBatch {
@@ -64,10 +67,13 @@ impl SealedBatch {
 pub(super) struct PartitionQueue {
     pub(super) open: Option<OpenBatch>,
     pub(super) sealed: VecDeque<SealedBatch>,
-    /// Outcomes of the batches in the request now in flight. A partition with a request in
-    /// flight sends nothing else until it is answered, which keeps its records in order
-    /// across retries.
-    pub(super) in_flight: Vec<Arc<BatchOutcome>>,
+    /// The requests in flight (the outcomes of each one's batches), oldest first: up to the
+    /// producer's `max_in_flight_per_partition`. The agent appends a producer's batches
+    /// strictly in sequence order, so pipelined requests keep the partition's order; after a
+    /// failure nothing is resent until every request in flight has come back.
+    pub(super) in_flight: Vec<Vec<Arc<BatchOutcome>>>,
+    /// Batches sealed so far: the next one's [`SealedBatch::order`].
+    pub(super) sealed_count: u64,
     /// Backing off after a failure: nothing is sent before this, unless the partition gets
     /// a leader other than `failed_leader`, the agent the failed request went to.
     pub(super) retry_at: Option<Instant>,
@@ -148,7 +154,9 @@ pub(super) fn seal(q: &mut PartitionQueue) -> bool {
     let Some(open) = q.open.take() else {
         return false;
     };
+    q.sealed_count += 1;
     q.sealed.push_back(SealedBatch {
+        order: q.sealed_count,
         record_count: open.builder.record_count() as i64,
         payload: Payload::Records(open.builder),
         created: open.created,
@@ -173,7 +181,15 @@ pub(super) fn take_batches(
 ) -> Vec<SealedBatch> {
     let mut taken = 0;
     let mut out = Vec::new();
-    while out.len() < limits::MAX_BATCHES_PER_PARTITION {
+    // The agent recognises a retried batch among a producer's last DEDUPE_WINDOW batches on a
+    // partition, so no more than that are ever outstanding.
+    let outstanding: usize = q.in_flight.iter().map(Vec::len).sum();
+    let most = if idempotence {
+        limits::MAX_BATCHES_PER_PARTITION.min(batch::DEDUPE_WINDOW.saturating_sub(outstanding))
+    } else {
+        limits::MAX_BATCHES_PER_PARTITION
+    };
+    while out.len() < most {
         let Some(front) = q.sealed.front_mut() else {
             break;
         };
@@ -208,4 +224,28 @@ pub(super) fn take_batches(
         }
     }
     out
+}
+
+/// Puts batches that must be sent again back into the partition's queue at their places, so
+/// the queue stays in the order the batches were sealed (and numbered) whatever order their
+/// requests come back in.
+pub(super) fn requeue(q: &mut PartitionQueue, mut batches: Vec<SealedBatch>) {
+    batches.sort_unstable_by_key(|b| b.order);
+    let queued = std::mem::take(&mut q.sealed);
+    let mut queued = queued.into_iter().peekable();
+    let mut back = batches.into_iter().peekable();
+    loop {
+        let from_back = match (back.peek(), queued.peek()) {
+            (Some(b), Some(s)) => b.order < s.order,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        let next = if from_back {
+            back.next()
+        } else {
+            queued.next()
+        };
+        q.sealed.extend(next);
+    }
 }

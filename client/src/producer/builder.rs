@@ -23,6 +23,7 @@ pub struct ProducerBuilder {
     pub(super) batch_bytes: usize,
     pub(super) linger: Duration,
     pub(super) max_in_flight: usize,
+    pub(super) max_in_flight_per_partition: Option<usize>,
     pub(super) request_timeout: Duration,
     pub(super) delivery_timeout: Duration,
     pub(super) retry_backoff: Duration,
@@ -42,6 +43,7 @@ impl Default for ProducerBuilder {
             batch_bytes: 1024 * 1024,
             linger: Duration::from_millis(5),
             max_in_flight: 5,
+            max_in_flight_per_partition: None,
             request_timeout: Duration::from_millis(30_000),
             delivery_timeout: Duration::from_millis(120_000),
             retry_backoff: Duration::from_millis(100),
@@ -107,6 +109,25 @@ impl ProducerBuilder {
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.max_in_flight = n;
         self
+    }
+
+    /// Most produce requests in flight for one partition (default 5 with idempotence, as
+    /// Kafka's `max.in.flight.requests.per.connection`; 1 without). With idempotence the
+    /// agent keeps each partition's records in order across retries, and the most is 5.
+    /// Without it, more than 1 lets a retried batch land after a later one, as in Kafka.
+    ///
+    /// ```
+    /// let b = streamhouse_client::Producer::builder().max_in_flight_per_partition(1);
+    /// ```
+    pub fn max_in_flight_per_partition(mut self, n: usize) -> Self {
+        self.max_in_flight_per_partition = Some(n);
+        self
+    }
+
+    /// What [`ProducerBuilder::max_in_flight_per_partition`] comes to.
+    pub(super) fn in_flight_per_partition(&self) -> usize {
+        self.max_in_flight_per_partition
+            .unwrap_or(if self.idempotence { 5 } else { 1 })
     }
 
     /// How long one request may take before it is retried (default 30,000 ms).
@@ -235,6 +256,18 @@ impl ProducerBuilder {
             return bad(format!(
                 "max_in_flight {} must be 1..=1000",
                 self.max_in_flight
+            ));
+        }
+        let per_partition = self.in_flight_per_partition();
+        let most = if self.idempotence { 5 } else { 1000 };
+        if !(1..=most).contains(&per_partition) {
+            return bad(format!(
+                "max_in_flight_per_partition {per_partition} must be 1..={most}{}",
+                if self.idempotence {
+                    " with idempotence"
+                } else {
+                    ""
+                }
             ));
         }
         if self.request_timeout.is_zero() || self.delivery_timeout < self.request_timeout {

@@ -6,9 +6,11 @@
 //! short lock and returns; it waits only when the buffer is full. Batches are sealed when they
 //! reach `batch_size` records or `batch_bytes`, or after `linger`. One sender task then puts
 //! every partition with sealed batches into one request per leader, as Kafka's producer does,
-//! with at most `max_in_flight` requests in flight to an agent. A partition whose request is
-//! in flight waits for its answer before sending again, and a retried batch goes back in front
-//! of its queue, so records stay in order within a partition.
+//! with at most `max_in_flight` requests in flight to an agent and, per partition, at most
+//! `max_in_flight_per_partition` (5 with idempotence, as Kafka's producer, else 1). The agent
+//! appends a producer's batches strictly in sequence order and refuses one sent ahead of a
+//! gap, and a retried batch goes back to its place in its queue, so records stay in order
+//! within a partition across retries and failovers, with requests pipelined.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::{Future, IntoFuture};
@@ -284,7 +286,7 @@ impl Producer {
                 for q in &mut topic.partitions {
                     seal(q);
                     outcomes.extend(q.sealed.iter().map(|b| b.outcome.clone()));
-                    outcomes.extend(q.in_flight.iter().cloned());
+                    outcomes.extend(q.in_flight.iter().flatten().cloned());
                 }
             }
             outcomes

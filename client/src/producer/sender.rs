@@ -70,7 +70,12 @@ impl Inner {
                 let Some(front) = q.sealed.front() else {
                     continue;
                 };
-                if !q.in_flight.is_empty() {
+                if q.in_flight.len() >= cfg.in_flight_per_partition() {
+                    continue;
+                }
+                // After a failure, what is in flight comes back first: then the batches go out
+                // again in order, from the first that was not stored.
+                if q.retry_at.is_some() && !q.in_flight.is_empty() {
                     continue;
                 }
                 if cfg.idempotence && front.stamp.is_none() && stamp_with.is_none() {
@@ -153,7 +158,8 @@ impl Inner {
                         continue;
                     }
                     bytes += batches.iter().map(SealedBatch::size).sum::<usize>();
-                    q.in_flight = batches.iter().map(|b| b.outcome.clone()).collect();
+                    q.in_flight
+                        .push(batches.iter().map(|b| b.outcome.clone()).collect());
                     request.push((topic.name.clone(), p, batches));
                 }
                 tokio::spawn(send_request(
@@ -227,7 +233,17 @@ impl Inner {
         result: Result<Vec<i64>>,
     ) {
         let cfg = &self.config;
-        q.in_flight.clear();
+        if let Some(first) = batches.first() {
+            q.in_flight
+                .retain(|r| !r.first().is_some_and(|o| Arc::ptr_eq(o, &first.outcome)));
+        }
+        // A batch refused for a gap in its sequence while an earlier request of the partition
+        // is unanswered or failed: it was sent ahead of that one's retry, and goes back in
+        // line behind it.
+        let behind_a_gap = |e: &ClientError| {
+            e.code() == Some(ErrorCode::OutOfOrderSequence)
+                && (q.retry_at.is_some() || !q.in_flight.is_empty())
+        };
         match result {
             Ok(offsets) => {
                 q.retry_at = None;
@@ -236,11 +252,17 @@ impl Inner {
                     b.outcome.set(Ok(base));
                 }
             }
+            Err(e) if behind_a_gap(&e) => {
+                tracing::debug!(topic, error = %e, "sent ahead of a retried batch; resending");
+                requeue(q, batches);
+                q.retry_at.get_or_insert_with(Instant::now);
+            }
             Err(e) if e.is_retriable() => {
                 tracing::debug!(topic, error = %e, "produce failed; retrying");
                 self.cluster.forget(topic);
                 let mut attempts = 0;
-                for mut b in batches.into_iter().rev() {
+                let mut again = Vec::with_capacity(batches.len());
+                for mut b in batches {
                     b.attempts += 1;
                     attempts = attempts.max(b.attempts);
                     if cfg.max_retries.is_some_and(|m| b.attempts > m) {
@@ -250,9 +272,10 @@ impl Inner {
                         b.fail(e.clone());
                     } else {
                         b.last_error = Some(last_cause(b.last_error.take(), &e));
-                        q.sealed.push_front(b);
+                        again.push(b);
                     }
                 }
+                requeue(q, again);
                 let backoff =
                     Backoff::new(cfg.retry_backoff, cfg.retry_backoff_max).delay(attempts);
                 q.retry_at = Some(Instant::now() + backoff);

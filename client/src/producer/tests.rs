@@ -3,8 +3,11 @@
 
 use super::*;
 
+/// A sealed batch, numbered after every one made before it.
 fn sealed(bytes: usize, records: i64) -> SealedBatch {
+    static SEALED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     SealedBatch {
+        order: SEALED.fetch_add(1, Ordering::Relaxed) + 1,
         payload: Payload::Encoded(Bytes::from(vec![0u8; bytes])),
         record_count: records,
         created: Instant::now(),
@@ -63,6 +66,14 @@ fn a_request_takes_batches_within_its_budget_and_the_window() {
         take_batches(&mut q, false, None, usize::MAX).len(),
         limits::MAX_BATCHES_PER_PARTITION
     );
+    // With requests in flight, no more than the agent's de-duplication window is outstanding.
+    let mut q = queue(40, 10);
+    q.in_flight = vec![(0..10).map(|_| Arc::new(BatchOutcome::default())).collect()];
+    let taken = take_batches(&mut q, true, Some((7, 0)), usize::MAX);
+    assert_eq!(taken.len(), batch::DEDUPE_WINDOW - 10);
+    q.in_flight
+        .push(taken.iter().map(|b| b.outcome.clone()).collect());
+    assert!(take_batches(&mut q, true, Some((7, 0)), usize::MAX).is_empty());
 }
 
 #[test]
@@ -236,7 +247,7 @@ async fn an_acknowledged_request_resolves_every_record_with_its_offset() {
     let mut q = PartitionQueue::default();
     let (a, b) = (sealed(10, 2), sealed(10, 3));
     let (oa, ob) = (a.outcome.clone(), b.outcome.clone());
-    q.in_flight = vec![oa.clone(), ob.clone()];
+    q.in_flight = vec![vec![oa.clone(), ob.clone()]];
     q.retry_at = Some(Instant::now());
     inner.settle(&mut q, "t", "agent-a", vec![a, b], Ok(vec![40, 42]));
     assert!(q.in_flight.is_empty() && q.retry_at.is_none() && q.sealed.is_empty());
@@ -249,8 +260,8 @@ async fn an_acknowledged_request_resolves_every_record_with_its_offset() {
 fn a_retriable_error_puts_the_batches_back_in_order_and_backs_off() {
     let inner = inner(None);
     let mut q = PartitionQueue::default();
-    q.sealed.push_back(sealed(10, 1)); // queued behind the request
     let (a, b) = (sealed(10, 1), sealed(20, 1));
+    q.sealed.push_back(sealed(10, 1)); // sealed after them, queued behind the request
     let before = Instant::now();
     let moved = ClientError::Agent {
         code: ErrorCode::NotLeader,
@@ -313,5 +324,64 @@ async fn errors_that_cannot_pass_and_exhausted_retries_fail_the_records() {
     assert!(matches!(
         delivery(&ob, 0).await,
         Err(ClientError::RecordTooLarge { .. })
+    ));
+}
+
+/// Pipelined requests of one partition come back out of order: the later one refused for the
+/// gap the earlier one's failure left, then the earlier one failed. Both go back in the order
+/// they were sealed, and nothing is resent before every request in flight has come back.
+#[test]
+fn batches_refused_behind_a_gap_go_back_in_line_behind_the_retried_ones() {
+    let inner = inner(None);
+    let mut q = PartitionQueue::default();
+    let (a, b, c) = (sealed(10, 1), sealed(20, 1), sealed(30, 1));
+    q.in_flight = vec![
+        vec![a.outcome.clone()],
+        vec![b.outcome.clone(), c.outcome.clone()],
+    ];
+    let gap = ClientError::Agent {
+        code: ErrorCode::OutOfOrderSequence,
+        message: "expected 0, got 1".into(),
+    };
+    inner.settle(&mut q, "t", "agent-a", vec![b, c], Err(gap.clone()));
+    assert_eq!(q.in_flight.len(), 1, "the first request is still out");
+    assert!(q.retry_at.is_some(), "nothing is sent until it is back");
+    let moved = ClientError::Agent {
+        code: ErrorCode::NotLeader,
+        message: "moved".into(),
+    };
+    inner.settle(&mut q, "t", "agent-a", vec![a], Err(moved));
+    assert!(q.in_flight.is_empty());
+    let sizes: Vec<usize> = q.sealed.iter().map(SealedBatch::size).collect();
+    assert_eq!(sizes, [10, 20, 30], "in the order they were sealed");
+    let attempts: Vec<u32> = q.sealed.iter().map(|b| b.attempts).collect();
+    assert_eq!(
+        attempts,
+        [1, 0, 0],
+        "a batch sent ahead of a gap did not fail"
+    );
+}
+
+/// A gap with nothing in front of it (no request out, no retry pending) is a real loss of
+/// order: the batch fails rather than being sent forever.
+#[tokio::test]
+async fn a_gap_nothing_explains_fails_the_batch() {
+    let inner = inner(None);
+    let mut q = PartitionQueue::default();
+    let a = sealed(10, 1);
+    let oa = a.outcome.clone();
+    q.in_flight = vec![vec![oa.clone()]];
+    let gap = ClientError::Agent {
+        code: ErrorCode::OutOfOrderSequence,
+        message: "expected 4, got 9".into(),
+    };
+    inner.settle(&mut q, "t", "agent-a", vec![a], Err(gap));
+    assert!(q.sealed.is_empty() && q.in_flight.is_empty());
+    assert!(matches!(
+        delivery(&oa, 0).await,
+        Err(ClientError::Agent {
+            code: ErrorCode::OutOfOrderSequence,
+            ..
+        })
     ));
 }
