@@ -242,6 +242,17 @@ async fn assert_log_is(bootstrap: &str, topic: &str, partitions: u32, acked: &Ac
     for v in got.values().flat_map(BTreeMap::values) {
         assert!(seen.insert(v.clone()), "record {v} stored twice");
     }
+    // One producer at a time sent the numbers in increasing order, pipelining requests: each
+    // partition holds them in that order, whatever was retried or failed over.
+    for (p, records) in &got {
+        let numbers: Vec<u64> = records.values().filter_map(|v| v.parse().ok()).collect();
+        if let Some(w) = numbers.windows(2).find(|w| w[0] > w[1]) {
+            panic!(
+                "partition {p} holds {} before {}: not the order sent",
+                w[0], w[1]
+            );
+        }
+    }
     assert_eq!(&got, acked, "the log differs from what was acknowledged");
 }
 
@@ -389,7 +400,8 @@ fn batch(values: &[&str]) -> Bytes {
 async fn paused_agent_is_fenced(stores: &Stores) {
     const TOPIC: &str = "paused";
     let mut cluster = Cluster::start(stores, 2);
-    // The agent to pause flushes slowly, so what it was sent is still buffered when it stops.
+    // The agent to pause begins a flush at most every 5 s, so what it is sent just after a
+    // flush is still buffered when it stops.
     let paused_addr = cluster.add("agent-2", &["--flush-interval-ms", "5000"]);
     let admin = Admin::connect(&cluster.bootstrap()).await.unwrap();
     create(&admin, TOPIC, 6).await;
@@ -398,15 +410,27 @@ async fn paused_agent_is_fenced(stores: &Stores) {
     // can move between looking and sending; then the batch is refused at once, and we try
     // again with what agent-2 leads now.
     let deadline = Deadline::within(Duration::from_secs(60));
+    // Records written to agent-2's other partition to start a flush: (partition, offset, value).
+    let mut warm_ups = Vec::new();
     let (p, ghost) = loop {
         deadline.check("could not get a batch buffered on agent-2");
         let t = balanced(&admin, TOPIC, &["agent-0", "agent-1", "agent-2"]).await;
-        let p = t
+        let mut led = t
             .partitions
             .iter()
-            .find(|p| p.leader_id.as_deref() == Some("agent-2"))
-            .expect("agent-2 leads a partition")
-            .clone();
+            .filter(|p| p.leader_id.as_deref() == Some("agent-2"));
+        let (Some(p), Some(other)) = (led.next().cloned(), led.next().cloned()) else {
+            panic!("agent-2 leads two of the six partitions");
+        };
+        // An idle agent flushes at once: write one record to start a flush, so the next
+        // batch waits out the interval.
+        let warm = format!("warm-{}", warm_ups.len());
+        let mut c = to_paused.clone();
+        let w = raw::produce(&mut c, TOPIC, other.partition, vec![batch(&[&warm])]).await;
+        if raw::code(&w.error) != ErrorCode::Ok {
+            continue;
+        }
+        warm_ups.push((other.partition, w.base_offset, warm));
         let ghost = {
             let mut c = to_paused.clone();
             let partition = p.partition;
@@ -510,6 +534,9 @@ async fn paused_agent_is_fenced(stores: &Stores) {
             .entry(p.partition)
             .or_default()
             .insert(i as i64, v.to_string());
+    }
+    for (partition, offset, v) in warm_ups {
+        acked.entry(partition).or_default().insert(offset, v);
     }
     let producer = Producer::builder()
         .bootstrap(cluster.bootstrap())
