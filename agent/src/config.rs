@@ -57,11 +57,11 @@ pub struct AgentConfig {
     #[arg(long, env = "STREAMHOUSE_CREATE_BUCKET")]
     pub create_bucket: bool,
     /// Partition lease time to live: an agent silent this long loses its partitions.
-    #[arg(long, env = "STREAMHOUSE_LEASE_TTL_MS", default_value_t = 3_000)]
+    #[arg(long, env = "STREAMHOUSE_LEASE_TTL_MS", default_value_t = 1_000)]
     pub lease_ttl_ms: u64,
     /// How often the agent heartbeats, renews its leases and rebalances; at most half the
     /// lease TTL, so one late round does not cost a lease.
-    #[arg(long, env = "STREAMHOUSE_HEARTBEAT_MS", default_value_t = 1_000)]
+    #[arg(long, env = "STREAMHOUSE_HEARTBEAT_MS", default_value_t = 250)]
     pub heartbeat_ms: u64,
     /// Serve Prometheus metrics at `/metrics` on this address (e.g. `0.0.0.0:9661`).
     #[arg(long, env = "STREAMHOUSE_METRICS_LISTEN")]

@@ -23,10 +23,10 @@ pub struct Options {
     #[arg(long, default_value_t = 5_000)]
     pub rate: u64,
     /// The agents' lease TTL.
-    #[arg(long, default_value_t = 3_000)]
+    #[arg(long, default_value_t = 1_000)]
     pub lease_ttl_ms: u64,
     /// The agents' heartbeat (and lease round) period.
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, default_value_t = 250)]
     pub heartbeat_ms: u64,
     /// Steady load before each kill.
     #[arg(long, default_value_t = 3)]

@@ -40,7 +40,7 @@ pub struct Args {
     #[arg(long, default_value_t = 9660)]
     pub base_port: u16,
     /// Launched agents' lease TTL: how long a dead leader's partitions wait for a new one.
-    #[arg(long, default_value_t = 3_000)]
+    #[arg(long, default_value_t = 1_000)]
     pub lease_ttl_ms: u64,
     /// With --attach: a file holding the bearer token the cluster's agents accept.
     #[arg(long, env = "STREAMHOUSE_TOKEN_FILE")]
@@ -118,7 +118,7 @@ async fn run(args: Args, connect: Connect) -> anyhow::Result<()> {
             "--lease-ttl-ms".to_string(),
             ttl.to_string(),
             "--heartbeat-ms".to_string(),
-            (ttl / 3).max(100).to_string(),
+            (ttl / 4).max(100).to_string(),
             // Every reader of the bundled cluster is on this machine, so objects merged away
             // need not linger the 5 minutes a production grace gives remote readers: a laptop
             // under load keeps a third of the small files.
