@@ -62,6 +62,17 @@ impl SealedBatch {
     }
 }
 
+/// One request in flight, as its partition sees it.
+#[derive(Debug)]
+pub(super) struct InFlight {
+    /// The outcomes of its batches for the partition.
+    pub(super) outcomes: Vec<Arc<BatchOutcome>>,
+    /// Sent while an earlier request of the partition was out: the agent may see it first
+    /// and refuse it for the gap (requests are served concurrently), and then it is sent
+    /// again rather than failed.
+    pub(super) behind: bool,
+}
+
 /// One partition's records on their way out.
 #[derive(Debug, Default)]
 pub(super) struct PartitionQueue {
@@ -71,7 +82,7 @@ pub(super) struct PartitionQueue {
     /// producer's `max_in_flight_per_partition`. The agent appends a producer's batches
     /// strictly in sequence order, so pipelined requests keep the partition's order; after a
     /// failure nothing is resent until every request in flight has come back.
-    pub(super) in_flight: Vec<Vec<Arc<BatchOutcome>>>,
+    pub(super) in_flight: Vec<InFlight>,
     /// Batches sealed so far: the next one's [`SealedBatch::order`].
     pub(super) sealed_count: u64,
     /// Backing off after a failure: nothing is sent before this, unless the partition gets
@@ -183,7 +194,7 @@ pub(super) fn take_batches(
     let mut out = Vec::new();
     // The agent recognises a retried batch among a producer's last DEDUPE_WINDOW batches on a
     // partition, so no more than that are ever outstanding.
-    let outstanding: usize = q.in_flight.iter().map(Vec::len).sum();
+    let outstanding: usize = q.in_flight.iter().map(|r| r.outcomes.len()).sum();
     let most = if idempotence {
         limits::MAX_BATCHES_PER_PARTITION.min(batch::DEDUPE_WINDOW.saturating_sub(outstanding))
     } else {

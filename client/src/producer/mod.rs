@@ -286,7 +286,7 @@ impl Producer {
                 for q in &mut topic.partitions {
                     seal(q);
                     outcomes.extend(q.sealed.iter().map(|b| b.outcome.clone()));
-                    outcomes.extend(q.in_flight.iter().flatten().cloned());
+                    outcomes.extend(q.in_flight.iter().flat_map(|r| r.outcomes.iter().cloned()));
                 }
             }
             outcomes

@@ -158,8 +158,10 @@ impl Inner {
                         continue;
                     }
                     bytes += batches.iter().map(SealedBatch::size).sum::<usize>();
-                    q.in_flight
-                        .push(batches.iter().map(|b| b.outcome.clone()).collect());
+                    q.in_flight.push(InFlight {
+                        outcomes: batches.iter().map(|b| b.outcome.clone()).collect(),
+                        behind: !q.in_flight.is_empty(),
+                    });
                     request.push((topic.name.clone(), p, batches));
                 }
                 tokio::spawn(send_request(
@@ -233,16 +235,23 @@ impl Inner {
         result: Result<Vec<i64>>,
     ) {
         let cfg = &self.config;
+        let mut behind = false;
         if let Some(first) = batches.first() {
-            q.in_flight
-                .retain(|r| !r.first().is_some_and(|o| Arc::ptr_eq(o, &first.outcome)));
+            q.in_flight.retain(|r| {
+                let this = r
+                    .outcomes
+                    .first()
+                    .is_some_and(|o| Arc::ptr_eq(o, &first.outcome));
+                behind |= this && r.behind;
+                !this
+            });
         }
-        // A batch refused for a gap in its sequence while an earlier request of the partition
-        // is unanswered or failed: it was sent ahead of that one's retry, and goes back in
-        // line behind it.
+        // A batch refused for a gap in its sequence that an earlier request of the partition
+        // explains: one that was out when this was sent (the agent may have seen this first),
+        // or one that failed and waits to be sent again. It goes back in line behind it.
         let behind_a_gap = |e: &ClientError| {
             e.code() == Some(ErrorCode::OutOfOrderSequence)
-                && (q.retry_at.is_some() || !q.in_flight.is_empty())
+                && (behind || q.retry_at.is_some() || !q.in_flight.is_empty())
         };
         match result {
             Ok(offsets) => {

@@ -68,11 +68,16 @@ fn a_request_takes_batches_within_its_budget_and_the_window() {
     );
     // With requests in flight, no more than the agent's de-duplication window is outstanding.
     let mut q = queue(40, 10);
-    q.in_flight = vec![(0..10).map(|_| Arc::new(BatchOutcome::default())).collect()];
+    q.in_flight = vec![InFlight {
+        outcomes: (0..10).map(|_| Arc::new(BatchOutcome::default())).collect(),
+        behind: false,
+    }];
     let taken = take_batches(&mut q, true, Some((7, 0)), usize::MAX);
     assert_eq!(taken.len(), batch::DEDUPE_WINDOW - 10);
-    q.in_flight
-        .push(taken.iter().map(|b| b.outcome.clone()).collect());
+    q.in_flight.push(InFlight {
+        outcomes: taken.iter().map(|b| b.outcome.clone()).collect(),
+        behind: true,
+    });
     assert!(take_batches(&mut q, true, Some((7, 0)), usize::MAX).is_empty());
 }
 
@@ -247,7 +252,10 @@ async fn an_acknowledged_request_resolves_every_record_with_its_offset() {
     let mut q = PartitionQueue::default();
     let (a, b) = (sealed(10, 2), sealed(10, 3));
     let (oa, ob) = (a.outcome.clone(), b.outcome.clone());
-    q.in_flight = vec![vec![oa.clone(), ob.clone()]];
+    q.in_flight = vec![InFlight {
+        outcomes: vec![oa.clone(), ob.clone()],
+        behind: false,
+    }];
     q.retry_at = Some(Instant::now());
     inner.settle(&mut q, "t", "agent-a", vec![a, b], Ok(vec![40, 42]));
     assert!(q.in_flight.is_empty() && q.retry_at.is_none() && q.sealed.is_empty());
@@ -336,8 +344,14 @@ fn batches_refused_behind_a_gap_go_back_in_line_behind_the_retried_ones() {
     let mut q = PartitionQueue::default();
     let (a, b, c) = (sealed(10, 1), sealed(20, 1), sealed(30, 1));
     q.in_flight = vec![
-        vec![a.outcome.clone()],
-        vec![b.outcome.clone(), c.outcome.clone()],
+        InFlight {
+            outcomes: vec![a.outcome.clone()],
+            behind: false,
+        },
+        InFlight {
+            outcomes: vec![b.outcome.clone(), c.outcome.clone()],
+            behind: true,
+        },
     ];
     let gap = ClientError::Agent {
         code: ErrorCode::OutOfOrderSequence,
@@ -370,7 +384,10 @@ async fn a_gap_nothing_explains_fails_the_batch() {
     let mut q = PartitionQueue::default();
     let a = sealed(10, 1);
     let oa = a.outcome.clone();
-    q.in_flight = vec![vec![oa.clone()]];
+    q.in_flight = vec![InFlight {
+        outcomes: vec![oa.clone()],
+        behind: false,
+    }];
     let gap = ClientError::Agent {
         code: ErrorCode::OutOfOrderSequence,
         message: "expected 4, got 9".into(),
@@ -384,4 +401,33 @@ async fn a_gap_nothing_explains_fails_the_batch() {
             ..
         })
     ));
+}
+
+/// Two requests out at once; the agent saw the later one first and refused it for the gap,
+/// then stored the earlier one, whose answer came back first. The later one was sent behind
+/// the earlier, so it goes out again instead of failing.
+#[test]
+fn a_refusal_for_a_gap_the_earlier_request_has_since_filled_is_sent_again() {
+    let inner = inner(None);
+    let mut q = PartitionQueue::default();
+    let (a, b) = (sealed(10, 1), sealed(20, 1));
+    let (oa, ob) = (a.outcome.clone(), b.outcome.clone());
+    q.in_flight = vec![
+        InFlight {
+            outcomes: vec![oa],
+            behind: false,
+        },
+        InFlight {
+            outcomes: vec![ob],
+            behind: true,
+        },
+    ];
+    inner.settle(&mut q, "t", "agent-a", vec![a], Ok(vec![7]));
+    let gap = ClientError::Agent {
+        code: ErrorCode::OutOfOrderSequence,
+        message: "expected 1, got 2".into(),
+    };
+    inner.settle(&mut q, "t", "agent-a", vec![b], Err(gap));
+    assert_eq!(q.sealed.len(), 1, "queued to be sent again");
+    assert!(q.in_flight.is_empty());
 }
