@@ -2,6 +2,7 @@
 //! console's `--demo failover` runs) on a local cluster of agent processes this program
 //! starts: what `failover_demo` narrates and `failover_benchmark` repeats.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -36,28 +37,39 @@ pub struct Options {
     pub data_dir: Option<std::path::PathBuf>,
 }
 
-/// The demos' cluster, for the experiment to kill and restart agents of.
-struct Local(Mutex<LocalCluster>);
+/// The demos' cluster, for the experiment to kill and restart agents of, and the address
+/// each killed agent served on: it comes back on the same one, so the addresses the clients
+/// were given at the start stay good however many agents have been restarted.
+struct Local(Mutex<(LocalCluster, HashMap<String, String>)>);
 
 impl Agents for Local {
     async fn kill(&self, id: &str) -> anyhow::Result<()> {
-        let agent = self.0.lock().unwrap_or_else(|p| p.into_inner()).take(id)?;
+        let agent = {
+            let mut local = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            let agent = local.0.take(id)?;
+            local.1.insert(id.to_string(), agent.addr.clone());
+            agent
+        };
         tokio::task::spawn_blocking(move || agent.kill9()).await??;
         Ok(())
     }
 
     async fn restart(&self, id: &str) -> anyhow::Result<()> {
-        let spec = self
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .spec()
-            .clone();
+        let (spec, listen) = {
+            let local = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            let listen = local.1.get(id).cloned();
+            (local.0.spec().clone(), listen)
+        };
         let launch = id.to_string();
-        let agent = tokio::task::spawn_blocking(move || spec.launch(&launch)).await??;
+        let agent = tokio::task::spawn_blocking(move || match listen {
+            Some(addr) => spec.launch_on(&launch, &addr),
+            None => spec.launch(&launch),
+        })
+        .await??;
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .0
             .agents
             .insert(id.to_string(), agent);
         Ok(())
@@ -98,9 +110,9 @@ pub async fn run(
         kills,
         agents: opts.agents,
     };
-    let agents = Local(Mutex::new(cluster));
+    let agents = Local(Mutex::new((cluster, HashMap::new())));
     let out = failover::run(&agents, &clients, &plan, say).await;
-    let mut cluster = agents.0.into_inner().unwrap_or_else(|p| p.into_inner());
+    let (mut cluster, _) = agents.0.into_inner().unwrap_or_else(|p| p.into_inner());
     tokio::task::spawn_blocking(move || cluster.stop_all()).await??;
     out
 }
