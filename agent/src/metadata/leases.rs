@@ -14,6 +14,9 @@ impl MetadataStore {
         ttl_ms: i64,
         candidates: &[(String, u32)],
     ) -> Result<Vec<Lease>> {
+        // In key order, as every statement that updates several partitions takes them.
+        let mut candidates: Vec<&(String, u32)> = candidates.iter().collect();
+        candidates.sort_unstable();
         self.bounded("acquire_leases", async move {
             let now = self.dialect.now_ms();
             let sql = format!(
@@ -27,7 +30,7 @@ impl MetadataStore {
                 .retry_busy(|| async {
                     let mut tx = self.pool.begin().await?;
                     let mut taken = Vec::new();
-                    for (topic, partition) in candidates {
+                    for &(topic, partition) in &candidates {
                         // Who had it, for the event: nobody, or a holder whose lease ran out.
                         let before: Option<Option<String>> = sqlx::query(
                             "SELECT leader_id FROM partitions WHERE topic = $1 AND partition_id = $2",
@@ -132,9 +135,10 @@ impl MetadataStore {
         self.bounded("renew_leases", async move {
             let sql = format!(
                 "UPDATE partitions SET lease_expires_ms = {} + $2
-                 WHERE leader_id = $1
+                 WHERE {}
                  RETURNING topic, partition_id, lease_epoch, log_start_offset, high_watermark",
-                self.dialect.now_ms()
+                self.dialect.now_ms(),
+                held_by_first_param(self.dialect)
             );
             self.retry_busy(|| async {
                 sqlx::query(&sql)
@@ -164,10 +168,11 @@ impl MetadataStore {
         self.bounded("release_leases", async move {
             let released: Vec<(String, i64, i64)> = self
                 .retry_busy(|| async {
-                    sqlx::query(
-                        "UPDATE partitions SET leader_id = NULL, lease_expires_ms = 0 WHERE leader_id = $1
+                    sqlx::query(&format!(
+                        "UPDATE partitions SET leader_id = NULL, lease_expires_ms = 0 WHERE {}
                          RETURNING topic, partition_id, lease_epoch",
-                    )
+                        held_by_first_param(self.dialect)
+                    ))
                     .bind(agent_id)
                     .fetch_all(&self.pool)
                     .await?
@@ -196,5 +201,19 @@ impl MetadataStore {
             Ok(released.len() as u64)
         })
         .await
+    }
+}
+
+/// The rows of the partitions `$1` leads, for an UPDATE of all of them. On PostgreSQL they are
+/// locked first in key order, the order a flush commit updates its partitions in, so a lease
+/// round and a flush never wait on each other in a cycle (PostgreSQL would break the deadlock
+/// only after its `deadlock_timeout`, a second, failing one of them). SQLite has one writer.
+fn held_by_first_param(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Postgres => {
+            "(topic, partition_id) IN (SELECT topic, partition_id FROM partitions
+               WHERE leader_id = $1 ORDER BY topic, partition_id FOR UPDATE)"
+        }
+        Dialect::Sqlite => "leader_id = $1",
     }
 }

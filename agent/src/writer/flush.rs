@@ -49,7 +49,13 @@ pub(super) async fn flush(inner: &Inner, taken: Buffer) {
 pub(super) fn assemble(taken: Buffer, append_time_ms: i64) -> (BytesMut, Vec<Chunk>) {
     let mut object = BytesMut::with_capacity(taken.bytes + 64 * taken.partitions.len() + 8);
     let mut chunks: Vec<Chunk> = Vec::with_capacity(taken.partitions.len());
-    for (_, part) in taken.partitions {
+    // In key order: the commit updates the partitions' rows in this order, as lease rounds
+    // do, so the two never deadlock on PostgreSQL.
+    let mut parts: Vec<PartitionBuffer> = taken.partitions.into_values().collect();
+    parts.sort_unstable_by(|a, b| {
+        (&*a.state.topic, a.state.partition).cmp(&(&*b.state.topic, b.state.partition))
+    });
+    for part in parts {
         if let Some(chunk) = add_partition(&mut object, part, append_time_ms) {
             chunks.push(chunk);
         }
