@@ -25,6 +25,8 @@ pub(crate) struct AgentConn {
     pub client: Rpc,
     /// Bounds the produce requests in flight to this agent.
     pub in_flight: Arc<Semaphore>,
+    /// When the last produce request went to this agent.
+    pub last_sent: Arc<Mutex<Option<Instant>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -62,6 +64,8 @@ pub(crate) struct Limits {
     pub max_batch_bytes: usize,
     /// The largest request.
     pub max_request_bytes: usize,
+    /// How far apart the agents begin flushes.
+    pub flush_interval: Duration,
 }
 
 impl Default for Limits {
@@ -71,6 +75,7 @@ impl Default for Limits {
         Limits {
             max_batch_bytes,
             max_request_bytes: streamhouse_proto::limits::max_request_bytes(max_batch_bytes),
+            flush_interval: Duration::ZERO,
         }
     }
 }
@@ -156,6 +161,7 @@ impl Cluster {
         let conn = AgentConn {
             client,
             in_flight: Arc::new(Semaphore::new(self.max_in_flight)),
+            last_sent: Arc::new(Mutex::new(None)),
         };
         conns.insert(addr.to_string(), conn.clone());
         Ok(conn)
@@ -244,6 +250,7 @@ impl Cluster {
             *self.limits.write().unwrap_or_else(|p| p.into_inner()) = Limits {
                 max_batch_bytes,
                 max_request_bytes,
+                flush_interval: Duration::from_millis(u64::from(resp.flush_interval_ms)),
             };
         }
         Ok(resp)

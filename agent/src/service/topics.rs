@@ -82,6 +82,7 @@ impl Service {
             topics,
             max_batch_bytes: self.shared.config.max_record_bytes as u32,
             max_request_bytes: self.shared.config.max_request_bytes() as u32,
+            flush_interval_ms: self.shared.config.flush_interval().as_millis() as u32,
         })
     }
 

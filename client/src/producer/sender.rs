@@ -73,6 +73,13 @@ impl Inner {
                 if q.in_flight.len() >= cfg.in_flight_per_partition() {
                     continue;
                 }
+                // The agent's de-duplication window is all out already.
+                if cfg.idempotence
+                    && q.in_flight.iter().map(|r| r.outcomes.len()).sum::<usize>()
+                        >= batch::DEDUPE_WINDOW
+                {
+                    continue;
+                }
                 // After a failure, what is in flight comes back first: then the batches go out
                 // again in order, from the first that was not stored.
                 if q.retry_at.is_some() && !q.in_flight.is_empty() {
@@ -129,6 +136,11 @@ impl Inner {
         let request_budget = MAX_REQUEST_BYTES
             .min(hard_limit.saturating_sub(agent_limits.max_batch_bytes))
             .max(1);
+        // An agent holds what it is sent until its next flush, up to `flush_interval` away:
+        // while a request waits there, the next goes at most every interval / max_in_flight,
+        // so the slots are spread over the wait instead of all taken at its start (which
+        // would leave what is sealed later for the flush after).
+        let spacing = agent_limits.flush_interval / cfg.max_in_flight as u32;
         for (addr, parts) in ready {
             let conn = match self.cluster.conn(&addr) {
                 Ok(c) => c,
@@ -137,6 +149,15 @@ impl Inner {
                     continue;
                 }
             };
+            let busy = conn.in_flight.available_permits() < cfg.max_in_flight;
+            let last_sent = *conn.last_sent.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(at) = last_sent
+                .map(|t| t + spacing)
+                .filter(|at| busy && *at > now)
+            {
+                soonest(at);
+                continue;
+            }
             let mut parts = parts.into_iter().peekable();
             while parts.peek().is_some() {
                 // Without a free request slot the partitions wait for a request to finish,
@@ -164,6 +185,11 @@ impl Inner {
                     });
                     request.push((topic.name.clone(), p, batches));
                 }
+                if request.is_empty() {
+                    // Nothing these partitions may send now: free the slot, send nothing.
+                    break;
+                }
+                *conn.last_sent.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
                 tokio::spawn(send_request(
                     self.clone(),
                     addr.clone(),
