@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use demos::metrics::{Histogram, scrape};
+use demos::metrics::{Histogram, scrape, value};
 use demos::{ADMIN_TIMEOUT, Storage, Target, percentiles_ms};
 use streamhouse_client::{Admin, Consumer, NewTopic, Producer, TopicPartition};
 
@@ -48,11 +48,13 @@ const STAGES: [(&str, &str); 4] = [
     ("produce request", "streamhouse_produce_request_seconds"),
 ];
 
-fn stages(text: &str) -> anyhow::Result<Vec<Histogram>> {
-    STAGES
+/// The stages' histograms, and produce requests answered with an error, in one scrape.
+fn stages(text: &str) -> anyhow::Result<(Vec<Histogram>, f64)> {
+    let stages = STAGES
         .iter()
         .map(|(_, name)| Histogram::parse(text, name))
-        .collect()
+        .collect::<anyhow::Result<_>>()?;
+    Ok((stages, value(text, "streamhouse_produce_errors_total")?))
 }
 
 #[tokio::main]
@@ -150,11 +152,15 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("  acknowledged (send -> ack):  {}", percentiles_ms(&acked));
     println!("  end-to-end (send -> poll):   {}", percentiles_ms(&h));
-    if let (Some(before), Some(after)) = (before, after) {
+    if let (Some((before, errors_before)), Some((after, errors_after))) = (before, after) {
         println!("  inside the agent, over the run:");
         for (((stage, _), a), b) in STAGES.iter().zip(&after).zip(&before) {
             println!("    {stage:<16} {}", a.since(b).describe());
         }
+        println!(
+            "    produce requests refused as a whole: {}",
+            errors_after - errors_before
+        );
         println!(
             "  the rest of an acknowledgement is the client's: linger (up to {} ms), waiting for \
              the partition's previous request, and the network",
