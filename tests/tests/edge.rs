@@ -45,6 +45,20 @@ fn zigzag(buf: &mut Vec<u8>, v: i32) {
     buf.push(z as u8);
 }
 
+/// A producer id and epoch the agent issues.
+async fn new_producer(c: &mut raw::Client) -> pb::InitProducerIdResponse {
+    let issued = c
+        .init_producer_id(pb::InitProducerIdRequest {
+            producer_id: -1,
+            producer_epoch: -1,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&issued.error), ErrorCode::Ok);
+    issued
+}
+
 async fn high_watermark(c: &mut raw::Client, topic: &str, partition: u32) -> i64 {
     raw::fetch(c, topic, partition, 0, 1 << 20, 0)
         .await
@@ -346,15 +360,7 @@ async fn forged_producer_ids_are_refused() {
 
     let r = raw::produce(&mut c, "t", 0, vec![stamped(987_654_321, 0)]).await;
     assert_eq!(code(&r.error), ErrorCode::InvalidProducer);
-    let issued = c
-        .init_producer_id(pb::InitProducerIdRequest {
-            producer_id: -1,
-            producer_epoch: -1,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(code(&issued.error), ErrorCode::Ok);
+    let issued = new_producer(&mut c).await;
     let r = raw::produce(&mut c, "t", 0, vec![stamped(issued.producer_id, 3)]).await;
     assert_eq!(code(&r.error), ErrorCode::InvalidProducer);
     let r = raw::produce(&mut c, "t", 0, vec![stamped(issued.producer_id, -1)]).await;
@@ -734,15 +740,7 @@ async fn a_request_over_the_decode_limit_is_refused_by_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_producers_batches_are_stored_in_sequence_order_once() {
     let (_guard, _agent, mut c) = agent_with_topic("t", 1).await;
-    let issued = c
-        .init_producer_id(pb::InitProducerIdRequest {
-            producer_id: -1,
-            producer_epoch: -1,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(code(&issued.error), ErrorCode::Ok);
+    let issued = new_producer(&mut c).await;
     let ts = now_ms();
     // Batch `seq` holds one record whose value is `seq`.
     let at = |seq: i32| {
