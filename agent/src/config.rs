@@ -233,7 +233,7 @@ impl AgentConfig {
         if self.lease_ttl_ms < 300 {
             return Err(format!("lease_ttl_ms {} is below 300", self.lease_ttl_ms));
         }
-        if self.heartbeat_ms == 0 || self.heartbeat_ms * 2 > self.lease_ttl_ms {
+        if self.heartbeat_ms == 0 || self.heartbeat_ms > self.lease_ttl_ms / 2 {
             return Err(format!(
                 "heartbeat_ms {} must be positive and at most half of lease_ttl_ms {}",
                 self.heartbeat_ms, self.lease_ttl_ms
@@ -329,7 +329,19 @@ mod tests {
     fn defaults_are_valid_and_bad_edge_settings_are_named() {
         assert_eq!(defaults().validate(), Ok(()));
         type Change = fn(&mut AgentConfig);
-        let cases: [(Change, &str); 7] = [
+        let cases: [(Change, &str); 10] = [
+            (|c| c.heartbeat_ms = u64::MAX, "heartbeat_ms"),
+            (
+                |c| c.flush_interval_ms = Some(u64::MAX),
+                "flush_interval_ms",
+            ),
+            (
+                |c| {
+                    c.lease_ttl_ms = 1_000;
+                    c.heartbeat_ms = 501;
+                },
+                "heartbeat_ms",
+            ),
             (
                 |c| c.timestamp_before_max_ms = -2,
                 "timestamp_before_max_ms",
@@ -353,6 +365,19 @@ mod tests {
             let e = c.validate().unwrap_err();
             assert!(e.contains(name) && !e.contains('\n'), "{e}");
         }
+        // 0: each flush as soon as the previous one ends.
+        let mut c = defaults();
+        c.flush_interval_ms = Some(0);
+        assert_eq!(c.validate(), Ok(()));
+        // A negative interval does not parse, and says so in one line.
+        let e = <AgentConfig as clap::Parser>::try_parse_from([
+            "streamhouse-agent",
+            "--flush-interval-ms",
+            "-5",
+        ])
+        .unwrap_err();
+        let line = clap_error_line(&e);
+        assert!(line.contains("-5") && !line.contains('\n'), "{line}");
         // -1 turns a timestamp bound off; the request limit follows the batch limit.
         let mut c = defaults();
         c.timestamp_before_max_ms = -1;

@@ -80,6 +80,12 @@ impl Default for Limits {
     }
 }
 
+/// The flush interval an agent announces, within what agents accept (60 s): the producer
+/// spaces requests by it, so an absurd figure must not stall a producer for hours.
+pub(crate) fn announced_flush_interval(ms: u32) -> Duration {
+    Duration::from_millis(u64::from(ms).min(60_000))
+}
+
 pub(crate) fn parse_bootstrap(list: &str) -> Result<Vec<String>> {
     let addrs: Vec<String> = list
         .split(',')
@@ -250,7 +256,7 @@ impl Cluster {
             *self.limits.write().unwrap_or_else(|p| p.into_inner()) = Limits {
                 max_batch_bytes,
                 max_request_bytes,
-                flush_interval: Duration::from_millis(u64::from(resp.flush_interval_ms)),
+                flush_interval: announced_flush_interval(resp.flush_interval_ms),
             };
         }
         Ok(resp)

@@ -431,3 +431,33 @@ fn a_refusal_for_a_gap_the_earlier_request_has_since_filled_is_sent_again() {
     assert_eq!(q.sealed.len(), 1, "queued to be sent again");
     assert!(q.in_flight.is_empty());
 }
+
+/// The worst `max_in_flight_per_partition` an application could set is refused in one line
+/// naming it; an agent announcing an absurd flush interval spaces requests at most 12 s apart.
+#[tokio::test]
+async fn worst_in_flight_settings_and_announced_intervals() {
+    for (idempotence, n) in [(true, 0), (true, 6), (false, 0), (false, usize::MAX)] {
+        let e = Producer::builder()
+            .bootstrap("127.0.0.1:9")
+            .enable_idempotence(idempotence)
+            .max_in_flight_per_partition(n)
+            .build()
+            .await
+            .expect_err("refused");
+        let line = e.to_string();
+        assert!(
+            matches!(e, ClientError::InvalidConfig(_))
+                && line.contains("max_in_flight_per_partition")
+                && !line.contains('\n'),
+            "{line}"
+        );
+    }
+    assert_eq!(
+        crate::cluster::announced_flush_interval(u32::MAX),
+        Duration::from_secs(60)
+    );
+    assert_eq!(
+        crate::cluster::announced_flush_interval(100),
+        Duration::from_millis(100)
+    );
+}
