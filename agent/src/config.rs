@@ -227,8 +227,9 @@ impl AgentConfig {
         if self.flush_bytes < 1024 {
             return Err(format!("flush_bytes {} is below 1024", self.flush_bytes));
         }
-        if self.flush_interval().as_millis() > 60_000 {
-            return Err("flush_interval_ms must be between 0 and 60000".into());
+        let most = streamhouse_proto::limits::MAX_FLUSH_INTERVAL_MS;
+        if self.flush_interval().as_millis() > u128::from(most) {
+            return Err(format!("flush_interval_ms must be between 0 and {most}"));
         }
         if self.lease_ttl_ms < 300 {
             return Err(format!("lease_ttl_ms {} is below 300", self.lease_ttl_ms));

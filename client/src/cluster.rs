@@ -80,10 +80,10 @@ impl Default for Limits {
     }
 }
 
-/// The flush interval an agent announces, within what agents accept (60 s): the producer
-/// spaces requests by it, so an absurd figure must not stall a producer for hours.
+/// The flush interval an agent announces, within what agents accept: the producer spaces
+/// requests by it, so an absurd figure must not stall a producer for hours.
 pub(crate) fn announced_flush_interval(ms: u32) -> Duration {
-    Duration::from_millis(u64::from(ms).min(60_000))
+    Duration::from_millis(u64::from(ms).min(streamhouse_proto::limits::MAX_FLUSH_INTERVAL_MS))
 }
 
 pub(crate) fn parse_bootstrap(list: &str) -> Result<Vec<String>> {

@@ -6,6 +6,9 @@
 
 /// Most partitions one `Produce` request may name; each at most once.
 pub const MAX_PRODUCE_PARTITIONS: usize = 1_000;
+
+/// The longest flush interval an agent runs with (and a producer believes it announces), ms.
+pub const MAX_FLUSH_INTERVAL_MS: u64 = 60_000;
 /// Most batches for one partition in one `Produce` request: the idempotent producer's
 /// de-duplication window, so a retried request is always recognised whole.
 pub const MAX_BATCHES_PER_PARTITION: usize = crate::batch::DEDUPE_WINDOW;

@@ -103,6 +103,13 @@ pub(super) struct TopicQueues {
     pub(super) sticky: u32,
 }
 
+impl PartitionQueue {
+    /// Batches in the requests in flight.
+    pub(super) fn outstanding(&self) -> usize {
+        self.in_flight.iter().map(|r| r.outcomes.len()).sum()
+    }
+}
+
 impl TopicQueues {
     pub(super) fn new(topic: &str, count: u32) -> Self {
         TopicQueues {
@@ -194,7 +201,7 @@ pub(super) fn take_batches(
     let mut out = Vec::new();
     // The agent recognises a retried batch among a producer's last DEDUPE_WINDOW batches on a
     // partition, so no more than that are ever outstanding.
-    let outstanding: usize = q.in_flight.iter().map(|r| r.outcomes.len()).sum();
+    let outstanding = q.outstanding();
     let most = if idempotence {
         limits::MAX_BATCHES_PER_PARTITION.min(batch::DEDUPE_WINDOW.saturating_sub(outstanding))
     } else {

@@ -74,10 +74,7 @@ impl Inner {
                     continue;
                 }
                 // The agent's de-duplication window is all out already.
-                if cfg.idempotence
-                    && q.in_flight.iter().map(|r| r.outcomes.len()).sum::<usize>()
-                        >= batch::DEDUPE_WINDOW
-                {
+                if cfg.idempotence && q.outstanding() >= batch::DEDUPE_WINDOW {
                     continue;
                 }
                 // After a failure, what is in flight comes back first: then the batches go out
