@@ -47,12 +47,17 @@ pub fn assign(agents: &[String], slots: &[Slot<'_>]) -> Vec<Option<usize>> {
     }
     for (k, list) in held.iter_mut().enumerate() {
         let agent = &agents[order[k]];
-        list.sort_by_key(|&s| {
-            (
-                std::cmp::Reverse(weight(agent, slots[s].topic, slots[s].partition)),
-                s,
-            )
-        });
+        // Each weight once: a sort by a computed key would hash every comparison.
+        let mut keyed: Vec<(std::cmp::Reverse<u64>, usize)> = list
+            .iter()
+            .map(|&s| {
+                let w = weight(agent, slots[s].topic, slots[s].partition);
+                (std::cmp::Reverse(w), s)
+            })
+            .collect();
+        keyed.sort_unstable();
+        list.clear();
+        list.extend(keyed.into_iter().map(|(_, s)| s));
     }
 
     // The agents that hold the most get the `extra` places of size `base + 1`.
@@ -85,9 +90,7 @@ pub fn assign(agents: &[String], slots: &[Slot<'_>]) -> Vec<Option<usize>> {
     // Topics take turns in proportion to their size (a topic's partitions are spread evenly
     // through the order), so the last places left, which may not suit a topic, do not all
     // fall to one topic.
-    pool.sort_by(|x, y| {
-        (slots[*x].topic, slots[*x].partition, x).cmp(&(slots[*y].topic, slots[*y].partition, y))
-    });
+    pool.sort_unstable_by_key(|&x| (slots[x].topic, slots[x].partition, x));
     let mut keyed: Vec<(u64, &str, usize)> = Vec::with_capacity(pool.len());
     for run in pool.chunk_by(|x, y| slots[*x].topic == slots[*y].topic) {
         let size = run.len() as u64;
@@ -95,7 +98,7 @@ pub fn assign(agents: &[String], slots: &[Slot<'_>]) -> Vec<Option<usize>> {
             keyed.push((rank as u64 * 1_000_000 / size, slots[s].topic, s));
         }
     }
-    keyed.sort();
+    keyed.sort_unstable();
     let pool = keyed.into_iter().map(|(_, _, s)| s);
     for s in pool {
         let slot = &slots[s];

@@ -23,6 +23,11 @@ use crate::error::Result;
 use crate::metadata::Lease;
 use crate::partitions::PartitionState;
 
+/// Leases one round takes at most. After a kill thousands may be free at once; taken in
+/// bounded slices, each round's transactions stay short (a round that overruns the metadata
+/// deadline would cost the agent its heartbeat), and the next round follows at once.
+const ACQUIRE_PER_ROUND: usize = 256;
+
 /// Runs lease rounds until `stop` turns true.
 pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let period = Duration::from_millis(shared.config.heartbeat_ms);
@@ -121,7 +126,7 @@ pub async fn tick(shared: &Shared) -> Result<Option<Duration>> {
         .into_iter()
         .map(|a| a.id)
         .collect();
-    let rows = meta.list_partitions(None).await?;
+    let rows = meta.lease_holders().await?;
     let now = meta.now_ms().await?;
     let slots: Vec<Slot<'_>> = rows
         .iter()
@@ -131,8 +136,7 @@ pub async fn tick(shared: &Shared) -> Result<Option<Duration>> {
             holder: r.leader_id.as_deref(),
         })
         .collect();
-    let plan = assignment::plan(&shared.id, &agents, &slots);
-    let wanted = assignment::assign(&agents, &slots);
+    let (plan, wanted) = plan_for(shared, &agents, &slots);
 
     for &s in &plan.hand_back {
         let row = &rows[s];
@@ -142,20 +146,31 @@ pub async fn tick(shared: &Shared) -> Result<Option<Duration>> {
         }
     }
 
+    let more_to_take = plan.acquire.len() > ACQUIRE_PER_ROUND;
     if !shared.shutting_down.load(Ordering::Acquire) && !plan.acquire.is_empty() {
         let mine: Vec<(String, u32)> = plan
             .acquire
             .iter()
+            .take(ACQUIRE_PER_ROUND)
             .map(|&s| (rows[s].topic.clone(), rows[s].partition))
             .collect();
-        for l in meta.acquire_leases(&shared.id, ttl, &mine).await? {
-            let Some(row) = topics.iter().find(|t| t.name == l.topic) else {
+        let taken = meta.acquire_leases(&shared.id, ttl, &mine).await?;
+        // The leases come in key order: one read of the producer states per topic.
+        for run in taken.chunk_by(|a, b| a.topic == b.topic) {
+            let Some(row) = topics.iter().find(|t| t.name == run[0].topic) else {
                 continue;
             };
             let topic = shared.topics.upsert(row);
-            if let Some(p) = topic.partitions.get(l.partition as usize) {
-                tracing::info!(topic = %l.topic, partition = l.partition, epoch = l.epoch, "lease acquired");
-                adopt(shared, p, &l).await?;
+            let ids: Vec<u32> = run.iter().map(|l| l.partition).collect();
+            let mut producers = meta
+                .producer_states_of(&row.name, &ids, shared.config.producer_expiry_ms as i64)
+                .await?;
+            for l in run {
+                if let Some(p) = topic.partitions.get(l.partition as usize) {
+                    tracing::info!(topic = %l.topic, partition = l.partition, epoch = l.epoch, "lease acquired");
+                    let states = producers.remove(&l.partition).unwrap_or_default();
+                    p.adopt_lease(l.epoch, l.log_start_offset, l.high_watermark, states);
+                }
             }
         }
     }
@@ -168,17 +183,65 @@ pub async fn tick(shared: &Shared) -> Result<Option<Duration>> {
         .iter()
         .map(|&s| rows[s].lease_expires_ms - now)
         .min();
+    if more_to_take {
+        return Ok(Some(Duration::ZERO));
+    }
     Ok(soonest.map(|ms| Duration::from_millis(ms.max(0) as u64 + 5)))
+}
+
+/// A lease round's plan, kept for the next round: with thousands of partitions the plan
+/// (an assignment per other holder) costs far more than comparing snapshots.
+#[derive(Debug)]
+pub struct CachedPlan {
+    /// A digest of the live agents and every partition's holder, in the snapshot's order.
+    snapshot: u64,
+    plan: assignment::Plan,
+    wanted: Vec<Option<usize>>,
+}
+
+/// A digest of what the plan depends on: the live agents and each slot's key and holder.
+fn snapshot_digest(agents: &[String], slots: &[Slot<'_>]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    agents.hash(&mut h);
+    slots.len().hash(&mut h);
+    for s in slots {
+        (s.topic, s.partition, s.holder).hash(&mut h);
+    }
+    h.finish()
+}
+
+/// The plan for this snapshot and the wanted owner of every slot: the last round's when
+/// nothing it depends on changed, else computed afresh.
+fn plan_for(
+    shared: &Shared,
+    agents: &[String],
+    slots: &[Slot<'_>],
+) -> (assignment::Plan, Vec<Option<usize>>) {
+    let snapshot = snapshot_digest(agents, slots);
+    let mut cached = shared.lease_plan.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = cached.as_ref().filter(|c| c.snapshot == snapshot) {
+        return (c.plan.clone(), c.wanted.clone());
+    }
+    let plan = assignment::plan(&shared.id, agents, slots);
+    let wanted = assignment::assign(agents, slots);
+    *cached = Some(CachedPlan {
+        snapshot,
+        plan: plan.clone(),
+        wanted: wanted.clone(),
+    });
+    (plan, wanted)
 }
 
 /// Whether this round is sat out because the agent's flushes cannot commit. Renewing leases
 /// for partitions that cannot be written would keep them from agents that could: once commits
-/// have failed for a heartbeat, the agent drops its leases, stops heartbeating and renewing
-/// until the last renewal has surely run out, then tries again (a store that is down for
-/// everyone is by then back or still down for all, and nothing is lost either way).
+/// have failed for a lease TTL without one succeeding, the agent drops its leases, stops
+/// heartbeating and renewing until the last renewal has surely run out, then tries again (a
+/// store that is down for everyone is by then back or still down for all, and nothing is lost
+/// either way). A shorter stall of the store (a slow second under load) fails a flush or two
+/// and nothing more: dropping thousands of leases over it would cost far more than it saves.
 fn sit_out(shared: &Shared) -> bool {
     let now = Instant::now();
-    let period = Duration::from_millis(shared.config.heartbeat_ms);
     let ttl = Duration::from_millis(shared.config.lease_ttl_ms);
     let mut until = shared
         .withheld_until
@@ -196,7 +259,7 @@ fn sit_out(shared: &Shared) -> bool {
     let Some(since) = shared.writer.failing_since() else {
         return false;
     };
-    if now.duration_since(since) < period {
+    if now.duration_since(since) < ttl {
         return false;
     }
     let renewed = shared

@@ -116,6 +116,9 @@ pub(crate) struct Shared {
     pub sit_outs: std::sync::Mutex<(u32, u64)>,
     /// Whether the last lease round succeeded whole: only then does the next one heartbeat.
     pub last_round_ok: AtomicBool,
+    /// The last lease round's plan and the snapshot it came from, reused while the live
+    /// agents and every partition's holder stay the same.
+    pub lease_plan: std::sync::Mutex<Option<lease::CachedPlan>>,
 }
 
 /// Counters the agent reports through `GetAgentStats`.
@@ -263,6 +266,7 @@ impl Agent {
             withheld_until: std::sync::Mutex::new(None),
             sit_outs: std::sync::Mutex::new((0, 0)),
             last_round_ok: AtomicBool::new(true),
+            lease_plan: std::sync::Mutex::new(None),
         });
         if let Err(e) = lease::tick(&shared).await {
             tracing::warn!(error = %e, "first lease round failed; the lease loop will retry");

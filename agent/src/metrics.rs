@@ -104,6 +104,8 @@ pub struct Metrics {
     pub gc_objects_waiting: Gauge,
     /// One garbage-collection pass.
     pub gc_seconds: Latency,
+    /// One maintenance pass (retention and compaction) over every partition this agent leads.
+    pub maintenance_seconds: Latency,
 }
 
 impl Metrics {
@@ -269,6 +271,11 @@ impl Metrics {
                 &m.compaction_seconds,
             ),
             ("gc", "One garbage-collection pass", &m.gc_seconds),
+            (
+                "maintenance",
+                "One maintenance pass (retention, compaction) over the partitions led",
+                &m.maintenance_seconds,
+            ),
         ] {
             r.register_with_unit(name, help, Unit::Seconds, h.0.clone());
         }
@@ -327,6 +334,17 @@ impl Collector for Derived {
         ] {
             let c = ConstCounter::new(v);
             c.encode(out.encode_descriptor(name, help, None, c.metric_type())?)?;
+        }
+        let calls = out.encode_descriptor(
+            "metadata_calls",
+            "Metadata-store calls by operation (one transaction or query each).",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        let mut calls = calls;
+        for (op, n) in shared.meta.calls() {
+            let c = ConstCounter::new(n);
+            c.encode(calls.encode_family(&[("op", op)])?)?;
         }
         let (batches, bytes) = shared.writer.buffered();
         let led = shared

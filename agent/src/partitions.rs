@@ -47,11 +47,16 @@ pub struct MaintenanceHints {
     /// (ms, the store's clock as the index recorded it, else this agent's).
     pub uncompacted_bytes: u64,
     pub oldest_uncompacted_ms: Option<i64>,
-    /// Retention cannot drop anything before this time, for this `retention_ms`.
+    /// Retention cannot drop anything before this time, for this `retention_ms`;
+    /// [`RETENTION_EMPTY`] while the partition holds no row (until its next commit).
     pub retention_due: Option<(i64, i64)>,
     /// Whether tiered merging has looked at the small segments since the lease was taken.
     pub tiers_known: bool,
 }
+
+/// The retention due time of a partition with no index row: nothing to drop until a commit
+/// (which resets it) adds one.
+pub const RETENTION_EMPTY: i64 = i64::MAX;
 
 /// Index entries kept per partition before the oldest are dropped (they reload on demand).
 const INDEX_ENTRIES_KEPT: usize = 8192;
@@ -111,12 +116,22 @@ impl PartitionState {
     }
 
     /// Records when retention may next drop something (commits only add rows after the
-    /// first one kept, so they do not change it).
+    /// first one kept, so they do not change it, except to a partition with none:
+    /// [`RETENTION_EMPTY`]).
     pub fn set_retention_due(&self, due: Option<(i64, i64)>) {
         self.hints
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retention_due = due;
+    }
+
+    /// Records that the partition held no index row when `commits_seen` commits had been
+    /// counted: retention waits for the next commit. A commit since then keeps it looking.
+    pub fn set_retention_empty(&self, commits_seen: u64) {
+        let mut h = self.hints.lock().unwrap_or_else(|p| p.into_inner());
+        if h.commits == commits_seen {
+            h.retention_due = Some((RETENTION_EMPTY, 0));
+        }
     }
 
     /// The lease epoch this agent holds, if it holds the lease.
@@ -210,6 +225,12 @@ impl PartitionState {
         {
             let mut h = self.hints.lock().unwrap_or_else(|p| p.into_inner());
             h.commits += 1;
+            if h.retention_due
+                .is_some_and(|(due, _)| due == RETENTION_EMPTY)
+            {
+                // The first row: retention has something to look at again.
+                h.retention_due = None;
+            }
             h.uncompacted_bytes += entry.byte_len;
             h.oldest_uncompacted_ms
                 .get_or_insert_with(streamhouse_proto::time::now_ms);
@@ -440,6 +461,28 @@ mod tests {
             None,
             "a new lease forgets what it was told"
         );
+    }
+
+    #[test]
+    fn an_empty_partition_waits_for_its_next_commit_only() {
+        let p = PartitionState::new(Arc::from("t"), 0);
+        p.adopt_lease(1, 0, 0, Vec::new());
+        let seen = p.hints().commits;
+        p.set_retention_empty(seen);
+        assert_eq!(p.hints().retention_due.map(|d| d.0), Some(RETENTION_EMPTY));
+        p.committed(entry(0, 0));
+        assert_eq!(
+            p.hints().retention_due,
+            None,
+            "a commit adds a row to look at"
+        );
+        // A pass that saw no row before a commit landed does not mark it empty.
+        p.set_retention_empty(seen);
+        assert_eq!(p.hints().retention_due, None);
+        // A due time of a partition with rows is not cleared by commits.
+        p.set_retention_due(Some((5, 7)));
+        p.committed(entry(1, 1));
+        assert_eq!(p.hints().retention_due, Some((5, 7)));
     }
 
     #[test]

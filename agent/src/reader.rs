@@ -3,12 +3,14 @@
 //! they were stored, each with the offset of its first record. At the high watermark a fetch
 //! waits for the next commit, up to the caller's `max_wait`.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use lru::LruCache;
 use streamhouse_proto::batch;
+use tokio::sync::watch;
 
 use crate::error::{AgentError, Result};
 use crate::metadata::MetadataStore;
@@ -115,6 +117,122 @@ pub struct Reader {
     store: Arc<dyn ObjectStore>,
     cache: Arc<ChunkCache>,
     metrics: Arc<Metrics>,
+    followers: Arc<Followers>,
+}
+
+/// Long-polls waiting on partitions another agent writes. One task looks for their commits
+/// on behalf of all of them, every [`FOLLOWER_POLL`], with one query per topic however many
+/// fetches wait; it runs only while some do.
+#[derive(Debug, Default)]
+struct Followers {
+    /// The waited-on partitions, and whether the polling task runs.
+    waiting: Mutex<FollowerMap>,
+}
+
+/// A partition, by topic and number.
+type PartitionKey = (Arc<str>, u32);
+
+/// How many fetches wait on a partition, and the (log start, high watermark) last read.
+type Followed = (usize, watch::Sender<(i64, i64)>);
+
+#[derive(Debug, Default)]
+struct FollowerMap {
+    partitions: HashMap<PartitionKey, Followed>,
+    /// Whether the polling task runs.
+    polling: bool,
+}
+
+/// One fetch's place among the [`Followers`]: it leaves when dropped.
+struct FollowerWait<'a> {
+    followers: &'a Followers,
+    key: PartitionKey,
+}
+
+impl Drop for FollowerWait<'_> {
+    fn drop(&mut self) {
+        let mut w = self
+            .followers
+            .waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some((n, _)) = w.partitions.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                w.partitions.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl Followers {
+    /// Joins the fetches waiting on `state`'s partition; the receiver sees the bounds each
+    /// poll reads. Starts the polling task if it is not running.
+    fn wait_on<'a>(
+        self: &'a Arc<Self>,
+        meta: &MetadataStore,
+        state: &PartitionState,
+    ) -> (FollowerWait<'a>, watch::Receiver<(i64, i64)>) {
+        let key = (state.topic.clone(), state.partition);
+        let mut w = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        let (n, tx) = w.partitions.entry(key.clone()).or_insert_with(|| {
+            (
+                0,
+                watch::channel((state.log_start(), state.high_watermark())).0,
+            )
+        });
+        *n += 1;
+        let rx = tx.subscribe();
+        if !w.polling {
+            w.polling = true;
+            tokio::spawn(self.clone().poll(meta.clone()));
+        }
+        (
+            FollowerWait {
+                followers: self,
+                key,
+            },
+            rx,
+        )
+    }
+
+    /// Reads the bounds of every waited-on partition every [`FOLLOWER_POLL`] until none is.
+    async fn poll(self: Arc<Self>, meta: MetadataStore) {
+        loop {
+            tokio::time::sleep(FOLLOWER_POLL).await;
+            let mut by_topic: HashMap<Arc<str>, Vec<u32>> = HashMap::new();
+            {
+                let mut w = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+                if w.partitions.is_empty() {
+                    w.polling = false;
+                    return;
+                }
+                for (topic, partition) in w.partitions.keys() {
+                    by_topic.entry(topic.clone()).or_default().push(*partition);
+                }
+            }
+            for (topic, partitions) in by_topic {
+                match meta.partition_bounds(&topic, &partitions).await {
+                    Ok(bounds) => {
+                        let w = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+                        for (partition, log_start, high_watermark) in bounds {
+                            if let Some((_, tx)) = w.partitions.get(&(topic.clone(), partition)) {
+                                tx.send_if_modified(|b| {
+                                    let new = (log_start, high_watermark);
+                                    let changed = *b != new;
+                                    *b = new;
+                                    changed
+                                });
+                            }
+                        }
+                    }
+                    // The waits end at their deadlines with what they have; the next poll
+                    // tries again.
+                    Err(e) => tracing::debug!(%topic, error = %e,
+                        "reading the bounds of followed partitions failed"),
+                }
+            }
+        }
+    }
 }
 
 impl Reader {
@@ -129,6 +247,7 @@ impl Reader {
             store,
             cache,
             metrics,
+            followers: Arc::default(),
         }
     }
 
@@ -279,8 +398,8 @@ impl Reader {
     }
 
     /// Waits up to `max_wait` for the high watermark to pass `offset` and returns it. A
-    /// commit of this agent's wakes the wait at once; one of another agent's is seen by
-    /// polling the store every [`FOLLOWER_POLL`].
+    /// commit of this agent's wakes the wait at once; one of another agent's is seen by the
+    /// [`Followers`] poll, within [`FOLLOWER_POLL`].
     async fn wait_for_data(
         &self,
         state: &PartitionState,
@@ -289,23 +408,24 @@ impl Reader {
     ) -> Result<i64> {
         let deadline = tokio::time::Instant::now() + max_wait;
         let mut rx = state.subscribe_high_watermark();
+        if state.lease_epoch().is_some() {
+            let _ = tokio::time::timeout_at(deadline, rx.wait_for(|h| *h > offset)).await;
+            return Ok(state.high_watermark());
+        }
+        let (_joined, mut bounds) = self.followers.wait_on(&self.meta, state);
         loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if left.is_zero() {
-                return Ok(state.high_watermark());
-            }
-            let step = if state.lease_epoch().is_some() {
-                left
-            } else {
-                FOLLOWER_POLL.min(left)
-            };
-            if let Ok(Ok(h)) = tokio::time::timeout(step, rx.wait_for(|h| *h > offset)).await {
-                return Ok(*h);
-            }
-            if state.lease_epoch().is_none() {
-                self.refresh_bounds(state).await?;
-                if state.high_watermark() > offset {
-                    return Ok(state.high_watermark());
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return Ok(state.high_watermark()),
+                // The lease came here, and this agent committed. (`state` holds the sender,
+                // so the wait cannot fail while it is borrowed.)
+                _ = rx.wait_for(|h| *h > offset) => return Ok(state.high_watermark()),
+                // The poll read new bounds. (The sender stays while this fetch is joined.)
+                _ = bounds.changed() => {
+                    let (log_start, high_watermark) = *bounds.borrow_and_update();
+                    state.set_bounds(log_start, high_watermark);
+                    if state.high_watermark() > offset {
+                        return Ok(state.high_watermark());
+                    }
                 }
             }
         }

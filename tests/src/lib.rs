@@ -266,6 +266,18 @@ pub mod metrics {
     pub fn metric(addr: SocketAddr, series: &str) -> f64 {
         value(&scrape(addr, "/metrics"), series)
     }
+
+    /// Metadata-store calls of operation `op` the agent has made (0 before its first).
+    pub fn metadata_calls(addr: SocketAddr, op: &str) -> f64 {
+        let series = format!("streamhouse_metadata_calls_total{{op=\"{op}\"}} ");
+        scrape(addr, "/metrics")
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&series)
+                    .map(|v| v.parse().expect("a number"))
+            })
+            .unwrap_or(0.0)
+    }
 }
 
 /// Now, in ms since the epoch: the timestamp for hand-built batches, which retention (7 days

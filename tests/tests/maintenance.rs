@@ -12,7 +12,7 @@ use streamhouse_client::{
 };
 use streamhouse_proto::batch::Batch;
 use streamhouse_proto::pb::ErrorCode;
-use streamhouse_tests::metrics::metric;
+use streamhouse_tests::metrics::{metadata_calls, metric};
 use streamhouse_tests::{raw, wait_for, wait_until};
 
 /// An agent on `dir` that compacts and collects garbage every few hundred milliseconds.
@@ -434,4 +434,75 @@ fn small_segments_merge_by_tiers_and_stay_few() {
         read_checked(&addr, "trickle", 0, n).await;
     });
     agent.stop().unwrap();
+}
+
+#[test]
+fn passes_over_idle_partitions_ask_the_store_nothing_until_a_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = fast_maintenance(dir.path());
+    config.timestamp_before_max_ms = -1;
+    let agent = EmbeddedAgent::start(config, 2).unwrap();
+    let addr = agent.addr().to_string();
+    let metrics = agent.metrics_addr().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let admin = Admin::connect(&addr).await.unwrap();
+        admin.create_topic(NewTopic::new("idle", 64)).await.unwrap();
+        let passes = || metric(metrics, "streamhouse_maintenance_seconds_count");
+        let per_partition = ["segments", "uncompacted_segments", "small_segments"];
+        let asked = || per_partition.map(|op| metadata_calls(metrics, op));
+        // Every lease taken, and two passes since: the first learns each partition's state.
+        wait_until(
+            "the agent to lead all 64 partitions",
+            Duration::from_secs(30),
+            || metric(metrics, "streamhouse_partitions_led") == 64.0,
+        )
+        .await;
+        let led_at = passes();
+        wait_until("two maintenance passes", Duration::from_secs(30), || {
+            passes() >= led_at + 2.0
+        })
+        .await;
+        let before = asked();
+        assert!(
+            before.iter().all(|n| *n >= 64.0),
+            "the first pass looked at every partition: {before:?}"
+        );
+        let from = passes();
+        wait_until("five more passes", Duration::from_secs(30), || {
+            passes() >= from + 5.0
+        })
+        .await;
+        assert_eq!(
+            asked(),
+            before,
+            "passes over 64 idle partitions asked the store again"
+        );
+
+        // A commit makes retention look again: a record of 2001 goes at the next pass.
+        let producer = Producer::builder().bootstrap(&addr).build().await.unwrap();
+        producer
+            .send_record(
+                "idle",
+                Some(7),
+                None,
+                Some(b"old"),
+                &[],
+                Some(1_000_000_000_000),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        producer.close().await.unwrap();
+        wait_for(
+            "retention to drop the record of 2001",
+            Duration::from_secs(30),
+            || async {
+                let t = admin.describe_topic("idle").await.unwrap();
+                (t.partitions[7].log_start_offset == 1).then_some(())
+            },
+        )
+        .await;
+    });
 }

@@ -32,7 +32,7 @@ use crate::error::{AgentError, Result};
 use crate::metadata::maintenance::{ObjectRecord, SegmentSwap};
 use crate::metadata::{MetadataError, SegmentRow, TopicRow};
 use crate::object_store::ObjectMeta;
-use crate::partitions::{PartitionState, SegmentEntry};
+use crate::partitions::{PartitionState, RETENTION_EMPTY, SegmentEntry};
 
 /// Where flushes write their objects.
 pub const FLUSH_PREFIX: &str = "data/";
@@ -94,7 +94,13 @@ async fn next_round(period: Duration, stop: &mut watch::Receiver<bool>) -> bool 
 pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let period = Duration::from_millis(shared.config.maintenance_interval_ms);
     while next_round(period, &mut stop).await {
-        match pass(&shared).await {
+        let started = std::time::Instant::now();
+        let result = pass(&shared).await;
+        shared
+            .metrics
+            .maintenance_seconds
+            .observe(started.elapsed());
+        match result {
             Ok(r) if r != PartitionReport::default() => tracing::debug!(
                 rows_expired = r.rows_expired,
                 segments = r.segments_written,
@@ -172,10 +178,11 @@ pub async fn maintain_partition(
     let m = &shared.metrics;
     let now = now_ms();
     let hints = state.hints();
-    let retention_waits = topic.retention_bytes <= 0
-        && hints
-            .retention_due
-            .is_some_and(|(due, ms)| ms == topic.retention_ms && now < due);
+    let retention_waits = match hints.retention_due {
+        Some((RETENTION_EMPTY, _)) => true,
+        Some((due, ms)) => topic.retention_bytes <= 0 && ms == topic.retention_ms && now < due,
+        None => false,
+    };
     if (topic.retention_ms > 0 || topic.retention_bytes > 0) && !retention_waits {
         let total_bytes = if topic.retention_bytes > 0 {
             shared
@@ -218,13 +225,18 @@ pub async fn maintain_partition(
         let first_kept = oldest
             .iter()
             .find(|r| cut.is_none_or(|c| r.base_offset >= c));
-        let due = first_kept.filter(|_| topic.retention_ms > 0).map(|r| {
-            (
-                r.max_timestamp.saturating_add(topic.retention_ms),
-                topic.retention_ms,
-            )
-        });
-        state.set_retention_due(due);
+        if oldest.is_empty() {
+            // Nothing stored: nothing to look at until a commit adds a row.
+            state.set_retention_empty(hints.commits);
+        } else {
+            let due = first_kept.filter(|_| topic.retention_ms > 0).map(|r| {
+                (
+                    r.max_timestamp.saturating_add(topic.retention_ms),
+                    topic.retention_ms,
+                )
+            });
+            state.set_retention_due(due);
+        }
     }
 
     let target = shared.config.segment_bytes;

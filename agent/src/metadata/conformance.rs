@@ -81,6 +81,16 @@ async fn run(store: &MetadataStore) {
             .unwrap()
             .is_empty()
     );
+    let holders = store.lease_holders().await.unwrap();
+    assert_eq!(
+        holders
+            .iter()
+            .filter(|h| h.topic == "orders")
+            .map(|h| (h.partition, h.leader_id.as_deref()))
+            .collect::<Vec<_>>(),
+        vec![(0, Some("a1")), (1, Some("a1")), (2, Some("a1"))],
+        "every partition in key order with its live holder"
+    );
     let p0 = store.get_partition("orders", 0).await.unwrap().unwrap();
     assert_eq!(p0.lease_epoch, 1);
     assert_eq!(p0.leader_id.as_deref(), Some("a1"));
@@ -122,8 +132,36 @@ async fn run(store: &MetadataStore) {
         .unwrap();
     let p0 = store.get_partition("orders", 0).await.unwrap().unwrap();
     assert_eq!(p0.high_watermark, 10);
+    assert!(store.get_partition("orders", 99).await.unwrap().is_none());
+    // Bounds of the partitions asked for, those the topic has, in one call.
+    let mut bounds = store.partition_bounds("orders", &[1, 99, 0]).await.unwrap();
+    bounds.sort_unstable();
+    assert_eq!(bounds, vec![(0, 0, 10), (1, 0, 5)]);
+    let many: Vec<u32> = (0..1_200).collect();
+    assert_eq!(
+        store.partition_bounds("orders", &many).await.unwrap().len(),
+        3,
+        "more than one query's worth of partitions"
+    );
+    assert!(
+        store
+            .partition_bounds("nope", &[0])
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let states = store.producer_states("orders", 0, 60_000).await.unwrap();
     assert_eq!(states, vec![(pid, entry.clone())]);
+    let of_many = store
+        .producer_states_of("orders", &[2, 1, 0], 60_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        of_many.len(),
+        1,
+        "partitions without producers are left out"
+    );
+    assert_eq!(of_many[&0], vec![(pid, entry.clone())]);
     assert!(
         store
             .producer_states("orders", 1, 60_000)

@@ -17,49 +17,76 @@ impl MetadataStore {
         // In key order, as every statement that updates several partitions takes them.
         let mut candidates: Vec<&(String, u32)> = candidates.iter().collect();
         candidates.sort_unstable();
+        candidates.dedup();
         self.bounded("acquire_leases", async move {
             let now = self.dialect.now_ms();
-            let sql = format!(
-                "UPDATE partitions
-                 SET leader_id = $1, lease_epoch = lease_epoch + 1, lease_expires_ms = {now} + $2
-                 WHERE topic = $3 AND partition_id = $4
-                   AND (leader_id IS NULL OR lease_expires_ms <= {now})
-                 RETURNING lease_epoch, log_start_offset, high_watermark"
-            );
+            // PostgreSQL locks the rows in key order before updating them (an UPDATE of many
+            // rows takes its locks in no stated order); SQLite has one writer anyway.
+            let lock = match self.dialect {
+                Dialect::Postgres => " FOR UPDATE",
+                Dialect::Sqlite => "",
+            };
             let taken = self
                 .retry_busy(|| async {
                     let mut tx = self.pool.begin().await?;
                     let mut taken = Vec::new();
-                    for &(topic, partition) in &candidates {
-                        // Who had it, for the event: nobody, or a holder whose lease ran out.
-                        let before: Option<Option<String>> = sqlx::query(
-                            "SELECT leader_id FROM partitions WHERE topic = $1 AND partition_id = $2",
-                        )
-                        .bind(topic.as_str())
-                        .bind(i64::from(*partition))
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .map(|r| r.try_get("leader_id"))
-                        .transpose()?;
-                        let row = sqlx::query(&sql)
-                            .bind(agent_id)
-                            .bind(ttl_ms)
-                            .bind(topic.as_str())
-                            .bind(i64::from(*partition))
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                        if let Some(r) = row {
-                            let lease = Lease {
-                                topic: topic.clone(),
-                                partition: *partition,
-                                epoch: r.try_get("lease_epoch")?,
-                                log_start_offset: r.try_get("log_start_offset")?,
-                                high_watermark: r.try_get("high_watermark")?,
+                    for run in candidates.chunk_by(|a, b| a.0 == b.0) {
+                        let topic = run[0].0.as_str();
+                        for chunk in run.chunks(KEYS_PER_STATEMENT) {
+                            let ids = |first: usize| {
+                                (0..chunk.len())
+                                    .map(|i| format!("${}", first + i))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             };
-                            taken.push((lease, before.flatten()));
+                            // Who had each, for the events: nobody, or a holder whose lease
+                            // ran out.
+                            let sql = format!(
+                                "SELECT partition_id, leader_id FROM partitions
+                                 WHERE topic = $1 AND partition_id IN ({})
+                                 ORDER BY partition_id{lock}",
+                                ids(2)
+                            );
+                            let mut q = sqlx::query(&sql).bind(topic);
+                            for (_, p) in chunk {
+                                q = q.bind(i64::from(*p));
+                            }
+                            let mut before = HashMap::with_capacity(chunk.len());
+                            for r in q.fetch_all(&mut *tx).await? {
+                                let leader: Option<String> = r.try_get("leader_id")?;
+                                before.insert(u32_col(&r, "partition_id")?, leader);
+                            }
+                            let sql = format!(
+                                "UPDATE partitions
+                                 SET leader_id = $1, lease_epoch = lease_epoch + 1,
+                                     lease_expires_ms = {now} + $2
+                                 WHERE topic = $3 AND partition_id IN ({})
+                                   AND (leader_id IS NULL OR lease_expires_ms <= {now})
+                                 RETURNING partition_id, lease_epoch, log_start_offset,
+                                           high_watermark",
+                                ids(4)
+                            );
+                            let mut q = sqlx::query(&sql).bind(agent_id).bind(ttl_ms).bind(topic);
+                            for (_, p) in chunk {
+                                q = q.bind(i64::from(*p));
+                            }
+                            for r in q.fetch_all(&mut *tx).await? {
+                                let partition = u32_col(&r, "partition_id")?;
+                                let lease = Lease {
+                                    topic: topic.to_string(),
+                                    partition,
+                                    epoch: r.try_get("lease_epoch")?,
+                                    log_start_offset: r.try_get("log_start_offset")?,
+                                    high_watermark: r.try_get("high_watermark")?,
+                                };
+                                taken.push((lease, before.remove(&partition).flatten()));
+                            }
                         }
                     }
                     tx.commit().await?;
+                    taken.sort_unstable_by(|a, b| {
+                        (&a.0.topic, a.0.partition).cmp(&(&b.0.topic, b.0.partition))
+                    });
                     Ok(taken)
                 })
                 .await?;
@@ -86,6 +113,33 @@ impl MetadataStore {
                 .collect();
             self.append_events(&events).await?;
             Ok(taken.into_iter().map(|(l, _)| l).collect())
+        })
+        .await
+    }
+
+    /// Every partition's live holder and lease expiry, in key order: what a lease round
+    /// plans from, and no more (it runs every heartbeat on every agent).
+    pub async fn lease_holders(&self) -> Result<Vec<LeaseHolder>> {
+        self.bounded("lease_holders", async move {
+            let sql = format!(
+                "SELECT topic, partition_id, lease_expires_ms,
+                        CASE WHEN lease_expires_ms > {} THEN leader_id END AS leader_id
+                 FROM partitions ORDER BY topic, partition_id",
+                self.dialect.now_ms()
+            );
+            sqlx::query(&sql)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(LeaseHolder {
+                        topic: r.try_get("topic")?,
+                        partition: u32_col(r, "partition_id")?,
+                        leader_id: r.try_get("leader_id")?,
+                        lease_expires_ms: r.try_get("lease_expires_ms")?,
+                    })
+                })
+                .collect()
         })
         .await
     }

@@ -16,6 +16,7 @@ mod schema;
 mod segments;
 mod topics;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -194,6 +195,19 @@ pub struct AgentRow {
     pub heartbeat_ms: i64,
 }
 
+/// One partition as a lease round sees it: who holds a live lease on it, until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseHolder {
+    /// The partition's topic.
+    pub topic: String,
+    /// Its number.
+    pub partition: u32,
+    /// The agent holding a live lease, if any.
+    pub leader_id: Option<String>,
+    /// When the lease runs out (the store's clock, ms).
+    pub lease_expires_ms: i64,
+}
+
 /// A lease this agent now holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
@@ -286,6 +300,10 @@ pub struct FlushCommit<'a> {
 /// How many events the events table keeps.
 const EVENTS_KEPT: i64 = 10_000;
 
+/// Partitions named in one statement (as `IN (...)` or `VALUES` lists): far under either
+/// store's limit on bound parameters, and few round trips for thousands of partitions.
+pub const KEYS_PER_STATEMENT: usize = 500;
+
 /// How long metadata calls may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deadlines {
@@ -313,6 +331,8 @@ pub struct MetadataStore {
     deadlines: Deadlines,
     /// Calls that ran out of time, shared by every pool of this process.
     timeouts: Arc<std::sync::atomic::AtomicU64>,
+    /// Calls made, by operation name (shared with [`MetadataStore::dedicated`] copies).
+    calls: Arc<std::sync::Mutex<HashMap<&'static str, u64>>>,
     /// SQLite allows one writer at a time. Writers of this process queue here instead of
     /// meeting in SQLite's busy handler, whose sleeps grow to 100 ms and would stall a flush
     /// commit behind a lease renewal. Other processes sharing the file still meet there.
@@ -470,6 +490,7 @@ impl MetadataStore {
             dialect,
             deadlines,
             timeouts: Arc::default(),
+            calls: Arc::default(),
             sqlite_writer: Arc::new(tokio::sync::Mutex::new(())),
         };
         store.migrate().await?;
@@ -540,6 +561,7 @@ impl MetadataStore {
             dialect: self.dialect,
             deadlines,
             timeouts: self.timeouts.clone(),
+            calls: self.calls.clone(),
             sqlite_writer: self.sqlite_writer.clone(),
         })
     }
@@ -554,12 +576,27 @@ impl MetadataStore {
         self.deadlines
     }
 
+    /// Calls made through this store and its dedicated copies, by operation, sorted by name.
+    /// An operation is one method call: one transaction or query, sometimes a few statements.
+    pub fn calls(&self) -> Vec<(&'static str, u64)> {
+        let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<_> = calls.iter().map(|(k, v)| (*k, *v)).collect();
+        out.sort_unstable();
+        out
+    }
+
     /// Runs one call within the call deadline.
     async fn bounded<T>(
         &self,
         op: &'static str,
         call: impl Future<Output = Result<T>>,
     ) -> Result<T> {
+        *self
+            .calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(op)
+            .or_default() += 1;
         match tokio::time::timeout(self.deadlines.call, call).await {
             Ok(result) => result,
             Err(_) => {

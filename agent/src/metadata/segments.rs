@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// Partitions whose high watermarks one statement of a flush commit moves (4 parameters each).
+const COMMIT_ROWS: usize = 250;
+
 impl MetadataStore {
     /// Commits one flushed object in ONE transaction: for every chunk it checks the lease is
     /// still this agent's at the same epoch and the log ends where the chunk begins, advances
@@ -18,23 +21,64 @@ impl MetadataStore {
     pub(super) async fn try_commit_flush(&self, c: &FlushCommit<'_>) -> Result<()> {
         let now = self.dialect.now_ms();
         let mut tx = self.pool.begin().await?;
+        // The high watermarks move in a few statements, whatever the number of partitions:
+        // one UPDATE per run of a topic's partitions (chunks come in key order, one per
+        // partition), each row only where this agent holds it at the chunk's epoch and the
+        // watermark is where the chunk begins.
         let mut fenced = Vec::new();
-        for ch in c.chunks {
-            let done = sqlx::query(
-                "UPDATE partitions SET high_watermark = $1
-                 WHERE topic = $2 AND partition_id = $3 AND leader_id = $4
-                   AND lease_epoch = $5 AND high_watermark = $6",
-            )
-            .bind(ch.last_offset + 1)
-            .bind(&*ch.topic)
-            .bind(i64::from(ch.partition))
-            .bind(c.agent_id)
-            .bind(ch.lease_epoch)
-            .bind(ch.base_offset)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() != 1 {
-                fenced.push((ch.topic.clone(), ch.partition));
+        for run in c.chunks.chunk_by(|a, b| a.topic == b.topic) {
+            for batch in run.chunks(COMMIT_ROWS) {
+                let topic: &str = &batch[0].topic;
+                if self.dialect == Dialect::Postgres {
+                    // Row locks in key order, as lease rounds take them: no deadlock.
+                    let ids = (0..batch.len())
+                        .map(|i| format!("${}", i + 2))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let sql = format!(
+                        "SELECT partition_id FROM partitions WHERE topic = $1
+                         AND partition_id IN ({ids}) ORDER BY partition_id FOR UPDATE"
+                    );
+                    let mut q = sqlx::query(&sql).bind(topic);
+                    for ch in batch {
+                        q = q.bind(i64::from(ch.partition));
+                    }
+                    q.fetch_all(&mut *tx).await?;
+                }
+                let values = (0..batch.len())
+                    .map(|i| {
+                        let k = 3 + 4 * i;
+                        format!("(${k}, ${}, ${}, ${})", k + 1, k + 2, k + 3)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!(
+                    "WITH v (partition_id, lease_epoch, old_hw, new_hw) AS (VALUES {values})
+                     UPDATE partitions SET high_watermark = v.new_hw FROM v
+                     WHERE partitions.topic = $1 AND partitions.partition_id = v.partition_id
+                       AND partitions.leader_id = $2
+                       AND partitions.lease_epoch = v.lease_epoch
+                       AND partitions.high_watermark = v.old_hw
+                     RETURNING partitions.partition_id"
+                );
+                let mut q = sqlx::query(&sql).bind(topic).bind(c.agent_id);
+                for ch in batch {
+                    q = q
+                        .bind(i64::from(ch.partition))
+                        .bind(ch.lease_epoch)
+                        .bind(ch.base_offset)
+                        .bind(ch.last_offset + 1);
+                }
+                let mut moved = std::collections::HashSet::with_capacity(batch.len());
+                for r in q.fetch_all(&mut *tx).await? {
+                    moved.insert(u32_col(&r, "partition_id")?);
+                }
+                fenced.extend(
+                    batch
+                        .iter()
+                        .filter(|ch| !moved.contains(&ch.partition))
+                        .map(|ch| (ch.topic.clone(), ch.partition)),
+                );
             }
         }
         if !fenced.is_empty() {

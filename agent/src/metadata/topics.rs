@@ -35,7 +35,7 @@ impl MetadataStore {
                         .execute(&mut *tx)
                         .await?;
                 }
-                for chunk in (0..partitions).collect::<Vec<_>>().chunks(500) {
+                for chunk in (0..partitions).collect::<Vec<_>>().chunks(KEYS_PER_STATEMENT) {
                     let values = (0..chunk.len())
                         .map(|i| format!("($1, ${})", i + 2))
                         .collect::<Vec<_>>()
@@ -137,21 +137,12 @@ impl MetadataStore {
     /// Partitions of one topic (or of all), with their live leader and its address.
     pub async fn list_partitions(&self, topic: Option<&str>) -> Result<Vec<PartitionRow>> {
         self.bounded("list_partitions", async move {
-            let sql = format!(
-                "SELECT p.topic, p.partition_id, p.lease_epoch, p.lease_expires_ms,
-                        p.log_start_offset, p.high_watermark,
-                        CASE WHEN p.lease_expires_ms > {now} THEN p.leader_id END AS leader_id,
-                        CASE WHEN p.lease_expires_ms > {now} THEN a.address END AS leader_address
-                 FROM partitions p LEFT JOIN agents a ON a.id = p.leader_id
-                 {filter}
-                 ORDER BY p.topic, p.partition_id",
-                now = self.dialect.now_ms(),
-                filter = if topic.is_some() {
-                    "WHERE p.topic = $1"
-                } else {
-                    ""
-                }
-            );
+            let filter = if topic.is_some() {
+                "WHERE p.topic = $1"
+            } else {
+                ""
+            };
+            let sql = self.partition_query(filter);
             let mut q = sqlx::query(&sql);
             if let Some(t) = topic {
                 q = q.bind(t);
@@ -159,31 +150,86 @@ impl MetadataStore {
             q.fetch_all(&self.pool)
                 .await?
                 .iter()
-                .map(|r| {
-                    Ok(PartitionRow {
-                        topic: r.try_get("topic")?,
-                        partition: u32_col(r, "partition_id")?,
-                        leader_id: r.try_get("leader_id")?,
-                        leader_address: r.try_get("leader_address")?,
-                        lease_epoch: r.try_get("lease_epoch")?,
-                        lease_expires_ms: r.try_get("lease_expires_ms")?,
-                        log_start_offset: r.try_get("log_start_offset")?,
-                        high_watermark: r.try_get("high_watermark")?,
-                    })
-                })
+                .map(Self::partition_row)
                 .collect()
         })
         .await
     }
 
-    /// One partition's lease and offsets, if the topic has it.
+    /// The partitions query, live leader and address included, with `filter` as its WHERE.
+    fn partition_query(&self, filter: &str) -> String {
+        format!(
+            "SELECT p.topic, p.partition_id, p.lease_epoch, p.lease_expires_ms,
+                    p.log_start_offset, p.high_watermark,
+                    CASE WHEN p.lease_expires_ms > {now} THEN p.leader_id END AS leader_id,
+                    CASE WHEN p.lease_expires_ms > {now} THEN a.address END AS leader_address
+             FROM partitions p LEFT JOIN agents a ON a.id = p.leader_id
+             {filter}
+             ORDER BY p.topic, p.partition_id",
+            now = self.dialect.now_ms(),
+        )
+    }
+
+    fn partition_row(r: &AnyRow) -> Result<PartitionRow> {
+        Ok(PartitionRow {
+            topic: r.try_get("topic")?,
+            partition: u32_col(r, "partition_id")?,
+            leader_id: r.try_get("leader_id")?,
+            leader_address: r.try_get("leader_address")?,
+            lease_epoch: r.try_get("lease_epoch")?,
+            lease_expires_ms: r.try_get("lease_expires_ms")?,
+            log_start_offset: r.try_get("log_start_offset")?,
+            high_watermark: r.try_get("high_watermark")?,
+        })
+    }
+
+    /// The log start and high watermark of the given partitions of `topic` (those it has),
+    /// in one query per [`KEYS_PER_STATEMENT`].
+    pub async fn partition_bounds(
+        &self,
+        topic: &str,
+        partitions: &[u32],
+    ) -> Result<Vec<(u32, i64, i64)>> {
+        self.bounded("partition_bounds", async move {
+            let mut out = Vec::with_capacity(partitions.len());
+            for chunk in partitions.chunks(KEYS_PER_STATEMENT) {
+                let list = (0..chunk.len())
+                    .map(|i| format!("${}", i + 2))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!(
+                    "SELECT partition_id, log_start_offset, high_watermark FROM partitions
+                     WHERE topic = $1 AND partition_id IN ({list})"
+                );
+                let mut q = sqlx::query(&sql).bind(topic);
+                for p in chunk {
+                    q = q.bind(i64::from(*p));
+                }
+                for r in q.fetch_all(&self.pool).await? {
+                    out.push((
+                        u32_col(&r, "partition_id")?,
+                        r.try_get("log_start_offset")?,
+                        r.try_get("high_watermark")?,
+                    ));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// One partition's lease and offsets, if the topic has it: one row by primary key.
     pub async fn get_partition(&self, topic: &str, partition: u32) -> Result<Option<PartitionRow>> {
         self.bounded("get_partition", async move {
-            Ok(self
-                .list_partitions(Some(topic))
+            let sql = self.partition_query("WHERE p.topic = $1 AND p.partition_id = $2");
+            sqlx::query(&sql)
+                .bind(topic)
+                .bind(i64::from(partition))
+                .fetch_optional(&self.pool)
                 .await?
-                .into_iter()
-                .find(|p| p.partition == partition))
+                .as_ref()
+                .map(Self::partition_row)
+                .transpose()
         })
         .await
     }
