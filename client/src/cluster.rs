@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use streamhouse_proto::pb;
 use streamhouse_proto::pb::stream_house_client::StreamHouseClient;
+use streamhouse_proto::time::Backoff;
 use streamhouse_proto::wire::Answer;
 use tokio::sync::Semaphore;
 use tonic::service::interceptor::InterceptedService;
@@ -234,16 +235,33 @@ impl Cluster {
         }
     }
 
+    /// The cluster's metadata for `topics` (all when empty). An agent whose metadata store is
+    /// busy (or that is shutting down) is asked again, with backoff, within the request
+    /// timeout: a consumer assigning thousands of partitions, say, should not fail over one
+    /// slow second of the store.
     pub async fn metadata(&self, topics: Vec<String>) -> Result<pb::GetMetadataResponse> {
-        let resp = self
-            .any_agent(|mut c| {
-                let topics = topics.clone();
-                async move { c.get_metadata(pb::GetMetadataRequest { topics }).await }
-            })
-            .await?;
-        if let Some(e) = ClientError::from_pb(resp.error.as_ref()) {
-            return Err(e);
-        }
+        let deadline = Instant::now() + self.request_timeout;
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
+        let resp = loop {
+            let resp = self
+                .any_agent(|mut c| {
+                    let topics = topics.clone();
+                    async move { c.get_metadata(pb::GetMetadataRequest { topics }).await }
+                })
+                .await?;
+            match ClientError::from_pb(resp.error.as_ref()) {
+                None => break resp,
+                Some(e) if e.is_retriable() => {
+                    let delay = backoff.next_delay();
+                    if Instant::now() + delay >= deadline {
+                        return Err(e);
+                    }
+                    tracing::debug!(error = %e, "metadata request refused; asking again");
+                    tokio::time::sleep(delay).await;
+                }
+                Some(e) => return Err(e),
+            }
+        };
         if !resp.agents.is_empty() {
             self.set_agents(resp.agents.iter().map(|a| a.address.clone()).collect());
         }

@@ -168,11 +168,25 @@ impl Consumer {
             ));
         }
         let mut next = HashMap::new();
+        // One metadata refresh per topic, not per partition: a topic of thousands of
+        // partitions is described in one answer.
+        let mut topics = HashMap::new();
         for tp in partitions {
             if next.contains_key(&tp) {
                 continue;
             }
-            let (log_start, hwm) = self.bounds(&tp).await?;
+            if !topics.contains_key(&tp.topic) {
+                let meta = self.cluster.refresh(&tp.topic).await?;
+                topics.insert(tp.topic.clone(), meta);
+            }
+            let (log_start, hwm) = topics[&tp.topic]
+                .partitions
+                .get(tp.partition as usize)
+                .map(|p| (p.log_start_offset, p.high_watermark))
+                .ok_or_else(|| ClientError::UnknownPartition {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                })?;
             let position = match self.partitions.remove(&tp) {
                 Some(a) => {
                     a.task.abort();
@@ -189,9 +203,9 @@ impl Consumer {
             a.task.abort();
         }
         self.partitions = next;
-        let keep: Vec<TopicPartition> = self.partitions.keys().cloned().collect();
-        self.buffered.retain(|(tp, _)| keep.contains(tp));
-        self.errors.retain(|(tp, _)| keep.contains(tp));
+        let keep = &self.partitions;
+        self.buffered.retain(|(tp, _)| keep.contains_key(tp));
+        self.errors.retain(|(tp, _)| keep.contains_key(tp));
         Ok(())
     }
 
