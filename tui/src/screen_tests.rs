@@ -176,6 +176,82 @@ fn partitions_highlight_moved_leases() {
     insta::assert_snapshot!("partitions_120x40", draw(&app, now, 120, 40).backend());
 }
 
+/// Ten thousand partitions over four topics and three agents, one topic's last 40 without
+/// a leader, polled twice a second apart.
+fn big_cluster() -> (App, u64) {
+    let mut app = App::new("cluster at 127.0.0.1:40100", false, false);
+    let mut now = 0;
+    for s in 0..2i64 {
+        now = 1_000 * s as u64;
+        let at = T0 + now as i64;
+        let mut c = cluster(at, &[], &[true; 3], 0);
+        c.topics = (0..4)
+            .map(|t| TopicDescription {
+                name: format!("orders-{t}"),
+                partitions: (0..2_500u32)
+                    .map(|p| {
+                        let unled = t == 2 && p >= 2_460;
+                        PartitionDescription {
+                            partition: p,
+                            leader_id: (!unled).then(|| format!("agent-{}", (p + t) % 3)),
+                            leader_address: None,
+                            lease_epoch: 1,
+                            lease_expires_ms: at + 800,
+                            log_start_offset: 0,
+                            high_watermark: (s + 1) * i64::from(p % 7),
+                        }
+                    })
+                    .collect(),
+                retention_ms: 86_400_000,
+                retention_bytes: -1,
+                created_at_ms: T0,
+            })
+            .collect();
+        app.update(
+            Action::Snapshot {
+                cluster: Box::new(c),
+                stats: Vec::new(),
+            },
+            now,
+        );
+    }
+    app.tab = Tab::Partitions;
+    (app, now + 100)
+}
+
+#[test]
+fn ten_thousand_partitions_page_filter_and_summarise() {
+    let (mut app, now) = big_cluster();
+    assert_eq!(app.visible_partitions().len(), 10_000);
+    let press = |app: &mut App, code: KeyCode| {
+        app.update(Action::Key(KeyEvent::from(code)), now);
+    };
+    press(&mut app, KeyCode::PageDown);
+    press(&mut app, KeyCode::PageDown);
+    assert_eq!(app.selected[1], 40);
+    press(&mut app, KeyCode::End);
+    assert_eq!(app.selected[1], 9_999);
+    press(&mut app, KeyCode::PageUp);
+    assert_eq!(app.selected[1], 9_979);
+    insta::assert_snapshot!(
+        "partitions_10k_end_80x24",
+        draw(&app, now, 80, 24).backend()
+    );
+    press(&mut app, KeyCode::Home);
+    assert_eq!(app.selected[1], 0);
+    // Partitions without a leader, found by the leader column's "none".
+    press(&mut app, KeyCode::Char('/'));
+    for c in "none".chars() {
+        press(&mut app, KeyCode::Char(c));
+    }
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.visible_partitions().len(), 40);
+    insta::assert_snapshot!(
+        "partitions_10k_unled_80x24",
+        draw(&app, now, 80, 24).backend()
+    );
+}
+
 fn group_fixture() -> (App, u64, streamhouse_client::GroupDescription) {
     use streamhouse_client::{
         GroupDescription, GroupListing, GroupMemberDescription, GroupPartitionDescription,

@@ -154,8 +154,12 @@ impl App {
             KeyCode::BackTab => {
                 self.tab = Tab::ALL[(self.tab.index() + Tab::ALL.len() - 1) % Tab::ALL.len()]
             }
-            KeyCode::Down | KeyCode::Char('j') => self.move_selection(true),
-            KeyCode::Up | KeyCode::Char('k') => self.move_selection(false),
+            KeyCode::Down | KeyCode::Char('j') => self.move_selection(1),
+            KeyCode::Up | KeyCode::Char('k') => self.move_selection(-1),
+            KeyCode::PageDown => self.move_selection(super::PAGE_ROWS),
+            KeyCode::PageUp => self.move_selection(-super::PAGE_ROWS),
+            KeyCode::Home => self.move_selection(isize::MIN),
+            KeyCode::End => self.move_selection(isize::MAX),
             KeyCode::Esc => {
                 if self.tab == Tab::Consume {
                     self.consume.selected = None;
@@ -284,7 +288,7 @@ pub(super) fn edit(s: &mut String, code: KeyCode) {
 pub fn keys_for(tab: Tab) -> Vec<(&'static str, &'static str)> {
     let mut keys = vec![
         ("1..6  tab  shift-tab", "switch screen"),
-        ("j k  up down", "move the selection"),
+        ("j k ↑ ↓ pgup pgdn home end", "move the selection"),
         ("?  :  /", "this help, command palette, filter"),
         ("esc  q  ctrl-c", "back, quit"),
     ];
@@ -297,7 +301,12 @@ pub fn keys_for(tab: Tab) -> Vec<(&'static str, &'static str)> {
         ],
         Tab::Partitions => vec![
             ("c", "create a topic"),
+            ("a", "alter the selected row's topic's retention"),
             ("d", "delete the selected row's topic (asks first)"),
+            (
+                "/",
+                "filter by topic or leader (\"none\": partitions without one)",
+            ),
         ],
         Tab::Groups => vec![
             ("enter", "open the selected group (esc: back)"),

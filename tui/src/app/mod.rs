@@ -25,6 +25,9 @@ pub use views::*;
 pub const HISTORY: usize = 300;
 /// Samples behind each partition's sparkline.
 const PARTITION_HISTORY: usize = 60;
+/// Rows PgUp and PgDn move a list's selection by.
+pub const PAGE_ROWS: isize = 20;
+
 /// How long a moved lease stays highlighted.
 pub const MOVED_HIGHLIGHT_MS: u64 = 5_000;
 const MAX_EVENTS: usize = 2_000;
@@ -354,10 +357,17 @@ impl App {
         self.agents.values().collect()
     }
 
+    /// The partitions the filter lets through: those whose topic or leader contains it
+    /// (`none` matches partitions without a leader, as the leader column shows them).
     pub fn visible_partitions(&self) -> Vec<&PartitionRow> {
+        let f = self.partitions_filter.as_str();
         self.partitions
             .iter()
-            .filter(|p| p.topic.contains(self.partitions_filter.as_str()))
+            .filter(|p| {
+                f.is_empty()
+                    || p.topic.contains(f)
+                    || p.leader.as_deref().unwrap_or("none").contains(f)
+            })
             .collect()
     }
 
@@ -400,18 +410,14 @@ impl App {
         }
     }
 
-    fn move_selection(&mut self, down: bool) {
+    /// Moves the selection of the screen on show by `delta` rows, within the list.
+    fn move_selection(&mut self, delta: isize) {
         let len = self.list_len();
         if len == 0 {
             return;
         }
-        let step = |s: usize| {
-            if down {
-                (s + 1).min(len - 1)
-            } else {
-                s.saturating_sub(1)
-            }
-        };
+        let down = delta > 0;
+        let step = |s: usize| s.saturating_add_signed(delta).min(len - 1);
         match self.tab {
             Tab::Overview => self.selected[0] = step(self.selected[0]),
             Tab::Partitions => self.selected[1] = step(self.selected[1]),
