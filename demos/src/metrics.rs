@@ -25,6 +25,20 @@ pub fn value(text: &str, series: &str) -> anyhow::Result<f64> {
     Ok(v.parse()?)
 }
 
+/// Every sample of counter or gauge `name` in a scrape, by the value of its label `label`.
+pub fn labelled(text: &str, name: &str, label: &str) -> anyhow::Result<Vec<(String, f64)>> {
+    let prefix = format!("{name}{{{label}=\"");
+    text.lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .map(|rest| {
+            let (v, n) = rest
+                .split_once("\"} ")
+                .ok_or_else(|| anyhow::anyhow!("malformed sample of {name}: {rest:?}"))?;
+            Ok((v.to_string(), n.parse()?))
+        })
+        .collect()
+}
+
 /// `series` at `addr` now.
 pub fn metric(addr: SocketAddr, series: &str) -> anyhow::Result<f64> {
     value(&scrape(addr)?, series)
@@ -132,5 +146,15 @@ x_seconds_count 10
         let none = h.since(&h);
         assert_eq!((none.count, none.mean_ms()), (0.0, 0.0));
         assert!(Histogram::parse(SCRAPE, "y_seconds").is_err());
+    }
+
+    #[test]
+    fn labelled_samples_parse() {
+        let text = "# TYPE c counter\nc_total{op=\"a\"} 3\nc_total{op=\"b\"} 4.5\nd_total 1\n";
+        assert_eq!(
+            labelled(text, "c_total", "op").unwrap(),
+            vec![("a".to_string(), 3.0), ("b".to_string(), 4.5)]
+        );
+        assert!(labelled("c_total{op=\"a\" 3", "c_total", "op").is_err());
     }
 }
