@@ -800,3 +800,165 @@ async fn a_producers_batches_are_stored_in_sequence_order_once() {
         .collect();
     assert_eq!(values, ["0", "1", "2", "3", "4", "5"]);
 }
+
+/// Five batches of one producer in flight to a leader that is killed before it flushes them:
+/// resent to the new leader they are stored once each and in sequence order, and a batch the
+/// old leader had stored is answered with its offset, not stored again (the new leader reads
+/// the producer's state from the store when it takes the lease).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_in_flight_across_a_failover_are_stored_once_in_order() {
+    let (_guard, dir) = data_dir();
+    // A long flush interval keeps the five waiting in the leader's buffer when it dies.
+    let flags = [
+        "--flush-interval-ms",
+        "2000",
+        "--lease-ttl-ms",
+        "1000",
+        "--heartbeat-ms",
+        "250",
+    ];
+    let mut a = Some(AgentProcess::start(
+        BIN,
+        &dir,
+        &[&flags[..], &["--id", "a"]].concat(),
+    ));
+    let mut b = Some(AgentProcess::start(
+        BIN,
+        &dir,
+        &[&flags[..], &["--id", "b"]].concat(),
+    ));
+    let a_addr = a.as_ref().unwrap().addr.clone();
+    let b_addr = b.as_ref().unwrap().addr.clone();
+    let mut c = raw::connect(&a_addr).await;
+    assert_eq!(
+        code(&create_topic(&mut c, "t", 1).await.error),
+        ErrorCode::Ok
+    );
+    let admin = Admin::connect(&a_addr).await.unwrap();
+    let leader_of = |admin: Admin| async move {
+        admin.describe_topic("t").await.unwrap().partitions[0]
+            .leader_id
+            .clone()
+    };
+    let first = streamhouse_tests::wait_for("a leader", Duration::from_secs(30), || {
+        leader_of(admin.clone())
+    })
+    .await;
+    let (leader, follower_addr) = if first == "a" {
+        (a.take().unwrap(), b_addr)
+    } else {
+        (b.take().unwrap(), a_addr)
+    };
+    let mut to_leader = raw::connect(&leader.addr).await;
+    let issued = new_producer(&mut to_leader).await;
+    let ts = now_ms();
+    let at = |seq: i32| {
+        let mut b = BatchBuilder::new(Compression::None);
+        b.append(ts, Some(b"k"), Some(seq.to_string().as_bytes()), &[]);
+        b.finish(ProducerStamp {
+            producer_id: issued.producer_id,
+            producer_epoch: issued.producer_epoch as i16,
+            base_sequence: seq,
+        })
+        .unwrap()
+    };
+    let r = raw::produce(&mut to_leader, "t", 0, vec![at(0)]).await;
+    assert_eq!((code(&r.error), r.base_offset), (ErrorCode::Ok, 0));
+
+    // Five more in flight; the leader's next flush is up to 2 s away.
+    let sends: Vec<_> = (1..=5)
+        .map(|seq| {
+            let mut c = to_leader.clone();
+            let batches = vec![at(seq)];
+            tokio::spawn(async move {
+                c.produce(pb::ProduceRequest {
+                    partitions: vec![pb::PartitionBatches {
+                        topic: "t".into(),
+                        partition: 0,
+                        batches,
+                    }],
+                })
+                .await
+            })
+        })
+        .collect();
+    // Every one of them waits in the leader's buffer, or was answered (one that arrived ahead
+    // of another is refused at once): then the leader dies.
+    let leader_admin = Admin::connect(&leader.addr).await.unwrap();
+    streamhouse_tests::wait_for(
+        "the five to reach the leader",
+        Duration::from_secs(30),
+        || {
+            let leader_admin = leader_admin.clone();
+            let addr = leader.addr.clone();
+            let answered = sends.iter().filter(|s| s.is_finished()).count() as u64;
+            async move {
+                let stats = leader_admin.agent_stats(&addr).await.unwrap();
+                (stats.buffered_batches + answered == 5).then_some(())
+            }
+        },
+    )
+    .await;
+    leader.kill9();
+    for s in sends {
+        if let Ok(r) = s.await.unwrap() {
+            let r = r.into_inner();
+            assert_ne!(
+                code(&r.error),
+                ErrorCode::Ok,
+                "acknowledged before any flush: {r:?}"
+            );
+        }
+    }
+
+    // The survivor takes the lease; everything is resent to it.
+    let survivor = Admin::connect(&follower_addr).await.unwrap();
+    let dead = first.clone();
+    streamhouse_tests::wait_for("the survivor to lead", Duration::from_secs(30), || {
+        let survivor = survivor.clone();
+        let dead = dead.clone();
+        async move { leader_of(survivor).await.filter(|l| *l != dead) }
+    })
+    .await;
+    let mut c = raw::connect(&follower_addr).await;
+    let r = raw::produce(&mut c, "t", 0, vec![at(0)]).await;
+    assert_eq!(
+        (code(&r.error), r.base_offset),
+        (ErrorCode::Ok, 0),
+        "the stored batch, resent: its offset, not a second copy"
+    );
+    let mut pending: Vec<i32> = (1..=5).collect();
+    let deadline = Deadline::within(Duration::from_secs(30));
+    while !pending.is_empty() {
+        deadline.check(format_args!("batches {pending:?} to be stored"));
+        let sends: Vec<_> = pending
+            .iter()
+            .map(|&seq| {
+                let mut c = c.clone();
+                let batch = at(seq);
+                tokio::spawn(async move { (seq, raw::produce(&mut c, "t", 0, vec![batch]).await) })
+            })
+            .collect();
+        let mut refused = Vec::new();
+        for s in sends {
+            let (seq, r) = s.await.unwrap();
+            match code(&r.error) {
+                ErrorCode::Ok => assert_eq!(r.base_offset, i64::from(seq), "stored out of order"),
+                ErrorCode::OutOfOrderSequence => refused.push(seq),
+                other => panic!("batch {seq}: {other:?} {r:?}"),
+            }
+        }
+        pending = refused;
+    }
+    assert_eq!(high_watermark(&mut c, "t", 0).await, 6);
+    let f = raw::fetch(&mut c, "t", 0, 0, 1 << 20, 0).await;
+    let values: Vec<String> = f
+        .batches
+        .iter()
+        .zip(&f.base_offsets)
+        .flat_map(|(b, base)| Batch::parse(b.clone()).unwrap().records(*base).unwrap())
+        .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
+        .collect();
+    assert_eq!(values, ["0", "1", "2", "3", "4", "5"]);
+    drop((a, b));
+}
