@@ -136,7 +136,8 @@ pub async fn tick(shared: &Shared) -> Result<Option<Duration>> {
             holder: r.leader_id.as_deref(),
         })
         .collect();
-    let (plan, wanted) = plan_for(shared, &agents, &slots);
+    let planned = plan_for(shared, &agents, &slots);
+    let (plan, wanted) = (&planned.0, &planned.1);
 
     for &s in &plan.hand_back {
         let row = &rows[s];
@@ -195,9 +196,11 @@ pub async fn tick(shared: &Shared) -> Result<Option<Duration>> {
 pub struct CachedPlan {
     /// A digest of the live agents and every partition's holder, in the snapshot's order.
     snapshot: u64,
-    plan: assignment::Plan,
-    wanted: Vec<Option<usize>>,
+    planned: Arc<Planned>,
 }
+
+/// A round's plan for this agent and the wanted owner of every slot.
+type Planned = (assignment::Plan, Vec<Option<usize>>);
 
 /// A digest of what the plan depends on: the live agents and each slot's key and holder.
 fn snapshot_digest(agents: &[String], slots: &[Slot<'_>]) -> u64 {
@@ -213,24 +216,21 @@ fn snapshot_digest(agents: &[String], slots: &[Slot<'_>]) -> u64 {
 
 /// The plan for this snapshot and the wanted owner of every slot: the last round's when
 /// nothing it depends on changed, else computed afresh.
-fn plan_for(
-    shared: &Shared,
-    agents: &[String],
-    slots: &[Slot<'_>],
-) -> (assignment::Plan, Vec<Option<usize>>) {
+fn plan_for(shared: &Shared, agents: &[String], slots: &[Slot<'_>]) -> Arc<Planned> {
     let snapshot = snapshot_digest(agents, slots);
     let mut cached = shared.lease_plan.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(c) = cached.as_ref().filter(|c| c.snapshot == snapshot) {
-        return (c.plan.clone(), c.wanted.clone());
+        return c.planned.clone();
     }
-    let plan = assignment::plan(&shared.id, agents, slots);
-    let wanted = assignment::assign(agents, slots);
+    let planned = Arc::new((
+        assignment::plan(&shared.id, agents, slots),
+        assignment::assign(agents, slots),
+    ));
     *cached = Some(CachedPlan {
         snapshot,
-        plan: plan.clone(),
-        wanted: wanted.clone(),
+        planned: planned.clone(),
     });
-    (plan, wanted)
+    planned
 }
 
 /// Whether this round is sat out because the agent's flushes cannot commit. Renewing leases

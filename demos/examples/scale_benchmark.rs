@@ -421,6 +421,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "--partitions must be a multiple of --topics"
     );
     anyhow::ensure!(args.value_size >= 8, "--value-size must hold an 8-byte id");
+    anyhow::ensure!(
+        args.read_slice >= 1,
+        "--read-slice: at least 1 partition at a time"
+    );
     let per_topic = args.partitions / args.topics;
     let tag = format!(
         "{}{}",

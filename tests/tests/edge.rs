@@ -65,6 +65,50 @@ async fn high_watermark(c: &mut raw::Client, topic: &str, partition: u32) -> i64
         .high_watermark
 }
 
+/// Sends each of `seqs` (built by `at`) to partition 0 of `t` as its own request, all at once,
+/// until every one is stored: each is stored at the offset of its sequence (batch 0 being at
+/// offset 0), or refused with OUT_OF_ORDER_SEQUENCE for arriving ahead of a gap and resent.
+async fn send_until_stored(
+    c: &raw::Client,
+    seqs: std::ops::RangeInclusive<i32>,
+    at: impl Fn(i32) -> Bytes,
+) {
+    let mut pending: Vec<i32> = seqs.collect();
+    let deadline = Deadline::within(Duration::from_secs(30));
+    while !pending.is_empty() {
+        deadline.check(format_args!("batches {pending:?} to be stored"));
+        let sends: Vec<_> = pending
+            .iter()
+            .map(|&seq| {
+                let mut c = c.clone();
+                let batch = at(seq);
+                tokio::spawn(async move { (seq, raw::produce(&mut c, "t", 0, vec![batch]).await) })
+            })
+            .collect();
+        let mut refused = Vec::new();
+        for s in sends {
+            let (seq, r) = s.await.unwrap();
+            match code(&r.error) {
+                ErrorCode::Ok => assert_eq!(r.base_offset, i64::from(seq), "stored out of order"),
+                ErrorCode::OutOfOrderSequence => refused.push(seq),
+                other => panic!("batch {seq}: {other:?} {r:?}"),
+            }
+        }
+        pending = refused;
+    }
+}
+
+/// The values of partition 0 of `t`, in offset order.
+async fn values_of(c: &mut raw::Client) -> Vec<String> {
+    let f = raw::fetch(c, "t", 0, 0, 1 << 20, 0).await;
+    f.batches
+        .iter()
+        .zip(&f.base_offsets)
+        .flat_map(|(b, base)| Batch::parse(b.clone()).unwrap().records(*base).unwrap())
+        .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
+        .collect()
+}
+
 /// Each kind of malformed batch the issue names, with a correct CRC: refused with
 /// CORRUPT_BATCH, nothing appended, and the good partition of the same request unaffected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -762,43 +806,14 @@ async fn a_producers_batches_are_stored_in_sequence_order_once() {
 
     // Five requests in flight at once: each is stored, or refused because it arrived ahead
     // of one before it; the refused ones, resent in order, go in after.
-    let mut pending: Vec<i32> = (1..=5).collect();
-    let deadline = Deadline::within(Duration::from_secs(30));
-    while !pending.is_empty() {
-        deadline.check(format_args!("batches {pending:?} to be stored"));
-        let sends: Vec<_> = pending
-            .iter()
-            .map(|&seq| {
-                let mut c = c.clone();
-                let batch = at(seq);
-                tokio::spawn(async move { (seq, raw::produce(&mut c, "t", 0, vec![batch]).await) })
-            })
-            .collect();
-        let mut refused = Vec::new();
-        for s in sends {
-            let (seq, r) = s.await.unwrap();
-            match code(&r.error) {
-                ErrorCode::Ok => assert_eq!(r.base_offset, i64::from(seq), "stored out of order"),
-                ErrorCode::OutOfOrderSequence => refused.push(seq),
-                other => panic!("batch {seq}: {other:?} {r:?}"),
-            }
-        }
-        pending = refused;
-    }
+    send_until_stored(&c, 1..=5, at).await;
     assert_eq!(high_watermark(&mut c, "t", 0).await, 6);
     // A retry of a stored batch: its original offset, nothing stored.
     let r = raw::produce(&mut c, "t", 0, vec![at(3)]).await;
     assert_eq!((code(&r.error), r.base_offset), (ErrorCode::Ok, 3));
     assert_eq!(high_watermark(&mut c, "t", 0).await, 6);
     // The log holds 0 to 5, in order.
-    let f = raw::fetch(&mut c, "t", 0, 0, 1 << 20, 0).await;
-    let values: Vec<String> = f
-        .batches
-        .iter()
-        .flat_map(|b| Batch::parse(b.clone()).unwrap().records(0).unwrap())
-        .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
-        .collect();
-    assert_eq!(values, ["0", "1", "2", "3", "4", "5"]);
+    assert_eq!(values_of(&mut c).await, ["0", "1", "2", "3", "4", "5"]);
 }
 
 /// Five batches of one producer in flight to a leader that is killed before it flushes them:
@@ -927,38 +942,8 @@ async fn five_in_flight_across_a_failover_are_stored_once_in_order() {
         (ErrorCode::Ok, 0),
         "the stored batch, resent: its offset, not a second copy"
     );
-    let mut pending: Vec<i32> = (1..=5).collect();
-    let deadline = Deadline::within(Duration::from_secs(30));
-    while !pending.is_empty() {
-        deadline.check(format_args!("batches {pending:?} to be stored"));
-        let sends: Vec<_> = pending
-            .iter()
-            .map(|&seq| {
-                let mut c = c.clone();
-                let batch = at(seq);
-                tokio::spawn(async move { (seq, raw::produce(&mut c, "t", 0, vec![batch]).await) })
-            })
-            .collect();
-        let mut refused = Vec::new();
-        for s in sends {
-            let (seq, r) = s.await.unwrap();
-            match code(&r.error) {
-                ErrorCode::Ok => assert_eq!(r.base_offset, i64::from(seq), "stored out of order"),
-                ErrorCode::OutOfOrderSequence => refused.push(seq),
-                other => panic!("batch {seq}: {other:?} {r:?}"),
-            }
-        }
-        pending = refused;
-    }
+    send_until_stored(&c, 1..=5, at).await;
     assert_eq!(high_watermark(&mut c, "t", 0).await, 6);
-    let f = raw::fetch(&mut c, "t", 0, 0, 1 << 20, 0).await;
-    let values: Vec<String> = f
-        .batches
-        .iter()
-        .zip(&f.base_offsets)
-        .flat_map(|(b, base)| Batch::parse(b.clone()).unwrap().records(*base).unwrap())
-        .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
-        .collect();
-    assert_eq!(values, ["0", "1", "2", "3", "4", "5"]);
+    assert_eq!(values_of(&mut c).await, ["0", "1", "2", "3", "4", "5"]);
     drop((a, b));
 }

@@ -33,12 +33,7 @@ impl MetadataStore {
                     for run in candidates.chunk_by(|a, b| a.0 == b.0) {
                         let topic = run[0].0.as_str();
                         for chunk in run.chunks(KEYS_PER_STATEMENT) {
-                            let ids = |first: usize| {
-                                (0..chunk.len())
-                                    .map(|i| format!("${}", first + i))
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            };
+                            let ids = |first| placeholders(first, chunk.len());
                             // Who had each, for the events: nobody, or a holder whose lease
                             // ran out.
                             let sql = format!(

@@ -304,6 +304,14 @@ const EVENTS_KEPT: i64 = 10_000;
 /// store's limit on bound parameters, and few round trips for thousands of partitions.
 pub const KEYS_PER_STATEMENT: usize = 500;
 
+/// `$first, $first+1, ...`: `n` bind placeholders for an `IN (...)` list.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// How long metadata calls may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deadlines {

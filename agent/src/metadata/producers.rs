@@ -90,10 +90,7 @@ impl MetadataStore {
         self.bounded("producer_states", async move {
             let mut out: HashMap<u32, Vec<_>> = HashMap::new();
             for chunk in partitions.chunks(KEYS_PER_STATEMENT) {
-                let ids = (0..chunk.len())
-                    .map(|i| format!("${}", i + 3))
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let ids = placeholders(3, chunk.len());
                 let sql = format!(
                     "SELECT partition_id, producer_id, producer_epoch, recent FROM producer_state
                      WHERE topic = $1 AND updated_at_ms > {} - $2 AND partition_id IN ({ids})",

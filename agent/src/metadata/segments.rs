@@ -31,10 +31,7 @@ impl MetadataStore {
                 let topic: &str = &batch[0].topic;
                 if self.dialect == Dialect::Postgres {
                     // Row locks in key order, as lease rounds take them: no deadlock.
-                    let ids = (0..batch.len())
-                        .map(|i| format!("${}", i + 2))
-                        .collect::<Vec<_>>()
-                        .join(", ");
+                    let ids = placeholders(2, batch.len());
                     let sql = format!(
                         "SELECT partition_id FROM partitions WHERE topic = $1
                          AND partition_id IN ({ids}) ORDER BY partition_id FOR UPDATE"

@@ -193,10 +193,7 @@ impl MetadataStore {
         self.bounded("partition_bounds", async move {
             let mut out = Vec::with_capacity(partitions.len());
             for chunk in partitions.chunks(KEYS_PER_STATEMENT) {
-                let list = (0..chunk.len())
-                    .map(|i| format!("${}", i + 2))
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let list = placeholders(2, chunk.len());
                 let sql = format!(
                     "SELECT partition_id, log_start_offset, high_watermark FROM partitions
                      WHERE topic = $1 AND partition_id IN ({list})"
