@@ -346,6 +346,8 @@ fn tagged(id: u64, len: usize) -> Vec<u8> {
 struct Acks {
     acked: Vec<u64>,
     failed: u64,
+    /// Deliveries whose outcome is not recorded yet.
+    pending: u64,
     latency: Option<hdrhistogram::Histogram<u64>>,
 }
 
@@ -394,9 +396,11 @@ async fn load(load: Load, mut stop: tokio::sync::watch::Receiver<bool>) -> anyho
                 .send_record(topic, Some(partition), None, Some(&value), &[], None)
                 .await?;
             let acks = acks.clone();
+            acks.lock().unwrap_or_else(|p| p.into_inner()).pending += 1;
             tokio::spawn(async move {
                 let result = delivery.await;
                 let mut a = acks.lock().unwrap_or_else(|p| p.into_inner());
+                a.pending -= 1;
                 match result {
                     Ok(_) => {
                         a.acked.push(id);
@@ -708,8 +712,15 @@ async fn measure(
     loader.await??;
     producer.flush().await?;
     producer.close().await?;
-    // Deliveries are recorded by their own tasks: let the last of them land.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Deliveries are recorded by their own tasks: wait until the last of them has.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acks.lock().unwrap_or_else(|p| p.into_inner()).pending > 0 {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "deliveries unrecorded 60 s after close"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     // Read everything back.
     let (acked, failed) = {
