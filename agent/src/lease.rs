@@ -1,6 +1,7 @@
 //! Partition leases: which agent writes which partition, and the rounds that keep it so.
 //!
-//! Every heartbeat the agent runs one round: it marks agents that went silent as lost, renews
+//! Every heartbeat the agent runs one round: it marks agents that went silent, or whose
+//! session with the metadata store ended (see [`crate::metadata::Session`]), as lost, renews
 //! the leases it holds (and forgets those it lost), then reads one snapshot of the live agents
 //! and every partition's holder and follows the [`assignment`] plan: hand back (after
 //! flushing) what another live agent should lead, take the free or expired leases that map to
@@ -20,7 +21,7 @@ use tokio::sync::watch;
 use crate::Shared;
 use crate::assignment::{self, Slot};
 use crate::error::Result;
-use crate::metadata::Lease;
+use crate::metadata::{Lease, Session};
 use crate::partitions::PartitionState;
 
 /// Leases one round takes at most. After a kill thousands may be free at once; taken in
@@ -65,13 +66,13 @@ pub async fn tick(shared: &Shared) -> Result<Option<Duration>> {
     // only after a round that succeeded whole: an agent that reaches the store for some
     // statements but not others (its transactions hang, say) stops looking live, and its
     // partitions move instead of being handed back to it.
-    if shared.last_round_ok.swap(false, Ordering::AcqRel)
-        && !meta.heartbeat_agent(&shared.id).await?
-    {
-        meta.register_agent(&shared.id, &shared.advertise).await?;
+    let session = current_session(shared);
+    if shared.last_round_ok.swap(false, Ordering::AcqRel) {
+        heartbeat(shared, session.key()).await?;
     }
-    for lost in meta.reap_lost_agents(ttl).await? {
-        tracing::warn!(agent = %lost, "agent lost: no heartbeat within the lease TTL");
+    let ended = ended_sessions(shared, &session).await?;
+    for (lost, why) in meta.reap_lost_agents(ttl, &ended).await? {
+        tracing::warn!(agent = %lost, why, "agent lost");
     }
 
     // Topics deleted or recreated elsewhere.
@@ -188,6 +189,55 @@ pub async fn tick(shared: &Shared) -> Result<Option<Duration>> {
         return Ok(Some(Duration::ZERO));
     }
     Ok(soonest.map(|ms| Duration::from_millis(ms.max(0) as u64 + 5)))
+}
+
+/// Refreshes this agent's heartbeat and the session its row names, registering again if
+/// the row is gone or was marked lost.
+async fn heartbeat(shared: &Shared, session: i64) -> Result<()> {
+    let meta = &shared.lease_meta;
+    if !meta.heartbeat_agent(&shared.id, session).await? {
+        meta.register_agent(&shared.id, &shared.advertise, session)
+            .await?;
+    }
+    Ok(())
+}
+
+fn current_session(shared: &Shared) -> Arc<Session> {
+    shared
+        .session
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+}
+
+/// The other agents whose session with the metadata store has ended (their process is gone),
+/// by the session key their row names: their leases are free at once. Judged only while this
+/// agent's own session holds and has held for two heartbeats: when the store comes back after
+/// an outage every session has ended, and each agent needs a round to name its new one. An
+/// agent whose own session ended opens a new one and names it before anyone can take the old
+/// one's end for its own.
+async fn ended_sessions(shared: &Shared, session: &Session) -> Result<Vec<(String, i64)>> {
+    if session.key() == 0 {
+        return Ok(Vec::new());
+    }
+    let meta = &shared.lease_meta;
+    if !session.holds(meta.deadlines().call).await {
+        tracing::warn!("this agent's session with the metadata store ended; opening a new one");
+        let fresh = Arc::new(meta.open_session().await?);
+        heartbeat(shared, fresh.key()).await?;
+        *shared.session.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
+        return Ok(Vec::new());
+    }
+    if session.age() < Duration::from_millis(shared.config.heartbeat_ms * 2) {
+        return Ok(Vec::new());
+    }
+    Ok(meta
+        .agent_sessions()
+        .await?
+        .into_iter()
+        .filter(|s| !s.alive && !s.lost && s.id != shared.id)
+        .map(|s| (s.id, s.key))
+        .collect())
 }
 
 /// A lease round's plan, kept for the next round: with thousands of partitions the plan

@@ -119,6 +119,9 @@ pub(crate) struct Shared {
     /// The last lease round's plan and the snapshot it came from, reused while the live
     /// agents and every partition's holder stay the same.
     pub lease_plan: std::sync::Mutex<Option<lease::CachedPlan>>,
+    /// This process's session with the metadata store, whose end tells the other agents at
+    /// once that it is gone; replaced when it ends under a live agent.
+    pub session: std::sync::Mutex<Arc<metadata::Session>>,
 }
 
 /// Counters the agent reports through `GetAgentStats`.
@@ -240,7 +243,14 @@ impl Agent {
             metrics.clone(),
         );
         let reader = Reader::new(meta.clone(), store.clone(), cache, metrics.clone());
-        meta.register_agent(&id, &advertise).await?;
+        let session = meta.open_session().await.map_err(|e| {
+            StartError::Check(format!(
+                "metadata store {}: cannot open the agent's session: {e} \
+                 (--metadata / STREAMHOUSE_METADATA); check the server's connection limit",
+                startup::redact(&config.metadata)
+            ))
+        })?;
+        meta.register_agent(&id, &advertise, session.key()).await?;
         let shared = Arc::new(Shared {
             id,
             advertise,
@@ -267,6 +277,7 @@ impl Agent {
             sit_outs: std::sync::Mutex::new((0, 0)),
             last_round_ok: AtomicBool::new(true),
             lease_plan: std::sync::Mutex::new(None),
+            session: std::sync::Mutex::new(Arc::new(session)),
         });
         if let Err(e) = lease::tick(&shared).await {
             tracing::warn!(error = %e, "first lease round failed; the lease loop will retry");

@@ -183,8 +183,9 @@ pub fn metadata_failure(url: &str, e: &MetadataError) -> String {
 }
 
 /// Refuses to start when another live agent holds `id`. A registration whose heartbeat is
-/// recent may be this agent's own previous run, killed a moment ago: it is watched for a
-/// little over two heartbeats, and only a heartbeat that moves meanwhile means a live agent.
+/// recent may be this agent's own previous run, killed a moment ago: if the session it named
+/// has ended, that run is gone; otherwise it is watched for a little over two heartbeats, and
+/// only a heartbeat that moves meanwhile means a live agent.
 pub async fn claim_id(
     meta: &MetadataStore,
     id: &str,
@@ -198,6 +199,13 @@ pub async fn claim_id(
         return Ok(());
     };
     if age > ttl {
+        return Ok(());
+    }
+    // A registration whose session has ended belongs to a process that is gone.
+    let sessions = meta.agent_sessions().await.map_err(unavailable)?;
+    if sessions.iter().any(|s| s.id == id && !s.alive) {
+        tracing::info!(id, previous = %address,
+            "this id's previous session has ended; taking the id over");
         return Ok(());
     }
     let watch = Duration::from_millis(config.heartbeat_ms * 2 + 250);

@@ -642,6 +642,121 @@ async fn agents_join_and_leave(stores: &Stores) {
     );
 }
 
+// ---- a killed agent's session ends long before its leases -----------------------------------
+
+/// Leases that outlast the test's waits: only an agent's session ending can move them in time.
+const LONG_LEASE: [&str; 4] = ["--lease-ttl-ms", "30000", "--heartbeat-ms", "300"];
+
+/// With 30 s leases: a paused agent keeps its session and its partitions (nobody takes them
+/// on its behalf), while a killed agent's session ends with its process, so the others take
+/// its partitions and acknowledge writes to them well before its leases would have run out.
+async fn a_killed_agents_partitions_move_before_its_leases_end(stores: &Stores) {
+    const TOPIC: &str = "sessions";
+    let lease = LONG_LEASE.map(String::from);
+    let mut spec = ClusterSpec::on_stores(&stores.metadata, &stores.storage, &lease);
+    spec.log_filter = Some("warn".into());
+    let mut cluster = Cluster {
+        local: LocalCluster::start_on(spec.with_program(BIN), 3).expect("agents start"),
+    };
+    let admin = Admin::connect(&cluster.bootstrap()).await.unwrap();
+    create(&admin, TOPIC, 6).await;
+    let all = ["agent-0", "agent-1", "agent-2"];
+    let before = balanced(&admin, TOPIC, &all).await;
+    let victim = leader_of(&before, 0);
+    let paused = all.iter().find(|a| **a != victim).unwrap().to_string();
+    let survivor = all.iter().find(|a| **a != victim && **a != paused).unwrap();
+    let addrs: HashMap<String, String> = all
+        .iter()
+        .map(|id| (id.to_string(), cluster.local.agents[*id].addr.clone()))
+        .collect();
+    let addr = |id: &str| addrs[id].clone();
+    let watcher = Admin::connect(&format!("{},{}", addr(&victim), addr(survivor)))
+        .await
+        .unwrap();
+
+    // Paused for ten heartbeats: its session holds, so its partitions stay where they are.
+    cluster.local.agents[&paused]
+        .signal(Signal::SIGSTOP)
+        .expect("SIGSTOP");
+    let deadline = Deadline::within(Duration::from_millis(3000));
+    while !deadline.passed() {
+        let t = watcher.describe_topic(TOPIC).await.unwrap();
+        let leases = |t: &TopicDescription| -> Vec<(Option<String>, i64)> {
+            t.partitions
+                .iter()
+                .map(|p| (p.leader_id.clone(), p.lease_epoch))
+                .collect()
+        };
+        assert_eq!(
+            leases(&t),
+            leases(&before),
+            "a paused agent's partitions moved although its session holds"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cluster.local.agents[&paused]
+        .signal(Signal::SIGCONT)
+        .expect("SIGCONT");
+
+    // Killed: led by the survivors and acknowledging within half the lease.
+    let killed_at = Instant::now();
+    cluster.take(&victim).kill9();
+    let admin = Admin::connect(&format!("{},{}", addr(&paused), addr(survivor)))
+        .await
+        .unwrap();
+    let after = tokio::time::timeout(
+        Duration::from_secs(15),
+        balanced(&admin, TOPIC, &[paused.as_str(), survivor]),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{victim}'s partitions still led by it 15 s after kill -9"));
+    for (b, a) in before.partitions.iter().zip(&after.partitions) {
+        if b.leader_id.as_deref() == Some(victim.as_str()) {
+            assert!(a.lease_epoch > b.lease_epoch, "{a:?} after {b:?}");
+        }
+    }
+    let producer = Producer::builder()
+        .bootstrap(format!("{},{}", addr(&paused), addr(survivor)))
+        .delivery_timeout_ms(15_000)
+        .request_timeout_ms(5_000)
+        .build()
+        .await
+        .unwrap();
+    let mut deliveries = Vec::new();
+    let mut next = 0;
+    send_numbered(&producer, TOPIC, &mut next, 600, 60, &mut deliveries).await;
+    producer.flush().await.unwrap();
+    let mut acked = Acked::new();
+    settle(deliveries, &mut acked).await;
+    producer.close().await.unwrap();
+    assert_eq!(acked.len(), 6, "every partition acknowledged a write");
+    eprintln!(
+        "{victim} killed; its partitions led and written again after {:?}",
+        killed_at.elapsed()
+    );
+    assert!(killed_at.elapsed() < Duration::from_secs(30));
+    assert_log_is(
+        &format!("{},{}", addr(&paused), addr(survivor)),
+        TOPIC,
+        6,
+        &acked,
+    )
+    .await;
+    let events = admin.list_events(0, 1000).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "agent_lost" && e.subject == victim && e.detail.contains("session")),
+        "{events:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.kind == "agent_lost" && e.subject == paused),
+        "the paused agent was taken for lost"
+    );
+}
+
 /// Each scenario as two tests: on SQLite and a local directory, and on PostgreSQL and an
 /// S3-compatible server (skipped when they are not configured, except under CI).
 macro_rules! on_both_backends {
@@ -670,7 +785,8 @@ on_both_backends!(
     end_to_end_with_maintenance,
     kill_leader_under_load,
     paused_agent_is_fenced,
-    agents_join_and_leave
+    agents_join_and_leave,
+    a_killed_agents_partitions_move_before_its_leases_end
 );
 
 // ---- metadata-store faults through a proxy --------------------------------------------------

@@ -3,17 +3,21 @@
 use super::*;
 
 impl MetadataStore {
-    /// Registers agent `id` serving at `address` (again, after a restart), and logs it.
-    pub async fn register_agent(&self, id: &str, address: &str) -> Result<()> {
+    /// Registers agent `id` serving at `address` (again, after a restart), with the key of
+    /// its [`Session`] (0 for none), and logs it.
+    pub async fn register_agent(&self, id: &str, address: &str, session: i64) -> Result<()> {
         self.bounded("register_agent", async move {
             let now = self.dialect.now_ms();
             self.retry_busy(|| async {
                 sqlx::query(&format!(
-                    "INSERT INTO agents (id, address, started_at_ms, heartbeat_ms) VALUES ($1, $2, {now}, {now})
-                     ON CONFLICT (id) DO UPDATE SET address = $2, started_at_ms = {now}, heartbeat_ms = {now}, lost = 0"
+                    "INSERT INTO agents (id, address, started_at_ms, heartbeat_ms, session_key)
+                     VALUES ($1, $2, {now}, {now}, $3)
+                     ON CONFLICT (id) DO UPDATE SET address = $2, started_at_ms = {now},
+                         heartbeat_ms = {now}, lost = 0, session_key = $3"
                 ))
                 .bind(id)
                 .bind(address)
+                .bind(session)
                 .execute(&self.pool)
                 .await?;
                 Ok(())
@@ -25,15 +29,18 @@ impl MetadataStore {
         .await
     }
 
-    /// Refreshes the agent's heartbeat; false if its registration is gone.
-    pub async fn heartbeat_agent(&self, id: &str) -> Result<bool> {
+    /// Refreshes the agent's heartbeat and the key of its current [`Session`]; false if its
+    /// registration is gone or it was marked lost.
+    pub async fn heartbeat_agent(&self, id: &str, session: i64) -> Result<bool> {
         self.bounded("heartbeat_agent", async move {
             let now = self.dialect.now_ms();
             self.retry_busy(|| async {
                 let done = sqlx::query(&format!(
-                    "UPDATE agents SET heartbeat_ms = {now} WHERE id = $1 AND lost = 0"
+                    "UPDATE agents SET heartbeat_ms = {now}, session_key = $2
+                     WHERE id = $1 AND lost = 0"
                 ))
                 .bind(id)
+                .bind(session)
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected() == 1)
@@ -84,27 +91,27 @@ impl MetadataStore {
         .await
     }
 
-    /// Agents whose heartbeat is younger than `live_within_ms` (all agents when `None`).
+    /// Agents not marked lost whose heartbeat is younger than `live_within_ms` (every
+    /// registered agent when `None`).
     pub async fn list_agents(&self, live_within_ms: Option<i64>) -> Result<Vec<AgentRow>> {
         self.bounded("list_agents", async move {
-            let rows =
-                match live_within_ms {
-                    Some(ms) => {
-                        sqlx::query(&format!(
-                            "SELECT id, address, started_at_ms, heartbeat_ms FROM agents
-                         WHERE heartbeat_ms > {} - $1 ORDER BY id",
-                            self.dialect.now_ms()
-                        ))
-                        .bind(ms)
-                        .fetch_all(&self.pool)
-                        .await?
-                    }
-                    None => sqlx::query(
-                        "SELECT id, address, started_at_ms, heartbeat_ms FROM agents ORDER BY id",
-                    )
+            let rows = match live_within_ms {
+                Some(ms) => {
+                    sqlx::query(&format!(
+                        "SELECT id, address, started_at_ms, heartbeat_ms, lost FROM agents
+                         WHERE heartbeat_ms > {} - $1 AND lost = 0 ORDER BY id",
+                        self.dialect.now_ms()
+                    ))
+                    .bind(ms)
                     .fetch_all(&self.pool)
-                    .await?,
-                };
+                    .await?
+                }
+                None => sqlx::query(
+                    "SELECT id, address, started_at_ms, heartbeat_ms, lost FROM agents ORDER BY id",
+                )
+                .fetch_all(&self.pool)
+                .await?,
+            };
             rows.iter()
                 .map(|r| {
                     Ok(AgentRow {
@@ -112,6 +119,7 @@ impl MetadataStore {
                         address: r.try_get("address")?,
                         started_at_ms: r.try_get("started_at_ms")?,
                         heartbeat_ms: r.try_get("heartbeat_ms")?,
+                        lost: r.try_get::<i64, _>("lost")? != 0,
                     })
                 })
                 .collect()
@@ -119,24 +127,47 @@ impl MetadataStore {
         .await
     }
 
-    /// Marks agents whose heartbeat is older than `ttl_ms` as lost (once each, with an event)
-    /// and forgets those silent for an hour. Returns the newly lost.
-    pub async fn reap_lost_agents(&self, ttl_ms: i64) -> Result<Vec<String>> {
+    /// Marks as lost (once each, with an event) the agents whose heartbeat is older than
+    /// `ttl_ms`, and those of `ended` (an agent and the key of a session seen ended) whose row
+    /// still names that session; forgets agents silent for an hour. A lost agent's leases are
+    /// free to take at once. Returns the newly lost, each with why.
+    pub async fn reap_lost_agents(
+        &self,
+        ttl_ms: i64,
+        ended: &[(String, i64)],
+    ) -> Result<Vec<(String, String)>> {
         self.bounded("reap_lost_agents", async move {
             let now = self.dialect.now_ms();
-            let lost: Vec<String> = self
+            let lost: Vec<(String, String)> = self
                 .retry_busy(|| async {
                     let mut tx = self.pool.begin().await?;
-                    let lost = sqlx::query(&format!(
+                    let mut lost = Vec::new();
+                    for r in sqlx::query(&format!(
                         "UPDATE agents SET lost = 1 WHERE lost = 0 AND heartbeat_ms <= {now} - $1
                          RETURNING id"
                     ))
                     .bind(ttl_ms)
                     .fetch_all(&mut *tx)
                     .await?
-                    .iter()
-                    .map(|r| r.try_get::<String, _>("id"))
-                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                    {
+                        lost.push((r.try_get("id")?, format!("no heartbeat for {ttl_ms} ms")));
+                    }
+                    for (id, key) in ended {
+                        let done = sqlx::query(
+                            "UPDATE agents SET lost = 1
+                             WHERE id = $1 AND session_key = $2 AND lost = 0",
+                        )
+                        .bind(id)
+                        .bind(key)
+                        .execute(&mut *tx)
+                        .await?;
+                        if done.rows_affected() == 1 {
+                            lost.push((
+                                id.clone(),
+                                "its session with the metadata store ended (process gone)".into(),
+                            ));
+                        }
+                    }
                     sqlx::query(&format!(
                         "DELETE FROM agents WHERE lost = 1 AND heartbeat_ms <= {now} - 3600000"
                     ))
@@ -148,13 +179,7 @@ impl MetadataStore {
                 .await?;
             let events: Vec<(&str, String, String)> = lost
                 .iter()
-                .map(|id| {
-                    (
-                        "agent_lost",
-                        id.clone(),
-                        format!("no heartbeat for {ttl_ms} ms"),
-                    )
-                })
+                .map(|(id, why)| ("agent_lost", id.clone(), why.clone()))
                 .collect();
             self.append_events(&events).await?;
             Ok(lost)

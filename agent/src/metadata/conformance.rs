@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::groups::ResetTo;
-use super::{ChunkCommit, FlushCommit, MetadataError, MetadataStore, ProducerCommit};
+use super::{AgentSession, ChunkCommit, FlushCommit, MetadataError, MetadataStore, ProducerCommit};
 use crate::group::assignor::Assignor;
 use crate::group::coordinator::{GroupError, Heartbeat};
 use crate::sequence::ProducerEntry;
@@ -55,10 +55,10 @@ async fn run(store: &MetadataStore) {
     assert!(store.get_topic("nope").await.unwrap().is_none());
 
     // Agents.
-    store.register_agent("a1", "127.0.0.1:1").await.unwrap();
-    store.register_agent("a2", "127.0.0.1:2").await.unwrap();
-    assert!(store.heartbeat_agent("a1").await.unwrap());
-    assert!(!store.heartbeat_agent("ghost").await.unwrap());
+    store.register_agent("a1", "127.0.0.1:1", 0).await.unwrap();
+    store.register_agent("a2", "127.0.0.1:2", 0).await.unwrap();
+    assert!(store.heartbeat_agent("a1", 0).await.unwrap());
+    assert!(!store.heartbeat_agent("ghost", 0).await.unwrap());
     assert_eq!(store.list_agents(Some(60_000)).await.unwrap().len(), 2);
 
     // Leases: one holder at a time, epochs grow with every change of holder.
@@ -365,27 +365,28 @@ async fn run(store: &MetadataStore) {
     assert!(events.iter().any(|e| e.kind == "lease_released"));
 
     // An agent silent past the TTL is reported lost once, and must register again.
-    store.register_agent("a3", "127.0.0.1:3").await.unwrap();
+    store.register_agent("a3", "127.0.0.1:3", 0).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let lost = loop {
-        let lost = store.reap_lost_agents(50).await.unwrap();
-        if lost.contains(&"a3".to_string()) {
+        let lost = store.reap_lost_agents(50, &[]).await.unwrap();
+        if lost.iter().any(|(id, _)| id == "a3") {
             break lost;
         }
         assert!(Instant::now() < deadline, "a3 was never reported lost");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert!(lost.contains(&"a3".to_string()));
+    assert!(lost.iter().any(|(id, _)| id == "a3"));
     assert!(
         !store
-            .reap_lost_agents(50)
+            .reap_lost_agents(50, &[])
             .await
             .unwrap()
-            .contains(&"a3".to_string())
+            .iter()
+            .any(|(id, _)| id == "a3")
     );
-    assert!(!store.heartbeat_agent("a3").await.unwrap());
-    store.register_agent("a3", "127.0.0.1:3").await.unwrap();
-    assert!(store.heartbeat_agent("a3").await.unwrap());
+    assert!(!store.heartbeat_agent("a3", 0).await.unwrap());
+    store.register_agent("a3", "127.0.0.1:3", 0).await.unwrap();
+    assert!(store.heartbeat_agent("a3", 0).await.unwrap());
     let events = store.list_events(0, 1000).await.unwrap();
     assert_eq!(
         events
@@ -570,7 +571,7 @@ async fn groups(store: &MetadataStore) {
 async fn expiry(store: &MetadataStore) {
     let (pid, _) = store.init_producer_id(None).await.unwrap();
     store.create_topic("expiring", 1, -1, -1).await.unwrap();
-    store.register_agent("x1", "127.0.0.1:9").await.unwrap();
+    store.register_agent("x1", "127.0.0.1:9", 0).await.unwrap();
     let tp = [("expiring".to_string(), 0)];
     assert_eq!(
         store.acquire_leases("x1", 60_000, &tp).await.unwrap().len(),
@@ -664,7 +665,7 @@ async fn maintenance(store: &MetadataStore) {
         Err(MetadataError::UnknownTopic(_))
     ));
 
-    store.register_agent("m1", "127.0.0.1:11").await.unwrap();
+    store.register_agent("m1", "127.0.0.1:11", 0).await.unwrap();
     let tp = [("logs".to_string(), 0u32)];
     let lease = store.acquire_leases("m1", 60_000, &tp).await.unwrap();
     let e1 = lease[0].epoch;
@@ -818,7 +819,7 @@ async fn maintenance(store: &MetadataStore) {
     assert_eq!(gone, ["data/m-1.obj"]);
 
     // Retention: drop everything below 30, fenced by the epoch.
-    store.register_agent("m2", "127.0.0.1:12").await.unwrap();
+    store.register_agent("m2", "127.0.0.1:12", 0).await.unwrap();
     assert!(matches!(
         store.advance_log_start("m2", "logs", 0, e1, 30).await,
         Err(MetadataError::Fenced(_))
@@ -881,6 +882,112 @@ async fn maintenance(store: &MetadataStore) {
     );
 }
 
+/// Sessions: held, an agent's session is seen alive and its leases stay; once its process
+/// lets go (here: the session dropped), it is seen ended, the agent can be marked lost by the
+/// key its row names (not by a stale one), and its leases are free at once, at a new epoch.
+async fn sessions(store: &MetadataStore) {
+    let of = |all: &[AgentSession], id: &str| {
+        all.iter()
+            .find(|s| s.id == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no session for {id} in {all:?}"))
+    };
+    store.create_topic("sessions", 2, -1, -1).await.unwrap();
+    let parts: Vec<(String, u32)> = vec![("sessions".into(), 0), ("sessions".into(), 1)];
+    let s1 = store.open_session().await.unwrap();
+    let s2 = store.open_session().await.unwrap();
+    assert!(s1.key() > 0 && s2.key() > 0 && s1.key() != s2.key());
+    store
+        .register_agent("s1", "127.0.0.1:21", s1.key())
+        .await
+        .unwrap();
+    store
+        .register_agent("s2", "127.0.0.1:22", s2.key())
+        .await
+        .unwrap();
+    let first = store.acquire_leases("s1", 60_000, &parts).await.unwrap();
+    assert_eq!(first.len(), 2);
+
+    let all = store.agent_sessions().await.unwrap();
+    assert!(of(&all, "s1").alive && of(&all, "s2").alive);
+    assert!(s1.holds(Duration::from_secs(5)).await);
+    assert!(
+        store
+            .acquire_leases("s2", 60_000, &parts)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let key1 = s1.key();
+    drop(s1);
+    // PostgreSQL ends the backend when it sees the connection closed: soon, not at once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while of(&store.agent_sessions().await.unwrap(), "s1").alive {
+        assert!(Instant::now() < deadline, "s1's session never ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let all = store.agent_sessions().await.unwrap();
+    assert_eq!(of(&all, "s1").key, key1);
+    assert!(of(&all, "s2").alive, "{all:?}");
+
+    // A key the row no longer names (a predecessor's) marks nobody.
+    let stale = [("s1".to_string(), key1 + 1)];
+    assert!(
+        store
+            .reap_lost_agents(60_000, &stale)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let lost = store
+        .reap_lost_agents(60_000, &[("s1".to_string(), key1)])
+        .await
+        .unwrap();
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert_eq!(lost[0].0, "s1");
+    assert!(of(&store.agent_sessions().await.unwrap(), "s1").lost);
+    let live: Vec<String> = store
+        .list_agents(Some(60_000))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert!(live.contains(&"s2".to_string()) && !live.contains(&"s1".to_string()));
+
+    // Its leases had a minute to run, yet they are free now, and taken at a new epoch.
+    let holders = store.lease_holders().await.unwrap();
+    let mine: Vec<_> = holders.iter().filter(|h| h.topic == "sessions").collect();
+    assert_eq!(mine.len(), 2);
+    assert!(mine.iter().all(|h| h.leader_id.is_none()), "{mine:?}");
+    let taken = store.acquire_leases("s2", 60_000, &parts).await.unwrap();
+    assert_eq!(taken.len(), 2);
+    for (before, after) in first.iter().zip(&taken) {
+        assert!(after.epoch > before.epoch);
+    }
+    assert!(
+        store
+            .list_events(0, 10_000)
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.kind == "agent_lost" && e.subject == "s1" && e.detail.contains("session"))
+    );
+
+    // Restarted, the agent is live again under its new session.
+    let s1 = store.open_session().await.unwrap();
+    store
+        .register_agent("s1", "127.0.0.1:21", s1.key())
+        .await
+        .unwrap();
+    let all = store.agent_sessions().await.unwrap();
+    assert!(of(&all, "s1").alive && !of(&all, "s1").lost);
+    store.deregister_agent("s1").await.unwrap();
+    store.deregister_agent("s2").await.unwrap();
+    drop(s2);
+}
+
 #[tokio::test]
 async fn sqlite() {
     let dir = tempfile::tempdir().unwrap();
@@ -892,6 +999,7 @@ async fn sqlite() {
     // Migrations are idempotent: a second agent on the same file starts cleanly.
     let again = MetadataStore::connect(&url).await.unwrap();
     assert_eq!(again.list_topics().await.unwrap().len(), 4);
+    sessions(&again).await;
 }
 
 #[tokio::test]
@@ -905,6 +1013,20 @@ async fn postgres() {
     expiry(&store).await;
     let again = MetadataStore::connect(&db.url).await.unwrap();
     assert_eq!(again.list_topics().await.unwrap().len(), 4);
+    sessions(&again).await;
+    // A session whose server side ends (here its backend is terminated, and waited for; in
+    // life, a server restart) no longer holds, and its agent opens another.
+    let session = again.open_session().await.unwrap();
+    assert!(session.holds(Duration::from_secs(5)).await);
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_locks
+         WHERE locktype = 'advisory' AND objsubid = 2 AND objid::bigint = $1",
+    )
+    .bind(session.key())
+    .execute(&again.pool)
+    .await
+    .unwrap();
+    assert!(!session.holds(Duration::from_secs(5)).await);
     // Every connection carries the server-side timeouts that end a stalled transaction,
     // dedicated pools their own.
     let commits = again

@@ -4,8 +4,9 @@
 use super::*;
 
 impl MetadataStore {
-    /// Takes each of `candidates` whose lease is free or expired. A live lease is never taken,
-    /// not even one `agent_id` holds already (that would fence its own flush in flight).
+    /// Takes each of `candidates` whose lease is free, expired, or held by an agent marked
+    /// lost. A live lease is never taken, not even one `agent_id` holds already (that would
+    /// fence its own flush in flight).
     /// Taking increments the epoch, so whatever a previous holder (even an earlier run of this
     /// agent) still has in flight is fenced.
     pub async fn acquire_leases(
@@ -56,7 +57,8 @@ impl MetadataStore {
                                  SET leader_id = $1, lease_epoch = lease_epoch + 1,
                                      lease_expires_ms = {now} + $2
                                  WHERE topic = $3 AND partition_id IN ({})
-                                   AND (leader_id IS NULL OR lease_expires_ms <= {now})
+                                   AND (leader_id IS NULL OR lease_expires_ms <= {now}
+                                        OR leader_id IN (SELECT id FROM agents WHERE lost = 1))
                                  RETURNING partition_id, lease_epoch, log_start_offset,
                                            high_watermark",
                                 ids(4)
@@ -94,7 +96,7 @@ impl MetadataStore {
                             "lease_taken",
                             subject,
                             format!(
-                                "agent {agent_id} epoch {} (lease of {prev} expired)",
+                                "agent {agent_id} epoch {} (from {prev}: lease expired or holder lost)",
                                 l.epoch
                             ),
                         ),
@@ -113,12 +115,15 @@ impl MetadataStore {
     }
 
     /// Every partition's live holder and lease expiry, in key order: what a lease round
-    /// plans from, and no more (it runs every heartbeat on every agent).
+    /// plans from, and no more (it runs every heartbeat on every agent). A lease held by an
+    /// agent marked lost (its session ended) is free, however long it had to run.
     pub async fn lease_holders(&self) -> Result<Vec<LeaseHolder>> {
         self.bounded("lease_holders", async move {
             let sql = format!(
                 "SELECT topic, partition_id, lease_expires_ms,
-                        CASE WHEN lease_expires_ms > {} THEN leader_id END AS leader_id
+                        CASE WHEN lease_expires_ms > {} AND leader_id NOT IN
+                                  (SELECT id FROM agents WHERE lost = 1)
+                             THEN leader_id END AS leader_id
                  FROM partitions ORDER BY topic, partition_id",
                 self.dialect.now_ms()
             );

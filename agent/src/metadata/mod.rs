@@ -14,6 +14,7 @@ pub mod maintenance;
 mod producers;
 mod schema;
 mod segments;
+mod sessions;
 mod topics;
 
 use std::collections::HashMap;
@@ -25,6 +26,8 @@ use sqlx::AnyPool;
 use sqlx::Row;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use streamhouse_proto::time::Backoff;
+
+pub use sessions::{AgentSession, Session};
 
 /// Why a metadata operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -193,6 +196,8 @@ pub struct AgentRow {
     pub started_at_ms: i64,
     /// Its last heartbeat, by the store's clock.
     pub heartbeat_ms: i64,
+    /// Marked lost: its heartbeat stopped for a lease TTL, or its session ended.
+    pub lost: bool,
 }
 
 /// One partition as a lease round sees it: who holds a live lease on it, until when.
@@ -345,9 +350,13 @@ pub struct MetadataStore {
     /// meeting in SQLite's busy handler, whose sleeps grow to 100 ms and would stall a flush
     /// commit behind a lease renewal. Other processes sharing the file still meet there.
     sqlite_writer: Arc<tokio::sync::Mutex<()>>,
+    /// Where agents' session lock files live, for a SQLite database file (see
+    /// [`Session`]); none for an in-memory one.
+    sessions_dir: Option<std::path::PathBuf>,
 }
 
-fn map_sqlite_url(url: &str) -> Result<String> {
+/// The sqlx URL for a `sqlite:` URL, and the database file's path (none in memory).
+fn map_sqlite_url(url: &str) -> Result<(String, Option<std::path::PathBuf>)> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
@@ -375,7 +384,9 @@ fn map_sqlite_url(url: &str) -> Result<String> {
     } else {
         format!("{query}&mode=rwc")
     };
-    Ok(format!("sqlite://{path}?{query}"))
+    let file = (path != ":memory:" && !query.contains("mode=memory"))
+        .then(|| std::path::PathBuf::from(path));
+    Ok((format!("sqlite://{path}?{query}"), file))
 }
 
 /// Records a newly written object (flush or segment) in the transaction that makes it
@@ -468,10 +479,11 @@ impl MetadataStore {
     /// Connects with the given deadlines and applies pending migrations.
     pub async fn connect_with(url: &str, deadlines: Deadlines) -> Result<MetadataStore> {
         sqlx::any::install_default_drivers();
-        let (dialect, conn_url) = if url.starts_with("sqlite:") {
-            (Dialect::Sqlite, map_sqlite_url(url)?)
+        let (dialect, conn_url, file) = if url.starts_with("sqlite:") {
+            let (conn_url, file) = map_sqlite_url(url)?;
+            (Dialect::Sqlite, conn_url, file)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            (Dialect::Postgres, url.to_string())
+            (Dialect::Postgres, url.to_string(), None)
         } else {
             return Err(MetadataError::InvalidUrl {
                 url: url.into(),
@@ -500,6 +512,7 @@ impl MetadataStore {
             timeouts: Arc::default(),
             calls: Arc::default(),
             sqlite_writer: Arc::new(tokio::sync::Mutex::new(())),
+            sessions_dir: file.as_deref().map(sessions::sessions_dir),
         };
         store.migrate().await?;
         Ok(store)
@@ -571,6 +584,7 @@ impl MetadataStore {
             timeouts: self.timeouts.clone(),
             calls: self.calls.clone(),
             sqlite_writer: self.sqlite_writer.clone(),
+            sessions_dir: self.sessions_dir.clone(),
         })
     }
 

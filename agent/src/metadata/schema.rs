@@ -5,7 +5,7 @@
 //! the metadata store's own clock wherever they decide correctness (lease expiry).
 
 /// (version, SQL). Append only: a released migration is never edited.
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4)];
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4), (5, V5)];
 
 const V1: &str = r#"
 CREATE TABLE topics (
@@ -141,4 +141,10 @@ ALTER TABLE group_members ADD COLUMN assignors TEXT NOT NULL DEFAULT '';
 /// still referenced), so it is deleted only after a grace period that covers in-flight reads.
 const V4: &str = r#"
 ALTER TABLE objects ADD COLUMN unreferenced_since_ms BIGINT NOT NULL DEFAULT -1;
+"#;
+
+/// Agent sessions: the key of the session (an advisory lock, or a lock file) each agent's
+/// last heartbeat named; 0 for none. See `metadata::sessions`.
+const V5: &str = r#"
+ALTER TABLE agents ADD COLUMN session_key BIGINT NOT NULL DEFAULT 0;
 "#;

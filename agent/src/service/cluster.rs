@@ -19,7 +19,7 @@ impl Service {
             .await?
             .into_iter()
             .map(|a| pb::AgentInfo {
-                live: a.heartbeat_ms > now_ms - ttl,
+                live: !a.lost && a.heartbeat_ms > now_ms - ttl,
                 partitions_led: led.get(a.id.as_str()).copied().unwrap_or(0),
                 id: a.id,
                 address: a.address,
