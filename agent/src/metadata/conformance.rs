@@ -1049,6 +1049,26 @@ async fn postgres() {
     db.drop_db().await;
 }
 
+/// Agents started together on a fresh PostgreSQL database all migrate it (the compose file
+/// starts three at once): one creates the schema, the others wait for it and find it done.
+#[tokio::test]
+async fn agents_starting_together_on_a_fresh_postgres_database_all_migrate() {
+    let Some(db) = crate::testing::FreshPostgres::create().await else {
+        return;
+    };
+    let starts = (0..8).map(|_| MetadataStore::connect(&db.url));
+    let stores = futures::future::join_all(starts).await;
+    for store in &stores {
+        if let Err(e) = store {
+            panic!("a concurrent start failed: {e}");
+        }
+    }
+    for store in stores.into_iter().flatten() {
+        store.close().await;
+    }
+    db.drop_db().await;
+}
+
 #[tokio::test]
 async fn bad_urls_are_refused() {
     assert!(matches!(

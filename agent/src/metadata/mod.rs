@@ -643,22 +643,22 @@ impl MetadataStore {
     }
 
     async fn migrate(&self) -> Result<()> {
-        sqlx::raw_sql(
-            "CREATE TABLE IF NOT EXISTS streamhouse_migrations (
-                version BIGINT PRIMARY KEY, applied_at_ms BIGINT NOT NULL)",
-        )
-        .execute(&self.pool)
-        .await?;
+        let create = "CREATE TABLE IF NOT EXISTS streamhouse_migrations (
+                version BIGINT PRIMARY KEY, applied_at_ms BIGINT NOT NULL)";
         self.retry_busy(|| async {
             let mut tx = self.pool.begin().await?;
-            // Serialise concurrent agents starting at once.
+            // Serialise concurrent agents starting at once, from the first statement:
+            // PostgreSQL's CREATE TABLE IF NOT EXISTS is not safe against itself (two at once
+            // on a fresh database, one fails on a catalog unique index).
             match self.dialect {
                 Dialect::Postgres => {
                     sqlx::query("SELECT pg_advisory_xact_lock(7355608)")
                         .execute(&mut *tx)
                         .await?;
+                    sqlx::raw_sql(create).execute(&mut *tx).await?;
                 }
                 Dialect::Sqlite => {
+                    sqlx::raw_sql(create).execute(&mut *tx).await?;
                     // A write first takes SQLite's write lock for the whole transaction.
                     sqlx::query("UPDATE streamhouse_migrations SET version = version WHERE 1 = 0")
                         .execute(&mut *tx)
