@@ -985,7 +985,13 @@ async fn sessions(store: &MetadataStore) {
     assert!(of(&all, "s1").alive && !of(&all, "s1").lost);
     store.deregister_agent("s1").await.unwrap();
     store.deregister_agent("s2").await.unwrap();
+    drop(s1);
     drop(s2);
+    // Ended sessions leave no lock files behind.
+    if let Some(dir) = &store.sessions_dir {
+        let left: Vec<_> = std::fs::read_dir(dir).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
 }
 
 #[tokio::test]

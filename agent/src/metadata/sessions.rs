@@ -81,6 +81,16 @@ impl Session {
     }
 }
 
+impl Drop for Session {
+    /// A session file is removed by its owner on a graceful end, and by whoever finds it
+    /// unlocked otherwise; the advisory lock ends with its connection.
+    fn drop(&mut self) {
+        if let Hold::File { path, .. } = self.hold.get_mut() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 /// One registered agent's session as the store sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentSession {
