@@ -244,9 +244,15 @@ impl Agent {
         );
         let reader = Reader::new(meta.clone(), store.clone(), cache, metrics.clone());
         let session = meta.open_session().await.map_err(|e| {
+            let remedy = match meta.dialect() {
+                metadata::Dialect::Postgres => "check the server's connection limit",
+                metadata::Dialect::Sqlite => {
+                    "the directory beside the database file must be creatable and writable"
+                }
+            };
             StartError::Check(format!(
                 "metadata store {}: cannot open the agent's session: {e} \
-                 (--metadata / STREAMHOUSE_METADATA); check the server's connection limit",
+                 (--metadata / STREAMHOUSE_METADATA); {remedy}",
                 startup::redact(&config.metadata)
             ))
         })?;

@@ -701,9 +701,8 @@ async fn a_killed_agents_partitions_move_before_its_leases_end(stores: &Stores) 
     // Killed: led by the survivors and acknowledging within half the lease.
     let killed_at = Instant::now();
     cluster.take(&victim).kill9();
-    let admin = Admin::connect(&format!("{},{}", addr(&paused), addr(survivor)))
-        .await
-        .unwrap();
+    let survivors = format!("{},{}", addr(&paused), addr(survivor));
+    let admin = Admin::connect(&survivors).await.unwrap();
     let after = tokio::time::timeout(
         Duration::from_secs(15),
         balanced(&admin, TOPIC, &[paused.as_str(), survivor]),
@@ -716,7 +715,7 @@ async fn a_killed_agents_partitions_move_before_its_leases_end(stores: &Stores) 
         }
     }
     let producer = Producer::builder()
-        .bootstrap(format!("{},{}", addr(&paused), addr(survivor)))
+        .bootstrap(&survivors)
         .delivery_timeout_ms(15_000)
         .request_timeout_ms(5_000)
         .build()
@@ -735,13 +734,7 @@ async fn a_killed_agents_partitions_move_before_its_leases_end(stores: &Stores) 
         killed_at.elapsed()
     );
     assert!(killed_at.elapsed() < Duration::from_secs(30));
-    assert_log_is(
-        &format!("{},{}", addr(&paused), addr(survivor)),
-        TOPIC,
-        6,
-        &acked,
-    )
-    .await;
+    assert_log_is(&survivors, TOPIC, 6, &acked).await;
     let events = admin.list_events(0, 1000).await.unwrap();
     assert!(
         events

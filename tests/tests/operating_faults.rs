@@ -73,6 +73,26 @@ fn a_directory_that_cannot_be_written_fails_at_start() {
 }
 
 #[test]
+fn a_session_directory_that_cannot_be_created_fails_at_start() {
+    let (_guard, dir) = data_dir();
+    let storage = format!("file://{}/objects", dir.display());
+    // A file where the SQLite sessions' directory should be.
+    std::fs::write(dir.join("metadata.db.sessions"), b"x").unwrap();
+    let (status, err) = start_failure(BIN, &sqlite(&dir), &storage, &[]);
+    assert_one_line(
+        "uncreatable session directory",
+        status,
+        &err,
+        &[
+            "cannot open the agent's session",
+            "metadata.db.sessions",
+            "(--metadata / STREAMHOUSE_METADATA)",
+            "creatable and writable",
+        ],
+    );
+}
+
+#[test]
 fn a_metadata_url_that_does_not_connect_fails_at_start() {
     let (_guard, dir) = data_dir();
     let storage = format!("file://{}/objects", dir.display());

@@ -81,6 +81,15 @@ pub enum MetadataError {
         /// The epoch it wrote with.
         epoch: i16,
     },
+    /// A SQLite database's session files (beside the database file) cannot be used.
+    #[error("{}: {source}", .path.display())]
+    SessionFiles {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The store did not answer within the deadline every call has (below the lease TTL).
     /// A write may or may not have been applied.
     #[error("the metadata store did not answer {op} within {} ms", .after.as_millis())]

@@ -155,7 +155,10 @@ impl MetadataStore {
                     hold: tokio::sync::Mutex::new(Hold::Unsupported),
                 });
             };
-            let io = |e: std::io::Error| MetadataError::Unavailable(sqlx::Error::Io(e));
+            let io = |source| MetadataError::SessionFiles {
+                path: dir.clone(),
+                source,
+            };
             std::fs::create_dir_all(dir).map_err(io)?;
             let key = new_key();
             // Locked before it is in place, so nobody ever finds the file unlocked and takes
@@ -223,10 +226,12 @@ impl MetadataStore {
 }
 
 /// Whether a session file is locked by a live process. An ended session's file is removed
-/// by whoever finds it so: the key is never used again.
+/// by whoever finds it so: the key is never used again. A file that cannot be looked at (no
+/// permission, say) tells nothing, and nothing is judged from it.
 fn file_session_alive(path: &Path) -> bool {
-    let Ok(file) = std::fs::File::open(path) else {
-        return false;
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) => return e.kind() != std::io::ErrorKind::NotFound,
     };
     match file.try_lock_shared() {
         Ok(()) => {
