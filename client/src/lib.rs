@@ -32,6 +32,7 @@ mod cluster;
 mod consumer;
 mod error;
 mod group;
+mod metrics;
 mod producer;
 mod security;
 
@@ -45,6 +46,7 @@ pub use consumer::{
 };
 pub use error::{ClientError, Result};
 pub use group::AssignorKind;
+pub use metrics::{LatencyHistogram, ProducerMetrics};
 pub use producer::{DeliveryFuture, Producer, ProducerBuilder, RecordMetadata};
 pub use security::Security;
 /// Batch compression codecs, and the record header type.

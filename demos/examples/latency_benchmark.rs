@@ -4,16 +4,18 @@
 //!
 //! A producer sends `--rate` records per second, each carrying its send time, for
 //! `--seconds`; a consumer in the same process, reading from the end, records how long each
-//! took. Prints p50, p99, p99.9 and max, and where the time went inside the agent (how long
-//! a flush's oldest batch waited for it, the object put, the metadata commit, the whole
-//! produce request), from the agent's own histograms over the run: the agent started here,
-//! or the one whose metrics address `--metrics` gives.
+//! took. Prints p50, p99, p99.9 and max, and where the time went, as measured: in the
+//! producer (each batch's linger, its wait for a request slot, and the produce requests,
+//! from [`Producer::metrics`]) and inside the agent (how long a flush's oldest batch waited
+//! for it, the object put, the metadata commit, the whole produce request), from the agent's
+//! own histograms over the run: the agent started here, or the one whose metrics address
+//! `--metrics` gives.
 
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use demos::metrics::{Histogram, scrape, value};
-use demos::{ADMIN_TIMEOUT, Storage, Target, percentiles_ms};
+use demos::{ADMIN_TIMEOUT, Storage, Target, client_percentiles_ms, percentiles_ms};
 use streamhouse_client::{Admin, Consumer, NewTopic, Producer, TopicPartition};
 
 #[derive(Debug, Parser)]
@@ -131,6 +133,7 @@ async fn main() -> anyhow::Result<()> {
         }
         anyhow::Ok(h)
     });
+    let client_before = producer.metrics();
     let metrics = args.metrics.or(target.metrics_addr());
     let before = match metrics {
         Some(addr) => Some(stages(&scrape(addr)?)?),
@@ -152,6 +155,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     producer.close().await?;
+    let client = producer.metrics().since(&client_before);
     drop(ack_tx);
     let acked = acks.await??;
     let h = reader.await??;
@@ -165,19 +169,23 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("  acknowledged (send -> ack):  {}", percentiles_ms(&acked));
     println!("  end-to-end (send -> poll):   {}", percentiles_ms(&h));
+    println!("  where the time went, for the record of each batch that waited longest:");
+    println!("    in the producer:");
+    for (stage, h) in [
+        ("linger", &client.linger),
+        ("queue", &client.queue),
+        ("produce request", &client.request),
+    ] {
+        println!("      {stage:<16} {}", client_percentiles_ms(h));
+    }
     if let (Some((before, errors_before)), Some((after, errors_after))) = (before, after) {
-        println!("  inside the agent, over the run:");
+        println!("    inside the agent (its histograms' bucket bounds), within the request:");
         for (((stage, _), a), b) in STAGES.iter().zip(&after).zip(&before) {
-            println!("    {stage:<16} {}", a.since(b).describe());
+            println!("      {stage:<16} {}", a.since(b).describe());
         }
         println!(
             "    produce requests refused as a whole: {}",
             errors_after - errors_before
-        );
-        println!(
-            "  the rest of an acknowledgement is the client's: linger (up to {} ms), waiting for \
-             the partition's previous request, and the network",
-            args.linger_ms
         );
     }
     anyhow::ensure!(h.len() == total, "received {} of {total} records", h.len());

@@ -220,6 +220,19 @@ pub fn values(count: u64, len: usize, incompressible: bool) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// A client latency histogram as `percentiles_ms` prints a benchmark's own.
+pub fn client_percentiles_ms(h: &streamhouse_client::LatencyHistogram) -> String {
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    format!(
+        "p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms  ({} samples)",
+        ms(h.quantile(0.5)),
+        ms(h.quantile(0.99)),
+        ms(h.quantile(0.999)),
+        ms(h.max()),
+        h.count()
+    )
+}
+
 /// `p50`, `p99`, `p99.9` and max of a histogram of microseconds, in milliseconds.
 pub fn percentiles_ms(h: &hdrhistogram::Histogram<u64>) -> String {
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;

@@ -112,11 +112,12 @@ impl Histogram {
             .map_or(f64::INFINITY, |(le, _)| le * 1000.0)
     }
 
-    /// `mean X ms, p99 <= Y ms, max <= Z ms (N)`.
+    /// `mean X ms, p50 <= W ms, p99 <= Y ms, max <= Z ms (N)`.
     pub fn describe(&self) -> String {
         format!(
-            "mean {:6.2} ms  p99 <= {} ms  max <= {} ms  ({} observations)",
+            "mean {:5.2} ms  p50 <= {} ms  p99 <= {} ms  max <= {} ms  ({} observations)",
             self.mean_ms(),
+            self.quantile_bound_ms(0.5),
             self.quantile_bound_ms(0.99),
             self.quantile_bound_ms(1.0),
             self.count

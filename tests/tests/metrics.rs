@@ -115,3 +115,67 @@ fn metrics_show_the_traffic() {
     }
     agent.stop().unwrap();
 }
+
+/// The producer's own histograms time what it did: batches linger as configured, each batch
+/// is timed once however many requests carry it, and requests are timed as the agent answers.
+#[test]
+fn producer_metrics_time_linger_queue_and_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        AgentConfig::embedded(dir.path(), "127.0.0.1:0").expect("STREAMHOUSE_* settings parse");
+    let agent = EmbeddedAgent::start(config, 2).unwrap();
+    let addr = agent.addr().to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        Admin::connect(&addr)
+            .await
+            .unwrap()
+            .create_topic(NewTopic::new("pm", 2))
+            .await
+            .unwrap();
+        let p = Producer::builder()
+            .bootstrap(&addr)
+            .linger_ms(30)
+            .build()
+            .await
+            .unwrap();
+        let start = p.metrics();
+        assert_eq!(start.linger.count(), 0);
+        // Three rounds of one batch per partition, each round sent whole before the next.
+        for round in 0..3 {
+            let started = std::time::Instant::now();
+            let mut deliveries = Vec::new();
+            for partition in 0..2 {
+                let d = p
+                    .send_record("pm", Some(partition), None, Some(b"v"), &[], None)
+                    .await
+                    .unwrap();
+                deliveries.push(d);
+            }
+            for d in deliveries {
+                d.await.unwrap();
+            }
+            assert!(
+                started.elapsed() >= Duration::from_millis(30),
+                "round {round}"
+            );
+        }
+        let m = p.metrics().since(&start);
+        assert_eq!(m.linger.count(), 6, "one per batch");
+        assert_eq!(m.queue.count(), 6, "one per batch");
+        assert!(
+            (3..=6).contains(&m.request.count()),
+            "a request per round, or one per partition: {}",
+            m.request.count()
+        );
+        // Sealed within a timer tick of 30 ms, not before.
+        let linger_min = m.linger.quantile(0.0);
+        assert!(
+            linger_min >= Duration::from_millis(29),
+            "linger {linger_min:?}"
+        );
+        assert!(m.linger.max() < Duration::from_secs(5), "{:?}", m.linger);
+        assert!(m.request.quantile(1.0) > Duration::ZERO);
+        p.close().await.unwrap();
+    });
+}

@@ -24,6 +24,8 @@ pub(super) struct SealedBatch {
     pub(super) payload: Payload,
     pub(super) record_count: i64,
     pub(super) created: Instant,
+    /// When it was sealed, until its first send (which records its linger and queue time).
+    pub(super) sealed_at: Option<Instant>,
     pub(super) attempts: u32,
     pub(super) last_error: Option<ClientError>,
     pub(super) outcome: Arc<BatchOutcome>,
@@ -120,8 +122,14 @@ impl TopicQueues {
     }
 }
 
+/// Timers fire on the first millisecond tick after their deadline (tokio's resolution), so
+/// a batch timed to the end of its linger would be sent up to a tick late, every time. It is
+/// timed up to a tick (at most half its linger) early instead, and sealed when that fires:
+/// `linger` stays an upper bound, as in Kafka, and is on average half a tick short of it.
+pub(super) const TIMER_TICK: Duration = Duration::from_millis(1);
+
 /// Time passing for one partition at `now`: its open batch is sealed once it has lingered
-/// `linger` (at once when `closing`), and sealed batches older than `delivery_timeout` fail
+/// `linger`, give or take a [`TIMER_TICK`] (at once when `closing`), and sealed batches older than `delivery_timeout` fail
 /// with [`ClientError::DeliveryTimeout`] naming their last error. Returns when this partition
 /// next needs looking at (an open batch's linger, the oldest batch's delivery timeout), and
 /// whether a failed batch carried a producer sequence.
@@ -135,10 +143,11 @@ pub(super) fn ripen(
     let mut due = None;
     if let Some(open) = &q.open {
         let sealed_at = open.created + linger;
-        if sealed_at <= now || closing {
+        let early = TIMER_TICK.min(linger / 2);
+        if sealed_at <= now + early || closing {
             seal(q);
         } else {
-            due = Some(sealed_at);
+            due = Some(sealed_at - early);
         }
     }
     let mut failed_stamped = false;
@@ -178,6 +187,7 @@ pub(super) fn seal(q: &mut PartitionQueue) -> bool {
         record_count: open.builder.record_count() as i64,
         payload: Payload::Records(open.builder),
         created: open.created,
+        sealed_at: Some(Instant::now()),
         attempts: 0,
         last_error: None,
         outcome: open.outcome,

@@ -91,7 +91,8 @@ impl ProducerBuilder {
         self
     }
 
-    /// How long a batch waits for more records before it is sent (default 5 ms).
+    /// How long a batch waits for more records before it is sent (default 5 ms): an upper
+    /// bound, as in Kafka; a batch goes up to a millisecond (the timers' tick) sooner.
     ///
     /// ```
     /// let b = streamhouse_client::Producer::builder().linger_ms(20);
@@ -307,6 +308,7 @@ impl ProducerBuilder {
                 renew: true,
                 renewing: false,
             }),
+            metrics: Default::default(),
         });
         tokio::spawn(sender(Arc::downgrade(&inner), wake));
         Ok(Producer { inner })

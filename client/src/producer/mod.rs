@@ -56,6 +56,7 @@ struct Inner {
     closed: AtomicBool,
     /// The idempotent producer's identity (unused with idempotence off).
     identity: Mutex<Identity>,
+    metrics: crate::metrics::ProducerRecorders,
 }
 
 /// Sends records to StreamHouse. Cheap to clone; clones share batches and connections.
@@ -296,6 +297,22 @@ impl Producer {
             let _ = o.wait().await;
         }
         Ok(())
+    }
+
+    /// Where this producer's batches have spent their time since it started: lingering,
+    /// queued for a request slot, and in produce requests. Two snapshots and
+    /// [`LatencyHistogram::since`](crate::LatencyHistogram::since) give a window.
+    ///
+    /// ```no_run
+    /// # async fn example(producer: streamhouse_client::Producer) -> Result<(), streamhouse_client::ClientError> {
+    /// let before = producer.metrics();
+    /// producer.send_and_wait("events", None, b"timed").await?;
+    /// let request = producer.metrics().request.since(&before.request);
+    /// println!("{} request(s), p99 {:?}", request.count(), request.quantile(0.99));
+    /// # Ok(()) }
+    /// ```
+    pub fn metrics(&self) -> crate::ProducerMetrics {
+        self.inner.metrics.snapshot()
     }
 
     /// Flushes, then refuses further sends. Records already sent are delivered first.

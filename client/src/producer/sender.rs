@@ -171,9 +171,17 @@ impl Inner {
                     };
                     let q = &mut topic.partitions[p as usize];
                     let room = hard_limit.saturating_sub(bytes);
-                    let batches = take_batches(q, cfg.idempotence, stamp_with, room);
+                    let mut batches = take_batches(q, cfg.idempotence, stamp_with, room);
                     if batches.is_empty() {
                         continue;
+                    }
+                    let sending = Instant::now();
+                    for b in &mut batches {
+                        if let Some(sealed) = b.sealed_at.take() {
+                            let m = &self.metrics;
+                            m.linger.record(sealed.saturating_duration_since(b.created));
+                            m.queue.record(sending.saturating_duration_since(sealed));
+                        }
                     }
                     bytes += batches.iter().map(SealedBatch::size).sum::<usize>();
                     q.in_flight.push(InFlight {
@@ -353,6 +361,7 @@ pub(super) async fn send_request(
     slot: OwnedSemaphorePermit,
     mut parts: RequestParts,
 ) {
+    let started = Instant::now();
     let req = pb::ProduceRequest {
         partitions: parts
             .iter_mut()
@@ -366,6 +375,7 @@ pub(super) async fn send_request(
     let mut client = conn.client.clone();
     let sent = tokio::time::timeout(inner.cluster.request_timeout(), client.produce(req)).await;
     drop(slot);
+    inner.metrics.request.record(started.elapsed());
     let whole: std::result::Result<pb::ProduceResponse, ClientError> = match sent {
         Err(_) => Err(ClientError::Unreachable("produce request timed out".into())),
         Ok(Err(status)) => Err(ClientError::from_status(&status)),

@@ -11,6 +11,7 @@ fn sealed(bytes: usize, records: i64) -> SealedBatch {
         payload: Payload::Encoded(Bytes::from(vec![0u8; bytes])),
         record_count: records,
         created: Instant::now(),
+        sealed_at: None,
         attempts: 0,
         last_error: None,
         outcome: Arc::new(BatchOutcome::default()),
@@ -150,9 +151,14 @@ fn an_open_batch_is_sealed_once_it_has_lingered() {
         false,
     );
     assert!(q.open.is_some() && q.sealed.is_empty());
-    assert_eq!(due, Some(t0 + LINGER));
-    // After it: sealed whole, and due next at its delivery timeout.
-    let (due, _) = ripen(&mut q, t0 + LINGER, LINGER, DELIVERY, false);
+    // Due a timer tick early, as timers fire up to a tick after their deadline.
+    assert_eq!(due, Some(t0 + LINGER - TIMER_TICK));
+    let before = t0 + LINGER - TIMER_TICK - Duration::from_micros(1);
+    let (due, _) = ripen(&mut q, before, LINGER, DELIVERY, false);
+    assert!(q.open.is_some(), "sealed more than a tick early");
+    assert_eq!(due, Some(t0 + LINGER - TIMER_TICK));
+    // Within a tick of its linger: sealed whole, and due next at its delivery timeout.
+    let (due, _) = ripen(&mut q, t0 + LINGER - TIMER_TICK, LINGER, DELIVERY, false);
     assert!(q.open.is_none());
     assert_eq!(q.sealed.len(), 1);
     assert_eq!(q.sealed[0].record_count, 3);
@@ -243,6 +249,7 @@ fn inner(max_retries: Option<u32>) -> Inner {
         refreshing: Mutex::new(HashSet::new()),
         closed: AtomicBool::new(false),
         identity: Mutex::new(Identity::default()),
+        metrics: Default::default(),
     }
 }
 
