@@ -129,7 +129,9 @@ impl TopicQueues {
 pub(super) const TIMER_TICK: Duration = Duration::from_millis(1);
 
 /// Time passing for one partition at `now`: its open batch is sealed once it has lingered
-/// `linger`, give or take a [`TIMER_TICK`] (at once when `closing`), and sealed batches older than `delivery_timeout` fail
+/// `linger`, give or take a [`TIMER_TICK`] (at once when `closing`), unless the partition is
+/// `held` (another batch could not be sent now: the batch keeps filling, and the sender
+/// looks again when a request comes back), and sealed batches older than `delivery_timeout` fail
 /// with [`ClientError::DeliveryTimeout`] naming their last error. Returns when this partition
 /// next needs looking at (an open batch's linger, the oldest batch's delivery timeout), and
 /// whether a failed batch carried a producer sequence.
@@ -139,14 +141,15 @@ pub(super) fn ripen(
     linger: Duration,
     delivery_timeout: Duration,
     closing: bool,
+    held: bool,
 ) -> (Option<Instant>, bool) {
     let mut due = None;
     if let Some(open) = &q.open {
         let sealed_at = open.created + linger;
         let early = TIMER_TICK.min(linger / 2);
-        if sealed_at <= now + early || closing {
+        if closing || (sealed_at <= now + early && !held) {
             seal(q);
-        } else {
+        } else if sealed_at > now + early {
             due = Some(sealed_at - early);
         }
     }

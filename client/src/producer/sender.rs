@@ -62,7 +62,13 @@ impl Inner {
         let mut ready: HashMap<String, Vec<(String, u32)>> = HashMap::new();
         for (name, topic) in accum.iter_mut() {
             for (p, q) in topic.partitions.iter_mut().enumerate() {
-                let (due, expired) = ripen(q, now, cfg.linger, cfg.delivery_timeout, closing);
+                // While another sealed batch could not go out (a partition has at most
+                // MAX_BATCHES_PER_PARTITION batches outstanding, the agent's de-duplication
+                // window), the open batch keeps filling past its linger, as Kafka's does,
+                // instead of queueing small batches that would each take a place in the
+                // window. Requests coming back, or failing by their timeout, release it.
+                let held = q.outstanding() + q.sealed.len() >= limits::MAX_BATCHES_PER_PARTITION;
+                let (due, expired) = ripen(q, now, cfg.linger, cfg.delivery_timeout, closing, held);
                 if let Some(due) = due {
                     soonest(due);
                 }

@@ -149,20 +149,58 @@ fn an_open_batch_is_sealed_once_it_has_lingered() {
         LINGER,
         DELIVERY,
         false,
+        false,
     );
     assert!(q.open.is_some() && q.sealed.is_empty());
     // Due a timer tick early, as timers fire up to a tick after their deadline.
     assert_eq!(due, Some(t0 + LINGER - TIMER_TICK));
     let before = t0 + LINGER - TIMER_TICK - Duration::from_micros(1);
-    let (due, _) = ripen(&mut q, before, LINGER, DELIVERY, false);
+    let (due, _) = ripen(&mut q, before, LINGER, DELIVERY, false, false);
     assert!(q.open.is_some(), "sealed more than a tick early");
     assert_eq!(due, Some(t0 + LINGER - TIMER_TICK));
     // Within a tick of its linger: sealed whole, and due next at its delivery timeout.
-    let (due, _) = ripen(&mut q, t0 + LINGER - TIMER_TICK, LINGER, DELIVERY, false);
+    let (due, _) = ripen(
+        &mut q,
+        t0 + LINGER - TIMER_TICK,
+        LINGER,
+        DELIVERY,
+        false,
+        false,
+    );
     assert!(q.open.is_none());
     assert_eq!(q.sealed.len(), 1);
     assert_eq!(q.sealed[0].record_count, 3);
     assert_eq!(due, Some(t0 + DELIVERY));
+}
+
+#[test]
+fn a_held_partition_keeps_filling_its_batch_past_the_linger() {
+    let t0 = Instant::now();
+    let mut q = PartitionQueue {
+        open: Some(open_batch(t0, 3).0),
+        ..Default::default()
+    };
+    // The partition cannot send: the batch stays open, with no timer (a request coming back
+    // wakes the sender).
+    let (due, _) = ripen(&mut q, t0 + 4 * LINGER, LINGER, DELIVERY, false, true);
+    assert!(q.open.is_some() && q.sealed.is_empty());
+    assert_eq!(due, None);
+    // Still held before its linger: timed as usual.
+    let mut early = PartitionQueue {
+        open: Some(open_batch(t0, 1).0),
+        ..Default::default()
+    };
+    let (due, _) = ripen(&mut early, t0, LINGER, DELIVERY, false, true);
+    assert!(early.open.is_some());
+    assert_eq!(due, Some(t0 + LINGER - TIMER_TICK));
+    // Released: sealed at once, every record in one batch.
+    ripen(&mut q, t0 + 4 * LINGER, LINGER, DELIVERY, false, false);
+    assert!(q.open.is_none());
+    assert_eq!(q.sealed.len(), 1);
+    assert_eq!(q.sealed[0].record_count, 3);
+    // Closing seals even a held partition's batch.
+    ripen(&mut early, t0, LINGER, DELIVERY, true, true);
+    assert!(early.open.is_none());
 }
 
 #[test]
@@ -172,7 +210,7 @@ fn closing_seals_at_once() {
         open: Some(open_batch(t0, 1).0),
         ..Default::default()
     };
-    ripen(&mut q, t0, LINGER, DELIVERY, true);
+    ripen(&mut q, t0, LINGER, DELIVERY, true, false);
     assert!(q.open.is_none());
     assert_eq!(q.sealed.len(), 1);
 }
@@ -193,7 +231,7 @@ async fn a_batch_past_its_delivery_timeout_fails_with_its_last_error() {
     let young_outcome = young.outcome.clone();
     q.sealed.extend([old, young]);
 
-    let (due, failed_stamped) = ripen(&mut q, t0 + DELIVERY, LINGER, DELIVERY, false);
+    let (due, failed_stamped) = ripen(&mut q, t0 + DELIVERY, LINGER, DELIVERY, false, false);
     assert!(!failed_stamped);
     assert_eq!(q.sealed.len(), 1, "only the old batch timed out");
     assert_eq!(due, Some(t0 + Duration::from_secs(60) + DELIVERY));
@@ -222,7 +260,7 @@ fn a_timed_out_batch_with_a_sequence_asks_for_a_new_epoch() {
         base_sequence: 0,
     });
     q.sealed.push_back(b);
-    let (due, failed_stamped) = ripen(&mut q, t0 + DELIVERY, LINGER, DELIVERY, false);
+    let (due, failed_stamped) = ripen(&mut q, t0 + DELIVERY, LINGER, DELIVERY, false, false);
     assert!(failed_stamped && due.is_none() && q.sealed.is_empty());
 }
 
