@@ -160,7 +160,9 @@ impl LatencyHistogram {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducerMetrics {
     /// From a batch's first record to the batch being sealed: the linger, or less when the
-    /// batch filled up, or more when the sender was busy.
+    /// batch filled up, or more when the partition already had as many batches outstanding
+    /// as an agent takes (the batch then keeps filling until one comes back), or when the
+    /// sender was busy.
     pub linger: LatencyHistogram,
     /// From sealed to first sent: waiting for a request slot (`max_in_flight`,
     /// `max_in_flight_per_partition`), a leader, or the producer's id.
