@@ -506,3 +506,49 @@ async fn worst_in_flight_settings_and_announced_intervals() {
         Duration::from_millis(100)
     );
 }
+
+#[tokio::test]
+async fn worst_linger_settings() {
+    for ms in [60_001, u64::MAX] {
+        let e = Producer::builder()
+            .bootstrap("127.0.0.1:9")
+            .linger_ms(ms)
+            .build()
+            .await
+            .expect_err("refused");
+        let line = e.to_string();
+        assert!(
+            matches!(e, ClientError::InvalidConfig(_))
+                && line.contains("linger_ms")
+                && !line.contains('\n'),
+            "{line}"
+        );
+    }
+    let longest = Producer::builder()
+        .bootstrap("127.0.0.1:9")
+        .linger_ms(60_000)
+        .build()
+        .await;
+    assert!(
+        !matches!(longest, Err(ClientError::InvalidConfig(_))),
+        "60000 is allowed: {:?}",
+        longest.err()
+    );
+
+    // No linger: sealed at once. A linger shorter than a tick is timed half of it early.
+    let t0 = Instant::now();
+    let mut q = PartitionQueue {
+        open: Some(open_batch(t0, 1).0),
+        ..Default::default()
+    };
+    ripen(&mut q, t0, Duration::ZERO, DELIVERY, false, false);
+    assert_eq!(q.sealed.len(), 1);
+    let one = Duration::from_millis(1);
+    let mut q = PartitionQueue {
+        open: Some(open_batch(t0, 1).0),
+        ..Default::default()
+    };
+    let (due, _) = ripen(&mut q, t0, one, DELIVERY, false, false);
+    assert!(q.open.is_some());
+    assert_eq!(due, Some(t0 + one / 2));
+}
