@@ -223,25 +223,22 @@ pub fn values(count: u64, len: usize, incompressible: bool) -> Vec<Vec<u8>> {
 /// A client latency histogram as `percentiles_ms` prints a benchmark's own.
 pub fn client_percentiles_ms(h: &streamhouse_client::LatencyHistogram) -> String {
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
-    format!(
-        "p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms  ({} samples)",
-        ms(h.quantile(0.5)),
-        ms(h.quantile(0.99)),
-        ms(h.quantile(0.999)),
-        ms(h.max()),
-        h.count()
-    )
+    describe_ms(|q| ms(h.quantile(q)), ms(h.max()), h.count())
 }
 
 /// `p50`, `p99`, `p99.9` and max of a histogram of microseconds, in milliseconds.
 pub fn percentiles_ms(h: &hdrhistogram::Histogram<u64>) -> String {
-    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let ms = |us: u64| us as f64 / 1000.0;
+    describe_ms(|q| ms(h.value_at_quantile(q)), ms(h.max()), h.len())
+}
+
+/// The one line both kinds of histogram print: quantiles and max in milliseconds, and the
+/// number of samples.
+fn describe_ms(quantile_ms: impl Fn(f64) -> f64, max_ms: f64, samples: u64) -> String {
     format!(
-        "p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms  ({} samples)",
-        ms(0.5),
-        ms(0.99),
-        ms(0.999),
-        h.max() as f64 / 1000.0,
-        h.len()
+        "p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {max_ms:.2} ms  ({samples} samples)",
+        quantile_ms(0.5),
+        quantile_ms(0.99),
+        quantile_ms(0.999),
     )
 }

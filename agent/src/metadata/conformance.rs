@@ -1063,13 +1063,12 @@ async fn agents_starting_together_on_a_fresh_postgres_database_all_migrate() {
         return;
     };
     let starts = (0..8).map(|_| MetadataStore::connect(&db.url));
-    let stores = futures::future::join_all(starts).await;
-    for store in &stores {
-        if let Err(e) = store {
-            panic!("a concurrent start failed: {e}");
-        }
-    }
-    for store in stores.into_iter().flatten() {
+    let stores: Vec<MetadataStore> = futures::future::join_all(starts)
+        .await
+        .into_iter()
+        .collect::<Result<_, MetadataError>>()
+        .unwrap_or_else(|e| panic!("a concurrent start failed: {e}"));
+    for store in stores {
         store.close().await;
     }
     db.drop_db().await;
