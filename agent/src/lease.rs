@@ -127,8 +127,8 @@ pub async fn tick(shared: &Shared) -> Result<Option<Duration>> {
         .into_iter()
         .map(|a| a.id)
         .collect();
-    let rows = meta.lease_holders().await?;
-    let now = meta.now_ms().await?;
+    let snapshot = meta.lease_holders().await?;
+    let (rows, now) = (&snapshot.partitions, snapshot.now_ms);
     let slots: Vec<Slot<'_>> = rows
         .iter()
         .map(|r| Slot {

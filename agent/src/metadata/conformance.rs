@@ -5,7 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::groups::ResetTo;
-use super::{AgentSession, ChunkCommit, FlushCommit, MetadataError, MetadataStore, ProducerCommit};
+use super::{
+    AgentSession, ChunkCommit, FlushCommit, LeaseHolder, MetadataError, MetadataStore,
+    ProducerCommit,
+};
 use crate::group::assignor::Assignor;
 use crate::group::coordinator::{GroupError, Heartbeat};
 use crate::sequence::ProducerEntry;
@@ -81,7 +84,7 @@ async fn run(store: &MetadataStore) {
             .unwrap()
             .is_empty()
     );
-    let holders = store.lease_holders().await.unwrap();
+    let holders = store.lease_holders().await.unwrap().partitions;
     assert_eq!(
         holders
             .iter()
@@ -301,16 +304,17 @@ async fn run(store: &MetadataStore) {
         Err(MetadataError::Fenced(_))
     ));
 
-    // An expired lease (by the store's clock) can be taken.
+    // An expired lease (by the store's clock) can be taken. a2 has never renewed: its lease
+    // runs out at the expiry it was taken with.
     let short = store
-        .acquire_leases("a1", 50, &[("audit".into(), 0)])
+        .acquire_leases("a2", 50, &[("audit".into(), 0)])
         .await
         .unwrap();
     assert_eq!(short.len(), 1);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let got = store
-            .acquire_leases("a2", 60_000, &[("audit".into(), 0)])
+            .acquire_leases("a1", 60_000, &[("audit".into(), 0)])
             .await
             .unwrap();
         if let Some(l) = got.first() {
@@ -957,7 +961,7 @@ async fn sessions(store: &MetadataStore) {
     assert!(live.contains(&"s2".to_string()) && !live.contains(&"s1".to_string()));
 
     // Its leases had a minute to run, yet they are free now, and taken at a new epoch.
-    let holders = store.lease_holders().await.unwrap();
+    let holders = store.lease_holders().await.unwrap().partitions;
     let mine: Vec<_> = holders.iter().filter(|h| h.topic == "sessions").collect();
     assert_eq!(mine.len(), 2);
     assert!(mine.iter().all(|h| h.leader_id.is_none()), "{mine:?}");
@@ -994,6 +998,83 @@ async fn sessions(store: &MetadataStore) {
     }
 }
 
+/// Leases are renewed by agent: one renewal, one row, keeps every lease its agent holds live
+/// past the expiry it was taken with; once the agent stops renewing they run out with its
+/// last renewal, and another agent takes them at a new epoch.
+async fn renewal(store: &MetadataStore) {
+    store.create_topic("renewal", 3, -1, -1).await.unwrap();
+    store.register_agent("r1", "127.0.0.1:31", 0).await.unwrap();
+    store.register_agent("r2", "127.0.0.1:32", 0).await.unwrap();
+    let parts: Vec<(String, u32)> = (0..3).map(|p| ("renewal".into(), p)).collect();
+    let of_topic = |all: Vec<LeaseHolder>| -> Vec<LeaseHolder> {
+        all.into_iter().filter(|h| h.topic == "renewal").collect()
+    };
+    let wait_past = |at: i64| async move {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while store.now_ms().await.unwrap() <= at {
+            assert!(
+                Instant::now() < deadline,
+                "the store's clock never passed {at}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+
+    let taken_at = store.now_ms().await.unwrap();
+    let first = store.acquire_leases("r1", 300, &parts).await.unwrap();
+    assert_eq!(first.len(), 3);
+    assert_eq!(store.renew_leases("r1", 60_000).await.unwrap(), first);
+    // Past the 300 ms they were taken with, the renewal keeps them r1's.
+    wait_past(taken_at + 400).await;
+    assert!(
+        store
+            .acquire_leases("r2", 60_000, &parts)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let holders = of_topic(store.lease_holders().await.unwrap().partitions);
+    assert_eq!(holders.len(), 3);
+    for h in &holders {
+        assert_eq!(h.leader_id.as_deref(), Some("r1"), "{h:?}");
+        assert!(h.lease_expires_ms > taken_at + 50_000, "{h:?}");
+    }
+    let p = store.get_partition("renewal", 2).await.unwrap().unwrap();
+    assert_eq!(p.leader_id.as_deref(), Some("r1"));
+    assert_eq!(p.leader_address.as_deref(), Some("127.0.0.1:31"));
+    assert!(p.lease_expires_ms > taken_at + 50_000, "{p:?}");
+
+    // Renewed for 100 ms and then not at all: they run out with that renewal.
+    let renewed_at = store.now_ms().await.unwrap();
+    assert_eq!(store.renew_leases("r1", 100).await.unwrap().len(), 3);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let taken = loop {
+        let got = store.acquire_leases("r2", 60_000, &parts).await.unwrap();
+        if !got.is_empty() {
+            break got;
+        }
+        assert!(Instant::now() < deadline, "r1's leases never ran out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(store.now_ms().await.unwrap() >= renewed_at + 100);
+    assert_eq!(taken.len(), 3, "all three ran out with the one renewal");
+    assert!(taken.iter().all(|l| l.epoch == 2), "{taken:?}");
+    // r1 renewing again does not win them back: they are r2's now.
+    assert!(
+        store
+            .renew_leases("r1", 60_000)
+            .await
+            .unwrap()
+            .iter()
+            .all(|l| l.topic != "renewal")
+    );
+    let holders = of_topic(store.lease_holders().await.unwrap().partitions);
+    assert!(holders.iter().all(|h| h.leader_id.as_deref() == Some("r2")));
+    store.release_leases("r2").await.unwrap();
+    store.deregister_agent("r1").await.unwrap();
+    store.deregister_agent("r2").await.unwrap();
+}
+
 #[tokio::test]
 async fn sqlite() {
     let dir = tempfile::tempdir().unwrap();
@@ -1006,6 +1087,7 @@ async fn sqlite() {
     let again = MetadataStore::connect(&url).await.unwrap();
     assert_eq!(again.list_topics().await.unwrap().len(), 4);
     sessions(&again).await;
+    renewal(&again).await;
 }
 
 #[tokio::test]
@@ -1020,6 +1102,7 @@ async fn postgres() {
     let again = MetadataStore::connect(&db.url).await.unwrap();
     assert_eq!(again.list_topics().await.unwrap().len(), 4);
     sessions(&again).await;
+    renewal(&again).await;
     // A session whose server side ends (here its backend is terminated, and waited for; in
     // life, a server restart) no longer holds, and its agent opens another.
     let session = again.open_session().await.unwrap();

@@ -129,6 +129,23 @@ impl Dialect {
         }
     }
 
+    /// When a partition's lease runs out, by the store's clock, for a query over
+    /// `partitions p LEFT JOIN agents a ON a.id = p.leader_id`: the later of its holder's
+    /// renewal (one agents row renews every lease that agent holds) and the expiry it was
+    /// taken with; 0 once its holder is marked lost (its session ended, or it went silent).
+    fn lease_expiry(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => {
+                "(CASE WHEN a.lost = 1 THEN 0
+                       ELSE max(p.lease_expires_ms, COALESCE(a.lease_expires_ms, 0)) END)"
+            }
+            Dialect::Postgres => {
+                "(CASE WHEN a.lost = 1 THEN 0
+                       ELSE GREATEST(p.lease_expires_ms, COALESCE(a.lease_expires_ms, 0)) END)"
+            }
+        }
+    }
+
     fn auto_id(self) -> &'static str {
         match self {
             Dialect::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
@@ -165,7 +182,8 @@ pub struct PartitionRow {
     pub leader_address: Option<String>,
     /// Raised by every new lease; writes under an older one are fenced.
     pub lease_epoch: i64,
-    /// When the current lease lapses unless renewed, by the store's clock.
+    /// When the current lease lapses unless its holder renews, by the store's clock (0 once
+    /// its holder is marked lost).
     pub lease_expires_ms: i64,
     /// The first offset still readable (retention moves it forward).
     pub log_start_offset: i64,
@@ -220,6 +238,16 @@ pub struct LeaseHolder {
     pub leader_id: Option<String>,
     /// When the lease runs out (the store's clock, ms).
     pub lease_expires_ms: i64,
+}
+
+/// What a lease round plans from: every partition's holder, and the store's clock it was
+/// judged by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseHolders {
+    /// The store's clock when the snapshot was read (ms).
+    pub now_ms: i64,
+    /// Every partition, in key order.
+    pub partitions: Vec<LeaseHolder>,
 }
 
 /// A lease this agent now holds.

@@ -5,7 +5,8 @@
 //! the metadata store's own clock wherever they decide correctness (lease expiry).
 
 /// (version, SQL). Append only: a released migration is never edited.
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4), (5, V5)];
+pub(super) const MIGRATIONS: &[(i64, &str)] =
+    &[(1, V1), (2, V2), (3, V3), (4, V4), (5, V5), (6, V6)];
 
 const V1: &str = r#"
 CREATE TABLE topics (
@@ -147,4 +148,11 @@ ALTER TABLE objects ADD COLUMN unreferenced_since_ms BIGINT NOT NULL DEFAULT -1;
 /// last heartbeat named; 0 for none. See `metadata::sessions`.
 const V5: &str = r#"
 ALTER TABLE agents ADD COLUMN session_key BIGINT NOT NULL DEFAULT 0;
+"#;
+
+/// Leases renewed by agent: one row per agent says until when every lease it holds is live,
+/// so a renewal writes one row however many partitions the agent leads. A partition's lease
+/// runs out at the later of this and the expiry it was taken with. See `metadata::leases`.
+const V6: &str = r#"
+ALTER TABLE agents ADD COLUMN lease_expires_ms BIGINT NOT NULL DEFAULT 0;
 "#;

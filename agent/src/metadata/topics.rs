@@ -159,14 +159,15 @@ impl MetadataStore {
     /// The partitions query, live leader and address included, with `filter` as its WHERE.
     fn partition_query(&self, filter: &str) -> String {
         format!(
-            "SELECT p.topic, p.partition_id, p.lease_epoch, p.lease_expires_ms,
+            "SELECT p.topic, p.partition_id, p.lease_epoch, {expiry} AS lease_expires_ms,
                     p.log_start_offset, p.high_watermark,
-                    CASE WHEN p.lease_expires_ms > {now} THEN p.leader_id END AS leader_id,
-                    CASE WHEN p.lease_expires_ms > {now} THEN a.address END AS leader_address
+                    CASE WHEN {expiry} > {now} THEN p.leader_id END AS leader_id,
+                    CASE WHEN {expiry} > {now} THEN a.address END AS leader_address
              FROM partitions p LEFT JOIN agents a ON a.id = p.leader_id
              {filter}
              ORDER BY p.topic, p.partition_id",
             now = self.dialect.now_ms(),
+            expiry = self.dialect.lease_expiry(),
         )
     }
 
