@@ -1075,6 +1075,81 @@ async fn renewal(store: &MetadataStore) {
     store.deregister_agent("r2").await.unwrap();
 }
 
+/// A flush over more partitions of a topic than one statement moves (600: statements of 250,
+/// 250 and 100): each partition's watermark moves by its own chunk, and one stale epoch or
+/// one gap anywhere refuses the whole flush, naming just those partitions.
+async fn wide_commit(store: &MetadataStore) {
+    const N: u32 = 600;
+    store.create_topic("wide", N, -1, -1).await.unwrap();
+    store.register_agent("w1", "127.0.0.1:41", 0).await.unwrap();
+    let parts: Vec<(String, u32)> = (0..N).map(|p| ("wide".into(), p)).collect();
+    assert_eq!(
+        store
+            .acquire_leases("w1", 60_000, &parts)
+            .await
+            .unwrap()
+            .len(),
+        N as usize
+    );
+    let count = |p: u32| i64::from(p % 7 + 1);
+    let first: Vec<ChunkCommit> = (0..N).map(|p| chunk("wide", p, 1, 0, count(p))).collect();
+    fn commit<'a>(key: &'a str, chunks: &'a [ChunkCommit]) -> FlushCommit<'a> {
+        FlushCommit {
+            agent_id: "w1",
+            object_key: key,
+            object_size: 100 * chunks.len() as u64,
+            chunks,
+            deadline_ms: None,
+        }
+    }
+    store
+        .commit_flush(&commit("data/wide-1.obj", &first))
+        .await
+        .unwrap();
+    let bounds = store
+        .partition_bounds("wide", &(0..N).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    assert_eq!(bounds.len(), N as usize);
+    for (p, start, hw) in bounds {
+        assert_eq!((start, hw), (0, count(p)), "partition {p}");
+    }
+
+    // One stale epoch in the second statement, one gap in the third: all refused.
+    let second: Vec<ChunkCommit> = (0..N)
+        .map(|p| match p {
+            300 => chunk("wide", p, 2, count(p), 1),
+            555 => chunk("wide", p, 1, count(p) + 1, 1),
+            _ => chunk("wide", p, 1, count(p), 1),
+        })
+        .collect();
+    match store
+        .commit_flush(&commit("data/wide-2.obj", &second))
+        .await
+    {
+        Err(MetadataError::Fenced(p)) => {
+            assert_eq!(p, vec![(Arc::from("wide"), 300), (Arc::from("wide"), 555)])
+        }
+        other => panic!("expected Fenced, got {other:?}"),
+    }
+    for (p, _, hw) in store
+        .partition_bounds("wide", &(0..N).collect::<Vec<_>>())
+        .await
+        .unwrap()
+    {
+        assert_eq!(hw, count(p), "partition {p} moved in a refused flush");
+    }
+    assert!(
+        store
+            .segments("wide", 0, count(0), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store.release_leases("w1").await.unwrap();
+    store.deregister_agent("w1").await.unwrap();
+}
+
 #[tokio::test]
 async fn sqlite() {
     let dir = tempfile::tempdir().unwrap();
@@ -1088,6 +1163,7 @@ async fn sqlite() {
     assert_eq!(again.list_topics().await.unwrap().len(), 4);
     sessions(&again).await;
     renewal(&again).await;
+    wide_commit(&again).await;
 }
 
 #[tokio::test]
@@ -1103,6 +1179,7 @@ async fn postgres() {
     assert_eq!(again.list_topics().await.unwrap().len(), 4);
     sessions(&again).await;
     renewal(&again).await;
+    wide_commit(&again).await;
     // A session whose server side ends (here its backend is terminated, and waited for; in
     // life, a server restart) no longer holds, and its agent opens another.
     let session = again.open_session().await.unwrap();

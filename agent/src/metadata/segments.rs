@@ -6,6 +6,41 @@ use super::*;
 /// Partitions whose high watermarks one statement of a flush commit moves (4 parameters each).
 const COMMIT_ROWS: usize = 250;
 
+/// The UPDATE that moves the high watermarks of `n` partitions of one topic, each only where
+/// `$2` holds it at the chunk's epoch and the log ends where the chunk begins. Parameters: `$1`
+/// the topic, `$2` the agent, then per partition its id, lease epoch, old and new watermark.
+///
+/// The rows are named by an `IN` list on the primary key, which every planner answers with
+/// index lookups, and each row's values are picked by `CASE`. The same update written as a join
+/// with a `VALUES` list left PostgreSQL to choose the join; without fresh statistics (a table
+/// never analysed) it rescanned the list once for every partition of the topic, 40-75 ms a
+/// statement at 2,500 partitions a topic.
+fn advance_watermarks_sql(n: usize) -> String {
+    use std::fmt::Write;
+    let param = |i: usize, field: usize| 3 + 4 * i + field;
+    let case = |field: usize| {
+        let mut c = String::from("CASE partition_id");
+        for i in 0..n {
+            let _ = write!(c, " WHEN ${} THEN ${}", param(i, 0), param(i, field));
+        }
+        c.push_str(" END");
+        c
+    };
+    let ids = (0..n)
+        .map(|i| format!("${}", param(i, 0)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "UPDATE partitions SET high_watermark = {new_hw}
+         WHERE topic = $1 AND partition_id IN ({ids}) AND leader_id = $2
+           AND lease_epoch = {epoch} AND high_watermark = {old_hw}
+         RETURNING partition_id",
+        new_hw = case(3),
+        epoch = case(1),
+        old_hw = case(2),
+    )
+}
+
 impl MetadataStore {
     /// Commits one flushed object in ONE transaction: for every chunk it checks the lease is
     /// still this agent's at the same epoch and the log ends where the chunk begins, advances
@@ -42,22 +77,7 @@ impl MetadataStore {
                     }
                     q.fetch_all(&mut *tx).await?;
                 }
-                let values = (0..batch.len())
-                    .map(|i| {
-                        let k = 3 + 4 * i;
-                        format!("(${k}, ${}, ${}, ${})", k + 1, k + 2, k + 3)
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let sql = format!(
-                    "WITH v (partition_id, lease_epoch, old_hw, new_hw) AS (VALUES {values})
-                     UPDATE partitions SET high_watermark = v.new_hw FROM v
-                     WHERE partitions.topic = $1 AND partitions.partition_id = v.partition_id
-                       AND partitions.leader_id = $2
-                       AND partitions.lease_epoch = v.lease_epoch
-                       AND partitions.high_watermark = v.old_hw
-                     RETURNING partitions.partition_id"
-                );
+                let sql = advance_watermarks_sql(batch.len());
                 let mut q = sqlx::query(&sql).bind(topic).bind(c.agent_id);
                 for ch in batch {
                     q = q
