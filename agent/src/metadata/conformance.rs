@@ -1150,6 +1150,71 @@ async fn wide_commit(store: &MetadataStore) {
     store.deregister_agent("w1").await.unwrap();
 }
 
+/// `watcher` keeps its snapshot of the holders while the lease generation stands, and sees
+/// every change `writer` (another pool on the same database) makes to which partitions exist
+/// or who holds them: create, acquire, release one, release all, delete. A flush commit and a
+/// renewal change no holder and leave the generation where it was.
+async fn generation(watcher: &MetadataStore, writer: &MetadataStore) {
+    let generation = || async {
+        let row = sqlx::query("SELECT generation FROM lease_generation WHERE id = 1")
+            .fetch_one(&writer.pool)
+            .await
+            .unwrap();
+        sqlx::Row::try_get::<i64, _>(&row, "generation").unwrap()
+    };
+    let holders = || async {
+        watcher
+            .lease_holders()
+            .await
+            .unwrap()
+            .partitions
+            .into_iter()
+            .filter(|h| h.topic == "gen")
+            .map(|h| (h.partition, h.leader_id))
+            .collect::<Vec<_>>()
+    };
+    assert!(holders().await.is_empty());
+    writer
+        .register_agent("g1", "127.0.0.1:51", 0)
+        .await
+        .unwrap();
+    writer.create_topic("gen", 2, -1, -1).await.unwrap();
+    assert_eq!(holders().await, vec![(0, None), (1, None)]);
+    let parts: Vec<(String, u32)> = (0..2).map(|p| ("gen".into(), p)).collect();
+    let leases = writer.acquire_leases("g1", 60_000, &parts).await.unwrap();
+    let g1 = Some("g1".to_string());
+    assert_eq!(holders().await, vec![(0, g1.clone()), (1, g1.clone())]);
+
+    let before = generation().await;
+    writer
+        .commit_flush(&FlushCommit {
+            agent_id: "g1",
+            object_key: "data/gen.obj",
+            object_size: 100,
+            chunks: &[chunk("gen", 0, leases[0].epoch, 0, 3)],
+            deadline_ms: None,
+        })
+        .await
+        .unwrap();
+    writer.renew_leases("g1", 60_000).await.unwrap();
+    assert_eq!(generation().await, before);
+    assert_eq!(holders().await, vec![(0, g1.clone()), (1, g1.clone())]);
+
+    assert!(
+        writer
+            .release_lease("g1", "gen", 1, leases[1].epoch, "test")
+            .await
+            .unwrap()
+    );
+    assert_eq!(holders().await, vec![(0, g1.clone()), (1, None)]);
+    writer.release_leases("g1").await.unwrap();
+    assert_eq!(holders().await, vec![(0, None), (1, None)]);
+    writer.delete_topic("gen").await.unwrap();
+    assert!(holders().await.is_empty());
+    assert!(generation().await > before);
+    writer.deregister_agent("g1").await.unwrap();
+}
+
 #[tokio::test]
 async fn sqlite() {
     let dir = tempfile::tempdir().unwrap();
@@ -1164,6 +1229,7 @@ async fn sqlite() {
     sessions(&again).await;
     renewal(&again).await;
     wide_commit(&again).await;
+    generation(&store, &again).await;
 }
 
 #[tokio::test]
@@ -1180,6 +1246,7 @@ async fn postgres() {
     sessions(&again).await;
     renewal(&again).await;
     wide_commit(&again).await;
+    generation(&store, &again).await;
     // A session whose server side ends (here its backend is terminated, and waited for; in
     // life, a server restart) no longer holds, and its agent opens another.
     let session = again.open_session().await.unwrap();

@@ -84,6 +84,9 @@ impl MetadataStore {
                             }
                         }
                     }
+                    if !taken.is_empty() {
+                        bump_lease_generation(&mut tx).await?;
+                    }
                     tx.commit().await?;
                     taken.sort_unstable_by(|a, b| {
                         (&a.0.topic, a.0.partition).cmp(&(&b.0.topic, b.0.partition))
@@ -123,57 +126,93 @@ impl MetadataStore {
     /// lease held by an agent marked lost (its session ended) is free, however long it had to
     /// run.
     ///
-    /// The agents (a handful of rows) are read first, with the clock, and the partitions after,
-    /// by key alone: each lease's expiry is worked out here rather than by a join with a clock
-    /// read for every row, which cost PostgreSQL twice as much at 10,000 partitions. A lease
-    /// renewed between the two reads looks at worst shorter; one whose holder was marked lost
-    /// between them looks live for one more round.
+    /// The agents (a handful of rows) are read first, with the clock and the lease generation;
+    /// the partitions' rows only when the generation moved since this store last read them
+    /// (every change of which partitions exist or who holds them raises it, in the same
+    /// transaction), since with thousands of partitions that read is most of an idle round.
+    /// Each lease's expiry is worked out here from the rows and the agents' renewals. Rows
+    /// read after the generation are at least as new as it, so a cache is never older than
+    /// the generation it is kept under. A lease renewed between the two reads looks at worst
+    /// shorter; one whose holder was marked lost between them looks live for one more round.
     pub async fn lease_holders(&self) -> Result<LeaseHolders> {
         self.bounded("lease_holders", async move {
             let mut now_ms = 0;
+            let mut generation = -1;
             // By agent: `None` when marked lost, else until when its renewal runs.
             let mut renewed: HashMap<String, Option<i64>> = HashMap::new();
             for r in sqlx::query(&format!(
-                "SELECT n.now_ms, a.id, a.lost, a.lease_expires_ms
-                 FROM (SELECT {} AS now_ms) n LEFT JOIN agents a ON 1 = 1",
+                "SELECT n.now_ms, g.generation, a.id, a.lost, a.lease_expires_ms
+                 FROM (SELECT {} AS now_ms) n
+                 JOIN lease_generation g ON g.id = 1
+                 LEFT JOIN agents a ON 1 = 1",
                 self.dialect.now_ms()
             ))
             .fetch_all(&self.pool)
             .await?
             {
                 now_ms = r.try_get("now_ms")?;
+                generation = r.try_get("generation")?;
                 if let Some(id) = r.try_get::<Option<String>, _>("id")? {
                     let lost: i64 = r.try_get("lost")?;
                     let until: i64 = r.try_get("lease_expires_ms")?;
                     renewed.insert(id, (lost == 0).then_some(until));
                 }
             }
-            let partitions = sqlx::query(
-                "SELECT topic, partition_id, leader_id, lease_expires_ms FROM partitions
-                 ORDER BY topic, partition_id",
-            )
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| {
-                let leader: Option<String> = r.try_get("leader_id")?;
-                let taken_until: i64 = r.try_get("lease_expires_ms")?;
-                let expires = match leader.as_ref().map(|l| renewed.get(l)) {
-                    Some(Some(None)) => 0,
-                    Some(Some(Some(until))) => taken_until.max(*until),
-                    Some(None) | None => taken_until,
-                };
-                Ok(LeaseHolder {
-                    topic: r.try_get("topic")?,
-                    partition: u32_col(r, "partition_id")?,
-                    leader_id: leader.filter(|_| expires > now_ms),
-                    lease_expires_ms: expires,
+            let cached = self
+                .lease_rows
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .filter(|(g, _)| *g == generation)
+                .map(|(_, rows)| rows.clone());
+            let rows = match cached {
+                Some(rows) => rows,
+                None => {
+                    let rows = Arc::new(self.holder_rows().await?);
+                    *self.lease_rows.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some((generation, rows.clone()));
+                    rows
+                }
+            };
+            let partitions = rows
+                .iter()
+                .map(|r| {
+                    let expires = match r.leader.as_ref().map(|l| renewed.get(l)) {
+                        Some(Some(None)) => 0,
+                        Some(Some(Some(until))) => r.taken_until.max(*until),
+                        Some(None) | None => r.taken_until,
+                    };
+                    LeaseHolder {
+                        topic: r.topic.clone(),
+                        partition: r.partition,
+                        leader_id: r.leader.clone().filter(|_| expires > now_ms),
+                        lease_expires_ms: expires,
+                    }
                 })
-            })
-            .collect::<Result<_>>()?;
+                .collect();
             Ok(LeaseHolders { now_ms, partitions })
         })
         .await
+    }
+
+    /// Every partition's holder and the expiry its lease was taken with, in key order.
+    async fn holder_rows(&self) -> Result<Vec<HolderRow>> {
+        sqlx::query(
+            "SELECT topic, partition_id, leader_id, lease_expires_ms FROM partitions
+             ORDER BY topic, partition_id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(HolderRow {
+                topic: r.try_get("topic")?,
+                partition: u32_col(r, "partition_id")?,
+                leader: r.try_get("leader_id")?,
+                taken_until: r.try_get("lease_expires_ms")?,
+            })
+        })
+        .collect()
     }
 
     /// Gives up one lease, if `agent_id` still holds it at `epoch`, so its wanted owner can
@@ -189,7 +228,8 @@ impl MetadataStore {
         self.bounded("release_lease", async move {
             let released = self
                 .retry_busy(|| async {
-                    Ok(sqlx::query(
+                    let mut tx = self.pool.begin().await?;
+                    let released = sqlx::query(
                         "UPDATE partitions SET leader_id = NULL, lease_expires_ms = 0
                          WHERE topic = $1 AND partition_id = $2 AND leader_id = $3 AND lease_epoch = $4",
                     )
@@ -197,10 +237,15 @@ impl MetadataStore {
                     .bind(i64::from(partition))
                     .bind(agent_id)
                     .bind(epoch)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?
                     .rows_affected()
-                        == 1)
+                        == 1;
+                    if released {
+                        bump_lease_generation(&mut tx).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(released)
                 })
                 .await?;
             if released {
@@ -263,13 +308,14 @@ impl MetadataStore {
         self.bounded("release_leases", async move {
             let released: Vec<(String, i64, i64)> = self
                 .retry_busy(|| async {
-                    sqlx::query(&format!(
+                    let mut tx = self.pool.begin().await?;
+                    let released = sqlx::query(&format!(
                         "UPDATE partitions SET leader_id = NULL, lease_expires_ms = 0 WHERE {}
                          RETURNING topic, partition_id, lease_epoch",
                         held_by_first_param(self.dialect)
                     ))
                     .bind(agent_id)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *tx)
                     .await?
                     .iter()
                     .map(|r| {
@@ -279,7 +325,12 @@ impl MetadataStore {
                             r.try_get("lease_epoch")?,
                         ))
                     })
-                    .collect()
+                    .collect::<Result<Vec<_>>>()?;
+                    if !released.is_empty() {
+                        bump_lease_generation(&mut tx).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(released)
                 })
                 .await?;
             let events: Vec<(&str, String, String)> = released
@@ -311,4 +362,13 @@ fn held_by_first_param(dialect: Dialect) -> &'static str {
         }
         Dialect::Sqlite => "leader_id = $1",
     }
+}
+
+/// Raises the lease generation inside the transaction of a change to which partitions exist
+/// or who holds them, so every agent's next lease round reads the holders again.
+pub(super) async fn bump_lease_generation(conn: &mut sqlx::AnyConnection) -> Result<()> {
+    sqlx::query("UPDATE lease_generation SET generation = generation + 1 WHERE id = 1")
+        .execute(conn)
+        .await?;
+    Ok(())
 }

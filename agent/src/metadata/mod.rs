@@ -390,6 +390,21 @@ pub struct MetadataStore {
     /// Where agents' session lock files live, for a SQLite database file (see
     /// [`Session`]); none for an in-memory one.
     sessions_dir: Option<std::path::PathBuf>,
+    /// The partitions' holders as [`MetadataStore::lease_holders`] last read them, with the
+    /// lease generation they were read at.
+    lease_rows: Arc<std::sync::Mutex<Option<HolderSnapshot>>>,
+}
+
+/// Every partition's holder row, and the lease generation it was read at.
+type HolderSnapshot = (i64, Arc<Vec<HolderRow>>);
+
+/// A partition's holder as its row says, before its holder's renewal is applied.
+#[derive(Debug)]
+struct HolderRow {
+    topic: String,
+    partition: u32,
+    leader: Option<String>,
+    taken_until: i64,
 }
 
 /// The sqlx URL for a `sqlite:` URL, and the database file's path (none in memory).
@@ -550,6 +565,7 @@ impl MetadataStore {
             calls: Arc::default(),
             sqlite_writer: Arc::new(tokio::sync::Mutex::new(())),
             sessions_dir: file.as_deref().map(sessions::sessions_dir),
+            lease_rows: Arc::default(),
         };
         store.migrate().await?;
         Ok(store)
@@ -622,6 +638,7 @@ impl MetadataStore {
             calls: self.calls.clone(),
             sqlite_writer: self.sqlite_writer.clone(),
             sessions_dir: self.sessions_dir.clone(),
+            lease_rows: Arc::default(),
         })
     }
 

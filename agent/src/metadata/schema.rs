@@ -5,8 +5,15 @@
 //! the metadata store's own clock wherever they decide correctness (lease expiry).
 
 /// (version, SQL). Append only: a released migration is never edited.
-pub(super) const MIGRATIONS: &[(i64, &str)] =
-    &[(1, V1), (2, V2), (3, V3), (4, V4), (5, V5), (6, V6)];
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[
+    (1, V1),
+    (2, V2),
+    (3, V3),
+    (4, V4),
+    (5, V5),
+    (6, V6),
+    (7, V7),
+];
 
 const V1: &str = r#"
 CREATE TABLE topics (
@@ -155,4 +162,14 @@ ALTER TABLE agents ADD COLUMN session_key BIGINT NOT NULL DEFAULT 0;
 /// runs out at the later of this and the expiry it was taken with. See `metadata::leases`.
 const V6: &str = r#"
 ALTER TABLE agents ADD COLUMN lease_expires_ms BIGINT NOT NULL DEFAULT 0;
+"#;
+
+/// The lease generation: raised in the transaction of every change to which partitions exist
+/// or who holds them, so a lease round reads every partition's holder again only when it moved.
+const V7: &str = r#"
+CREATE TABLE lease_generation (
+    id                BIGINT PRIMARY KEY,
+    generation        BIGINT NOT NULL
+);
+INSERT INTO lease_generation (id, generation) VALUES (1, 0);
 "#;

@@ -1,5 +1,6 @@
 //! Topics and their partitions' rows: creating, deleting and listing them.
 
+use super::leases::bump_lease_generation;
 use super::*;
 
 impl MetadataStore {
@@ -47,6 +48,7 @@ impl MetadataStore {
                     }
                     q.execute(&mut *tx).await?;
                 }
+                bump_lease_generation(&mut tx).await?;
                 tx.commit().await?;
                 Ok(())
             })
@@ -84,6 +86,7 @@ impl MetadataStore {
                         .execute(&mut *tx)
                         .await?;
                 }
+                bump_lease_generation(&mut tx).await?;
                 tx.commit().await?;
                 Ok(())
             })
