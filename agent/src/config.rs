@@ -231,8 +231,13 @@ impl AgentConfig {
         if self.flush_interval().as_millis() > u128::from(most) {
             return Err(format!("flush_interval_ms must be between 0 and {most}"));
         }
-        if self.lease_ttl_ms < 300 {
-            return Err(format!("lease_ttl_ms {} is below 300", self.lease_ttl_ms));
+        // A lease's expiry is the store's clock plus the TTL in signed milliseconds; an hour is
+        // longer than any stuck agent should keep its partitions.
+        if !(300..=3_600_000).contains(&self.lease_ttl_ms) {
+            return Err(format!(
+                "lease_ttl_ms {} must be between 300 and 3600000 (an hour)",
+                self.lease_ttl_ms
+            ));
         }
         if self.heartbeat_ms == 0 || self.heartbeat_ms > self.lease_ttl_ms / 2 {
             return Err(format!(

@@ -45,6 +45,48 @@ fn sqlite(dir: &std::path::Path) -> String {
     format!("sqlite://{}", dir.join("metadata.db").display())
 }
 
+/// The worst lease settings an operator could give (none, below the floor, past an hour, the
+/// largest number a flag takes; a heartbeat of 0 or longer than half the TTL) fail at start,
+/// in one line naming the setting and its bounds, before anything is opened.
+#[test]
+fn lease_settings_out_of_range_fail_at_start() {
+    let (_guard, dir) = data_dir();
+    let storage = format!("file://{}", dir.join("objects").display());
+    for (flags, parts) in [
+        (
+            ["--lease-ttl-ms", "0"],
+            ["lease_ttl_ms 0", "between 300 and 3600000"],
+        ),
+        (
+            ["--lease-ttl-ms", "299"],
+            ["lease_ttl_ms 299", "between 300"],
+        ),
+        (
+            ["--lease-ttl-ms", "3600001"],
+            ["lease_ttl_ms 3600001", "3600000"],
+        ),
+        (
+            ["--lease-ttl-ms", "18446744073709551615"],
+            ["lease_ttl_ms 18446744073709551615", "3600000"],
+        ),
+        (
+            ["--heartbeat-ms", "0"],
+            ["heartbeat_ms 0", "at most half of lease_ttl_ms"],
+        ),
+        (
+            ["--heartbeat-ms", "501"],
+            ["heartbeat_ms 501", "at most half of lease_ttl_ms 1000"],
+        ),
+    ] {
+        let (status, err) = start_failure(BIN, &sqlite(&dir), &storage, &flags);
+        assert_one_line(&flags.join(" "), status, &err, &parts);
+    }
+    assert!(
+        !dir.join("metadata.db").exists(),
+        "a refused setting opened the metadata store"
+    );
+}
+
 #[test]
 fn a_directory_that_cannot_be_written_fails_at_start() {
     let (_guard, dir) = data_dir();

@@ -278,27 +278,30 @@ impl MetadataStore {
                 .bind(ttl_ms)
                 .execute(&self.pool)
                 .await?;
-                // After the renewal: a lease read here as ours lives at least as long as it.
-                sqlx::query(
-                    "SELECT topic, partition_id, lease_epoch, log_start_offset, high_watermark
-                     FROM partitions WHERE leader_id = $1 ORDER BY topic, partition_id",
-                )
-                .bind(agent_id)
-                .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .map(|r| {
-                    Ok(Lease {
-                        topic: r.try_get("topic")?,
-                        partition: u32_col(r, "partition_id")?,
-                        epoch: r.try_get("lease_epoch")?,
-                        log_start_offset: r.try_get("log_start_offset")?,
-                        high_watermark: r.try_get("high_watermark")?,
-                    })
-                })
-                .collect()
+                Ok(())
             })
-            .await
+            .await?;
+            // After the renewal: a lease read here as ours lives at least as long as it. The
+            // read is outside the writers' turn (on SQLite a flush commit waits for it), and
+            // with thousands of partitions it is the longer of the two statements.
+            sqlx::query(
+                "SELECT topic, partition_id, lease_epoch, log_start_offset, high_watermark
+                 FROM partitions WHERE leader_id = $1 ORDER BY topic, partition_id",
+            )
+            .bind(agent_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(Lease {
+                    topic: r.try_get("topic")?,
+                    partition: u32_col(r, "partition_id")?,
+                    epoch: r.try_get("lease_epoch")?,
+                    log_start_offset: r.try_get("log_start_offset")?,
+                    high_watermark: r.try_get("high_watermark")?,
+                })
+            })
+            .collect()
         })
         .await
     }

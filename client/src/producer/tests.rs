@@ -477,25 +477,30 @@ fn a_refusal_for_a_gap_the_earlier_request_has_since_filled_is_sent_again() {
     assert!(q.in_flight.is_empty());
 }
 
+/// Builds `builder` and expects it refused as invalid configuration, in one line naming
+/// `setting`.
+async fn assert_refused(builder: ProducerBuilder, setting: &str) {
+    let e = builder.build().await.expect_err("refused");
+    let line = e.to_string();
+    assert!(
+        matches!(e, ClientError::InvalidConfig(_))
+            && line.contains(setting)
+            && !line.contains('\n'),
+        "{line}"
+    );
+}
+
 /// The worst `max_in_flight_per_partition` an application could set is refused in one line
-/// naming it; an agent announcing an absurd flush interval spaces requests at most 12 s apart.
+/// naming it; an agent announcing an absurd flush interval spaces requests at most
+/// `MAX_FLUSH_INTERVAL_MS` (a minute) apart.
 #[tokio::test]
 async fn worst_in_flight_settings_and_announced_intervals() {
     for (idempotence, n) in [(true, 0), (true, 6), (false, 0), (false, usize::MAX)] {
-        let e = Producer::builder()
+        let builder = Producer::builder()
             .bootstrap("127.0.0.1:9")
             .enable_idempotence(idempotence)
-            .max_in_flight_per_partition(n)
-            .build()
-            .await
-            .expect_err("refused");
-        let line = e.to_string();
-        assert!(
-            matches!(e, ClientError::InvalidConfig(_))
-                && line.contains("max_in_flight_per_partition")
-                && !line.contains('\n'),
-            "{line}"
-        );
+            .max_in_flight_per_partition(n);
+        assert_refused(builder, "max_in_flight_per_partition").await;
     }
     assert_eq!(
         crate::cluster::announced_flush_interval(u32::MAX),
@@ -510,19 +515,8 @@ async fn worst_in_flight_settings_and_announced_intervals() {
 #[tokio::test]
 async fn worst_linger_settings() {
     for ms in [60_001, u64::MAX] {
-        let e = Producer::builder()
-            .bootstrap("127.0.0.1:9")
-            .linger_ms(ms)
-            .build()
-            .await
-            .expect_err("refused");
-        let line = e.to_string();
-        assert!(
-            matches!(e, ClientError::InvalidConfig(_))
-                && line.contains("linger_ms")
-                && !line.contains('\n'),
-            "{line}"
-        );
+        let builder = Producer::builder().bootstrap("127.0.0.1:9").linger_ms(ms);
+        assert_refused(builder, "linger_ms").await;
     }
     let longest = Producer::builder()
         .bootstrap("127.0.0.1:9")
