@@ -26,6 +26,14 @@ pub struct AgentConfig {
     /// Address other agents and clients should use; defaults to the bound listen address.
     #[arg(long, env = "STREAMHOUSE_ADVERTISE")]
     pub advertise: Option<String>,
+    /// Serve Kafka clients on this address too (e.g. `0.0.0.0:9092`; port 0 picks a free
+    /// one). Off when absent.
+    #[arg(long, env = "STREAMHOUSE_KAFKA_LISTEN")]
+    pub kafka_listen: Option<String>,
+    /// The `HOST:PORT` Kafka clients are told to use for this agent; defaults to the bound
+    /// Kafka listen address.
+    #[arg(long, env = "STREAMHOUSE_KAFKA_ADVERTISE")]
+    pub kafka_advertise: Option<String>,
     /// Stable agent id; a random one is chosen when absent.
     #[arg(long, env = "STREAMHOUSE_AGENT_ID")]
     pub id: Option<String>,
@@ -284,6 +292,18 @@ impl AgentConfig {
                 self.lease_ttl_ms
             ));
         }
+        if self.kafka_listen.is_none() && self.kafka_advertise.is_some() {
+            return Err("kafka_advertise is set without kafka_listen; set both, or neither".into());
+        }
+        if let Some(a) = &self.kafka_advertise {
+            check_host_port("kafka_advertise", a)?;
+        }
+        if self.kafka_listen.is_some()
+            && (self.tls_cert.is_some() || self.auth_tokens_file.is_some())
+        {
+            return Err("kafka_listen is set with TLS or tokens, which the Kafka listener does                         not apply yet (it would serve without them); leave kafka_listen unset"
+                .into());
+        }
         let request = self.max_request_bytes();
         if self.max_buffered_bytes < request {
             return Err(format!(
@@ -293,6 +313,20 @@ impl AgentConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// `HOST:PORT` with a port of 1-65535, as Kafka clients must be told an address.
+fn check_host_port(name: &str, value: &str) -> Result<(), String> {
+    let ok = value
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name} {value:?} must be HOST:PORT with a port of 1 to 65535"
+        ))
     }
 }
 

@@ -196,7 +196,8 @@ pub async fn tick(shared: &Shared) -> Result<Option<Duration>> {
 async fn heartbeat(shared: &Shared, session: i64) -> Result<()> {
     let meta = &shared.lease_meta;
     if !meta.heartbeat_agent(&shared.id, session).await? {
-        meta.register_agent(&shared.id, &shared.advertise, session)
+        let kafka = shared.kafka.as_ref().map(|k| k.advertise.as_str());
+        meta.register_agent(&shared.id, &shared.advertise, kafka, session)
             .await?;
     }
     Ok(())

@@ -28,6 +28,7 @@ pub(crate) mod assignment;
 pub(crate) mod auth;
 pub(crate) mod error;
 pub(crate) mod group;
+pub(crate) mod kafka;
 pub(crate) mod lease;
 pub(crate) mod maintenance;
 pub(crate) mod metrics;
@@ -86,6 +87,8 @@ pub enum StartError {
 pub(crate) struct Shared {
     pub id: String,
     pub advertise: String,
+    /// Where and as which broker this agent serves Kafka clients, when it does.
+    pub kafka: Option<kafka::KafkaIdentity>,
     pub config: AgentConfig,
     /// Connections for requests, follower polling, groups and maintenance.
     pub meta: MetadataStore,
@@ -161,6 +164,7 @@ pub struct Agent {
     shared: Arc<Shared>,
     listener: TcpListener,
     addr: SocketAddr,
+    kafka_listener: Option<TcpListener>,
     metrics_listener: Option<TcpListener>,
     tls: Option<tonic::transport::Identity>,
     tokens: auth::TokenCheck,
@@ -227,6 +231,21 @@ impl Agent {
             Some(addr) => Some(TcpListener::bind(addr).await?),
             None => None,
         };
+        let kafka_listener = match &config.kafka_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+                StartError::Check(format!(
+                    "kafka_listen {addr}: cannot listen: {e}; free the port or choose another"
+                ))
+            })?),
+            None => None,
+        };
+        let kafka_advertise = match &kafka_listener {
+            Some(l) => Some(match &config.kafka_advertise {
+                Some(a) => a.clone(),
+                None => l.local_addr()?.to_string(),
+            }),
+            None => None,
+        };
         let writer = Writer::start(
             id.clone(),
             object_tag.clone(),
@@ -256,10 +275,19 @@ impl Agent {
                 startup::redact(&config.metadata)
             ))
         })?;
-        meta.register_agent(&id, &advertise, session.key()).await?;
+        meta.register_agent(&id, &advertise, kafka_advertise.as_deref(), session.key())
+            .await?;
+        let kafka = match kafka_advertise {
+            Some(advertise) => Some(kafka::KafkaIdentity {
+                node_id: meta.kafka_node_id(&id).await?,
+                advertise,
+            }),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             id,
             advertise,
+            kafka,
             config,
             meta,
             lease_meta,
@@ -292,6 +320,7 @@ impl Agent {
             shared,
             listener,
             addr,
+            kafka_listener,
             metrics_listener,
             tls,
             tokens,
@@ -310,6 +339,13 @@ impl Agent {
             .and_then(|l| l.local_addr().ok())
     }
 
+    /// Where Kafka clients are served, when `kafka_listen` is set.
+    pub fn kafka_addr(&self) -> Option<SocketAddr> {
+        self.kafka_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
     /// The agent's id.
     pub fn id(&self) -> &str {
         &self.shared.id
@@ -322,6 +358,9 @@ impl Agent {
         let (stop_tx, stop_rx) = watch::channel(false);
         let lease_task = tokio::spawn(lease::run(shared.clone(), stop_rx.clone()));
         let maintenance_task = tokio::spawn(maintenance::run(shared.clone(), stop_rx.clone()));
+        let kafka_task = self
+            .kafka_listener
+            .map(|l| tokio::spawn(kafka::serve(l, shared.clone(), stop_rx.clone())));
         let gc_task = tokio::spawn(maintenance::run_gc(shared.clone(), stop_rx));
         let metrics_task = self
             .metrics_listener
@@ -376,6 +415,9 @@ impl Agent {
         let _ = maintenance_task.await;
         let _ = gc_task.await;
         if let Some(t) = metrics_task {
+            t.abort();
+        }
+        if let Some(t) = kafka_task {
             t.abort();
         }
         if let Some(t) = reload_task {

@@ -87,6 +87,69 @@ fn lease_settings_out_of_range_fail_at_start() {
     );
 }
 
+/// Kafka listener settings that cannot work: an advertised address without a listener, one
+/// Kafka clients could not dial, security the listener would silently not apply, and a port
+/// taken or not an address.
+#[test]
+fn kafka_settings_that_cannot_work_fail_at_start() {
+    let (_guard, dir) = data_dir();
+    let storage = format!("file://{}", dir.join("objects").display());
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    let tokens = dir.join("tokens");
+    std::fs::write(&tokens, "a-token-of-thirty-two-characters-at-least\n").unwrap();
+    let tokens = tokens.display().to_string();
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (
+            vec!["--kafka-advertise", "h:9092"],
+            vec!["kafka_advertise", "without kafka_listen"],
+        ),
+        (
+            vec![
+                "--kafka-listen",
+                "127.0.0.1:0",
+                "--kafka-advertise",
+                "nohost",
+            ],
+            vec!["kafka_advertise \"nohost\"", "HOST:PORT"],
+        ),
+        (
+            vec!["--kafka-listen", "127.0.0.1:0", "--kafka-advertise", "h:0"],
+            vec!["kafka_advertise \"h:0\"", "port of 1 to 65535"],
+        ),
+        (
+            vec![
+                "--kafka-listen",
+                "127.0.0.1:0",
+                "--kafka-advertise",
+                "h:65536",
+            ],
+            vec!["kafka_advertise \"h:65536\"", "port of 1 to 65535"],
+        ),
+        (
+            vec![
+                "--kafka-listen",
+                "127.0.0.1:0",
+                "--auth-tokens-file",
+                &tokens,
+            ],
+            vec!["kafka_listen", "TLS or tokens", "leave kafka_listen unset"],
+        ),
+        (
+            vec!["--kafka-listen", &taken],
+            vec!["kafka_listen", "cannot listen", "choose another"],
+        ),
+        (
+            vec!["--kafka-listen", "not-an-address"],
+            vec!["kafka_listen not-an-address", "cannot listen"],
+        ),
+    ];
+    for (flags, parts) in cases {
+        let (status, err) = start_failure(BIN, &sqlite(&dir), &storage, &flags);
+        assert_one_line(&flags.join(" "), status, &err, &parts);
+    }
+}
+
 #[test]
 fn a_directory_that_cannot_be_written_fails_at_start() {
     let (_guard, dir) = data_dir();

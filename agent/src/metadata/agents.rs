@@ -2,29 +2,85 @@
 
 use super::*;
 
+/// What `list_agents` reads, from `agents a` joined with `kafka_nodes k`.
+const AGENT_COLUMNS: &str =
+    "a.id, a.address, a.started_at_ms, a.heartbeat_ms, a.lost, a.kafka_address, k.node_id";
+
 impl MetadataStore {
     /// Registers agent `id` serving at `address` (again, after a restart), with the key of
     /// its [`Session`] (0 for none), and logs it.
-    pub async fn register_agent(&self, id: &str, address: &str, session: i64) -> Result<()> {
+    pub async fn register_agent(
+        &self,
+        id: &str,
+        address: &str,
+        kafka_address: Option<&str>,
+        session: i64,
+    ) -> Result<()> {
         self.bounded("register_agent", async move {
             let now = self.dialect.now_ms();
             self.retry_busy(|| async {
                 sqlx::query(&format!(
-                    "INSERT INTO agents (id, address, started_at_ms, heartbeat_ms, session_key)
-                     VALUES ($1, $2, {now}, {now}, $3)
+                    "INSERT INTO agents (id, address, started_at_ms, heartbeat_ms, session_key,
+                         kafka_address)
+                     VALUES ($1, $2, {now}, {now}, $3, $4)
                      ON CONFLICT (id) DO UPDATE SET address = $2, started_at_ms = {now},
-                         heartbeat_ms = {now}, lost = 0, session_key = $3"
+                         heartbeat_ms = {now}, lost = 0, session_key = $3, kafka_address = $4"
                 ))
                 .bind(id)
                 .bind(address)
                 .bind(session)
+                .bind(kafka_address)
                 .execute(&self.pool)
                 .await?;
                 Ok(())
             })
             .await?;
-            self.append_event("agent_joined", id, &format!("address {address}"))
+            let kafka = kafka_address.map_or_else(String::new, |k| format!(", Kafka {k}"));
+            self.append_event("agent_joined", id, &format!("address {address}{kafka}"))
                 .await
+        })
+        .await
+    }
+
+    /// Agent `id`'s Kafka node id: the one it was given before, or the next free one. Kafka
+    /// clients know brokers by these numbers, so an agent keeps its number across restarts.
+    pub async fn kafka_node_id(&self, id: &str) -> Result<i32> {
+        self.bounded("kafka_node_id", async move {
+            // Two agents may pick the same next number at once on PostgreSQL: the loser's
+            // insert does nothing (the number is unique) and it tries the next one.
+            for _ in 0..16 {
+                let got = self
+                    .retry_busy(|| async {
+                        sqlx::query(
+                            "INSERT INTO kafka_nodes (agent_id, node_id)
+                             SELECT $1, COALESCE(MAX(node_id), 0) + 1 FROM kafka_nodes
+                             WHERE NOT EXISTS (SELECT 1 FROM kafka_nodes WHERE agent_id = $1)
+                             ON CONFLICT DO NOTHING",
+                        )
+                        .bind(id)
+                        .execute(&self.pool)
+                        .await?;
+                        let row =
+                            sqlx::query("SELECT node_id FROM kafka_nodes WHERE agent_id = $1")
+                                .bind(id)
+                                .fetch_optional(&self.pool)
+                                .await?;
+                        row.map(|r| r.try_get::<i64, _>("node_id"))
+                            .transpose()
+                            .map_err(MetadataError::from)
+                    })
+                    .await?;
+                if let Some(n) = got {
+                    return i32::try_from(n).map_err(|_| {
+                        MetadataError::Inconsistent(format!(
+                            "Kafka node id {n} of agent {id} is not an i32"
+                        ))
+                    });
+                }
+            }
+            Err(MetadataError::Inconsistent(format!(
+                "no Kafka node id could be given to agent {id}: 16 attempts collided"
+            )))
         })
         .await
     }
@@ -98,19 +154,23 @@ impl MetadataStore {
             let rows = match live_within_ms {
                 Some(ms) => {
                     sqlx::query(&format!(
-                        "SELECT id, address, started_at_ms, heartbeat_ms, lost FROM agents
-                         WHERE heartbeat_ms > {} - $1 AND lost = 0 ORDER BY id",
+                        "SELECT {AGENT_COLUMNS} FROM agents a
+                         LEFT JOIN kafka_nodes k ON k.agent_id = a.id
+                         WHERE a.heartbeat_ms > {} - $1 AND a.lost = 0 ORDER BY a.id",
                         self.dialect.now_ms()
                     ))
                     .bind(ms)
                     .fetch_all(&self.pool)
                     .await?
                 }
-                None => sqlx::query(
-                    "SELECT id, address, started_at_ms, heartbeat_ms, lost FROM agents ORDER BY id",
-                )
-                .fetch_all(&self.pool)
-                .await?,
+                None => {
+                    sqlx::query(&format!(
+                        "SELECT {AGENT_COLUMNS} FROM agents a
+                     LEFT JOIN kafka_nodes k ON k.agent_id = a.id ORDER BY a.id"
+                    ))
+                    .fetch_all(&self.pool)
+                    .await?
+                }
             };
             rows.iter()
                 .map(|r| {
@@ -120,6 +180,10 @@ impl MetadataStore {
                         started_at_ms: r.try_get("started_at_ms")?,
                         heartbeat_ms: r.try_get("heartbeat_ms")?,
                         lost: r.try_get::<i64, _>("lost")? != 0,
+                        kafka_address: r.try_get("kafka_address")?,
+                        kafka_node_id: r
+                            .try_get::<Option<i64>, _>("node_id")?
+                            .and_then(|n| i32::try_from(n).ok()),
                     })
                 })
                 .collect()

@@ -58,8 +58,14 @@ async fn run(store: &MetadataStore) {
     assert!(store.get_topic("nope").await.unwrap().is_none());
 
     // Agents.
-    store.register_agent("a1", "127.0.0.1:1", 0).await.unwrap();
-    store.register_agent("a2", "127.0.0.1:2", 0).await.unwrap();
+    store
+        .register_agent("a1", "127.0.0.1:1", None, 0)
+        .await
+        .unwrap();
+    store
+        .register_agent("a2", "127.0.0.1:2", None, 0)
+        .await
+        .unwrap();
     assert!(store.heartbeat_agent("a1", 0).await.unwrap());
     assert!(!store.heartbeat_agent("ghost", 0).await.unwrap());
     assert_eq!(store.list_agents(Some(60_000)).await.unwrap().len(), 2);
@@ -369,7 +375,10 @@ async fn run(store: &MetadataStore) {
     assert!(events.iter().any(|e| e.kind == "lease_released"));
 
     // An agent silent past the TTL is reported lost once, and must register again.
-    store.register_agent("a3", "127.0.0.1:3", 0).await.unwrap();
+    store
+        .register_agent("a3", "127.0.0.1:3", None, 0)
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let lost = loop {
         let lost = store.reap_lost_agents(50, &[]).await.unwrap();
@@ -389,7 +398,10 @@ async fn run(store: &MetadataStore) {
             .any(|(id, _)| id == "a3")
     );
     assert!(!store.heartbeat_agent("a3", 0).await.unwrap());
-    store.register_agent("a3", "127.0.0.1:3", 0).await.unwrap();
+    store
+        .register_agent("a3", "127.0.0.1:3", None, 0)
+        .await
+        .unwrap();
     assert!(store.heartbeat_agent("a3", 0).await.unwrap());
     let events = store.list_events(0, 1000).await.unwrap();
     assert_eq!(
@@ -575,7 +587,10 @@ async fn groups(store: &MetadataStore) {
 async fn expiry(store: &MetadataStore) {
     let (pid, _) = store.init_producer_id(None).await.unwrap();
     store.create_topic("expiring", 1, -1, -1).await.unwrap();
-    store.register_agent("x1", "127.0.0.1:9", 0).await.unwrap();
+    store
+        .register_agent("x1", "127.0.0.1:9", None, 0)
+        .await
+        .unwrap();
     let tp = [("expiring".to_string(), 0)];
     assert_eq!(
         store.acquire_leases("x1", 60_000, &tp).await.unwrap().len(),
@@ -669,7 +684,10 @@ async fn maintenance(store: &MetadataStore) {
         Err(MetadataError::UnknownTopic(_))
     ));
 
-    store.register_agent("m1", "127.0.0.1:11", 0).await.unwrap();
+    store
+        .register_agent("m1", "127.0.0.1:11", None, 0)
+        .await
+        .unwrap();
     let tp = [("logs".to_string(), 0u32)];
     let lease = store.acquire_leases("m1", 60_000, &tp).await.unwrap();
     let e1 = lease[0].epoch;
@@ -823,7 +841,10 @@ async fn maintenance(store: &MetadataStore) {
     assert_eq!(gone, ["data/m-1.obj"]);
 
     // Retention: drop everything below 30, fenced by the epoch.
-    store.register_agent("m2", "127.0.0.1:12", 0).await.unwrap();
+    store
+        .register_agent("m2", "127.0.0.1:12", None, 0)
+        .await
+        .unwrap();
     assert!(matches!(
         store.advance_log_start("m2", "logs", 0, e1, 30).await,
         Err(MetadataError::Fenced(_))
@@ -902,11 +923,11 @@ async fn sessions(store: &MetadataStore) {
     let s2 = store.open_session().await.unwrap();
     assert!(s1.key() > 0 && s2.key() > 0 && s1.key() != s2.key());
     store
-        .register_agent("s1", "127.0.0.1:21", s1.key())
+        .register_agent("s1", "127.0.0.1:21", None, s1.key())
         .await
         .unwrap();
     store
-        .register_agent("s2", "127.0.0.1:22", s2.key())
+        .register_agent("s2", "127.0.0.1:22", None, s2.key())
         .await
         .unwrap();
     let first = store.acquire_leases("s1", 60_000, &parts).await.unwrap();
@@ -982,7 +1003,7 @@ async fn sessions(store: &MetadataStore) {
     // Restarted, the agent is live again under its new session.
     let s1 = store.open_session().await.unwrap();
     store
-        .register_agent("s1", "127.0.0.1:21", s1.key())
+        .register_agent("s1", "127.0.0.1:21", None, s1.key())
         .await
         .unwrap();
     let all = store.agent_sessions().await.unwrap();
@@ -1003,8 +1024,14 @@ async fn sessions(store: &MetadataStore) {
 /// last renewal, and another agent takes them at a new epoch.
 async fn renewal(store: &MetadataStore) {
     store.create_topic("renewal", 3, -1, -1).await.unwrap();
-    store.register_agent("r1", "127.0.0.1:31", 0).await.unwrap();
-    store.register_agent("r2", "127.0.0.1:32", 0).await.unwrap();
+    store
+        .register_agent("r1", "127.0.0.1:31", None, 0)
+        .await
+        .unwrap();
+    store
+        .register_agent("r2", "127.0.0.1:32", None, 0)
+        .await
+        .unwrap();
     let parts: Vec<(String, u32)> = (0..3).map(|p| ("renewal".into(), p)).collect();
     let of_topic = |all: Vec<LeaseHolder>| -> Vec<LeaseHolder> {
         all.into_iter().filter(|h| h.topic == "renewal").collect()
@@ -1081,7 +1108,10 @@ async fn renewal(store: &MetadataStore) {
 async fn wide_commit(store: &MetadataStore) {
     const N: u32 = 600;
     store.create_topic("wide", N, -1, -1).await.unwrap();
-    store.register_agent("w1", "127.0.0.1:41", 0).await.unwrap();
+    store
+        .register_agent("w1", "127.0.0.1:41", None, 0)
+        .await
+        .unwrap();
     let parts: Vec<(String, u32)> = (0..N).map(|p| ("wide".into(), p)).collect();
     assert_eq!(
         store
@@ -1175,7 +1205,7 @@ async fn generation(watcher: &MetadataStore, writer: &MetadataStore) {
     };
     assert!(holders().await.is_empty());
     writer
-        .register_agent("g1", "127.0.0.1:51", 0)
+        .register_agent("g1", "127.0.0.1:51", None, 0)
         .await
         .unwrap();
     writer.create_topic("gen", 2, -1, -1).await.unwrap();
@@ -1215,6 +1245,42 @@ async fn generation(watcher: &MetadataStore, writer: &MetadataStore) {
     writer.deregister_agent("g1").await.unwrap();
 }
 
+/// Kafka node ids: one per agent id, kept across restarts, never given twice, also when
+/// agents ask at once through two stores; the Kafka address is listed with the agent.
+async fn kafka_nodes(a: &MetadataStore, b: &MetadataStore) {
+    a.register_agent("k1", "127.0.0.1:61", Some("127.0.0.1:9092"), 0)
+        .await
+        .unwrap();
+    let k1 = a.kafka_node_id("k1").await.unwrap();
+    assert!(k1 >= 1);
+    assert_eq!(b.kafka_node_id("k1").await.unwrap(), k1, "stable");
+    // Restarted without a Kafka listener: the address goes, the number stays for later.
+    a.register_agent("k1", "127.0.0.1:61", None, 0)
+        .await
+        .unwrap();
+    let listed = a.list_agents(None).await.unwrap();
+    let row = listed.iter().find(|r| r.id == "k1").unwrap();
+    assert_eq!(row.kafka_address, None);
+    assert_eq!(row.kafka_node_id, Some(k1));
+    a.register_agent("k1", "127.0.0.1:61", Some("host-a:9092"), 0)
+        .await
+        .unwrap();
+    let listed = a.list_agents(Some(60_000)).await.unwrap();
+    let row = listed.iter().find(|r| r.id == "k1").unwrap();
+    assert_eq!(row.kafka_address.as_deref(), Some("host-a:9092"));
+    // Twenty agents asking at once through two stores get twenty different numbers.
+    let asks = (0..20).map(|i| {
+        let store = if i % 2 == 0 { a } else { b };
+        async move { store.kafka_node_id(&format!("kn{i}")).await.unwrap() }
+    });
+    let mut ids = futures::future::join_all(asks).await;
+    ids.push(k1);
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 21, "node ids given twice: {ids:?}");
+    a.deregister_agent("k1").await.unwrap();
+}
+
 #[tokio::test]
 async fn sqlite() {
     let dir = tempfile::tempdir().unwrap();
@@ -1230,6 +1296,7 @@ async fn sqlite() {
     renewal(&again).await;
     wide_commit(&again).await;
     generation(&store, &again).await;
+    kafka_nodes(&store, &again).await;
 }
 
 #[tokio::test]
@@ -1247,6 +1314,7 @@ async fn postgres() {
     renewal(&again).await;
     wide_commit(&again).await;
     generation(&store, &again).await;
+    kafka_nodes(&store, &again).await;
     // A session whose server side ends (here its backend is terminated, and waited for; in
     // life, a server restart) no longer holds, and its agent opens another.
     let session = again.open_session().await.unwrap();

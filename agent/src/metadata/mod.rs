@@ -90,6 +90,9 @@ pub enum MetadataError {
         #[source]
         source: std::io::Error,
     },
+    /// The store holds something that cannot be used as it is.
+    #[error("{0}")]
+    Inconsistent(String),
     /// The store did not answer within the deadline every call has (below the lease TTL).
     /// A write may or may not have been applied.
     #[error("the metadata store did not answer {op} within {} ms", .after.as_millis())]
@@ -225,6 +228,10 @@ pub struct AgentRow {
     pub heartbeat_ms: i64,
     /// Marked lost: its heartbeat stopped for a lease TTL, or its session ended.
     pub lost: bool,
+    /// Where it serves Kafka clients, if it does.
+    pub kafka_address: Option<String>,
+    /// Its Kafka node id, once it has served Kafka clients.
+    pub kafka_node_id: Option<i32>,
 }
 
 /// One partition as a lease round sees it: who holds a live lease on it, until when.

@@ -13,6 +13,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (5, V5),
     (6, V6),
     (7, V7),
+    (8, V8),
 ];
 
 const V1: &str = r#"
@@ -172,4 +173,14 @@ CREATE TABLE lease_generation (
     generation        BIGINT NOT NULL
 );
 INSERT INTO lease_generation (id, generation) VALUES (1, 0);
+"#;
+
+/// The Kafka listener: where each agent serves Kafka clients (none when it does not), and each
+/// agent id's Kafka node id, kept across restarts so the broker ids clients cache stay true.
+const V8: &str = r#"
+ALTER TABLE agents ADD COLUMN kafka_address TEXT;
+CREATE TABLE kafka_nodes (
+    agent_id          TEXT PRIMARY KEY,
+    node_id           BIGINT NOT NULL UNIQUE
+);
 "#;

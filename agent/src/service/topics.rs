@@ -86,7 +86,7 @@ impl Service {
         })
     }
 
-    pub(super) async fn create_topic_inner(
+    pub(crate) async fn create_topic_inner(
         &self,
         r: pb::CreateTopicRequest,
     ) -> Result<pb::CreateTopicResponse> {
@@ -123,7 +123,7 @@ impl Service {
         })
     }
 
-    pub(super) async fn delete_topic_inner(
+    pub(crate) async fn delete_topic_inner(
         &self,
         r: pb::DeleteTopicRequest,
     ) -> Result<pb::DeleteTopicResponse> {

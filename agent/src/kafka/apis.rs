@@ -1,0 +1,450 @@
+//! The Kafka APIs an agent serves, on the same metadata store as the gRPC service.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, BrokerId, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, MetadataRequest, MetadataResponse, RequestKind,
+    ResponseKind, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use streamhouse_proto::{limits, pb, validate_topic_name};
+
+use crate::Shared;
+use crate::error::AgentError;
+use crate::metadata::{AgentRow, PartitionRow, TopicRow};
+use crate::service::{MAX_PARTITIONS, Service};
+
+/// The APIs served and their versions: what `ApiVersions` advertises and nothing more.
+pub(super) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+];
+
+/// What the cluster calls itself in `Metadata` answers.
+const CLUSTER_ID: &str = "streamhouse";
+
+/// Topic settings Kafka clients send that mean nothing here (replication and local log
+/// files); they are accepted and have no effect. Anything else but retention is refused.
+const IGNORED_CONFIGS: &[&str] = &[
+    "min.insync.replicas",
+    "unclean.leader.election.enable",
+    "segment.bytes",
+    "segment.ms",
+    "segment.index.bytes",
+    "segment.jitter.ms",
+    "index.interval.bytes",
+    "flush.messages",
+    "flush.ms",
+    "preallocate",
+    "file.delete.delay.ms",
+    "local.retention.ms",
+    "local.retention.bytes",
+    "remote.storage.enable",
+];
+
+pub(super) fn supports(api: ApiKey, version: i16) -> bool {
+    SUPPORTED
+        .iter()
+        .any(|(k, lo, hi)| *k == api && (*lo..=*hi).contains(&version))
+}
+
+fn api_versions() -> Vec<ApiVersion> {
+    SUPPORTED
+        .iter()
+        .map(|(k, lo, hi)| {
+            ApiVersion::default()
+                .with_api_key(*k as i16)
+                .with_min_version(*lo)
+                .with_max_version(*hi)
+        })
+        .collect()
+}
+
+/// The answer to an `ApiVersions` request newer than ours.
+pub(super) fn api_versions_unsupported() -> ApiVersionsResponse {
+    ApiVersionsResponse::default()
+        .with_error_code(ResponseError::UnsupportedVersion.code())
+        .with_api_keys(api_versions())
+}
+
+/// Serves one decoded request; `None` for an API not in [`SUPPORTED`].
+pub(super) async fn serve(
+    shared: &Arc<Shared>,
+    request: RequestKind,
+    version: i16,
+) -> Option<ResponseKind> {
+    Some(match request {
+        RequestKind::ApiVersions(_) => ApiVersionsResponse::default()
+            .with_api_keys(api_versions())
+            .into(),
+        RequestKind::Metadata(r) => metadata(shared, r, version).await.into(),
+        RequestKind::CreateTopics(r) => create_topics(shared, r).await.into(),
+        RequestKind::DeleteTopics(r) => delete_topics(shared, r).await.into(),
+        _ => return None,
+    })
+}
+
+/// The Kafka error code a client acts on for an agent's refusal.
+pub(super) fn error_code(e: &AgentError) -> i16 {
+    use crate::metadata::MetadataError as M;
+    let err = match e {
+        AgentError::UnknownTopic(_) | AgentError::UnknownPartition { .. } => {
+            ResponseError::UnknownTopicOrPartition
+        }
+        AgentError::TopicExists(_) => ResponseError::TopicAlreadyExists,
+        AgentError::InvalidTopic(_) => ResponseError::InvalidTopicException,
+        AgentError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+        AgentError::InvalidRequest(_) => ResponseError::InvalidRequest,
+        AgentError::NotLeader { .. } | AgentError::Metadata(M::Fenced(_)) => {
+            ResponseError::NotLeaderOrFollower
+        }
+        // The store is down or slow, or the agent is stopping: retriable, elsewhere or later.
+        AgentError::Metadata(_) | AgentError::MetadataUnavailable(_) | AgentError::ShuttingDown => {
+            ResponseError::RequestTimedOut
+        }
+        AgentError::Storage(_) | AgentError::StorageUnavailable(_) => {
+            ResponseError::KafkaStorageError
+        }
+        _ => ResponseError::UnknownServerError,
+    };
+    err.code()
+}
+
+fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+/// `Metadata`: the live agents that serve Kafka as brokers, and each topic's partitions with
+/// their lease holders as leaders (and only replica: the object store keeps the copies).
+async fn metadata(shared: &Arc<Shared>, r: MetadataRequest, version: i16) -> MetadataResponse {
+    let own = shared.kafka.as_ref().map_or(-1, |k| k.node_id);
+    let mut out = MetadataResponse::default()
+        .with_cluster_id(Some(str_bytes(CLUSTER_ID)))
+        .with_controller_id(BrokerId(own));
+    let live_within = shared.config.lease_ttl_ms as i64;
+    let agents = match shared.meta.list_agents(Some(live_within)).await {
+        Ok(a) => a,
+        Err(e) => {
+            // Without the store there is nothing true to say but that this agent exists.
+            tracing::warn!(error = %e, "Kafka Metadata: the metadata store failed");
+            if let Some(k) = &shared.kafka {
+                out.brokers.push(broker(own, &k.advertise));
+            }
+            let code = error_code(&AgentError::from(e));
+            for t in r.topics.into_iter().flatten() {
+                out.topics.push(topic_error(t.name, code));
+            }
+            if version >= 13 {
+                out.error_code = code;
+            }
+            return out;
+        }
+    };
+    let nodes = brokers(&agents, &mut out);
+    // Version 0 asks for every topic with an empty list; later versions with none.
+    let named: Option<Vec<Option<TopicName>>> = match r.topics {
+        Some(t) if !(version == 0 && t.is_empty()) => Some(t.into_iter().map(|t| t.name).collect()),
+        _ => None,
+    };
+    match named {
+        None => match all_topics(shared).await {
+            Ok(topics) => {
+                out.topics = topics
+                    .into_iter()
+                    .map(|(t, parts)| topic_entry(&t.name, parts, &nodes))
+                    .collect();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Kafka Metadata: the metadata store failed");
+                if version >= 13 {
+                    out.error_code = error_code(&e);
+                }
+            }
+        },
+        Some(names) if names.len() > limits::MAX_METADATA_TOPICS => {
+            let code = ResponseError::InvalidRequest.code();
+            out.topics = names.into_iter().map(|n| topic_error(n, code)).collect();
+        }
+        Some(names) => {
+            let mut seen = std::collections::HashSet::with_capacity(names.len());
+            for name in names {
+                let Some(n) = name.as_ref().map(|n| n.0.as_str().to_string()) else {
+                    // Asked by topic id: topics have none here.
+                    out.topics
+                        .push(topic_error(None, ResponseError::UnknownTopicId.code()));
+                    continue;
+                };
+                if !seen.insert(n.clone()) {
+                    continue;
+                }
+                match one_topic(shared, &n).await {
+                    Ok((t, parts)) => out.topics.push(topic_entry(&t.name, parts, &nodes)),
+                    Err(e) => out.topics.push(topic_error(name, error_code(&e))),
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Adds the agents that serve Kafka to `out` as brokers; returns agent id -> node id.
+fn brokers(agents: &[AgentRow], out: &mut MetadataResponse) -> HashMap<String, i32> {
+    let mut nodes = HashMap::with_capacity(agents.len());
+    for a in agents {
+        if let (Some(addr), Some(node)) = (&a.kafka_address, a.kafka_node_id) {
+            out.brokers.push(broker(node, addr));
+            nodes.insert(a.id.clone(), node);
+        }
+    }
+    nodes
+}
+
+fn broker(node_id: i32, address: &str) -> MetadataResponseBroker {
+    // Addresses are checked at start (`--kafka-advertise`); an unparsable one from a store
+    // written by hand still yields an entry, with port 0, rather than hiding the broker.
+    let (host, port) = address.rsplit_once(':').unwrap_or((address, "0"));
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    MetadataResponseBroker::default()
+        .with_node_id(BrokerId(node_id))
+        .with_host(str_bytes(host))
+        .with_port(port.parse().unwrap_or(0))
+}
+
+fn topic_error(name: Option<TopicName>, code: i16) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_name(name)
+        .with_error_code(code)
+}
+
+fn topic_entry(
+    name: &str,
+    parts: Vec<PartitionRow>,
+    nodes: &HashMap<String, i32>,
+) -> MetadataResponseTopic {
+    let partitions = parts
+        .into_iter()
+        .map(|p| {
+            let entry = MetadataResponsePartition::default()
+                .with_partition_index(p.partition as i32)
+                .with_leader_epoch(p.lease_epoch.clamp(0, i64::from(i32::MAX)) as i32);
+            match p.leader_id.as_ref().and_then(|id| nodes.get(id)) {
+                Some(&node) => entry
+                    .with_leader_id(BrokerId(node))
+                    .with_replica_nodes(vec![BrokerId(node)])
+                    .with_isr_nodes(vec![BrokerId(node)]),
+                // No lease holder now, or one that does not serve Kafka: the client asks again.
+                None => entry
+                    .with_error_code(ResponseError::LeaderNotAvailable.code())
+                    .with_leader_id(BrokerId(-1)),
+            }
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(str_bytes(name))))
+        .with_partitions(partitions)
+}
+
+async fn all_topics(shared: &Shared) -> Result<Vec<(TopicRow, Vec<PartitionRow>)>, AgentError> {
+    let topics = shared.meta.list_topics().await?;
+    let mut parts: HashMap<String, Vec<PartitionRow>> = HashMap::new();
+    for p in shared.meta.list_partitions(None).await? {
+        parts.entry(p.topic.clone()).or_default().push(p);
+    }
+    Ok(topics
+        .into_iter()
+        .map(|t| {
+            let p = parts.remove(&t.name).unwrap_or_default();
+            (t, p)
+        })
+        .collect())
+}
+
+async fn one_topic(
+    shared: &Shared,
+    name: &str,
+) -> Result<(TopicRow, Vec<PartitionRow>), AgentError> {
+    validate_topic_name(name).map_err(AgentError::InvalidTopic)?;
+    let t = shared
+        .meta
+        .get_topic(name)
+        .await?
+        .ok_or_else(|| AgentError::UnknownTopic(name.to_string()))?;
+    let parts = shared.meta.list_partitions(Some(name)).await?;
+    Ok((t, parts))
+}
+
+/// A topic to create, as Kafka describes it, in StreamHouse's terms.
+fn creatable(
+    t: &kafka_protocol::messages::create_topics_request::CreatableTopic,
+    default_partitions: u32,
+) -> Result<pb::CreateTopicRequest, (i16, String)> {
+    let name = t.name.0.as_str().to_string();
+    let invalid = |code: ResponseError, msg: String| (code.code(), msg);
+    validate_topic_name(&name).map_err(|e| invalid(ResponseError::InvalidTopicException, e))?;
+    if !t.assignments.is_empty() {
+        return Err(invalid(
+            ResponseError::InvalidRequest,
+            "replica assignments are not taken: partition leases place partitions".into(),
+        ));
+    }
+    // The object store keeps the copies: any replication factor is met by one lease holder.
+    if t.replication_factor == 0 || t.replication_factor < -1 {
+        return Err(invalid(
+            ResponseError::InvalidReplicationFactor,
+            format!(
+                "replication factor {}: give -1 or at least 1",
+                t.replication_factor
+            ),
+        ));
+    }
+    let partitions = match t.num_partitions {
+        -1 => default_partitions,
+        n if n >= 1 && n as u32 <= MAX_PARTITIONS => n as u32,
+        n => {
+            return Err(invalid(
+                ResponseError::InvalidPartitions,
+                format!("{n} partitions; a topic has 1 to {MAX_PARTITIONS} (-1 for the default)"),
+            ));
+        }
+    };
+    let mut out = pb::CreateTopicRequest {
+        name,
+        partitions,
+        retention_ms: 0,
+        retention_bytes: 0,
+    };
+    for c in &t.configs {
+        let key = c.name.as_str();
+        let value = c.value.as_ref().map(|v| v.as_str());
+        let number = || {
+            value
+                .and_then(|v| v.parse::<i64>().ok())
+                .filter(|v| *v > 0 || *v == -1)
+                .ok_or_else(|| {
+                    invalid(
+                        ResponseError::InvalidConfig,
+                        format!(
+                            "{key}={}: give a positive number or -1",
+                            value.unwrap_or("null")
+                        ),
+                    )
+                })
+        };
+        match key {
+            "retention.ms" => out.retention_ms = number()?,
+            "retention.bytes" => out.retention_bytes = number()?,
+            "cleanup.policy" if value == Some("delete") => {}
+            "cleanup.policy" => {
+                return Err(invalid(
+                    ResponseError::InvalidConfig,
+                    format!(
+                        "cleanup.policy={}: only delete; log compaction is not supported",
+                        value.unwrap_or("null")
+                    ),
+                ));
+            }
+            k if IGNORED_CONFIGS.contains(&k) => {}
+            k => {
+                return Err(invalid(
+                    ResponseError::InvalidConfig,
+                    format!(
+                        "topic setting {k} is not supported (retention.ms, retention.bytes and cleanup.policy=delete are)"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Partitions a Kafka `CreateTopics` gets with `num_partitions` -1 (Kafka's `num.partitions`).
+const DEFAULT_PARTITIONS: u32 = 1;
+
+async fn create_topics(shared: &Arc<Shared>, r: CreateTopicsRequest) -> CreateTopicsResponse {
+    let service = Service::new(shared.clone());
+    let mut out = CreateTopicsResponse::default();
+    for t in &r.topics {
+        let result = CreatableTopicResult::default()
+            .with_name(t.name.clone())
+            .with_replication_factor(1);
+        let request = match creatable(t, DEFAULT_PARTITIONS) {
+            Ok(req) => req,
+            Err((code, msg)) => {
+                out.topics.push(
+                    result
+                        .with_error_code(code)
+                        .with_error_message(Some(str_bytes(&msg)))
+                        .with_num_partitions(-1)
+                        .with_replication_factor(-1),
+                );
+                continue;
+            }
+        };
+        let partitions = request.partitions as i32;
+        let created = if r.validate_only {
+            // Validation covers the name's availability too.
+            match shared.meta.get_topic(&request.name).await {
+                Ok(Some(_)) => Err(AgentError::TopicExists(request.name.clone())),
+                Ok(None) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        } else {
+            service.create_topic_inner(request).await.map(|_| ())
+        };
+        out.topics.push(match created {
+            Ok(()) => result.with_num_partitions(partitions),
+            Err(e) => result
+                .with_error_code(error_code(&e))
+                .with_error_message(Some(str_bytes(&e.to_string())))
+                .with_num_partitions(-1)
+                .with_replication_factor(-1),
+        });
+    }
+    out
+}
+
+async fn delete_topics(shared: &Arc<Shared>, r: DeleteTopicsRequest) -> DeleteTopicsResponse {
+    let service = Service::new(shared.clone());
+    let mut out = DeleteTopicsResponse::default();
+    // Versions up to 5 name topics in `topic_names`, version 6 in `topics` (by name or id).
+    let names: Vec<Option<TopicName>> = r
+        .topic_names
+        .into_iter()
+        .map(Some)
+        .chain(r.topics.into_iter().map(|t| t.name))
+        .collect();
+    for name in names {
+        let result = DeletableTopicResult::default().with_name(name.clone());
+        let Some(n) = name else {
+            out.responses.push(
+                result
+                    .with_error_code(ResponseError::UnknownTopicId.code())
+                    .with_error_message(Some(str_bytes("topics have no ids here; name them"))),
+            );
+            continue;
+        };
+        let deleted = service
+            .delete_topic_inner(pb::DeleteTopicRequest {
+                name: n.0.as_str().to_string(),
+            })
+            .await;
+        out.responses.push(match deleted {
+            Ok(_) => result,
+            Err(e) => result
+                .with_error_code(error_code(&e))
+                .with_error_message(Some(str_bytes(&e.to_string()))),
+        });
+    }
+    out
+}

@@ -1,0 +1,182 @@
+//! The Kafka listener: Kafka clients and tools speak to an agent in Kafka's own protocol.
+//!
+//! Each connection reads size-prefixed request frames, decodes them with the
+//! `kafka-protocol` codec (vendored with array reservations bounded by the frame), answers
+//! them one at a time in the order they came (Kafka's rule: a client matches answers by
+//! order as well as by correlation id), and writes each answer before reading the next.
+//!
+//! What is served so far is in [`apis::SUPPORTED`]; `ApiVersions` advertises exactly that, so
+//! a client never sends anything else. A request outside it, a frame over the agent's request
+//! limit or one that does not decode ends the connection with one log line, as a Kafka broker
+//! does, since no answer of the right shape can be written for it. An `ApiVersions` request of
+//! a version newer than ours is answered at version 0 with `UNSUPPORTED_VERSION` and the
+//! versions we have, as Kafka does, so the client can step down.
+
+mod apis;
+
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::Shared;
+
+/// Where this agent serves Kafka clients and who it is to them.
+#[derive(Debug, Clone)]
+pub(crate) struct KafkaIdentity {
+    /// The `HOST:PORT` it gives clients.
+    pub advertise: String,
+    /// Its broker id: stable for the agent id, from the metadata store.
+    pub node_id: i32,
+}
+
+/// Accepts Kafka connections until `stop` turns true.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    if let Err(why) = connection(stream, &shared).await {
+                        tracing::info!(%peer, "Kafka connection closed: {why}");
+                    }
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: wait a moment rather than spin.
+                tracing::warn!(error = %e, "Kafka listener: accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Why a connection ended before its client closed it.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectionEnd {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("request of {size} bytes; the frame must be 8 to {max} bytes")]
+    FrameSize { size: i32, max: usize },
+    #[error("API key {0} is not a Kafka API")]
+    UnknownApi(i16),
+    #[error("{api:?} v{version} is not served here (ApiVersions lists what is)")]
+    Unsupported { api: ApiKey, version: i16 },
+    #[error("{api:?} v{version} request does not decode: {why}")]
+    Malformed {
+        api: ApiKey,
+        version: i16,
+        why: String,
+    },
+    #[error("{api:?} v{version} answer does not encode: {why}")]
+    Encode {
+        api: ApiKey,
+        version: i16,
+        why: String,
+    },
+}
+
+async fn connection(mut stream: TcpStream, shared: &Arc<Shared>) -> Result<(), ConnectionEnd> {
+    let max = shared.config.max_request_bytes();
+    let mut out = BytesMut::with_capacity(4096);
+    loop {
+        let size = match stream.read_i32().await {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        if size < 8 || size as usize > max {
+            return Err(ConnectionEnd::FrameSize { size, max });
+        }
+        // Grown as bytes arrive: a declared size alone reserves little.
+        let mut frame = Vec::with_capacity((size as usize).min(64 * 1024));
+        let got = (&mut stream)
+            .take(size as u64)
+            .read_to_end(&mut frame)
+            .await?;
+        if got < size as usize {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+        out.clear();
+        answer(shared, Bytes::from(frame), &mut out).await?;
+        stream.write_all(&out).await?;
+    }
+}
+
+/// Decodes one request frame, serves it, and writes its answer (size prefix included) to `out`.
+pub(crate) async fn answer(
+    shared: &Arc<Shared>,
+    mut frame: Bytes,
+    out: &mut BytesMut,
+) -> Result<(), ConnectionEnd> {
+    let raw_key = (&frame[0..2]).get_i16();
+    let version = (&frame[2..4]).get_i16();
+    let api = ApiKey::try_from(raw_key).map_err(|()| ConnectionEnd::UnknownApi(raw_key))?;
+    let malformed = |why: String| ConnectionEnd::Malformed { api, version, why };
+    if api == ApiKey::ApiVersions && !apis::supports(api, version) {
+        // Kafka's rule for a client newer than the broker: the header is read at the oldest
+        // layout, and the answer is version 0 with the versions the broker has.
+        let correlation_id = (&frame[4..8]).get_i32();
+        return write_response(
+            out,
+            api,
+            0,
+            correlation_id,
+            &apis::api_versions_unsupported().into(),
+        );
+    }
+    if !apis::supports(api, version) {
+        return Err(ConnectionEnd::Unsupported { api, version });
+    }
+    let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
+        .map_err(|e| malformed(e.to_string()))?;
+    let request =
+        RequestKind::decode(api, &mut frame, version).map_err(|e| malformed(e.to_string()))?;
+    if frame.has_remaining() {
+        return Err(malformed(format!(
+            "{} bytes left over after the request",
+            frame.remaining()
+        )));
+    }
+    let response = apis::serve(shared, request, version)
+        .await
+        .ok_or(ConnectionEnd::Unsupported { api, version })?;
+    write_response(out, api, version, header.correlation_id, &response)
+}
+
+fn write_response(
+    out: &mut BytesMut,
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    response: &kafka_protocol::messages::ResponseKind,
+) -> Result<(), ConnectionEnd> {
+    let encode_err = |e: anyhow::Error| ConnectionEnd::Encode {
+        api,
+        version,
+        why: e.to_string(),
+    };
+    let start = out.len();
+    out.put_i32(0);
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(out, api.response_header_version(version))
+        .map_err(encode_err)?;
+    response.encode(out, version).map_err(encode_err)?;
+    let size = (out.len() - start - 4) as i32;
+    out[start..start + 4].copy_from_slice(&size.to_be_bytes());
+    Ok(())
+}
