@@ -39,6 +39,10 @@ pub struct Args {
     /// Launched agent `agent-N` listens on 127.0.0.1 at this port + N (0: any free port).
     #[arg(long, default_value_t = 9660)]
     pub base_port: u16,
+    /// Launched agent `agent-N` serves Kafka clients on 127.0.0.1 at this port + N (0: any
+    /// free port).
+    #[arg(long, default_value_t = 19092)]
+    pub kafka_base_port: u16,
     /// Launched agents' lease TTL: how long a dead leader's partitions wait for a new one.
     #[arg(long, default_value_t = 1_000)]
     pub lease_ttl_ms: u64,
@@ -127,7 +131,7 @@ async fn run(args: Args, connect: Connect) -> anyhow::Result<()> {
         ];
         Supervisor::new(
             ClusterSpec::new(&args.data_dir, &flags),
-            args.base_port,
+            (args.base_port, args.kafka_base_port),
             tx.clone(),
             bootstrap.clone(),
         )

@@ -27,6 +27,7 @@ fn cluster(at: i64, leaders: &[&str], live: &[bool], hw: i64) -> ClusterDescript
                 .iter()
                 .filter(|l| **l == format!("agent-{i}"))
                 .count() as u32,
+            kafka_address: Some(format!("127.0.0.1:{}", 19_092 + i)),
         })
         .collect();
     let partitions = leaders

@@ -38,17 +38,20 @@ pub struct Supervisor {
     bootstrap: Arc<watch::Sender<String>>,
     /// `agent-N` listens on this port + N; 0: any free port.
     base_port: u16,
+    /// `agent-N` serves Kafka clients on this port + N; 0: any free port.
+    kafka_base_port: u16,
 }
 
 impl Supervisor {
     pub fn new(
         spec: ClusterSpec,
-        base_port: u16,
+        (base_port, kafka_base_port): (u16, u16),
         tx: mpsc::UnboundedSender<Action>,
         bootstrap: Arc<watch::Sender<String>>,
     ) -> Supervisor {
         Supervisor {
             base_port,
+            kafka_base_port,
             cluster: Arc::new(Mutex::new(LocalCluster::new(spec.clone()))),
             spec,
             tx,
@@ -87,15 +90,16 @@ impl Supervisor {
             .unwrap_or_default()
     }
 
-    /// Where agent `id` listens: a port of its own after the base (so it comes back where
-    /// it was after a restart), or any free port if that one is taken.
-    fn listen_for(&self, id: &str) -> String {
+    /// Where agent `id` listens (gRPC from `base_port`, Kafka from `kafka_base_port`): a port
+    /// of its own after the base (so it comes back where it was after a restart), or any free
+    /// port if that one is taken.
+    fn listen_for(id: &str, base_port: u16) -> String {
         let n = id
             .strip_prefix("agent-")
             .and_then(|n| n.parse::<u16>().ok());
         match n {
-            Some(n) if self.base_port != 0 => {
-                let addr = format!("127.0.0.1:{}", self.base_port.saturating_add(n));
+            Some(n) if base_port != 0 => {
+                let addr = format!("127.0.0.1:{}", base_port.saturating_add(n));
                 // A port someone else holds is not worth failing over: take any free one.
                 match std::net::TcpListener::bind(&addr) {
                     Ok(_) => addr,
@@ -111,8 +115,10 @@ impl Supervisor {
         self.phase(&id, Phase::Starting);
         let spec = self.spec.clone();
         let launch_id = id.clone();
-        let listen = self.listen_for(&id);
-        match tokio::task::spawn_blocking(move || spec.launch_on(&launch_id, &listen)).await? {
+        let listen = Self::listen_for(&id, self.base_port);
+        let kafka = Self::listen_for(&id, self.kafka_base_port);
+        let launch = move || spec.launch_with(&launch_id, &listen, &["--kafka-listen", &kafka]);
+        match tokio::task::spawn_blocking(launch).await? {
             Ok(p) => {
                 let addr = p.addr.clone();
                 remember(p.pid(), true);

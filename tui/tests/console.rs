@@ -136,6 +136,12 @@ fn launched_cluster_survives_a_kill_through_the_keys() {
     c.wait_for("three agents up", 180, |s| {
         agents_in_state(s, "up").len() == 3
     });
+    // Each launched agent serves Kafka clients too, and the Overview says where.
+    c.wait_for("three Kafka addresses under the agents", 30, |s| {
+        s.lines()
+            .find_map(|l| l.split("bootstrap.servers=").nth(1))
+            .is_some_and(|list| list.trim().split(',').count() == 3)
+    });
 
     c.press("2");
     let before = c.wait_for("six led partitions of demo", 60, |s| {

@@ -23,6 +23,7 @@ impl Service {
                 partitions_led: led.get(a.id.as_str()).copied().unwrap_or(0),
                 id: a.id,
                 address: a.address,
+                kafka_address: a.kafka_address.unwrap_or_default(),
                 started_at_ms: a.started_at_ms,
                 heartbeat_ms: a.heartbeat_ms,
             })

@@ -39,6 +39,7 @@ impl Service {
             .map(|a| pb::AgentInfo {
                 id: a.id,
                 address: a.address,
+                kafka_address: a.kafka_address.unwrap_or_default(),
                 started_at_ms: a.started_at_ms,
                 heartbeat_ms: a.heartbeat_ms,
                 live: true,

@@ -100,6 +100,8 @@ pub struct AgentDescription {
     pub live: bool,
     /// Partitions whose live lease it holds.
     pub partitions_led: u32,
+    /// Where it serves Kafka clients (its `--kafka-listen`, as advertised), if it does.
+    pub kafka_address: Option<String>,
 }
 
 /// The whole cluster at one moment: every registered agent (live or lost), every topic with

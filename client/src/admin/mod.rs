@@ -244,6 +244,7 @@ impl Admin {
                     heartbeat_ms: a.heartbeat_ms,
                     live: a.live,
                     partitions_led: a.partitions_led,
+                    kafka_address: Some(a.kafka_address).filter(|k| !k.is_empty()),
                 })
                 .collect(),
             topics: resp

@@ -212,6 +212,7 @@ impl App {
             let row = self.agents.entry(a.id.clone()).or_default();
             row.id = a.id.clone();
             row.address = a.address.clone();
+            row.kafka_address.clone_from(&a.kafka_address);
             row.registered = true;
             row.live = a.live;
             row.started_at_ms = a.started_at_ms;

@@ -30,6 +30,7 @@ fn snapshot(leaders: &[&str], hw: i64, live: &[&str]) -> Action {
             heartbeat_ms: 0,
             live: live.contains(id),
             partitions_led: 0,
+            kafka_address: None,
         })
         .collect();
     Action::Snapshot {

@@ -137,6 +137,8 @@ impl Form {
 pub struct AgentRow {
     pub id: String,
     pub address: String,
+    /// Where it serves Kafka clients, if it does.
+    pub kafka_address: Option<String>,
     /// Registered and heartbeating, per the last snapshot.
     pub live: bool,
     pub registered: bool,

@@ -29,11 +29,19 @@ pub(super) fn draw(f: &mut Frame<'_>, app: &App, now: u64, area: Rect) {
     } else {
         app.demo_result.len() as u16 + 2
     };
+    // What a Kafka client's `bootstrap.servers` should be: every live agent's Kafka address.
+    let kafka: Vec<&str> = app
+        .agent_rows()
+        .into_iter()
+        .filter(|a| a.state() == "up")
+        .filter_map(|a| a.kafka_address.as_deref())
+        .collect();
+    let totals_h = if kafka.is_empty() { 1 } else { 2 };
     let [charts, agents_area, result, totals] = Layout::vertical([
         Constraint::Min(6),
         Constraint::Length(table_h),
         Constraint::Length(result_h),
-        Constraint::Length(1),
+        Constraint::Length(totals_h),
     ])
     .areas(area);
     if result_h > 0 {
@@ -85,6 +93,12 @@ pub(super) fn draw(f: &mut Frame<'_>, app: &App, now: u64, area: Rect) {
         "in rec/s",
         "out rec/s",
     ];
+    // Each agent's Kafka address in a column of its own once there is room for it (the
+    // line under the table lists them all at any width).
+    let kafka_col = area.width >= 116;
+    if kafka_col {
+        header.push("kafka");
+    }
     if wide {
         header.extend(["in MB/s", "out MB/s"]);
     }
@@ -93,7 +107,7 @@ pub(super) fn draw(f: &mut Frame<'_>, app: &App, now: u64, area: Rect) {
     let rows: Vec<Row<'_>> = app
         .agent_rows()
         .into_iter()
-        .map(|a| agent_row(app, a, dt, wide))
+        .map(|a| agent_row(app, a, dt, kafka_col, wide))
         .collect();
     let mut widths = vec![
         Constraint::Length(9),
@@ -104,6 +118,9 @@ pub(super) fn draw(f: &mut Frame<'_>, app: &App, now: u64, area: Rect) {
         Constraint::Length(9),
         Constraint::Length(9),
     ];
+    if kafka_col {
+        widths.push(Constraint::Length(15));
+    }
     if wide {
         widths.extend([Constraint::Length(8), Constraint::Length(8)]);
     }
@@ -146,10 +163,26 @@ pub(super) fn draw(f: &mut Frame<'_>, app: &App, now: u64, area: Rect) {
             spans.push(format!(" · {}: {why}", a.id).red());
         }
     }
-    f.render_widget(Paragraph::new(Line::from(spans)), totals);
+    let mut lines = vec![Line::from(spans)];
+    if !kafka.is_empty() {
+        lines.push(Line::from(vec![
+            Span::raw(" Kafka clients: "),
+            Span::styled(
+                format!("bootstrap.servers={}", kafka.join(",")),
+                Style::new().fg(Color::Cyan),
+            ),
+        ]));
+    }
+    f.render_widget(Paragraph::new(lines), totals);
 }
 
-pub(super) fn agent_row<'a>(app: &App, a: &'a AgentRow, dt: i64, wide: bool) -> Row<'a> {
+pub(super) fn agent_row<'a>(
+    app: &App,
+    a: &'a AgentRow,
+    dt: i64,
+    kafka_col: bool,
+    wide: bool,
+) -> Row<'a> {
     let state = a.state();
     let color = match state {
         "up" => Color::Green,
@@ -180,6 +213,9 @@ pub(super) fn agent_row<'a>(app: &App, a: &'a AgentRow, dt: i64, wide: bool) -> 
         Cell::from(si(a.in_records)),
         Cell::from(si(a.out_records)),
     ];
+    if kafka_col {
+        cells.push(Cell::from(a.kafka_address.as_deref().unwrap_or("-")));
+    }
     if wide {
         cells.push(Cell::from(format!("{:.2}", a.in_bytes / 1e6)));
         cells.push(Cell::from(format!("{:.2}", a.out_bytes / 1e6)));
