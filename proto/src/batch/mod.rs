@@ -34,7 +34,9 @@ use std::ops::Range;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+mod codecs;
 mod encode;
+pub mod kafka;
 #[cfg(test)]
 mod tests;
 
@@ -58,9 +60,18 @@ const COMPRESSION_MASK: u16 = 0b111;
 pub enum Compression {
     /// Records stored as encoded.
     None,
-    /// One LZ4 block (`lz4_flex`), prefixed with the uncompressed length.
+    /// StreamHouse's own layout only: one LZ4 block (`lz4_flex`), prefixed with the
+    /// uncompressed length.
     #[default]
     Lz4,
+    /// Kafka's layout only: gzip.
+    Gzip,
+    /// Kafka's layout only: snappy, raw or in xerial framing.
+    Snappy,
+    /// Kafka's layout only: an LZ4 frame.
+    Lz4Frame,
+    /// Kafka's layout only: zstd.
+    Zstd,
 }
 
 impl Compression {
@@ -68,6 +79,8 @@ impl Compression {
         match self {
             Compression::None => 0,
             Compression::Lz4 => 1,
+            // Not written in StreamHouse's own layout (`BatchBuilder` writes none or LZ4).
+            _ => 0,
         }
     }
 
@@ -78,6 +91,29 @@ impl Compression {
             other => Err(CodecError::UnsupportedCompression(other)),
         }
     }
+
+    /// From the compression bits of a Kafka batch's attributes.
+    fn from_kafka_bits(bits: u16) -> Result<Self, CodecError> {
+        match bits & COMPRESSION_MASK {
+            0 => Ok(Compression::None),
+            1 => Ok(Compression::Gzip),
+            2 => Ok(Compression::Snappy),
+            3 => Ok(Compression::Lz4Frame),
+            4 => Ok(Compression::Zstd),
+            other => Err(CodecError::UnsupportedCompression(other)),
+        }
+    }
+}
+
+/// Which of the two batch layouts a batch has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// StreamHouse's own: the length first, see the module documentation.
+    StreamHouse,
+    /// Kafka's RecordBatch v2, as Kafka clients send it, stored with base offset 0 (the
+    /// agent tells readers the real one): its first four bytes are zero, where a StreamHouse
+    /// batch's length is not. See [`kafka`].
+    Kafka,
 }
 
 /// Why bytes are not a valid batch.
@@ -122,6 +158,25 @@ pub enum CodecError {
     #[error("decompressed payload of {0} bytes exceeds the limit")]
     /// The payload decompresses to more than the caller's limit.
     PayloadTooLarge(usize),
+    #[error("payload decompresses to more than {0} bytes")]
+    /// A streamed payload (Kafka's codecs) passed the caller's limit while decompressing.
+    PayloadOverLimit(usize),
+    #[error("Kafka batch base offset {0}: batches are sent with 0, the agent assigns offsets")]
+    /// A Kafka-layout batch whose base offset is not 0.
+    KafkaBaseOffset(i64),
+    #[error(
+        "Kafka batch last offset delta {last_offset_delta} does not match its {record_count} records"
+    )]
+    /// A Kafka-layout batch whose last offset delta is not its record count less one.
+    LastOffsetDelta {
+        /// The header's last offset delta.
+        last_offset_delta: i32,
+        /// The header's record count.
+        record_count: i32,
+    },
+    #[error("{0} are not supported")]
+    /// A Kafka-layout batch using a feature StreamHouse does not have.
+    Unsupported(&'static str),
     #[error("malformed record {index}: {reason}")]
     /// A record's fields run past the payload or hold invalid values.
     BadRecord {
@@ -151,10 +206,13 @@ pub struct Header {
     pub value: Option<Bytes>,
 }
 
-/// The fixed header of a batch.
+/// The fixed header of a batch, of either layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchHeader {
-    /// Total encoded size of the batch, including the length field.
+    /// Which layout the batch has.
+    pub format: Format,
+    /// Total encoded size of the batch, including the length field (and in Kafka's layout
+    /// the base offset before it).
     pub total_len: usize,
     /// CRC-32C over everything after the CRC field.
     pub crc: u32,
@@ -175,9 +233,28 @@ pub struct BatchHeader {
 }
 
 impl BatchHeader {
+    /// Where the payload (the records, compressed or not) starts.
+    pub fn payload_start(&self) -> usize {
+        match self.format {
+            Format::StreamHouse => HEADER_LEN,
+            Format::Kafka => kafka::HEADER_LEN,
+        }
+    }
+
+    fn crc_start(&self) -> usize {
+        match self.format {
+            Format::StreamHouse => CRC_START,
+            Format::Kafka => kafka::CRC_START,
+        }
+    }
+
     /// Reads the header at the start of `buf` without checking the CRC: enough to walk a run
-    /// of concatenated batches that were checked when they were stored.
+    /// of concatenated batches that were checked when they were stored. Either layout: a
+    /// batch whose first four bytes are zero is Kafka's.
     pub fn peek(buf: &[u8]) -> Result<BatchHeader, CodecError> {
+        if buf.len() >= 4 && buf[..4] == [0; 4] {
+            return kafka::peek(buf);
+        }
         if buf.len() < HEADER_LEN {
             return Err(CodecError::Truncated {
                 needed: HEADER_LEN,
@@ -201,6 +278,7 @@ impl BatchHeader {
             return Err(CodecError::BadRecordCount(record_count));
         }
         Ok(BatchHeader {
+            format: Format::StreamHouse,
             total_len,
             crc: u32::from_be_bytes(arr(buf, 5)),
             compression: Compression::from_bits(attributes)?,
@@ -232,7 +310,7 @@ pub fn validate(buf: &[u8]) -> Result<BatchHeader, CodecError> {
             actual: buf.len() - LENGTH_FIELD_LEN,
         });
     }
-    let actual = crc32c::crc32c(&buf[CRC_START..]);
+    let actual = crc32c::crc32c(&buf[header.crc_start()..]);
     if actual != header.crc {
         return Err(CodecError::CrcMismatch {
             expected: header.crc,
@@ -263,12 +341,20 @@ pub struct Verified {
 /// state. A batch this accepts always decodes into exactly `record_count` records.
 pub fn verify(buf: &[u8], max_payload: usize) -> Result<Verified, CodecError> {
     let header = validate(buf)?;
-    let raw = &buf[HEADER_LEN..];
+    let raw = &buf[header.payload_start()..];
+    let limit = max_payload.min(MAX_UNCOMPRESSED_PAYLOAD);
     let walked = match header.compression {
         Compression::None => walk_all(raw, &header),
+        Compression::Gzip | Compression::Snappy | Compression::Lz4Frame | Compression::Zstd => {
+            SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                codecs::decompress(header.compression, raw, limit, &mut scratch)?;
+                walk_all(&scratch, &header)
+            })
+        }
         Compression::Lz4 => {
             let (len, block) = lz4_parts(raw, buf.len())?;
-            if len > max_payload.min(MAX_UNCOMPRESSED_PAYLOAD) {
+            if len > limit {
                 return Err(CodecError::PayloadTooLarge(len));
             }
             SCRATCH.with(|scratch| {
@@ -462,9 +548,19 @@ impl Batch {
     }
 
     fn payload(&self) -> Result<Bytes, CodecError> {
-        let raw = self.bytes.slice(HEADER_LEN..);
+        let raw = self.bytes.slice(self.header.payload_start()..);
         match self.header.compression {
             Compression::None => Ok(raw),
+            Compression::Gzip | Compression::Snappy | Compression::Lz4Frame | Compression::Zstd => {
+                let mut out = Vec::new();
+                codecs::decompress(
+                    self.header.compression,
+                    &raw,
+                    MAX_UNCOMPRESSED_PAYLOAD,
+                    &mut out,
+                )?;
+                Ok(Bytes::from(out))
+            }
             Compression::Lz4 => {
                 let (len, block) = lz4_parts(&raw, self.bytes.len())?;
                 if len > MAX_UNCOMPRESSED_PAYLOAD {

@@ -458,3 +458,192 @@ fn lz4_length_bomb_is_refused() {
         Err(CodecError::PayloadTooLarge(_))
     ));
 }
+
+// Kafka's layout (RecordBatch v2), as Kafka clients send it.
+
+use super::kafka::forge::batch as kafka_batch;
+use std::io::Write as _;
+
+/// `plain` records compressed with Kafka codec `bits` (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd).
+fn kafka_compress(plain: &[u8], bits: u16) -> Vec<u8> {
+    match bits {
+        0 => plain.to_vec(),
+        1 => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(plain).unwrap();
+            e.finish().unwrap()
+        }
+        2 => snap::raw::Encoder::new().compress_vec(plain).unwrap(),
+        3 => {
+            let mut e = lz4_flex::frame::FrameEncoder::new(Vec::new());
+            e.write_all(plain).unwrap();
+            e.finish().unwrap()
+        }
+        _ => ruzstd::encoding::compress_to_vec(plain, ruzstd::encoding::CompressionLevel::Fastest),
+    }
+}
+
+fn kafka_of(records: &[In], bits: u16, stamp: (i64, i16, i32)) -> Vec<u8> {
+    let max_ts = records.iter().map(|r| r.ts).max().unwrap_or(0);
+    let packed = kafka_compress(&plain_payload(records), bits);
+    kafka_batch(
+        &packed,
+        bits,
+        0,
+        records.len() as i32,
+        records[0].ts,
+        max_ts,
+        stamp,
+        0,
+    )
+}
+
+proptest! {
+    #[test]
+    fn kafka_batches_of_every_codec_verify_and_decode(
+        records in proptest::collection::vec(record_strategy(), 1..30),
+        bits in 0u16..=4,
+        pid in -1i64..1000, epoch in -1i16..10, seq in -1i32..1000,
+        base in 0i64..1 << 40,
+    ) {
+        let bytes = kafka_of(&records, bits, (pid, epoch, seq));
+        let v = verify(&bytes, MAX_UNCOMPRESSED_PAYLOAD).unwrap();
+        prop_assert_eq!(v.header.format, Format::Kafka);
+        prop_assert_eq!(v.header.record_count as usize, records.len());
+        prop_assert_eq!(
+            (v.header.producer_id, v.header.producer_epoch, v.header.base_sequence),
+            (pid, epoch, seq)
+        );
+        let decoded = Batch::parse(Bytes::from(bytes.clone())).unwrap().records(base).unwrap();
+        let want = Batch::parse(build(&records, Compression::None, ProducerStamp::NONE))
+            .unwrap()
+            .records(base)
+            .unwrap();
+        prop_assert_eq!(&decoded, &want);
+
+        // Served to a Kafka client: the same bytes but the base offset and leader epoch.
+        let mut out = BytesMut::new();
+        kafka::append_for_kafka(&mut out, &bytes, base, 7).unwrap();
+        prop_assert_eq!(&out[..8], &base.to_be_bytes()[..]);
+        prop_assert_eq!(&out[12..16], &7i32.to_be_bytes()[..]);
+        prop_assert_eq!(&out[16..], &bytes[16..]);
+    }
+
+    #[test]
+    fn streamhouse_batches_reach_kafka_clients_with_the_same_records(
+        records in proptest::collection::vec(record_strategy(), 1..30),
+        compression in compression_strategy(),
+        base in 0i64..1 << 40,
+    ) {
+        let stamp = ProducerStamp { producer_id: 5, producer_epoch: 1, base_sequence: 9 };
+        let ours = build(&records, compression, stamp);
+        let mut out = BytesMut::new();
+        kafka::append_for_kafka(&mut out, &ours, base, -1).unwrap();
+        prop_assert_eq!(&out[..8], &base.to_be_bytes()[..]);
+        // What a Kafka client gets is a Kafka batch (checked here as stored, base offset 0)
+        // holding the same records.
+        let mut stored = out.to_vec();
+        stored[..8].fill(0);
+        let v = verify(&stored, MAX_UNCOMPRESSED_PAYLOAD).unwrap();
+        prop_assert_eq!(v.header.format, Format::Kafka);
+        prop_assert_eq!((v.header.producer_id, v.header.base_sequence), (5, 9));
+        let theirs = Batch::parse(Bytes::from(stored)).unwrap().records(base).unwrap();
+        prop_assert_eq!(theirs, Batch::parse(ours).unwrap().records(base).unwrap());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    #[test]
+    fn accepted_is_readable_for_mutated_kafka_batches(
+        records in proptest::collection::vec(record_strategy(), 1..12),
+        mutations in proptest::collection::vec(mutation_strategy(), 1..4),
+        bits in 0u16..=4,
+    ) {
+        let mut plain = plain_payload(&records);
+        let mut count = records.len() as i32;
+        let mut max_ts = records.iter().map(|r| r.ts).max().unwrap_or(0);
+        for m in &mutations {
+            mutate(&mut plain, &mut count, &mut max_ts, m);
+        }
+        let packed = kafka_compress(&plain, bits);
+        let bytes = kafka_batch(&packed, bits, 0, count, records[0].ts, max_ts, (-1, -1, -1), 0);
+        assert_accepted_is_readable(&bytes)?;
+    }
+
+    #[test]
+    fn accepted_is_readable_for_arbitrary_kafka_bytes(
+        data in proptest::collection::vec(any::<u8>(), 0..400),
+        bits in 0u16..8,
+        count in prop_oneof![1i32..6, Just(i32::MAX)],
+    ) {
+        let bytes = kafka_batch(&data, bits, 0, count, 0, 0, (-1, -1, -1), 0);
+        assert_accepted_is_readable(&bytes)?;
+        // Raw bytes that claim Kafka's layout (four zero bytes first).
+        let mut raw = vec![0u8; 4];
+        raw.extend_from_slice(&data);
+        assert_accepted_is_readable(&raw)?;
+    }
+}
+
+#[test]
+fn kafka_batches_stamped_with_what_streamhouse_lacks_are_refused() {
+    let records = vec![one_record(b"v")];
+    let plain = plain_payload(&records);
+    let good = |attrs: u16, base_offset: i64| {
+        kafka_batch(&plain, 0, attrs, 1, 1_000, 1_000, (-1, -1, -1), base_offset)
+    };
+    assert!(verify(&good(0, 0), 1 << 20).is_ok());
+    for (attrs, what) in [
+        (1 << 4, "transactional"),
+        (1 << 5, "transactional and control"),
+        (1 << 3, "log-append-time"),
+        (1 << 6, "attribute bits"),
+        (1 << 9, "attribute bits"),
+    ] {
+        let e = verify_err(&good(attrs, 0));
+        assert!(e.to_string().contains(what), "{attrs:#x}: {e}");
+    }
+    assert_eq!(
+        verify_err(&good(5, 0)),
+        CodecError::UnsupportedCompression(5)
+    );
+    assert_eq!(verify_err(&good(0, 42)), CodecError::KafkaBaseOffset(42));
+    // A client's base offset is set to 0 when it is taken in, and the batch is then whole.
+    let taken = kafka::as_stored(Bytes::from(good(0, 42)));
+    assert!(verify(&taken, 1 << 20).is_ok());
+    // Last offset delta must agree with the count; the CRC must cover the rest.
+    let mut wrong_delta = good(0, 0);
+    wrong_delta[23..27].copy_from_slice(&5i32.to_be_bytes());
+    let crc = crc32c::crc32c(&wrong_delta[21..]);
+    wrong_delta[17..21].copy_from_slice(&crc.to_be_bytes());
+    assert!(matches!(
+        verify_err(&wrong_delta),
+        CodecError::LastOffsetDelta { .. }
+    ));
+    let mut flipped = good(0, 0);
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    assert!(matches!(
+        verify_err(&flipped),
+        CodecError::CrcMismatch { .. }
+    ));
+}
+
+#[test]
+fn a_run_of_both_layouts_splits_into_its_batches() {
+    let records = vec![one_record(b"a"), one_record(b"b")];
+    let ours = build(&records, Compression::Lz4, ProducerStamp::NONE);
+    let theirs = kafka_of(&records, 4, (-1, -1, -1));
+    let mut run = ours.to_vec();
+    run.extend_from_slice(&theirs);
+    run.extend_from_slice(&ours);
+    let parts: Vec<_> = split(&run).collect::<Result<_, _>>().unwrap();
+    let formats: Vec<_> = parts.iter().map(|(h, _)| h.format).collect();
+    assert_eq!(
+        formats,
+        [Format::StreamHouse, Format::Kafka, Format::StreamHouse]
+    );
+    assert_eq!(parts[1].1, ours.len()..ours.len() + theirs.len());
+}
