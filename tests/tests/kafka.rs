@@ -1,6 +1,6 @@
-//! The Kafka listener, through a real agent process: what Kafka clients' first requests
-//! (`ApiVersions`, `Metadata`, `CreateTopics`, `DeleteTopics`) are answered, that hostile
-//! frames end only their own connection, and `kcat -L` (librdkafka) against it.
+//! The Kafka listener, through a real agent process: what Kafka clients' requests are
+//! answered, that hostile frames end only their own connection, and `kcat` (librdkafka)
+//! listing, producing and consuming, with records crossing between it and the gRPC client.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -120,10 +120,14 @@ async fn kafka_clients_find_brokers_and_create_and_delete_topics() {
     assert_eq!(v.error_code, 0);
     let keys: Vec<i16> = v.api_keys.iter().map(|k| k.api_key).collect();
     for api in [
+        ApiKey::Produce,
+        ApiKey::Fetch,
+        ApiKey::ListOffsets,
         ApiKey::Metadata,
         ApiKey::ApiVersions,
         ApiKey::CreateTopics,
         ApiKey::DeleteTopics,
+        ApiKey::InitProducerId,
     ] {
         assert!(
             keys.contains(&(api as i16)),
@@ -131,8 +135,8 @@ async fn kafka_clients_find_brokers_and_create_and_delete_topics() {
         );
     }
     assert!(
-        !keys.contains(&(ApiKey::Produce as i16)),
-        "Produce is not served yet"
+        !keys.contains(&(ApiKey::JoinGroup as i16)),
+        "the classic group protocol is not served yet"
     );
 
     // Created, refused as a duplicate, and refused for what cannot be honoured.
@@ -248,8 +252,8 @@ async fn hostile_kafka_frames_end_only_their_own_connection() {
     huge_array.extend_from_slice(&i32::MAX.to_be_bytes());
     let mut unknown_api = header(999, 0);
     unknown_api.extend_from_slice(&[0; 8]);
-    let mut produce = header(ApiKey::Produce as i16, 9);
-    produce.extend_from_slice(&[0; 16]);
+    let mut join = header(ApiKey::JoinGroup as i16, 5);
+    join.extend_from_slice(&[0; 16]);
     let mut trailing = header(ApiKey::Metadata as i16, 1);
     trailing.extend_from_slice(&0i32.to_be_bytes());
     trailing.extend_from_slice(b"junk");
@@ -267,7 +271,7 @@ async fn hostile_kafka_frames_end_only_their_own_connection() {
         }),
         ("array length of 2^31-1", framed(&huge_array)),
         ("unknown API key", framed(&unknown_api)),
-        ("an API not served", framed(&produce)),
+        ("an API not served", framed(&join)),
         ("bytes after the request", framed(&trailing)),
     ];
     for (what, frame) in cases {
@@ -364,5 +368,474 @@ async fn kcat_lists_the_brokers_and_topics() {
     assert_eq!(listing["topics"][0]["topic"].as_str(), Some("events"));
     for p in listing["topics"][0]["partitions"].as_sequence().unwrap() {
         assert_eq!(p["leader"].as_i64(), Some(node));
+    }
+}
+
+fn run_kcat(kcat: &str, args: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(kcat)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kcat");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(input).unwrap();
+    }
+    let out = child.wait_with_output().expect("kcat ends");
+    assert!(
+        out.status.success(),
+        "kcat {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kcat_produces_keyed_records_and_reads_them_back_in_order() {
+    let Some(kcat) = kcat() else {
+        return;
+    };
+    let (_guard, dir) = data_dir();
+    let (_agent, kafka) = kafka_agent(&dir);
+    let mut s = connect(&kafka);
+    assert_eq!(create(&mut s, topic("keyed", 3)).0, 0);
+    wait_for("leaders for keyed", Duration::from_secs(30), || {
+        let mut s = connect(&kafka);
+        async move {
+            let m = metadata(&mut s, 12, Some(&["keyed"]));
+            m.topics[0]
+                .partitions
+                .iter()
+                .all(|p| p.error_code == 0)
+                .then_some(())
+        }
+    })
+    .await;
+
+    // 300 keyed records from a file, through librdkafka's partitioner (murmur2 for kcat's
+    // default is consistent_random; ask for Kafka's).
+    let input: String = (0..300)
+        .map(|i| format!("key-{}:value-{i}\n", i % 17))
+        .collect();
+    let file = dir.join("records.txt");
+    std::fs::write(&file, &input).unwrap();
+    run_kcat(
+        kcat,
+        &[
+            "-P",
+            "-b",
+            &kafka,
+            "-t",
+            "keyed",
+            "-K",
+            ":",
+            "-X",
+            "partitioner=murmur2_random",
+            "-l",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    // Read back: every record once, each key on one partition, in order within it.
+    let out = run_kcat(
+        kcat,
+        &[
+            "-C",
+            "-b",
+            &kafka,
+            "-t",
+            "keyed",
+            "-o",
+            "beginning",
+            "-e",
+            "-f",
+            "%p %o %k %s\n",
+        ],
+        None,
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut seen: Vec<(i32, i64, String, String)> = text
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].into(),
+                f[3].into(),
+            )
+        })
+        .collect();
+    assert_eq!(seen.len(), 300, "{text}");
+    let mut partition_of = std::collections::HashMap::new();
+    for (p, _, k, _) in &seen {
+        assert_eq!(
+            *partition_of.entry(k.clone()).or_insert(*p),
+            *p,
+            "key {k} on two partitions"
+        );
+    }
+    // Within a partition, offsets are dense from 0 and values keep the order they were sent.
+    seen.sort_by_key(|(p, o, _, _)| (*p, *o));
+    for p in 0..3 {
+        let mine: Vec<_> = seen.iter().filter(|r| r.0 == p).collect();
+        for (i, r) in mine.iter().enumerate() {
+            assert_eq!(r.1, i as i64, "partition {p}: offsets dense from 0");
+        }
+        let order: Vec<usize> = mine
+            .iter()
+            .map(|r| r.3.trim_start_matches("value-").parse().unwrap())
+            .collect();
+        assert!(
+            order.windows(2).all(|w| w[0] < w[1]),
+            "partition {p} out of order"
+        );
+    }
+    // And the keys landed where Kafka's default partitioner puts them.
+    for (k, p) in &partition_of {
+        let want = streamhouse_proto::partitioner::partition_for_key(k.as_bytes(), 3);
+        assert_eq!(*p as u32, want, "key {k}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_cross_between_the_grpc_client_and_kafka_clients_unchanged() {
+    use streamhouse_client::{Header, Producer, TopicPartition};
+    let Some(kcat) = kcat() else {
+        return;
+    };
+    let (_guard, dir) = data_dir();
+    let (agent, kafka) = kafka_agent(&dir);
+    let mut s = connect(&kafka);
+    assert_eq!(create(&mut s, topic("cross", 2)).0, 0);
+
+    // Our producer (LZ4 batches in StreamHouse's layout) -> kcat.
+    let producer = Producer::builder()
+        .bootstrap(&agent.addr)
+        .build()
+        .await
+        .expect("producer");
+    let t0 = streamhouse_tests::now_ms() - 60_000;
+    for i in 0..50i64 {
+        let headers = [Header {
+            key: "trace".into(),
+            value: Some(Bytes::from(format!("t{i}"))),
+        }];
+        producer
+            .send_record(
+                "cross",
+                Some(0),
+                Some(format!("k{i}").as_bytes()),
+                Some(format!("v{i}").as_bytes()),
+                &headers,
+                Some(t0 + i),
+            )
+            .await
+            .expect("send");
+    }
+    producer.flush().await.expect("flush");
+    let out = run_kcat(
+        kcat,
+        &[
+            "-C",
+            "-b",
+            &kafka,
+            "-t",
+            "cross",
+            "-p",
+            "0",
+            "-o",
+            "beginning",
+            "-e",
+            "-f",
+            "%o|%k|%s|%T|%h\n",
+        ],
+        None,
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 50, "{text}");
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(
+            *line,
+            format!("{i}|k{i}|v{i}|{}|trace=t{i}", t0 + i as i64),
+            "record {i}"
+        );
+    }
+
+    // kcat (librdkafka's batches, in Kafka's layout) -> our consumer.
+    let before = streamhouse_tests::now_ms();
+    let input: String = (0..40).map(|i| format!("key{i}:value{i}\n")).collect();
+    run_kcat(
+        kcat,
+        &[
+            "-P",
+            "-b",
+            &kafka,
+            "-t",
+            "cross",
+            "-p",
+            "1",
+            "-K",
+            ":",
+            "-H",
+            "source=kcat",
+        ],
+        Some(input.as_bytes()),
+    );
+    let after = streamhouse_tests::now_ms();
+    let tp = TopicPartition::new("cross", 1);
+    let mut consumer = streamhouse_tests::consumer_at(&agent.addr, &tp, 0).await;
+    let mut got = Vec::new();
+    while got.len() < 40 {
+        let polled = consumer.poll(Duration::from_secs(10)).await.expect("poll");
+        assert!(!polled.is_empty(), "only {} of 40 records came", got.len());
+        got.extend(polled);
+    }
+    for (i, r) in got.iter().enumerate() {
+        assert_eq!(r.offset, i as i64);
+        assert_eq!(r.key.as_deref(), Some(format!("key{i}").as_bytes()));
+        assert_eq!(r.value.as_deref(), Some(format!("value{i}").as_bytes()));
+        assert_eq!(r.headers.len(), 1);
+        assert_eq!(r.headers[0].key, "source");
+        assert_eq!(r.headers[0].value.as_deref(), Some(&b"kcat"[..]));
+        assert!(
+            (before..=after).contains(&r.timestamp),
+            "timestamp {}",
+            r.timestamp
+        );
+    }
+}
+
+mod data_path {
+    use super::*;
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{
+        FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, ProduceRequest,
+        ProduceResponse,
+    };
+    use streamhouse_proto::batch::forge::payload_of;
+    use streamhouse_proto::batch::kafka::forge::batch as kafka_batch;
+    use streamhouse_proto::batch::{Batch, BatchBuilder, Compression, ProducerStamp};
+
+    /// The encoded records of `values`, stamped `ts`, as a Kafka batch carries them.
+    fn records(values: &[&str], ts: i64) -> Vec<u8> {
+        let mut b = BatchBuilder::new(Compression::None);
+        for v in values {
+            b.append(ts, Some(b"k"), Some(v.as_bytes()), &[]);
+        }
+        payload_of(&b.finish(ProducerStamp::NONE).unwrap()).to_vec()
+    }
+
+    fn good(values: &[&str], ts: i64) -> Vec<u8> {
+        let n = values.len() as i32;
+        kafka_batch(&records(values, ts), 0, 0, n, ts, ts, (-1, -1, -1), 0)
+    }
+
+    fn produce(
+        s: &mut TcpStream,
+        topic: &str,
+        batch: Option<Vec<u8>>,
+        acks: i16,
+    ) -> Option<(i16, i64)> {
+        let req = ProduceRequest::default()
+            .with_acks(acks)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(name(topic))
+                    .with_partition_data(vec![
+                        PartitionProduceData::default()
+                            .with_index(0)
+                            .with_records(batch.map(Bytes::from)),
+                    ]),
+            ]);
+        if acks == 0 {
+            send_only(s, 9, &req);
+            return None;
+        }
+        let r: ProduceResponse = call(s, 9, &req);
+        let p = &r.responses[0].partition_responses[0];
+        Some((p.error_code, p.base_offset))
+    }
+
+    /// Writes a request Kafka answers with nothing (acks=0).
+    fn send_only<R: Request>(s: &mut TcpStream, version: i16, req: &R) {
+        let mut body = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(3)
+            .encode(&mut body, R::header_version(version))
+            .unwrap();
+        req.encode(&mut body, version).unwrap();
+        let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        s.write_all(&frame).unwrap();
+    }
+
+    fn fetch(
+        s: &mut TcpStream,
+        topic: &str,
+        offset: i64,
+        max_wait_ms: i32,
+    ) -> (i16, i64, Vec<(i64, String)>) {
+        let req = FetchRequest::default()
+            .with_max_wait_ms(max_wait_ms)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(name(topic))
+                    .with_partitions(vec![
+                        FetchPartition::default()
+                            .with_partition(0)
+                            .with_fetch_offset(offset)
+                            .with_partition_max_bytes(1 << 20),
+                    ]),
+            ]);
+        let r: FetchResponse = call(s, 12, &req);
+        let p = &r.responses[0].partitions[0];
+        let mut values = Vec::new();
+        let mut run = p.records.clone().unwrap_or_default();
+        // Each batch as a Kafka client reads it: base offset, then the batch.
+        while !run.is_empty() {
+            let base = i64::from_be_bytes(run[..8].try_into().unwrap());
+            let len = 12 + i32::from_be_bytes(run[8..12].try_into().unwrap()) as usize;
+            let mut stored = run.split_to(len).to_vec();
+            stored[..8].fill(0);
+            for rec in Batch::parse(Bytes::from(stored))
+                .unwrap()
+                .records(base)
+                .unwrap()
+            {
+                values.push((
+                    rec.offset,
+                    String::from_utf8(rec.value.unwrap().to_vec()).unwrap(),
+                ));
+            }
+        }
+        (p.error_code, p.high_watermark, values)
+    }
+
+    fn list_offset(s: &mut TcpStream, topic: &str, timestamp: i64) -> (i16, i64) {
+        let req = ListOffsetsRequest::default()
+            .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+            .with_topics(vec![
+                ListOffsetsTopic::default()
+                    .with_name(name(topic))
+                    .with_partitions(vec![
+                        ListOffsetsPartition::default()
+                            .with_partition_index(0)
+                            .with_timestamp(timestamp),
+                    ]),
+            ]);
+        let r: ListOffsetsResponse = call(s, 6, &req);
+        let p = &r.topics[0].partitions[0];
+        (p.error_code, p.offset)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn what_kafka_clients_send_is_stored_whole_or_refused_and_read_back() {
+        let (_guard, dir) = data_dir();
+        let (_agent, kafka) = kafka_agent(&dir);
+        let mut s = connect(&kafka);
+        assert_eq!(create(&mut s, topic("edge", 1)).0, 0);
+        let t0 = streamhouse_tests::now_ms() - 10_000;
+        let stored = wait_for("the first batch stored", Duration::from_secs(30), || {
+            let mut s = connect(&kafka);
+            let batch = good(&["a", "b"], t0);
+            async move { produce(&mut s, "edge", Some(batch), -1).filter(|(code, _)| *code == 0) }
+        })
+        .await;
+        assert_eq!(stored.1, 0);
+
+        let invalid = ResponseError::InvalidRecord.code();
+        let mut crc = good(&["x"], t0);
+        let last = crc.len() - 1;
+        crc[last] ^= 1;
+        let transactional = kafka_batch(&records(&["x"], t0), 0, 1 << 4, 1, t0, t0, (5, 0, 0), 0);
+        let mut two = good(&["x"], t0);
+        two.extend_from_slice(&good(&["y"], t0));
+        // A gzip payload of 64 MiB of zeros in a batch of a few kilobytes.
+        let bomb = {
+            use std::io::Write as _;
+            let mut plain = records(&["z"], t0);
+            plain.resize(64 << 20, 0);
+            let mut e = flate2_like::encoder();
+            e.write_all(&plain).unwrap();
+            kafka_batch(&e.finish().unwrap(), 1, 0, 1, t0, t0, (-1, -1, -1), 0)
+        };
+        for (what, batch, code) in [
+            ("a flipped byte", Some(crc), invalid),
+            ("a transactional batch", Some(transactional), invalid),
+            ("two batches", Some(two), invalid),
+            ("no records", None, invalid),
+            ("a decompression bomb", Some(bomb), invalid),
+            ("garbage", Some(vec![7; 40]), invalid),
+        ] {
+            let (got, _) = produce(&mut s, "edge", batch, -1).unwrap();
+            assert_eq!(got, code, "{what}");
+        }
+        assert_eq!(
+            produce(&mut s, "nope", Some(good(&["x"], t0)), 1)
+                .unwrap()
+                .0,
+            ResponseError::UnknownTopicOrPartition.code()
+        );
+        // acks=0 is answered with nothing; the next answer is the next request's.
+        assert!(produce(&mut s, "edge", Some(good(&["c"], t0 + 5_000)), 0).is_none());
+        let (code, base) = produce(&mut s, "edge", Some(good(&["d", "e"], t0 + 9_000)), 1).unwrap();
+        assert_eq!((code, base), (0, 3));
+
+        // What was accepted reads back, densely, and nothing else.
+        let (code, hw, values) = fetch(&mut s, "edge", 0, 0);
+        assert_eq!((code, hw), (0, 5));
+        let want: Vec<(i64, String)> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i as i64, v.to_string()))
+            .collect();
+        assert_eq!(values, want);
+        // Mid-batch offsets return the whole batch (the client skips), as Kafka does.
+        assert_eq!(fetch(&mut s, "edge", 4, 0).2.first().map(|v| v.0), Some(3));
+        // Past the end: OFFSET_OUT_OF_RANGE; at the end, a long poll that waits its time.
+        assert_eq!(
+            fetch(&mut s, "edge", 9, 0).0,
+            ResponseError::OffsetOutOfRange.code()
+        );
+        let started = std::time::Instant::now();
+        let (code, _, values) = fetch(&mut s, "edge", 5, 300);
+        assert_eq!(code, 0);
+        assert!(values.is_empty());
+        assert!(
+            started.elapsed() >= Duration::from_millis(250),
+            "{:?}",
+            started.elapsed()
+        );
+
+        // ListOffsets: earliest, latest, and by time.
+        assert_eq!(list_offset(&mut s, "edge", -2), (0, 0));
+        assert_eq!(list_offset(&mut s, "edge", -1), (0, 5));
+        assert_eq!(list_offset(&mut s, "edge", t0), (0, 0));
+        assert_eq!(list_offset(&mut s, "edge", t0 + 1), (0, 2));
+        assert_eq!(list_offset(&mut s, "edge", t0 + 6_000), (0, 3));
+        assert_eq!(list_offset(&mut s, "edge", t0 + 60_000), (0, -1));
+    }
+
+    /// gzip, as a Kafka client compresses.
+    mod flate2_like {
+        pub fn encoder() -> flate2::write::GzEncoder<Vec<u8>> {
+            flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast())
+        }
     }
 }

@@ -25,10 +25,14 @@ use crate::service::{MAX_PARTITIONS, Service};
 
 /// The APIs served and their versions: what `ApiVersions` advertises and nothing more.
 pub(super) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 12),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 6),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::InitProducerId, 0, 5),
 ];
 
 /// What the cluster calls itself in `Metadata` answers.
@@ -78,45 +82,70 @@ pub(super) fn api_versions_unsupported() -> ApiVersionsResponse {
         .with_api_keys(api_versions())
 }
 
-/// Serves one decoded request; `None` for an API not in [`SUPPORTED`].
-pub(super) async fn serve(
-    shared: &Arc<Shared>,
-    request: RequestKind,
-    version: i16,
-) -> Option<ResponseKind> {
-    Some(match request {
+/// What serving a request came to.
+pub(super) enum Served {
+    /// The answer to write.
+    Answer(Box<ResponseKind>),
+    /// Nothing to write: a `Produce` with `acks=0`.
+    Silent,
+    /// An API not in [`SUPPORTED`].
+    Unsupported,
+}
+
+/// Serves one decoded request.
+pub(super) async fn serve(shared: &Arc<Shared>, request: RequestKind, version: i16) -> Served {
+    let answer: ResponseKind = match request {
         RequestKind::ApiVersions(_) => ApiVersionsResponse::default()
             .with_api_keys(api_versions())
             .into(),
         RequestKind::Metadata(r) => metadata(shared, r, version).await.into(),
         RequestKind::CreateTopics(r) => create_topics(shared, r).await.into(),
         RequestKind::DeleteTopics(r) => delete_topics(shared, r).await.into(),
-        _ => return None,
-    })
+        RequestKind::Produce(r) => match super::data::produce(shared, r).await {
+            Some(a) => a.into(),
+            None => return Served::Silent,
+        },
+        RequestKind::Fetch(r) => super::data::fetch(shared, r).await.into(),
+        RequestKind::ListOffsets(r) => super::data::list_offsets(shared, r, version).await.into(),
+        RequestKind::InitProducerId(r) => super::data::init_producer_id(shared, r).await.into(),
+        _ => return Served::Unsupported,
+    };
+    Served::Answer(Box::new(answer))
 }
 
 /// The Kafka error code a client acts on for an agent's refusal.
 pub(super) fn error_code(e: &AgentError) -> i16 {
-    use crate::metadata::MetadataError as M;
-    let err = match e {
-        AgentError::UnknownTopic(_) | AgentError::UnknownPartition { .. } => {
-            ResponseError::UnknownTopicOrPartition
-        }
-        AgentError::TopicExists(_) => ResponseError::TopicAlreadyExists,
-        AgentError::InvalidTopic(_) => ResponseError::InvalidTopicException,
-        AgentError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
-        AgentError::InvalidRequest(_) => ResponseError::InvalidRequest,
-        AgentError::NotLeader { .. } | AgentError::Metadata(M::Fenced(_)) => {
-            ResponseError::NotLeaderOrFollower
-        }
-        // The store is down or slow, or the agent is stopping: retriable, elsewhere or later.
-        AgentError::Metadata(_) | AgentError::MetadataUnavailable(_) | AgentError::ShuttingDown => {
-            ResponseError::RequestTimedOut
-        }
-        AgentError::Storage(_) | AgentError::StorageUnavailable(_) => {
-            ResponseError::KafkaStorageError
-        }
-        _ => ResponseError::UnknownServerError,
+    kafka_code(e.to_pb().code())
+}
+
+/// The Kafka error code for a StreamHouse one: the one whose retry logic fits.
+pub(super) fn kafka_code(code: pb::ErrorCode) -> i16 {
+    use pb::ErrorCode as C;
+    let err = match code {
+        C::Ok => return 0,
+        C::UnknownTopic | C::UnknownPartition => ResponseError::UnknownTopicOrPartition,
+        // Fenced, or stopping: the client refreshes its metadata and finds the new leader.
+        C::NotLeader | C::Fenced | C::ShuttingDown => ResponseError::NotLeaderOrFollower,
+        C::TopicExists => ResponseError::TopicAlreadyExists,
+        C::InvalidTopic => ResponseError::InvalidTopicException,
+        C::InvalidPartitions => ResponseError::InvalidPartitions,
+        C::InvalidRequest => ResponseError::InvalidRequest,
+        C::OffsetOutOfRange => ResponseError::OffsetOutOfRange,
+        C::RecordTooLarge | C::RequestTooLarge => ResponseError::MessageTooLarge,
+        C::CorruptBatch => ResponseError::InvalidRecord,
+        C::StorageUnavailable => ResponseError::KafkaStorageError,
+        // The store is down or slow, or the agent holds all it may: retriable, later.
+        C::MetadataUnavailable | C::Throttled => ResponseError::RequestTimedOut,
+        C::OutOfOrderSequence => ResponseError::OutOfOrderSequenceNumber,
+        C::ProducerFenced => ResponseError::InvalidProducerEpoch,
+        C::InvalidProducer => ResponseError::UnknownProducerId,
+        C::InvalidTimestamp => ResponseError::InvalidTimestamp,
+        C::StaleGeneration => ResponseError::IllegalGeneration,
+        C::UnknownMember => ResponseError::UnknownMemberId,
+        C::InconsistentAssignors => ResponseError::InconsistentGroupProtocol,
+        C::NonEmptyGroup => ResponseError::NonEmptyGroup,
+        C::UnknownGroup => ResponseError::GroupIdNotFound,
+        C::Unknown => ResponseError::UnknownServerError,
     };
     err.code()
 }

@@ -13,6 +13,7 @@
 //! versions we have, as Kafka does, so the client can step down.
 
 mod apis;
+mod data;
 
 use std::sync::Arc;
 
@@ -50,8 +51,13 @@ pub(crate) async fn serve(
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
                 tokio::spawn(async move {
-                    if let Err(why) = connection(stream, &shared).await {
-                        tracing::info!(%peer, "Kafka connection closed: {why}");
+                    match connection(stream, &shared).await {
+                        Ok(()) => {}
+                        // The client went away: nothing an operator need act on.
+                        Err(why @ ConnectionEnd::Io(_)) => {
+                            tracing::debug!(%peer, "Kafka connection closed: {why}");
+                        }
+                        Err(why) => tracing::warn!(%peer, "Kafka connection closed: {why}"),
                     }
                 });
             }
@@ -112,7 +118,9 @@ async fn connection(mut stream: TcpStream, shared: &Arc<Shared>) -> Result<(), C
         }
         out.clear();
         answer(shared, Bytes::from(frame), &mut out).await?;
-        stream.write_all(&out).await?;
+        if !out.is_empty() {
+            stream.write_all(&out).await?;
+        }
     }
 }
 
@@ -151,10 +159,13 @@ pub(crate) async fn answer(
             frame.remaining()
         )));
     }
-    let response = apis::serve(shared, request, version)
-        .await
-        .ok_or(ConnectionEnd::Unsupported { api, version })?;
-    write_response(out, api, version, header.correlation_id, &response)
+    match apis::serve(shared, request, version).await {
+        apis::Served::Answer(response) => {
+            write_response(out, api, version, header.correlation_id, &response)
+        }
+        apis::Served::Silent => Ok(()),
+        apis::Served::Unsupported => Err(ConnectionEnd::Unsupported { api, version }),
+    }
 }
 
 fn write_response(

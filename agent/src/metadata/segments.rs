@@ -214,4 +214,27 @@ impl MetadataStore {
         })
         .await
     }
+
+    /// The first offset of the first chunk of a partition holding a record stamped at or
+    /// after `timestamp` (by the chunks' latest timestamps, as Kafka's time index), if any.
+    pub async fn first_chunk_at(
+        &self,
+        topic: &str,
+        partition: u32,
+        timestamp: i64,
+    ) -> Result<Option<i64>> {
+        self.bounded("first_chunk_at", async move {
+            let row = sqlx::query(
+                "SELECT MIN(base_offset) AS o FROM segments
+                 WHERE topic = $1 AND partition_id = $2 AND max_timestamp >= $3",
+            )
+            .bind(topic)
+            .bind(i64::from(partition))
+            .bind(timestamp)
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(row.try_get::<Option<i64>, _>("o")?)
+        })
+        .await
+    }
 }

@@ -43,7 +43,7 @@ impl Service {
         Service { shared }
     }
 
-    async fn partition(
+    pub(crate) async fn partition(
         &self,
         topic: &str,
         partition: u32,

@@ -5,7 +5,7 @@
 use super::*;
 
 impl Service {
-    pub(super) async fn produce_inner(&self, r: pb::ProduceRequest) -> Result<pb::ProduceResponse> {
+    pub(crate) async fn produce_inner(&self, r: pb::ProduceRequest) -> Result<pb::ProduceResponse> {
         if self.shared.shutting_down.load(Ordering::Acquire) {
             return Err(AgentError::ShuttingDown);
         }
@@ -226,7 +226,7 @@ pub(super) fn check_timestamps(config: &AgentConfig, v: &batch::Verified, now: i
 }
 
 impl Service {
-    pub(super) async fn init_producer_id_inner(
+    pub(crate) async fn init_producer_id_inner(
         &self,
         r: pb::InitProducerIdRequest,
     ) -> Result<pb::InitProducerIdResponse> {

@@ -1,0 +1,455 @@
+//! Kafka's data path: Produce, InitProducerId, Fetch and ListOffsets, through the same
+//! checks, writer and reader as the gRPC service.
+//!
+//! A Kafka batch is stored as it came (its base offset set to 0); a fetch serves stored
+//! batches in Kafka's layout with their offsets stamped into a copy, so records produced by
+//! either protocol are read by both.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{
+    FetchRequest, FetchResponse, InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest,
+    ListOffsetsResponse, ProduceRequest, ProduceResponse, ProducerId, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use streamhouse_proto::batch::{self, Batch, kafka};
+use streamhouse_proto::pb;
+
+use super::apis::{error_code, kafka_code};
+use crate::Shared;
+use crate::error::AgentError;
+use crate::partitions::PartitionState;
+use crate::service::Service;
+
+/// Longest a Kafka fetch waits for data, whatever it asks.
+const MAX_FETCH_WAIT: Duration = Duration::from_secs(30);
+/// Most bytes one Kafka fetch answers with, whatever it asks (Kafka's `fetch.max.bytes`).
+const MAX_FETCH_BYTES: usize = 64 * 1024 * 1024;
+/// Bytes of stored batches a ListOffsets by timestamp reads to find the record, at most.
+const TIME_SEARCH_BYTES: usize = 8 * 1024 * 1024;
+
+/// `Produce`: each partition's one batch (Kafka's rule since version 3), checked as
+/// completely as the gRPC client's, appended, and answered once durable. `None` for
+/// `acks=0`, which Kafka answers with nothing at all.
+pub(super) async fn produce(shared: &Arc<Shared>, r: ProduceRequest) -> Option<ProduceResponse> {
+    let acks = r.acks;
+    let mut out = ProduceResponse::default();
+    if r.transactional_id.is_some() {
+        // Transactional producers are refused here as at InitProducerId.
+        for t in r.topic_data {
+            let parts = t
+                .partition_data
+                .iter()
+                .map(|p| refused(p.index, ResponseError::InvalidRequest.code(), NO_TXN))
+                .collect();
+            out.responses.push(topic_response(t.name, parts));
+        }
+        return (acks != 0).then_some(out);
+    }
+    // Shape first: what cannot be a partition's one batch is answered without a request.
+    let mut request = pb::ProduceRequest::default();
+    // (topic entry, partition, its place in the gRPC request or Kafka's refusal of it)
+    let mut slots: Vec<(usize, i32, Taken)> = Vec::new();
+    for (t, topic) in r.topic_data.iter().enumerate() {
+        let name = topic.name.0.as_str();
+        for p in &topic.partition_data {
+            let taken = one_batch(p.records.clone(), p.index).map(|b| {
+                request.partitions.push(pb::PartitionBatches {
+                    topic: name.to_string(),
+                    partition: p.index as u32,
+                    batches: vec![b],
+                });
+                request.partitions.len() - 1
+            });
+            slots.push((t, p.index, taken));
+        }
+    }
+    let service = Service::new(shared.clone());
+    let results = if request.partitions.is_empty() {
+        Ok(Vec::new())
+    } else {
+        service.produce_inner(request).await.map(|r| r.results)
+    };
+    let mut per_topic: Vec<Vec<PartitionProduceResponse>> = vec![Vec::new(); r.topic_data.len()];
+    for (t, index, taken) in slots {
+        let answer = match (taken, &results) {
+            (Err((code, msg)), _) => refused(index, code, &msg),
+            (Ok(_), Err(e)) => refused(index, error_code(e), &e.to_string()),
+            (Ok(i), Ok(results)) => match results.get(i) {
+                Some(res) => match &res.error {
+                    Some(e) if e.code != pb::ErrorCode::Ok as i32 => {
+                        refused(index, kafka_code(e.code()), &e.message)
+                    }
+                    _ => PartitionProduceResponse::default()
+                        .with_index(index)
+                        .with_base_offset(res.base_offset)
+                        .with_log_append_time_ms(-1)
+                        .with_log_start_offset(res.log_start_offset),
+                },
+                None => refused(index, ResponseError::UnknownServerError.code(), "no result"),
+            },
+        };
+        per_topic[t].push(answer);
+    }
+    for (topic, parts) in r.topic_data.into_iter().zip(per_topic) {
+        out.responses.push(topic_response(topic.name, parts));
+    }
+    (acks != 0).then_some(out)
+}
+
+/// A partition's batch in the request built, or the (code, message) it was refused with.
+type Taken = Result<usize, (i16, String)>;
+
+const NO_TXN: &str = "transactions are not supported";
+
+fn refused(index: i32, code: i16, message: &str) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(code)
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+        .with_error_message(Some(StrBytes::from_string(message.to_string())))
+}
+
+fn topic_response(name: TopicName, parts: Vec<PartitionProduceResponse>) -> TopicProduceResponse {
+    TopicProduceResponse::default()
+        .with_name(name)
+        .with_partition_responses(parts)
+}
+
+/// A partition's records as one batch to store, or Kafka's error for them.
+fn one_batch(records: Option<Bytes>, index: i32) -> Result<Bytes, (i16, String)> {
+    let invalid = |msg: String| (ResponseError::InvalidRecord.code(), msg);
+    if index < 0 {
+        return Err((
+            ResponseError::UnknownTopicOrPartition.code(),
+            format!("partition {index}"),
+        ));
+    }
+    let records = records.ok_or_else(|| invalid("no records".into()))?;
+    let records = kafka::as_stored(records);
+    let h = batch::BatchHeader::peek(&records).map_err(|e| invalid(e.to_string()))?;
+    if h.format != batch::Format::Kafka {
+        return Err(invalid("records must be a RecordBatch of magic 2".into()));
+    }
+    if h.total_len != records.len() {
+        return Err(invalid(format!(
+            "{} bytes of records hold a batch of {}: a partition takes exactly one batch",
+            records.len(),
+            h.total_len
+        )));
+    }
+    Ok(records)
+}
+
+/// `InitProducerId` for idempotent producers (a transactional id is refused: no
+/// transactions).
+pub(super) async fn init_producer_id(
+    shared: &Arc<Shared>,
+    r: InitProducerIdRequest,
+) -> InitProducerIdResponse {
+    let out = InitProducerIdResponse::default()
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    if r.transactional_id.is_some() {
+        return out.with_error_code(ResponseError::InvalidRequest.code());
+    }
+    let issued = Service::new(shared.clone())
+        .init_producer_id_inner(pb::InitProducerIdRequest {
+            producer_id: r.producer_id.0,
+            producer_epoch: i32::from(r.producer_epoch),
+        })
+        .await;
+    match issued {
+        Ok(i) => out
+            .with_producer_id(ProducerId(i.producer_id))
+            .with_producer_epoch(i.producer_epoch as i16),
+        Err(e) => out.with_error_code(error_code(&e)),
+    }
+}
+
+/// One partition a fetch asks for, and what it found.
+struct Wanted {
+    topic: usize,
+    index: i32,
+    offset: i64,
+    max_bytes: usize,
+    state: Result<Arc<PartitionState>, AgentError>,
+}
+
+/// `Fetch`: every asked partition this agent leads is read from its offset; when less than
+/// `min_bytes` is there, the fetch waits (up to `max_wait_ms`) for any of them to get more.
+pub(super) async fn fetch(shared: &Arc<Shared>, r: FetchRequest) -> FetchResponse {
+    let service = Service::new(shared.clone());
+    let max_wait = Duration::from_millis(r.max_wait_ms.max(0) as u64).min(MAX_FETCH_WAIT);
+    let budget = match r.max_bytes {
+        n if n > 0 => (n as usize).min(MAX_FETCH_BYTES),
+        _ => MAX_FETCH_BYTES,
+    };
+    let mut wanted = Vec::new();
+    for (t, topic) in r.topics.iter().enumerate() {
+        for p in &topic.partitions {
+            let state = match u32::try_from(p.partition) {
+                Ok(n) => service
+                    .partition(topic.topic.0.as_str(), n)
+                    .await
+                    .map(|(_, s)| s),
+                Err(_) => Err(AgentError::InvalidRequest(format!(
+                    "partition {}",
+                    p.partition
+                ))),
+            };
+            // Kafka reads from the leader; a partition led elsewhere sends the client there.
+            let state = state.and_then(|s| match s.lease_epoch() {
+                Some(_) => Ok(s),
+                None => Err(AgentError::NotLeader {
+                    topic: s.topic.to_string(),
+                    partition: s.partition,
+                    leader_hint: None,
+                }),
+            });
+            wanted.push(Wanted {
+                topic: t,
+                index: p.partition,
+                offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes.max(1) as usize,
+                state,
+            });
+        }
+    }
+    let mut answer = read_all(shared, &wanted, budget).await;
+    let enough = answer.1 >= r.min_bytes.max(0) as usize;
+    if !enough && !max_wait.is_zero() {
+        // Wait for the first of them to get data (each waits at its own offset).
+        let mut waits: futures::stream::FuturesUnordered<_> = wanted
+            .iter()
+            .filter_map(|w| w.state.as_ref().ok().map(|s| (s, w.offset)))
+            .map(|(s, offset)| shared.reader.fetch(s, offset, 1, max_wait))
+            .collect();
+        let _ = tokio::time::timeout(max_wait, async {
+            while let Some(got) = waits.next().await {
+                if got.is_ok_and(|f| !f.batches.is_empty()) {
+                    break;
+                }
+            }
+        })
+        .await;
+        drop(waits);
+        answer = read_all(shared, &wanted, budget).await;
+    }
+    let mut topics: Vec<FetchableTopicResponse> = r
+        .topics
+        .iter()
+        .map(|t| FetchableTopicResponse::default().with_topic(t.topic.clone()))
+        .collect();
+    for (w, data) in wanted.iter().zip(answer.0) {
+        topics[w.topic].partitions.push(data);
+    }
+    FetchResponse::default().with_responses(topics)
+}
+
+/// Reads every wanted partition once, without waiting, within `budget` bytes in all (the
+/// first partition with data gets at least one batch, as in Kafka). Returns each partition's
+/// answer and the bytes of records in all of them.
+async fn read_all(
+    shared: &Arc<Shared>,
+    wanted: &[Wanted],
+    budget: usize,
+) -> (Vec<PartitionData>, usize) {
+    let mut left = budget;
+    let mut total = 0;
+    let mut out = Vec::with_capacity(wanted.len());
+    for w in wanted {
+        let base = PartitionData::default()
+            .with_partition_index(w.index)
+            .with_high_watermark(-1)
+            .with_last_stable_offset(-1)
+            .with_log_start_offset(-1);
+        let state = match &w.state {
+            Ok(s) => s,
+            Err(e) => {
+                out.push(base.with_error_code(error_code(e)));
+                continue;
+            }
+        };
+        let epoch = state
+            .lease_epoch()
+            .map_or(-1, |e| e.clamp(0, i64::from(i32::MAX)) as i32);
+        let limit = w.max_bytes.min(left).max(1);
+        let fetched = if left == 0 && total > 0 {
+            // The budget is spent: bounds only.
+            shared
+                .reader
+                .fetch(state, w.offset, 1, Duration::ZERO)
+                .await
+                .map(|mut f| {
+                    f.batches.clear();
+                    f
+                })
+        } else {
+            shared
+                .reader
+                .fetch(state, w.offset, limit, Duration::ZERO)
+                .await
+        };
+        let f = match fetched {
+            Ok(f) => f,
+            Err(e) => {
+                let data = base.with_error_code(error_code(&e));
+                out.push(match e {
+                    AgentError::OffsetOutOfRange {
+                        log_start,
+                        high_watermark,
+                        ..
+                    } => data
+                        .with_high_watermark(high_watermark)
+                        .with_last_stable_offset(high_watermark)
+                        .with_log_start_offset(log_start),
+                    _ => data,
+                });
+                continue;
+            }
+        };
+        let mut records = BytesMut::new();
+        let mut damaged = None;
+        for (base_offset, bytes) in &f.batches {
+            if let Err(e) = kafka::append_for_kafka(&mut records, bytes, *base_offset, epoch) {
+                damaged = Some(e);
+                break;
+            }
+        }
+        let data = base
+            .with_high_watermark(f.high_watermark)
+            .with_last_stable_offset(f.high_watermark)
+            .with_log_start_offset(f.log_start_offset);
+        if let Some(e) = damaged.filter(|_| records.is_empty()) {
+            tracing::warn!(error = %e, "Kafka fetch: a stored batch does not decode");
+            out.push(data.with_error_code(ResponseError::CorruptMessage.code()));
+            continue;
+        }
+        let n = records.len();
+        let stats = &shared.stats;
+        stats
+            .fetched_bytes
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        let count: i64 = f
+            .batches
+            .iter()
+            .filter_map(|(_, b)| batch::BatchHeader::peek(b).ok())
+            .map(|h| i64::from(h.record_count))
+            .sum();
+        stats
+            .fetched_records
+            .fetch_add(count.max(0) as u64, std::sync::atomic::Ordering::Relaxed);
+        left = left.saturating_sub(n);
+        total += n;
+        out.push(data.with_records(Some(records.freeze())));
+    }
+    (out, total)
+}
+
+/// Kafka's special timestamps in ListOffsets.
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+
+/// `ListOffsets`: a partition's earliest or latest offset, or the first offset whose record
+/// is stamped at or after a time.
+pub(super) async fn list_offsets(
+    shared: &Arc<Shared>,
+    r: ListOffsetsRequest,
+    version: i16,
+) -> ListOffsetsResponse {
+    let service = Service::new(shared.clone());
+    let mut out = ListOffsetsResponse::default();
+    for t in r.topics {
+        let mut parts = Vec::with_capacity(t.partitions.len());
+        for p in t.partitions {
+            let answer = ListOffsetsPartitionResponse::default()
+                .with_partition_index(p.partition_index)
+                .with_timestamp(-1)
+                .with_offset(-1)
+                .with_leader_epoch(-1);
+            let found = offset_for(
+                shared,
+                &service,
+                t.name.0.as_str(),
+                p.partition_index,
+                p.timestamp,
+            )
+            .await;
+            parts.push(match found {
+                // The leader epoch is in the answer from version 4 on.
+                Ok((timestamp, offset, epoch)) => answer
+                    .with_timestamp(timestamp)
+                    .with_offset(offset)
+                    .with_leader_epoch(if version >= 4 { epoch } else { -1 }),
+                Err(e) => answer.with_error_code(error_code(&e)),
+            });
+        }
+        out.topics.push(
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(parts),
+        );
+    }
+    out
+}
+
+/// (timestamp, offset, leader epoch) for one partition: -1 and -1 when no record is that
+/// late, as in Kafka.
+async fn offset_for(
+    shared: &Arc<Shared>,
+    service: &Service,
+    topic: &str,
+    partition: i32,
+    timestamp: i64,
+) -> Result<(i64, i64, i32), AgentError> {
+    let n = u32::try_from(partition)
+        .map_err(|_| AgentError::InvalidRequest(format!("partition {partition}")))?;
+    let (_, state) = service.partition(topic, n).await?;
+    let Some(epoch) = state.lease_epoch() else {
+        return Err(AgentError::NotLeader {
+            topic: topic.to_string(),
+            partition: n,
+            leader_hint: None,
+        });
+    };
+    let epoch = epoch.clamp(0, i64::from(i32::MAX)) as i32;
+    match timestamp {
+        LATEST => Ok((-1, state.high_watermark(), epoch)),
+        EARLIEST => Ok((-1, state.log_start(), epoch)),
+        ts if ts >= 0 => {
+            let Some(chunk) = shared.meta.first_chunk_at(topic, n, ts).await? else {
+                return Ok((-1, -1, epoch));
+            };
+            let from = chunk.max(state.log_start());
+            let fetched = shared
+                .reader
+                .fetch(&state, from, TIME_SEARCH_BYTES, Duration::ZERO)
+                .await?;
+            for (base, bytes) in fetched.batches {
+                let records = Batch::parse(bytes)?.records(base)?;
+                if let Some(r) = records
+                    .iter()
+                    .find(|r| r.offset >= from && r.timestamp >= ts)
+                {
+                    return Ok((r.timestamp, r.offset, epoch));
+                }
+            }
+            Ok((-1, -1, epoch))
+        }
+        other => Err(AgentError::InvalidRequest(format!(
+            "ListOffsets timestamp {other}: give -1 (latest), -2 (earliest) or a time"
+        ))),
+    }
+}
