@@ -419,8 +419,8 @@ async fn kcat_produces_keyed_records_and_reads_them_back_in_order() {
     })
     .await;
 
-    // 300 keyed records from a file, through librdkafka's partitioner (murmur2 for kcat's
-    // default is consistent_random; ask for Kafka's).
+    // 300 keyed records from a file, through librdkafka's partitioner (kcat's default is
+    // consistent_random; ask for Kafka's murmur2), from an idempotent producer.
     let input: String = (0..300)
         .map(|i| format!("key-{}:value-{i}\n", i % 17))
         .collect();
@@ -438,6 +438,8 @@ async fn kcat_produces_keyed_records_and_reads_them_back_in_order() {
             ":",
             "-X",
             "partitioner=murmur2_random",
+            "-X",
+            "enable.idempotence=true",
             "-l",
             file.to_str().unwrap(),
         ],
