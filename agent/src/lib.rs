@@ -444,6 +444,7 @@ impl Agent {
 pub struct EmbeddedAgent {
     addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
+    kafka_addr: Option<SocketAddr>,
     id: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<Result<(), String>>>,
@@ -474,6 +475,7 @@ impl EmbeddedAgent {
                             let _ = ready_tx.send(Ok((
                                 a.local_addr(),
                                 a.metrics_addr(),
+                                a.kafka_addr(),
                                 a.id().to_string(),
                             )));
                             a
@@ -493,9 +495,10 @@ impl EmbeddedAgent {
                 })
             })?;
         match ready_rx.recv() {
-            Ok(Ok((addr, metrics_addr, id))) => Ok(EmbeddedAgent {
+            Ok(Ok((addr, metrics_addr, kafka_addr, id))) => Ok(EmbeddedAgent {
                 addr,
                 metrics_addr,
+                kafka_addr,
                 id,
                 stop: Some(stop_tx),
                 thread: Some(thread),
@@ -527,6 +530,11 @@ impl EmbeddedAgent {
     /// Where `/metrics` is served, when `metrics_listen` is set.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// Where Kafka clients are served, when `kafka_listen` is set.
+    pub fn kafka_addr(&self) -> Option<SocketAddr> {
+        self.kafka_addr
     }
 
     /// Stops gracefully and waits for the agent to finish.

@@ -20,6 +20,9 @@ pub struct Target {
     /// How to reach them: for a cluster given with `--bootstrap`, [`Security::from_env`];
     /// plain TCP for the agent started here.
     pub security: Security,
+    /// Where the agent started here serves Kafka clients; `None` for a cluster given with
+    /// `--bootstrap`.
+    pub kafka_bootstrap: Option<String>,
     agent: Option<EmbeddedAgent>,
     _dir: Option<tempfile::TempDir>,
     data: Option<PathBuf>,
@@ -80,6 +83,7 @@ impl Target {
             return Ok(Target {
                 bootstrap: b,
                 security: Security::from_env()?,
+                kafka_bootstrap: None,
                 agent: None,
                 _dir: None,
                 data: None,
@@ -98,6 +102,7 @@ impl Target {
         Ok(Target {
             bootstrap: agent.addr().to_string(),
             security: Security::default(),
+            kafka_bootstrap: agent.kafka_addr().map(|a| a.to_string()),
             agent: Some(agent),
             _dir: dir,
             data: Some(path),
@@ -115,6 +120,7 @@ impl Target {
             .map_err(anyhow::Error::msg)?;
         let agent = start_agent(path).await?;
         self.bootstrap = agent.addr().to_string();
+        self.kafka_bootstrap = agent.kafka_addr().map(|a| a.to_string());
         self.agent = Some(agent);
         Ok(true)
     }
@@ -165,6 +171,7 @@ impl Target {
 async fn start_agent(path: PathBuf) -> anyhow::Result<EmbeddedAgent> {
     let mut config = AgentConfig::embedded(&path, "127.0.0.1:0")?;
     config.metrics_listen = Some("127.0.0.1:0".into());
+    config.kafka_listen = Some("127.0.0.1:0".into());
     Ok(tokio::task::spawn_blocking(move || EmbeddedAgent::start(config, 2)).await??)
 }
 

@@ -82,17 +82,22 @@ pub(super) fn api_versions_unsupported() -> ApiVersionsResponse {
         .with_api_keys(api_versions())
 }
 
+/// An answer that comes later (`None`: nothing is written, as for `acks=0`).
+pub(super) type Later =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Option<ResponseKind>> + Send>>;
+
 /// What serving a request came to.
 pub(super) enum Served {
-    /// The answer to write.
-    Answer(Box<ResponseKind>),
-    /// Nothing to write: a `Produce` with `acks=0`.
-    Silent,
+    /// The answer, now.
+    Now(Box<ResponseKind>),
+    /// A produce: its batches are appended, its answer comes with their commit.
+    Later(Later),
     /// An API not in [`SUPPORTED`].
     Unsupported,
 }
 
-/// Serves one decoded request.
+/// Serves one decoded request: whatever must follow the connection's request order is done
+/// before this returns.
 pub(super) async fn serve(shared: &Arc<Shared>, request: RequestKind, version: i16) -> Served {
     let answer: ResponseKind = match request {
         RequestKind::ApiVersions(_) => ApiVersionsResponse::default()
@@ -101,16 +106,16 @@ pub(super) async fn serve(shared: &Arc<Shared>, request: RequestKind, version: i
         RequestKind::Metadata(r) => metadata(shared, r, version).await.into(),
         RequestKind::CreateTopics(r) => create_topics(shared, r).await.into(),
         RequestKind::DeleteTopics(r) => delete_topics(shared, r).await.into(),
-        RequestKind::Produce(r) => match super::data::produce(shared, r).await {
-            Some(a) => a.into(),
-            None => return Served::Silent,
-        },
+        RequestKind::Produce(r) => {
+            let later = super::data::produce(shared, r).await;
+            return Served::Later(Box::pin(async move { later.await.map(Into::into) }));
+        }
         RequestKind::Fetch(r) => super::data::fetch(shared, r).await.into(),
         RequestKind::ListOffsets(r) => super::data::list_offsets(shared, r, version).await.into(),
         RequestKind::InitProducerId(r) => super::data::init_producer_id(shared, r).await.into(),
         _ => return Served::Unsupported,
     };
-    Served::Answer(Box::new(answer))
+    Served::Now(Box::new(answer))
 }
 
 /// The Kafka error code a client acts on for an agent's refusal.

@@ -37,10 +37,15 @@ const MAX_FETCH_BYTES: usize = 64 * 1024 * 1024;
 /// Bytes of stored batches a ListOffsets by timestamp reads to find the record, at most.
 const TIME_SEARCH_BYTES: usize = 8 * 1024 * 1024;
 
+/// A produce's answer, once its batches are committed; `None` for `acks=0`, which Kafka
+/// answers with nothing at all.
+pub(super) type ProduceAnswer =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Option<ProduceResponse>> + Send>>;
+
 /// `Produce`: each partition's one batch (Kafka's rule since version 3), checked as
-/// completely as the gRPC client's, appended, and answered once durable. `None` for
-/// `acks=0`, which Kafka answers with nothing at all.
-pub(super) async fn produce(shared: &Arc<Shared>, r: ProduceRequest) -> Option<ProduceResponse> {
+/// completely as the gRPC client's and appended now, in the connection's order; the answer
+/// comes once they are durable.
+pub(super) async fn produce(shared: &Arc<Shared>, r: ProduceRequest) -> ProduceAnswer {
     let acks = r.acks;
     let mut out = ProduceResponse::default();
     if r.transactional_id.is_some() {
@@ -53,7 +58,7 @@ pub(super) async fn produce(shared: &Arc<Shared>, r: ProduceRequest) -> Option<P
                 .collect();
             out.responses.push(topic_response(t.name, parts));
         }
-        return (acks != 0).then_some(out);
+        return Box::pin(std::future::ready((acks != 0).then_some(out)));
     }
     // Shape first: what cannot be a partition's one batch is answered without a request.
     let mut request = pb::ProduceRequest::default();
@@ -74,11 +79,29 @@ pub(super) async fn produce(shared: &Arc<Shared>, r: ProduceRequest) -> Option<P
         }
     }
     let service = Service::new(shared.clone());
-    let results = if request.partitions.is_empty() {
-        Ok(Vec::new())
+    let appended = if request.partitions.is_empty() {
+        None
     } else {
-        service.produce_inner(request).await.map(|r| r.results)
+        Some(service.produce_append(request).await)
     };
+    Box::pin(async move {
+        let results = match appended {
+            None => Ok(Vec::new()),
+            Some(Ok(pending)) => Ok(pending.answer().await.results),
+            Some(Err(e)) => Err(e),
+        };
+        let out = answer_produce(r, slots, results);
+        (acks != 0).then_some(out)
+    })
+}
+
+/// The Kafka answer to a produce from its partitions' outcomes.
+fn answer_produce(
+    r: ProduceRequest,
+    slots: Vec<(usize, i32, Taken)>,
+    results: Result<Vec<pb::PartitionProduceResult>, AgentError>,
+) -> ProduceResponse {
+    let mut out = ProduceResponse::default();
     let mut per_topic: Vec<Vec<PartitionProduceResponse>> = vec![Vec::new(); r.topic_data.len()];
     for (t, index, taken) in slots {
         let answer = match (taken, &results) {
@@ -103,7 +126,7 @@ pub(super) async fn produce(shared: &Arc<Shared>, r: ProduceRequest) -> Option<P
     for (topic, parts) in r.topic_data.into_iter().zip(per_topic) {
         out.responses.push(topic_response(topic.name, parts));
     }
-    (acks != 0).then_some(out)
+    out
 }
 
 /// A partition's batch in the request built, or the (code, message) it was refused with.

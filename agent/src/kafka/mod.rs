@@ -15,6 +15,8 @@
 mod apis;
 mod data;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -95,41 +97,62 @@ pub(crate) enum ConnectionEnd {
     },
 }
 
-async fn connection(mut stream: TcpStream, shared: &Arc<Shared>) -> Result<(), ConnectionEnd> {
+/// Requests a connection may have read and not yet answered. Kafka's idempotent producers
+/// keep up to 5 in flight; a flush answers them together.
+const PIPELINED: usize = 8;
+
+/// An answer on its way: its bytes (size prefix included), or none (`acks=0`).
+type Pending = Pin<Box<dyn Future<Output = Result<Option<BytesMut>, ConnectionEnd>> + Send>>;
+
+/// Reads requests and starts each in turn (a produce's batches reach the writer in the order
+/// they came, so a partition's log keeps it), while answers are written in the same order as
+/// they complete: requests are pipelined as Kafka clients expect, up to [`PIPELINED`].
+async fn connection(stream: TcpStream, shared: &Arc<Shared>) -> Result<(), ConnectionEnd> {
     let max = shared.config.max_request_bytes();
-    let mut out = BytesMut::with_capacity(4096);
-    loop {
-        let size = match stream.read_i32().await {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            Err(e) => return Err(e.into()),
-        };
-        if size < 8 || size as usize > max {
-            return Err(ConnectionEnd::FrameSize { size, max });
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Pending>(PIPELINED);
+    let reader = async move {
+        loop {
+            let size = match rd.read_i32().await {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(ConnectionEnd::from(e)),
+            };
+            if size < 8 || size as usize > max {
+                return Err(ConnectionEnd::FrameSize { size, max });
+            }
+            // Grown as bytes arrive: a declared size alone reserves little.
+            let mut frame = Vec::with_capacity((size as usize).min(64 * 1024));
+            let got = (&mut rd).take(size as u64).read_to_end(&mut frame).await?;
+            if got < size as usize {
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+            }
+            let pending = start(shared, Bytes::from(frame)).await?;
+            if tx.send(pending).await.is_err() {
+                // The writer stopped: its error is the connection's.
+                return Ok(());
+            }
         }
-        // Grown as bytes arrive: a declared size alone reserves little.
-        let mut frame = Vec::with_capacity((size as usize).min(64 * 1024));
-        let got = (&mut stream)
-            .take(size as u64)
-            .read_to_end(&mut frame)
-            .await?;
-        if got < size as usize {
-            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+    };
+    let writer = async move {
+        while let Some(pending) = rx.recv().await {
+            if let Some(bytes) = pending.await? {
+                wr.write_all(&bytes).await?;
+            }
         }
-        out.clear();
-        answer(shared, Bytes::from(frame), &mut out).await?;
-        if !out.is_empty() {
-            stream.write_all(&out).await?;
-        }
-    }
+        Ok::<(), ConnectionEnd>(())
+    };
+    // What was read before a bad frame is still answered, then the connection ends.
+    let (read, written) = tokio::join!(reader, writer);
+    written.and(read)
 }
 
-/// Decodes one request frame, serves it, and writes its answer (size prefix included) to `out`.
-pub(crate) async fn answer(
+/// Decodes one request frame and starts serving it: what must happen in request order
+/// happens here; the returned answer may complete later.
+pub(crate) async fn start(
     shared: &Arc<Shared>,
     mut frame: Bytes,
-    out: &mut BytesMut,
-) -> Result<(), ConnectionEnd> {
+) -> Result<Pending, ConnectionEnd> {
     let raw_key = (&frame[0..2]).get_i16();
     let version = (&frame[2..4]).get_i16();
     let api = ApiKey::try_from(raw_key).map_err(|()| ConnectionEnd::UnknownApi(raw_key))?;
@@ -138,13 +161,13 @@ pub(crate) async fn answer(
         // Kafka's rule for a client newer than the broker: the header is read at the oldest
         // layout, and the answer is version 0 with the versions the broker has.
         let correlation_id = (&frame[4..8]).get_i32();
-        return write_response(
-            out,
+        let answer = encode(
             api,
             0,
             correlation_id,
             &apis::api_versions_unsupported().into(),
         );
+        return Ok(Box::pin(std::future::ready(answer.map(Some))));
     }
     if !apis::supports(api, version) {
         return Err(ConnectionEnd::Unsupported { api, version });
@@ -159,35 +182,42 @@ pub(crate) async fn answer(
             frame.remaining()
         )));
     }
+    let correlation_id = header.correlation_id;
     match apis::serve(shared, request, version).await {
-        apis::Served::Answer(response) => {
-            write_response(out, api, version, header.correlation_id, &response)
+        apis::Served::Now(response) => {
+            let answer = encode(api, version, correlation_id, &response);
+            Ok(Box::pin(std::future::ready(answer.map(Some))))
         }
-        apis::Served::Silent => Ok(()),
+        apis::Served::Later(later) => Ok(Box::pin(async move {
+            match later.await {
+                Some(response) => encode(api, version, correlation_id, &response).map(Some),
+                None => Ok(None),
+            }
+        })),
         apis::Served::Unsupported => Err(ConnectionEnd::Unsupported { api, version }),
     }
 }
 
-fn write_response(
-    out: &mut BytesMut,
+/// One answer's bytes: size, header, body.
+fn encode(
     api: ApiKey,
     version: i16,
     correlation_id: i32,
     response: &kafka_protocol::messages::ResponseKind,
-) -> Result<(), ConnectionEnd> {
+) -> Result<BytesMut, ConnectionEnd> {
     let encode_err = |e: anyhow::Error| ConnectionEnd::Encode {
         api,
         version,
         why: e.to_string(),
     };
-    let start = out.len();
+    let mut out = BytesMut::with_capacity(256);
     out.put_i32(0);
     ResponseHeader::default()
         .with_correlation_id(correlation_id)
-        .encode(out, api.response_header_version(version))
+        .encode(&mut out, api.response_header_version(version))
         .map_err(encode_err)?;
-    response.encode(out, version).map_err(encode_err)?;
-    let size = (out.len() - start - 4) as i32;
-    out[start..start + 4].copy_from_slice(&size.to_be_bytes());
-    Ok(())
+    response.encode(&mut out, version).map_err(encode_err)?;
+    let size = (out.len() - 4) as i32;
+    out[..4].copy_from_slice(&size.to_be_bytes());
+    Ok(out)
 }

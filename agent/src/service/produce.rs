@@ -4,8 +4,27 @@
 
 use super::*;
 
+/// A produce request whose batches are in the writer's buffer (or refused), waiting for the
+/// commit that acknowledges them.
+pub(crate) struct PendingProduce {
+    shared: Arc<crate::Shared>,
+    /// (topic, partition, the partition's acks with its record and byte counts, or why not)
+    partitions: Vec<(String, u32, Result<PartitionAcks>)>,
+}
+
+/// A partition's acks, with the records and bytes they stand for.
+type PartitionAcks = (Vec<Ack>, u64, u64);
+
 impl Service {
     pub(crate) async fn produce_inner(&self, r: pb::ProduceRequest) -> Result<pb::ProduceResponse> {
+        Ok(self.produce_append(r).await?.answer().await)
+    }
+
+    /// The first half of a produce: every partition's batches checked and handed to the
+    /// writer, in the request's order. Appends made in call order keep that order in the
+    /// log, so a connection that must keep its requests in order (Kafka's) calls this in
+    /// order and may then wait for several answers at once.
+    pub(crate) async fn produce_append(&self, r: pb::ProduceRequest) -> Result<PendingProduce> {
         if self.shared.shutting_down.load(Ordering::Acquire) {
             return Err(AgentError::ShuttingDown);
         }
@@ -28,8 +47,18 @@ impl Service {
             };
             appended.push((topic, partition, acks));
         }
-        let mut results = Vec::with_capacity(appended.len());
-        for (topic, partition, acks) in appended {
+        Ok(PendingProduce {
+            shared: self.shared.clone(),
+            partitions: appended,
+        })
+    }
+}
+
+impl PendingProduce {
+    /// The second half: waits for every partition's commit and answers for each.
+    pub(crate) async fn answer(self) -> pb::ProduceResponse {
+        let mut results = Vec::with_capacity(self.partitions.len());
+        for (topic, partition, acks) in self.partitions {
             let outcome = match acks {
                 Ok((acks, records, bytes)) => {
                     let all = all_of(acks).await;
@@ -60,12 +89,14 @@ impl Service {
                 },
             });
         }
-        Ok(pb::ProduceResponse {
+        pb::ProduceResponse {
             error: ok(),
             results,
-        })
+        }
     }
+}
 
+impl Service {
     /// Whether a producer id and epoch were issued. Each (id, epoch) of a request is judged
     /// once, and a request may carry at most [`limits::MAX_PRODUCERS_PER_REQUEST`] of them,
     /// so forged stamps cost the store a bounded number of queries.
