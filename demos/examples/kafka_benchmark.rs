@@ -168,19 +168,7 @@ async fn main() -> anyhow::Result<()> {
 
     // Acknowledgement latency at a fixed rate: ours, then librdkafka's.
     let total = args.rate * args.seconds;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let collector = tokio::spawn(async move {
-        let mut h = hdrhistogram::Histogram::<u64>::new(3)?;
-        while let Some((sent, delivery)) = rx.recv().await {
-            let delivery: streamhouse_client::DeliveryFuture = delivery;
-            delivery
-                .await
-                .map_err(|e| anyhow::anyhow!("not delivered: {e}"))?;
-            let sent: Instant = sent;
-            h.record(sent.elapsed().as_micros() as u64)?;
-        }
-        anyhow::Ok(h)
-    });
+    let (tx, collector) = demos::ack_timer();
     let start = Instant::now();
     for i in 0..total {
         let due = start + Duration::from_secs_f64(i as f64 / args.rate as f64);

@@ -111,28 +111,7 @@ async fn main() -> anyhow::Result<()> {
     // Acknowledgement latency of every record, taken when its own delivery completes (not
     // in send order: a record of a slow partition must not delay the timing of the rest),
     // awaited off the sending loop.
-    let (ack_tx, mut ack_rx) =
-        tokio::sync::mpsc::unbounded_channel::<(Instant, streamhouse_client::DeliveryFuture)>();
-    let acks = tokio::spawn(async move {
-        use futures::StreamExt;
-        let mut h = hdrhistogram::Histogram::<u64>::new(3)?;
-        let mut pending = futures::stream::FuturesUnordered::new();
-        let mut sending = true;
-        while sending || !pending.is_empty() {
-            tokio::select! {
-                next = ack_rx.recv(), if sending => match next {
-                    Some((sent, delivery)) => pending.push(async move {
-                        delivery.await.map(|_| sent.elapsed())
-                    }),
-                    None => sending = false,
-                },
-                Some(done) = pending.next() => {
-                    h.record(done?.as_micros() as u64)?;
-                }
-            }
-        }
-        anyhow::Ok(h)
-    });
+    let (ack_tx, acks) = demos::ack_timer();
     let client_before = producer.metrics();
     let metrics = args.metrics.or(target.metrics_addr());
     let before = match metrics {

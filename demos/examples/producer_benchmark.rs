@@ -44,19 +44,7 @@ async fn main() -> anyhow::Result<()> {
     let values = values(1024, w.value_size, w.incompressible);
     let keys: Vec<String> = (0..1000).map(|i| format!("key-{i}")).collect();
 
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let collector = tokio::spawn(async move {
-        let mut h = hdrhistogram::Histogram::<u64>::new(3)?;
-        while let Some((sent, delivery)) = rx.recv().await {
-            let delivery: streamhouse_client::DeliveryFuture = delivery;
-            delivery
-                .await
-                .map_err(|e| anyhow::anyhow!("a record was not delivered: {e}"))?;
-            let sent: Instant = sent;
-            h.record(sent.elapsed().as_micros() as u64)?;
-        }
-        anyhow::Ok(h)
-    });
+    let (tx, collector) = demos::ack_timer();
 
     let start = Instant::now();
     for i in 0..w.records {

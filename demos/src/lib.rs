@@ -249,3 +249,42 @@ fn describe_ms(quantile_ms: impl Fn(f64) -> f64, max_ms: f64, samples: u64) -> S
         quantile_ms(0.999),
     )
 }
+
+/// Where a benchmark hands (send time, delivery) pairs to [`ack_timer`].
+pub type AckSender =
+    tokio::sync::mpsc::UnboundedSender<(std::time::Instant, streamhouse_client::DeliveryFuture)>;
+
+/// Times acknowledgements off the sending loop: each record from its send to its own
+/// delivery (not in send order, so a slow partition does not delay the timing of the rest).
+/// Drop the sender when done; the task then ends with the histogram, in microseconds, or the
+/// first delivery that failed.
+pub fn ack_timer() -> (
+    AckSender,
+    tokio::task::JoinHandle<anyhow::Result<hdrhistogram::Histogram<u64>>>,
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        use futures::StreamExt;
+        let mut h = hdrhistogram::Histogram::<u64>::new(3)?;
+        let mut pending = futures::stream::FuturesUnordered::new();
+        let mut sending = true;
+        while sending || !pending.is_empty() {
+            tokio::select! {
+                next = rx.recv(), if sending => match next {
+                    Some((sent, delivery)) => {
+                        let (sent, delivery): (std::time::Instant, streamhouse_client::DeliveryFuture) =
+                            (sent, delivery);
+                        pending.push(async move { delivery.await.map(|_| sent.elapsed()) })
+                    }
+                    None => sending = false,
+                },
+                Some(done) = pending.next() => {
+                    let done = done.map_err(|e| anyhow::anyhow!("a record was not delivered: {e}"))?;
+                    h.record(done.as_micros() as u64)?;
+                }
+            }
+        }
+        anyhow::Ok(h)
+    });
+    (tx, task)
+}

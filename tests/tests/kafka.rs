@@ -34,6 +34,30 @@ fn kafka_agent(dir: &std::path::Path) -> (AgentProcess, String) {
     (agent, kafka)
 }
 
+/// An agent with topic `name` of `partitions` partitions, each with a leader.
+async fn agent_with_topic(
+    dir: &std::path::Path,
+    name: &str,
+    partitions: i32,
+) -> (AgentProcess, String) {
+    let (agent, kafka) = kafka_agent(dir);
+    assert_eq!(create(&mut connect(&kafka), topic(name, partitions)).0, 0);
+    let n = name.to_string();
+    wait_for("every partition led", Duration::from_secs(30), || {
+        let (kafka, n) = (kafka.clone(), n.clone());
+        async move {
+            let m = metadata(&mut connect(&kafka), 12, Some(&[&n]));
+            m.topics[0]
+                .partitions
+                .iter()
+                .all(|p| p.error_code == 0)
+                .then_some(())
+        }
+    })
+    .await;
+    (agent, kafka)
+}
+
 fn connect(addr: &str) -> TcpStream {
     let s = TcpStream::connect(addr).expect("connect to the Kafka listener");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -332,9 +356,7 @@ async fn kcat_lists_the_brokers_and_topics() {
         return;
     };
     let (_guard, dir) = data_dir();
-    let (_agent, kafka) = kafka_agent(&dir);
-    let mut s = connect(&kafka);
-    assert_eq!(create(&mut s, topic("events", 4)).0, 0);
+    let (_agent, kafka) = agent_with_topic(&dir, "events", 4).await;
 
     // librdkafka's own view, as JSON: one broker, four partitions, each led by it.
     let listing = wait_for(
@@ -403,21 +425,7 @@ async fn kcat_produces_keyed_records_and_reads_them_back_in_order() {
         return;
     };
     let (_guard, dir) = data_dir();
-    let (_agent, kafka) = kafka_agent(&dir);
-    let mut s = connect(&kafka);
-    assert_eq!(create(&mut s, topic("keyed", 3)).0, 0);
-    wait_for("leaders for keyed", Duration::from_secs(30), || {
-        let mut s = connect(&kafka);
-        async move {
-            let m = metadata(&mut s, 12, Some(&["keyed"]));
-            m.topics[0]
-                .partitions
-                .iter()
-                .all(|p| p.error_code == 0)
-                .then_some(())
-        }
-    })
-    .await;
+    let (_agent, kafka) = agent_with_topic(&dir, "keyed", 3).await;
 
     // 300 keyed records from a file, through librdkafka's partitioner (kcat's default is
     // consistent_random; ask for Kafka's murmur2), from an idempotent producer.
@@ -514,9 +522,7 @@ async fn records_cross_between_the_grpc_client_and_kafka_clients_unchanged() {
         return;
     };
     let (_guard, dir) = data_dir();
-    let (agent, kafka) = kafka_agent(&dir);
-    let mut s = connect(&kafka);
-    assert_eq!(create(&mut s, topic("cross", 2)).0, 0);
+    let (agent, kafka) = agent_with_topic(&dir, "cross", 2).await;
 
     // Our producer (LZ4 batches in StreamHouse's layout) -> kcat.
     let producer = Producer::builder()
@@ -749,17 +755,13 @@ mod data_path {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn what_kafka_clients_send_is_stored_whole_or_refused_and_read_back() {
         let (_guard, dir) = data_dir();
-        let (_agent, kafka) = kafka_agent(&dir);
+        let (_agent, kafka) = agent_with_topic(&dir, "edge", 1).await;
         let mut s = connect(&kafka);
-        assert_eq!(create(&mut s, topic("edge", 1)).0, 0);
         let t0 = streamhouse_tests::now_ms() - 10_000;
-        let stored = wait_for("the first batch stored", Duration::from_secs(30), || {
-            let mut s = connect(&kafka);
-            let batch = good(&["a", "b"], t0);
-            async move { produce(&mut s, "edge", Some(batch), -1).filter(|(code, _)| *code == 0) }
-        })
-        .await;
-        assert_eq!(stored.1, 0);
+        assert_eq!(
+            produce(&mut s, "edge", Some(good(&["a", "b"], t0)), -1),
+            Some((0, 0))
+        );
 
         let invalid = ResponseError::InvalidRecord.code();
         let mut crc = good(&["x"], t0);

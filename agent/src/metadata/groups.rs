@@ -519,15 +519,12 @@ impl MetadataStore {
                         ResetTo::Latest => hi,
                         ResetTo::Offset(o) => o.clamp(lo, hi),
                         ResetTo::Timestamp(ts) => {
-                            let row = sqlx::query(
-                                "SELECT MIN(base_offset) AS o FROM segments
-                                 WHERE topic = $1 AND partition_id = $2 AND max_timestamp >= $3",
-                            )
-                            .bind(topic)
-                            .bind(i64::from(p))
-                            .bind(ts)
-                            .fetch_one(&mut *tx)
-                            .await?;
+                            let row = sqlx::query(super::segments::FIRST_CHUNK_AT)
+                                .bind(topic)
+                                .bind(i64::from(p))
+                                .bind(ts)
+                                .fetch_one(&mut *tx)
+                                .await?;
                             row.try_get::<Option<i64>, _>("o")?
                                 .unwrap_or(hi)
                                 .clamp(lo, hi)

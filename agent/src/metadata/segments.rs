@@ -224,17 +224,20 @@ impl MetadataStore {
         timestamp: i64,
     ) -> Result<Option<i64>> {
         self.bounded("first_chunk_at", async move {
-            let row = sqlx::query(
-                "SELECT MIN(base_offset) AS o FROM segments
-                 WHERE topic = $1 AND partition_id = $2 AND max_timestamp >= $3",
-            )
-            .bind(topic)
-            .bind(i64::from(partition))
-            .bind(timestamp)
-            .fetch_one(&self.pool)
-            .await?;
+            let row = sqlx::query(FIRST_CHUNK_AT)
+                .bind(topic)
+                .bind(i64::from(partition))
+                .bind(timestamp)
+                .fetch_one(&self.pool)
+                .await?;
             Ok(row.try_get::<Option<i64>, _>("o")?)
         })
         .await
     }
 }
+
+/// The first offset of the first index row of a partition whose newest record is stamped at
+/// or after a time (`$1` topic, `$2` partition, `$3` time; column `o`, NULL if none): Kafka's
+/// time index, by chunk.
+pub(super) const FIRST_CHUNK_AT: &str = "SELECT MIN(base_offset) AS o FROM segments
+     WHERE topic = $1 AND partition_id = $2 AND max_timestamp >= $3";
