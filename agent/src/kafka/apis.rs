@@ -35,6 +35,10 @@ pub(super) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, 0, 5),
 ];
 
+/// Most topics one CreateTopics or DeleteTopics may name; a longer request is refused whole
+/// (each topic `INVALID_REQUEST`), so one request does bounded work.
+const MAX_TOPICS_PER_REQUEST: usize = 1_000;
+
 /// What the cluster calls itself in `Metadata` answers.
 const CLUSTER_ID: &str = "streamhouse";
 
@@ -153,6 +157,10 @@ pub(super) fn kafka_code(code: pb::ErrorCode) -> i16 {
         C::Unknown => ResponseError::UnknownServerError,
     };
     err.code()
+}
+
+fn too_many(n: usize) -> String {
+    format!("{n} topics in one request; at most {MAX_TOPICS_PER_REQUEST}")
 }
 
 fn str_bytes(s: &str) -> StrBytes {
@@ -408,6 +416,22 @@ const DEFAULT_PARTITIONS: u32 = 1;
 async fn create_topics(shared: &Arc<Shared>, r: CreateTopicsRequest) -> CreateTopicsResponse {
     let service = Service::new(shared.clone());
     let mut out = CreateTopicsResponse::default();
+    if r.topics.len() > MAX_TOPICS_PER_REQUEST {
+        let why = str_bytes(&too_many(r.topics.len()));
+        out.topics = r
+            .topics
+            .iter()
+            .map(|t| {
+                CreatableTopicResult::default()
+                    .with_name(t.name.clone())
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(Some(why.clone()))
+                    .with_num_partitions(-1)
+                    .with_replication_factor(-1)
+            })
+            .collect();
+        return out;
+    }
     for t in &r.topics {
         let result = CreatableTopicResult::default()
             .with_name(t.name.clone())
@@ -458,6 +482,19 @@ async fn delete_topics(shared: &Arc<Shared>, r: DeleteTopicsRequest) -> DeleteTo
         .map(Some)
         .chain(r.topics.into_iter().map(|t| t.name))
         .collect();
+    if names.len() > MAX_TOPICS_PER_REQUEST {
+        let why = str_bytes(&too_many(names.len()));
+        out.responses = names
+            .into_iter()
+            .map(|n| {
+                DeletableTopicResult::default()
+                    .with_name(n)
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(Some(why.clone()))
+            })
+            .collect();
+        return out;
+    }
     for name in names {
         let result = DeletableTopicResult::default().with_name(name.clone());
         let Some(n) = name else {

@@ -36,6 +36,83 @@ const MAX_FETCH_WAIT: Duration = Duration::from_secs(30);
 const MAX_FETCH_BYTES: usize = 64 * 1024 * 1024;
 /// Bytes of stored batches a ListOffsets by timestamp reads to find the record, at most.
 const TIME_SEARCH_BYTES: usize = 8 * 1024 * 1024;
+/// Most partitions one Fetch or ListOffsets may name (a topic has at most 10,000); the rest
+/// are answered `INVALID_REQUEST` without work.
+const MAX_PARTITIONS_PER_REQUEST: usize = 10_000;
+
+/// A request's partitions, led here, by (topic, number): each topic looked up once per
+/// request, so a name the store does not know costs one query however many partitions name it.
+struct Led<'a> {
+    shared: &'a Arc<Shared>,
+    topics:
+        std::collections::HashMap<String, Result<Arc<crate::partitions::TopicState>, AgentError>>,
+    /// Partitions named so far.
+    named: usize,
+}
+
+impl<'a> Led<'a> {
+    fn new(shared: &'a Arc<Shared>) -> Self {
+        Led {
+            shared,
+            topics: std::collections::HashMap::new(),
+            named: 0,
+        }
+    }
+
+    /// Partition `partition` of `topic` if this agent leads it: Kafka clients read from
+    /// leaders, and one led elsewhere sends the client to its metadata.
+    async fn partition(
+        &mut self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Arc<PartitionState>, AgentError> {
+        self.named += 1;
+        if self.named > MAX_PARTITIONS_PER_REQUEST {
+            return Err(AgentError::InvalidRequest(format!(
+                "more than {MAX_PARTITIONS_PER_REQUEST} partitions in one request"
+            )));
+        }
+        let n = u32::try_from(partition)
+            .map_err(|_| AgentError::InvalidRequest(format!("partition {partition}")))?;
+        if !self.topics.contains_key(topic) {
+            let found = match streamhouse_proto::validate_topic_name(topic) {
+                Err(e) => Err(AgentError::InvalidTopic(e)),
+                Ok(()) => self.shared.topic(topic).await,
+            };
+            self.topics.insert(topic.to_string(), found);
+        }
+        let t = match &self.topics[topic] {
+            Ok(t) => t,
+            Err(e) => return Err(again(e)),
+        };
+        let state =
+            t.partitions
+                .get(n as usize)
+                .cloned()
+                .ok_or_else(|| AgentError::UnknownPartition {
+                    topic: topic.to_string(),
+                    partition: n,
+                    count: t.partitions.len() as u32,
+                })?;
+        if state.lease_epoch().is_none() {
+            return Err(AgentError::NotLeader {
+                topic: topic.to_string(),
+                partition: n,
+                leader_hint: None,
+            });
+        }
+        Ok(state)
+    }
+}
+
+/// A topic lookup's failure, for each partition that names the topic.
+fn again(e: &AgentError) -> AgentError {
+    match e {
+        AgentError::UnknownTopic(t) => AgentError::UnknownTopic(t.clone()),
+        AgentError::InvalidTopic(why) => AgentError::InvalidTopic(why.clone()),
+        other => AgentError::MetadataUnavailable(other.to_string()),
+    }
+}
 
 /// A produce's answer, once its batches are committed; `None` for `acks=0`, which Kafka
 /// answers with nothing at all.
@@ -213,7 +290,7 @@ struct Wanted {
 /// `Fetch`: every asked partition this agent leads is read from its offset; when less than
 /// `min_bytes` is there, the fetch waits (up to `max_wait_ms`) for any of them to get more.
 pub(super) async fn fetch(shared: &Arc<Shared>, r: FetchRequest) -> FetchResponse {
-    let service = Service::new(shared.clone());
+    let mut led = Led::new(shared);
     let max_wait = Duration::from_millis(r.max_wait_ms.max(0) as u64).min(MAX_FETCH_WAIT);
     let budget = match r.max_bytes {
         n if n > 0 => (n as usize).min(MAX_FETCH_BYTES),
@@ -222,25 +299,7 @@ pub(super) async fn fetch(shared: &Arc<Shared>, r: FetchRequest) -> FetchRespons
     let mut wanted = Vec::new();
     for (t, topic) in r.topics.iter().enumerate() {
         for p in &topic.partitions {
-            let state = match u32::try_from(p.partition) {
-                Ok(n) => service
-                    .partition(topic.topic.0.as_str(), n)
-                    .await
-                    .map(|(_, s)| s),
-                Err(_) => Err(AgentError::InvalidRequest(format!(
-                    "partition {}",
-                    p.partition
-                ))),
-            };
-            // Kafka reads from the leader; a partition led elsewhere sends the client there.
-            let state = state.and_then(|s| match s.lease_epoch() {
-                Some(_) => Ok(s),
-                None => Err(AgentError::NotLeader {
-                    topic: s.topic.to_string(),
-                    partition: s.partition,
-                    leader_hint: None,
-                }),
-            });
+            let state = led.partition(topic.topic.0.as_str(), p.partition).await;
             wanted.push(Wanted {
                 topic: t,
                 index: p.partition,
@@ -308,23 +367,22 @@ async fn read_all(
         let epoch = state
             .lease_epoch()
             .map_or(-1, |e| e.clamp(0, i64::from(i32::MAX)) as i32);
+        if left == 0 && total > 0 {
+            // The budget is spent: this partition's bounds only, as this agent knows them.
+            let hw = state.high_watermark();
+            out.push(
+                base.with_high_watermark(hw)
+                    .with_last_stable_offset(hw)
+                    .with_log_start_offset(state.log_start())
+                    .with_records(Some(Bytes::new())),
+            );
+            continue;
+        }
         let limit = w.max_bytes.min(left).max(1);
-        let fetched = if left == 0 && total > 0 {
-            // The budget is spent: bounds only.
-            shared
-                .reader
-                .fetch(state, w.offset, 1, Duration::ZERO)
-                .await
-                .map(|mut f| {
-                    f.batches.clear();
-                    f
-                })
-        } else {
-            shared
-                .reader
-                .fetch(state, w.offset, limit, Duration::ZERO)
-                .await
-        };
+        let fetched = shared
+            .reader
+            .fetch(state, w.offset, limit, Duration::ZERO)
+            .await;
         let f = match fetched {
             Ok(f) => f,
             Err(e) => {
@@ -392,7 +450,7 @@ pub(super) async fn list_offsets(
     r: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
-    let service = Service::new(shared.clone());
+    let mut led = Led::new(shared);
     let mut out = ListOffsetsResponse::default();
     for t in r.topics {
         let mut parts = Vec::with_capacity(t.partitions.len());
@@ -402,14 +460,10 @@ pub(super) async fn list_offsets(
                 .with_timestamp(-1)
                 .with_offset(-1)
                 .with_leader_epoch(-1);
-            let found = offset_for(
-                shared,
-                &service,
-                t.name.0.as_str(),
-                p.partition_index,
-                p.timestamp,
-            )
-            .await;
+            let found = match led.partition(t.name.0.as_str(), p.partition_index).await {
+                Ok(state) => offset_for(shared, &state, p.timestamp).await,
+                Err(e) => Err(e),
+            };
             parts.push(match found {
                 // The leader epoch is in the answer from version 4 on.
                 Ok((timestamp, offset, epoch)) => answer
@@ -432,22 +486,13 @@ pub(super) async fn list_offsets(
 /// late, as in Kafka.
 async fn offset_for(
     shared: &Arc<Shared>,
-    service: &Service,
-    topic: &str,
-    partition: i32,
+    state: &Arc<PartitionState>,
     timestamp: i64,
 ) -> Result<(i64, i64, i32), AgentError> {
-    let n = u32::try_from(partition)
-        .map_err(|_| AgentError::InvalidRequest(format!("partition {partition}")))?;
-    let (_, state) = service.partition(topic, n).await?;
-    let Some(epoch) = state.lease_epoch() else {
-        return Err(AgentError::NotLeader {
-            topic: topic.to_string(),
-            partition: n,
-            leader_hint: None,
-        });
-    };
-    let epoch = epoch.clamp(0, i64::from(i32::MAX)) as i32;
+    let epoch = state
+        .lease_epoch()
+        .map_or(-1, |e| e.clamp(0, i64::from(i32::MAX)) as i32);
+    let (topic, n) = (&*state.topic, state.partition);
     match timestamp {
         LATEST => Ok((-1, state.high_watermark(), epoch)),
         EARLIEST => Ok((-1, state.log_start(), epoch)),
@@ -458,7 +503,7 @@ async fn offset_for(
             let from = chunk.max(state.log_start());
             let fetched = shared
                 .reader
-                .fetch(&state, from, TIME_SEARCH_BYTES, Duration::ZERO)
+                .fetch(state, from, TIME_SEARCH_BYTES, Duration::ZERO)
                 .await?;
             for (base, bytes) in fetched.batches {
                 let records = Batch::parse(bytes)?.records(base)?;
