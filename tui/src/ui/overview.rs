@@ -166,7 +166,7 @@ pub(super) fn draw(f: &mut Frame<'_>, app: &App, now: u64, area: Rect) {
     let mut lines = vec![Line::from(spans)];
     if !kafka.is_empty() {
         lines.push(Line::from(vec![
-            Span::raw(" Kafka clients: "),
+            Span::raw(" Kafka "),
             Span::styled(
                 format!("bootstrap.servers={}", kafka.join(",")),
                 Style::new().fg(Color::Cyan),
