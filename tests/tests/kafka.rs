@@ -927,20 +927,20 @@ mod data_path {
     }
 }
 
-/// `python3` with confluent-kafka (PyPI), or `None` (after saying so) when it is missing
-/// outside CI.
-fn confluent_kafka() -> bool {
+/// Whether `python3` can import `module` (from PyPI's `package`); when it cannot, says so and
+/// the test skips, except under CI, where that is a failure.
+fn python_has(module: &str, package: &str) -> bool {
     let found = std::process::Command::new("python3")
-        .args(["-c", "import confluent_kafka"])
+        .args(["-c", &format!("import {module}")])
         .output()
         .is_ok_and(|o| o.status.success());
     if !found {
         let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
         assert!(
             !ci,
-            "confluent-kafka is not installed: under CI=true that is a failure, not a skip"
+            "{package} is not installed: under CI=true that is a failure, not a skip"
         );
-        eprintln!("skipping: confluent-kafka is not installed (pip install confluent-kafka)");
+        eprintln!("skipping: {package} is not installed (pip install {package})");
     }
     found
 }
@@ -948,7 +948,7 @@ fn confluent_kafka() -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn librdkafka_idempotent_producer_keeps_every_record_once_through_a_kill_9() {
     use std::io::BufRead;
-    if !confluent_kafka() {
+    if !python_has("confluent_kafka", "confluent-kafka") {
         return;
     }
     let (_guard, dir) = data_dir();
@@ -1030,4 +1030,32 @@ async fn librdkafka_idempotent_producer_keeps_every_record_once_through_a_kill_9
         assert_eq!(p.parse::<u32>().unwrap(), want, "key {k}");
     }
     drop(spread);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_python_produces_and_consumes_with_every_codec() {
+    // Snappy, LZ4 and zstd need their libraries beside kafka-python.
+    if !python_has(
+        "kafka, snappy, lz4.frame, zstandard",
+        "kafka-python python-snappy lz4 zstandard",
+    ) {
+        return;
+    }
+    let (_guard, dir) = data_dir();
+    let (_agent, kafka) = agent_with_topic(&dir, "codecs", 1).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/kafka_clients/codecs.py");
+    let out = std::process::Command::new("python3")
+        .args([script, "--bootstrap", &kafka, "--topic", "codecs"])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "kafka-python: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ok None gzip snappy lz4 zstd"
+    );
 }
