@@ -103,15 +103,28 @@ pub fn service_env(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(v) if !v.trim().is_empty() => Some(v),
         _ => {
-            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-            assert!(
-                !ci,
-                "{var} is not set: under CI=true a missing service is a failure, not a skip"
-            );
-            eprintln!("skipping: {var} is not set");
+            present_or_skip(false, &format!("{var} is not set"));
             None
         }
     }
+}
+
+/// `found`, after saying why the test skips when it is false (`missing`: what is absent and
+/// how to get it).
+///
+/// # Panics
+/// When `found` is false and `CI` is `true` or `1`: there a missing service or tool is a
+/// failure, not a skip.
+pub fn present_or_skip(found: bool, missing: &str) -> bool {
+    if !found {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+        assert!(
+            !ci,
+            "{missing}: under CI=true that is a failure, not a skip"
+        );
+        eprintln!("skipping: {missing}");
+    }
+    found
 }
 
 /// A PostgreSQL database created for one test and dropped by [`FreshPostgres::drop_db`].

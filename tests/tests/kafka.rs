@@ -16,6 +16,7 @@ use kafka_protocol::messages::{
     ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use streamhouse_agent::testing::present_or_skip;
 use streamhouse_tests::{AgentProcess, data_dir, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_test-agent");
@@ -340,16 +341,7 @@ fn kcat() -> Option<&'static str> {
         .arg("-V")
         .output()
         .is_ok_and(|o| o.status.success());
-    if found {
-        return Some("kcat");
-    }
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    assert!(
-        !ci,
-        "kcat is not installed: under CI=true that is a failure, not a skip"
-    );
-    eprintln!("skipping: kcat is not installed (apt-get install kcat)");
-    None
+    present_or_skip(found, "kcat is not installed (apt-get install kcat)").then_some("kcat")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -919,6 +911,265 @@ mod data_path {
         );
     }
 
+    /// One readable line: what a Kafka client logs.
+    fn one_line(message: &Option<StrBytes>) {
+        let m = message.as_ref().map(|m| m.to_string()).unwrap_or_default();
+        assert!(!m.is_empty() && !m.contains('\n') && m.len() < 300, "{m:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_worst_values_of_each_request_field_get_a_clear_code_and_lose_nothing() {
+        use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+        use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse};
+        let (_guard, dir) = data_dir();
+        let (_agent, kafka) = agent_with_topic(&dir, "w", 1).await;
+        let mut s = connect(&kafka);
+        let t0 = streamhouse_tests::now_ms() - 10_000;
+        assert_eq!(
+            produce(&mut s, "w", Some(good(&["kept"], t0)), -1),
+            Some((0, 0))
+        );
+
+        // Produce: acks outside -1, 0, 1; partitions that do not exist.
+        for acks in [2, 7, -2, i16::MIN, i16::MAX] {
+            let req = ProduceRequest::default()
+                .with_acks(acks)
+                .with_timeout_ms(-1)
+                .with_topic_data(vec![
+                    TopicProduceData::default()
+                        .with_name(name("w"))
+                        .with_partition_data(vec![
+                            PartitionProduceData::default()
+                                .with_index(0)
+                                .with_records(Some(Bytes::from(good(&["lost"], t0)))),
+                        ]),
+                ]);
+            let r: ProduceResponse = call(&mut s, 9, &req);
+            let p = &r.responses[0].partition_responses[0];
+            assert_eq!(
+                p.error_code,
+                ResponseError::InvalidRequiredAcks.code(),
+                "acks {acks}"
+            );
+            one_line(&p.error_message);
+        }
+        for index in [-1, 1, i32::MAX, i32::MIN] {
+            let req = ProduceRequest::default()
+                .with_acks(-1)
+                .with_topic_data(vec![
+                    TopicProduceData::default()
+                        .with_name(name("w"))
+                        .with_partition_data(vec![
+                            PartitionProduceData::default()
+                                .with_index(index)
+                                .with_records(Some(Bytes::from(good(&["lost"], t0)))),
+                        ]),
+                ]);
+            let r: ProduceResponse = call(&mut s, 9, &req);
+            let p = &r.responses[0].partition_responses[0];
+            assert_eq!(
+                p.error_code,
+                ResponseError::UnknownTopicOrPartition.code(),
+                "{index}"
+            );
+            one_line(&p.error_message);
+        }
+
+        // Fetch: negative waits, sizes and offsets, and partitions that do not exist.
+        let req = FetchRequest::default()
+            .with_max_wait_ms(i32::MIN)
+            .with_min_bytes(i32::MIN)
+            .with_max_bytes(i32::MIN)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(name("w"))
+                    .with_partitions(vec![
+                        FetchPartition::default()
+                            .with_partition(0)
+                            .with_fetch_offset(0)
+                            .with_partition_max_bytes(i32::MIN),
+                        FetchPartition::default()
+                            .with_partition(0)
+                            .with_fetch_offset(-1)
+                            .with_partition_max_bytes(1 << 20),
+                        FetchPartition::default()
+                            .with_partition(0)
+                            .with_fetch_offset(i64::MAX)
+                            .with_partition_max_bytes(1 << 20),
+                        FetchPartition::default()
+                            .with_partition(-1)
+                            .with_partition_max_bytes(1 << 20),
+                        FetchPartition::default()
+                            .with_partition(7)
+                            .with_partition_max_bytes(1 << 20),
+                    ]),
+            ]);
+        let r: FetchResponse = call(&mut s, 12, &req);
+        let codes: Vec<i16> = r.responses[0]
+            .partitions
+            .iter()
+            .map(|p| p.error_code)
+            .collect();
+        let range = ResponseError::OffsetOutOfRange.code();
+        let unknown = ResponseError::UnknownTopicOrPartition.code();
+        let invalid = ResponseError::InvalidRequest.code();
+        assert_eq!(codes, [0, range, range, invalid, unknown]);
+        // The first still gets its batch: a size below one batch returns one batch, as Kafka.
+        assert!(
+            r.responses[0].partitions[0]
+                .records
+                .as_ref()
+                .is_some_and(|b| !b.is_empty())
+        );
+
+        // ListOffsets: timestamps Kafka gives meaning to only at later versions, and below.
+        for (ts, want) in [
+            (-3, invalid),
+            (-4, invalid),
+            (i64::MIN, invalid),
+            (i64::MAX, 0),
+        ] {
+            assert_eq!(list_offset(&mut s, "w", ts).0, want, "timestamp {ts}");
+        }
+        assert_eq!(list_offset(&mut s, "w", i64::MAX), (0, -1));
+
+        // CreateTopics: every field at its worst.
+        let long = "x".repeat(250);
+        let config = |k: &'static str, v: Option<&'static str>| {
+            topic("c", 1).with_configs(vec![
+                CreatableTopicConfig::default()
+                    .with_name(StrBytes::from_static_str(k))
+                    .with_value(v.map(StrBytes::from_static_str)),
+            ])
+        };
+        let assigned = topic("c", 1).with_assignments(vec![Default::default()]);
+        for (what, t, code) in [
+            (
+                "10,001 partitions",
+                topic("c", 10_001),
+                ResponseError::InvalidPartitions,
+            ),
+            (
+                "i32::MIN partitions",
+                topic("c", i32::MIN),
+                ResponseError::InvalidPartitions,
+            ),
+            (
+                "replication 0",
+                topic("c", 1).with_replication_factor(0),
+                ResponseError::InvalidReplicationFactor,
+            ),
+            (
+                "replication -2",
+                topic("c", 1).with_replication_factor(-2),
+                ResponseError::InvalidReplicationFactor,
+            ),
+            (
+                "a 250-character name",
+                topic(&long, 1),
+                ResponseError::InvalidTopicException,
+            ),
+            (
+                "an empty name",
+                topic("", 1),
+                ResponseError::InvalidTopicException,
+            ),
+            (
+                "retention.ms null",
+                config("retention.ms", None),
+                ResponseError::InvalidConfig,
+            ),
+            (
+                "retention.ms 0",
+                config("retention.ms", Some("0")),
+                ResponseError::InvalidConfig,
+            ),
+            (
+                "retention.bytes -5",
+                config("retention.bytes", Some("-5")),
+                ResponseError::InvalidConfig,
+            ),
+            (
+                "retention.ms text",
+                config("retention.ms", Some("1d")),
+                ResponseError::InvalidConfig,
+            ),
+            (
+                "an unknown setting",
+                config("message.downconversion.enable", Some("true")),
+                ResponseError::InvalidConfig,
+            ),
+            (
+                "replica assignments",
+                assigned,
+                ResponseError::InvalidRequest,
+            ),
+        ] {
+            let r: CreateTopicsResponse = call(
+                &mut s,
+                7,
+                &CreateTopicsRequest::default()
+                    .with_topics(vec![t])
+                    .with_timeout_ms(-1),
+            );
+            assert_eq!(r.topics[0].error_code, code.code(), "{what}");
+            one_line(&r.topics[0].error_message);
+        }
+        assert_eq!(
+            metadata(&mut s, 12, Some(&["c"])).topics[0].error_code,
+            unknown,
+            "a refused topic was created"
+        );
+
+        // Named by topic id only (there are none here), in Metadata and DeleteTopics.
+        let by_id = MetadataRequest::default()
+            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(None)]));
+        let m: MetadataResponse = call(&mut s, 12, &by_id);
+        assert_eq!(m.topics[0].error_code, ResponseError::UnknownTopicId.code());
+        let d: DeleteTopicsResponse = call(
+            &mut s,
+            6,
+            &DeleteTopicsRequest::default()
+                .with_topics(vec![DeleteTopicState::default().with_name(None)])
+                .with_timeout_ms(-1),
+        );
+        assert_eq!(
+            d.responses[0].error_code,
+            ResponseError::UnknownTopicId.code()
+        );
+        one_line(&d.responses[0].error_message);
+
+        // InitProducerId: ids below -1, an id never issued, a transactional id.
+        for (id, epoch) in [(-2i64, -1i16), (i64::MIN, 0), (123_456, 0), (0, i16::MIN)] {
+            let r: InitProducerIdResponse = call(
+                &mut s,
+                4,
+                &InitProducerIdRequest::default()
+                    .with_producer_id(kafka_protocol::messages::ProducerId(id))
+                    .with_producer_epoch(epoch)
+                    .with_transaction_timeout_ms(-1),
+            );
+            assert_ne!(r.error_code, 0, "producer {id} epoch {epoch}");
+            assert_eq!(r.producer_id.0, -1);
+        }
+        let r: InitProducerIdResponse = call(
+            &mut s,
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(Some(kafka_protocol::messages::TransactionalId(
+                    StrBytes::from_static_str("tx"),
+                )))
+                .with_producer_id(kafka_protocol::messages::ProducerId(-1))
+                .with_producer_epoch(-1),
+        );
+        assert_eq!(r.error_code, invalid);
+
+        // And nothing was lost or added: the partition holds exactly what was accepted.
+        let (code, hw, values) = fetch(&mut s, "w", 0, 0);
+        assert_eq!((code, hw), (0, 1));
+        assert_eq!(values, vec![(0, "kept".to_string())]);
+    }
+
     /// gzip, as a Kafka client compresses.
     mod flate2_like {
         pub fn encoder() -> flate2::write::GzEncoder<Vec<u8>> {
@@ -934,15 +1185,10 @@ fn python_has(module: &str, package: &str) -> bool {
         .args(["-c", &format!("import {module}")])
         .output()
         .is_ok_and(|o| o.status.success());
-    if !found {
-        let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-        assert!(
-            !ci,
-            "{package} is not installed: under CI=true that is a failure, not a skip"
-        );
-        eprintln!("skipping: {package} is not installed (pip install {package})");
-    }
-    found
+    present_or_skip(
+        found,
+        &format!("{package} is not installed (pip install {package})"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

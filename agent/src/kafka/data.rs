@@ -125,13 +125,24 @@ pub(super) type ProduceAnswer =
 pub(super) async fn produce(shared: &Arc<Shared>, r: ProduceRequest) -> ProduceAnswer {
     let acks = r.acks;
     let mut out = ProduceResponse::default();
-    if r.transactional_id.is_some() {
-        // Transactional producers are refused here as at InitProducerId.
+    // Transactional producers are refused here as at InitProducerId; acks other than Kafka's
+    // three values as Kafka refuses them. Either way nothing is stored.
+    let refusal = if r.transactional_id.is_some() {
+        Some((ResponseError::InvalidRequest.code(), NO_TXN.to_string()))
+    } else if !matches!(acks, -1..=1) {
+        Some((
+            ResponseError::InvalidRequiredAcks.code(),
+            format!("acks {acks}: give -1 (all), 1 or 0"),
+        ))
+    } else {
+        None
+    };
+    if let Some((code, why)) = refusal {
         for t in r.topic_data {
             let parts = t
                 .partition_data
                 .iter()
-                .map(|p| refused(p.index, ResponseError::InvalidRequest.code(), NO_TXN))
+                .map(|p| refused(p.index, code, &why))
                 .collect();
             out.responses.push(topic_response(t.name, parts));
         }

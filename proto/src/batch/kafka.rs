@@ -121,51 +121,74 @@ pub fn as_stored(batch: Bytes) -> Bytes {
     b.freeze()
 }
 
-/// Appends stored batch `stored` (either layout, checked when it was stored) to `out` as a
-/// Kafka client reads it: in Kafka's layout, with `base_offset` and `leader_epoch` stamped.
-/// A StreamHouse-layout batch gets Kafka's header over the same records; one compressed with
-/// StreamHouse's LZ4 block (which Kafka does not have) goes out uncompressed.
+/// Appends stored batch `stored` (either layout) to `out` as a Kafka client reads it: in
+/// Kafka's layout, with `base_offset` and `leader_epoch` stamped.
+///
+/// A Kafka-layout batch goes out as it is stored: its CRC covers neither stamped field, and
+/// the client checks it, so it is not computed here. A StreamHouse-layout batch gets Kafka's
+/// header over the same records and a new CRC, so its own CRC is checked first (a damaged
+/// batch must not go out with a CRC that vouches for it); one compressed with StreamHouse's
+/// LZ4 block (which Kafka does not have) is decompressed straight into `out`. On an error
+/// nothing is appended.
 pub fn append_for_kafka(
     out: &mut BytesMut,
     stored: &[u8],
     base_offset: i64,
     leader_epoch: i32,
 ) -> Result<(), CodecError> {
-    let h = super::validate(stored)?;
-    match h.format {
-        Format::Kafka => {
-            out.reserve(stored.len());
-            out.put_i64(base_offset);
-            out.put_slice(&stored[8..12]);
-            out.put_i32(leader_epoch);
-            out.put_slice(&stored[16..]);
-        }
-        Format::StreamHouse => {
-            let batch = super::Batch {
-                header: h,
-                bytes: Bytes::copy_from_slice(stored),
-            };
-            let records = batch.payload()?;
-            let start = out.len();
-            out.reserve(HEADER_LEN + records.len());
-            out.put_i64(base_offset);
-            out.put_i32((HEADER_LEN - LOG_OVERHEAD + records.len()) as i32);
-            out.put_i32(leader_epoch);
-            out.put_u8(MAGIC);
-            out.put_u32(0); // CRC, filled below
-            out.put_u16(0); // uncompressed, create time
-            out.put_i32(h.record_count - 1);
-            out.put_i64(h.base_timestamp);
-            out.put_i64(h.max_timestamp);
-            out.put_i64(h.producer_id);
-            out.put_i16(h.producer_epoch);
-            out.put_i32(h.base_sequence);
-            out.put_i32(h.record_count);
-            out.put_slice(&records);
-            let crc = crc32c::crc32c(&out[start + CRC_START..]);
-            out[start + 17..start + 21].copy_from_slice(&crc.to_be_bytes());
-        }
+    let h = BatchHeader::peek(stored)?;
+    if h.total_len != stored.len() {
+        return Err(CodecError::LengthMismatch {
+            declared: h.total_len,
+            actual: stored.len(),
+        });
     }
+    if h.format == Format::Kafka {
+        out.reserve(stored.len());
+        out.put_i64(base_offset);
+        out.put_slice(&stored[8..12]);
+        out.put_i32(leader_epoch);
+        out.put_slice(&stored[16..]);
+        return Ok(());
+    }
+    let h = super::validate(stored)?;
+    let raw = &stored[super::HEADER_LEN..];
+    let start = out.len();
+    out.reserve(HEADER_LEN + raw.len());
+    out.put_i64(base_offset);
+    out.put_i32(0); // batch length, filled below
+    out.put_i32(leader_epoch);
+    out.put_u8(MAGIC);
+    out.put_u32(0); // CRC, filled below
+    out.put_u16(0); // uncompressed, create time
+    out.put_i32(h.record_count - 1);
+    out.put_i64(h.base_timestamp);
+    out.put_i64(h.max_timestamp);
+    out.put_i64(h.producer_id);
+    out.put_i16(h.producer_epoch);
+    out.put_i32(h.base_sequence);
+    out.put_i32(h.record_count);
+    if h.compression == Compression::Lz4 {
+        let written = super::lz4_parts(raw, stored.len()).and_then(|(len, block)| {
+            if len > super::MAX_UNCOMPRESSED_PAYLOAD {
+                return Err(CodecError::PayloadTooLarge(len));
+            }
+            let at = out.len();
+            out.resize(at + len, 0);
+            super::decompress_exact(block, &mut out[at..])
+        });
+        if let Err(e) = written {
+            out.truncate(start);
+            return Err(e);
+        }
+    } else {
+        // The StreamHouse layout has no other codec.
+        out.put_slice(raw);
+    }
+    let batch_length = (out.len() - start - LOG_OVERHEAD) as i32;
+    out[start + 8..start + 12].copy_from_slice(&batch_length.to_be_bytes());
+    let crc = crc32c::crc32c(&out[start + CRC_START..]);
+    out[start + 17..start + 21].copy_from_slice(&crc.to_be_bytes());
     Ok(())
 }
 

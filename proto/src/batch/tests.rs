@@ -647,3 +647,35 @@ fn a_run_of_both_layouts_splits_into_its_batches() {
     );
     assert_eq!(parts[1].1, ours.len()..ours.len() + theirs.len());
 }
+
+#[test]
+fn serving_kafka_clients_never_vouches_for_a_damaged_batch() {
+    let records = vec![one_record(b"a"), one_record(b"b")];
+    // A StreamHouse batch gets a new CRC on its way out, so a damaged one is refused, and
+    // nothing of it is appended.
+    for compression in [Compression::None, Compression::Lz4] {
+        let mut ours = build(&records, compression, ProducerStamp::NONE).to_vec();
+        let last = ours.len() - 1;
+        ours[last] ^= 1;
+        let mut out = BytesMut::from(&b"before"[..]);
+        assert!(matches!(
+            kafka::append_for_kafka(&mut out, &ours, 0, -1),
+            Err(CodecError::CrcMismatch { .. })
+        ));
+        assert_eq!(&out[..], b"before");
+    }
+    // A Kafka batch keeps its own CRC, which the client checks: a damaged one goes out as it
+    // is stored, and the client's check refuses it.
+    let mut theirs = kafka_of(&records, 0, (-1, -1, -1));
+    let last = theirs.len() - 1;
+    theirs[last] ^= 1;
+    let mut out = BytesMut::new();
+    kafka::append_for_kafka(&mut out, &theirs, 5, -1).unwrap();
+    out[..8].fill(0);
+    assert!(matches!(verify_err(&out), CodecError::CrcMismatch { .. }));
+    // A batch cut short is refused either way.
+    let whole = kafka_of(&records, 0, (-1, -1, -1));
+    assert!(
+        kafka::append_for_kafka(&mut BytesMut::new(), &whole[..whole.len() - 3], 0, -1).is_err()
+    );
+}
