@@ -249,3 +249,25 @@ fn install_panic_hook() {
         std::process::exit(101);
     }));
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[test]
+    fn a_port_base_out_of_range_is_refused_naming_the_flag() {
+        for v in ["70000", "-1", "abc", ""] {
+            let err = super::Args::try_parse_from(["streamhouse-tui", "--kafka-base-port", v])
+                .unwrap_err()
+                .to_string();
+            let first = err.lines().next().unwrap_or_default();
+            assert!(
+                first.contains("--kafka-base-port") || first.contains(&format!("'{v}'")),
+                "{v}: {first}"
+            );
+        }
+        let ok =
+            super::Args::try_parse_from(["streamhouse-tui", "--kafka-base-port", "0"]).unwrap();
+        assert_eq!(ok.kafka_base_port, 0);
+    }
+}

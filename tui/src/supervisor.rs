@@ -201,3 +201,22 @@ impl Supervisor {
         .await?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Supervisor;
+
+    #[test]
+    fn each_agent_gets_its_port_after_the_base_or_any_free_one() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        // Taken: any free port instead of failing the agent's start.
+        assert_eq!(Supervisor::listen_for("agent-0", port), "127.0.0.1:0");
+        // Base 0, or an id that is not agent-N: any free port.
+        assert_eq!(Supervisor::listen_for("agent-3", 0), "127.0.0.1:0");
+        assert_eq!(Supervisor::listen_for("other", 19092), "127.0.0.1:0");
+        // Past the last port: saturates at 65535, which is taken or free like any other.
+        let top = Supervisor::listen_for("agent-65535", 65535);
+        assert!(top == "127.0.0.1:65535" || top == "127.0.0.1:0", "{top}");
+    }
+}
