@@ -821,6 +821,36 @@ mod data_path {
             started.elapsed()
         );
 
+        // min_bytes beyond what is there: the fetch waits out max_wait for more, then answers
+        // with what there is, as Kafka does.
+        let req = FetchRequest::default()
+            .with_max_wait_ms(300)
+            .with_min_bytes(1 << 20)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(name("edge"))
+                    .with_partitions(vec![
+                        FetchPartition::default()
+                            .with_partition(0)
+                            .with_fetch_offset(0)
+                            .with_partition_max_bytes(1 << 20),
+                    ]),
+            ]);
+        let started = std::time::Instant::now();
+        let r: FetchResponse = call(&mut s, 12, &req);
+        assert!(
+            started.elapsed() >= Duration::from_millis(250),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            r.responses[0].partitions[0]
+                .records
+                .as_ref()
+                .is_some_and(|b| !b.is_empty())
+        );
+
         // ListOffsets: earliest, latest, and by time.
         assert_eq!(list_offset(&mut s, "edge", -2), (0, 0));
         assert_eq!(list_offset(&mut s, "edge", -1), (0, 5));

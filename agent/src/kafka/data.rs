@@ -320,24 +320,40 @@ pub(super) async fn fetch(shared: &Arc<Shared>, r: FetchRequest) -> FetchRespons
             });
         }
     }
+    let min_bytes = r.min_bytes.max(0) as usize;
+    let deadline = tokio::time::Instant::now() + max_wait;
     let mut answer = read_all(shared, &wanted, budget).await;
-    let enough = answer.1 >= r.min_bytes.max(0) as usize;
-    if !enough && !max_wait.is_zero() {
-        // Wait for the first of them to get data (each waits at its own offset).
+    // Short of min_bytes: wait for any partition to grow past what was just read (each at its
+    // own end), read again, and so on until there is enough or max_wait has passed.
+    while answer.1 < min_bytes && tokio::time::Instant::now() < deadline {
+        let left = deadline - tokio::time::Instant::now();
         let mut waits: futures::stream::FuturesUnordered<_> = wanted
             .iter()
-            .filter_map(|w| w.state.as_ref().ok().map(|s| (s, w.offset)))
-            .map(|(s, offset)| shared.reader.fetch(s, offset, 1, max_wait))
+            .zip(&answer.0)
+            .filter_map(|(w, seen)| {
+                let s = w.state.as_ref().ok()?;
+                // Past what this read reached: its high watermark (its offset if it failed).
+                (seen.error_code == 0).then(|| (s, w.offset.max(seen.high_watermark)))
+            })
+            .map(|(s, end)| shared.reader.fetch(s, end, 1, left))
             .collect();
-        let _ = tokio::time::timeout(max_wait, async {
+        if waits.is_empty() {
+            break;
+        }
+        let grew = tokio::time::timeout(left, async {
             while let Some(got) = waits.next().await {
                 if got.is_ok_and(|f| !f.batches.is_empty()) {
-                    break;
+                    return true;
                 }
             }
+            false
         })
         .await;
         drop(waits);
+        if grew != Ok(true) {
+            // max_wait passed, or no partition can grow (each failed): answer what there is.
+            break;
+        }
         answer = read_all(shared, &wanted, budget).await;
     }
     let mut topics: Vec<FetchableTopicResponse> = r
