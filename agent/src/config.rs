@@ -88,6 +88,15 @@ pub struct AgentConfig {
         default_value_t = 300_000
     )]
     pub group_max_session_timeout_ms: u64,
+    /// How long the first rebalance of an empty Kafka group waits for more members before
+    /// it completes (Kafka's `group.initial.rebalance.delay.ms`): consumers starting
+    /// together join one generation instead of one each.
+    #[arg(
+        long,
+        env = "STREAMHOUSE_GROUP_INITIAL_REBALANCE_DELAY_MS",
+        default_value_t = 3_000
+    )]
+    pub group_initial_rebalance_delay_ms: u64,
     /// Largest record batch accepted, in bytes (Kafka's message.max.bytes).
     #[arg(long, env = "STREAMHOUSE_MAX_RECORD_BYTES", default_value_t = 1024 * 1024)]
     pub max_record_bytes: usize,
@@ -278,6 +287,19 @@ impl AgentConfig {
         if self.producer_expiry_ms < 60_000 || self.group_expiry_ms < 60_000 {
             return Err("producer_expiry_ms and group_expiry_ms must be at least 60000".into());
         }
+        if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
+            return Err(format!(
+                "group_min_session_timeout_ms {} is above group_max_session_timeout_ms {}; lower it",
+                self.group_min_session_timeout_ms, self.group_max_session_timeout_ms
+            ));
+        }
+        if self.group_initial_rebalance_delay_ms > 300_000 {
+            return Err(format!(
+                "group_initial_rebalance_delay_ms {} is above 300000 (5 minutes); a new group \
+                 would wait that long for its first generation",
+                self.group_initial_rebalance_delay_ms
+            ));
+        }
         if self.gc_grace_ms < 1_000 {
             return Err(format!("gc_grace_ms {} is below 1000", self.gc_grace_ms));
         }
@@ -301,8 +323,11 @@ impl AgentConfig {
         if self.kafka_listen.is_some()
             && (self.tls_cert.is_some() || self.auth_tokens_file.is_some())
         {
-            return Err("kafka_listen is set with TLS or tokens, which the Kafka listener does                         not apply yet (it would serve without them); leave kafka_listen unset"
-                .into());
+            return Err(
+                "kafka_listen is set with TLS or tokens, which the Kafka listener does \
+                 not apply yet (it would serve without them); leave kafka_listen unset"
+                    .into(),
+            );
         }
         let request = self.max_request_bytes();
         if self.max_buffered_bytes < request {

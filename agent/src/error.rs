@@ -170,7 +170,7 @@ impl AgentError {
                 match g {
                     G::UnknownMember(_) => C::UnknownMember,
                     G::StaleGeneration(_) => C::StaleGeneration,
-                    G::InconsistentAssignors(_) => C::InconsistentAssignors,
+                    G::InconsistentAssignors(_) | G::OtherProtocol(_) => C::InconsistentAssignors,
                     G::NotEmpty(_) => C::NonEmptyGroup,
                 }
             }

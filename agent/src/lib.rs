@@ -278,10 +278,10 @@ impl Agent {
         meta.register_agent(&id, &advertise, kafka_advertise.as_deref(), session.key())
             .await?;
         let kafka = match kafka_advertise {
-            Some(advertise) => Some(kafka::KafkaIdentity {
-                node_id: meta.kafka_node_id(&id).await?,
+            Some(advertise) => Some(kafka::KafkaIdentity::new(
                 advertise,
-            }),
+                meta.kafka_node_id(&id).await?,
+            )),
             None => None,
         };
         let shared = Arc::new(Shared {

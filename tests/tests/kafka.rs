@@ -19,6 +19,9 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, Str
 use streamhouse_agent::testing::present_or_skip;
 use streamhouse_tests::{AgentProcess, data_dir, wait_for};
 
+#[path = "kafka/groups.rs"]
+mod kafka_groups;
+
 const BIN: &str = env!("CARGO_BIN_EXE_test-agent");
 
 /// A port free now, for `--kafka-listen`.

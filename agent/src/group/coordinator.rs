@@ -41,13 +41,37 @@ pub struct GroupState {
     /// Members, subscriptions and partition counts the current target was computed for.
     pub fingerprint: String,
     pub members: Vec<MemberState>,
+    /// Set for a group of Kafka clients (the classic protocol), whose members assign on
+    /// their side: its phase and the protocol (assignor) they chose.
+    pub kafka: Option<KafkaGroup>,
+}
+
+/// What a Kafka group shows beside its members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaGroup {
+    /// `Empty`, `PreparingRebalance`, `CompletingRebalance` or `Stable`.
+    pub phase: &'static str,
+    /// `consumer` for consumer groups.
+    pub protocol_type: String,
+    /// The assignor, such as `range` or `cooperative-sticky`.
+    pub protocol: String,
 }
 
 impl GroupState {
+    /// The assignor the members use, by name.
+    pub fn assignor_name(&self) -> String {
+        match &self.kafka {
+            Some(k) => k.protocol.clone(),
+            None => self.assignor.map_or("", Assignor::name).to_string(),
+        }
+    }
+
     /// `empty` (no members), `stable` (every member owns exactly its target) or
     /// `reconciling` (partitions are being handed over).
     pub fn state(&self) -> &'static str {
-        if self.members.is_empty() {
+        if let Some(k) = &self.kafka {
+            k.phase
+        } else if self.members.is_empty() {
             "empty"
         } else if self
             .members
@@ -111,6 +135,9 @@ pub enum GroupError {
     /// An operation that needs a group without live members.
     #[error("{0}")]
     NotEmpty(String),
+    /// The group's members speak the other protocol (Kafka's classic groups, or ours).
+    #[error("{0}")]
+    OtherProtocol(String),
 }
 
 /// Removes members whose sessions expired by `now`; returns their ids.

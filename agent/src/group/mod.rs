@@ -2,4 +2,5 @@
 //! offsets. The state lives in the metadata store, so any agent serves any group.
 
 pub mod assignor;
+pub mod classic;
 pub mod coordinator;

@@ -33,6 +33,19 @@ pub(super) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::FindCoordinator, 0, 4),
+    // Group APIs stop below the versions that carry `group.instance.id`: static membership
+    // is not served, and a client configured for it is told so by these versions.
+    (ApiKey::JoinGroup, 0, 4),
+    (ApiKey::SyncGroup, 0, 2),
+    (ApiKey::Heartbeat, 0, 2),
+    (ApiKey::LeaveGroup, 0, 2),
+    (ApiKey::OffsetCommit, 2, 6),
+    (ApiKey::OffsetFetch, 1, 7),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::DescribeConfigs, 1, 4),
 ];
 
 /// Most topics one CreateTopics or DeleteTopics may name; a longer request is refused whole
@@ -94,7 +107,8 @@ pub(super) type Later =
 pub(super) enum Served {
     /// The answer, now.
     Now(Box<ResponseKind>),
-    /// A produce: its batches are appended, its answer comes with their commit.
+    /// A produce (its batches are appended, its answer comes with their commit), or a group
+    /// request held at the group's barrier.
     Later(Later),
     /// An API not in [`SUPPORTED`].
     Unsupported,
@@ -102,7 +116,17 @@ pub(super) enum Served {
 
 /// Serves one decoded request: whatever must follow the connection's request order is done
 /// before this returns.
-pub(super) async fn serve(shared: &Arc<Shared>, request: RequestKind, version: i16) -> Served {
+pub(super) async fn serve(
+    shared: &Arc<Shared>,
+    client: &super::groups::Client,
+    request: RequestKind,
+    version: i16,
+) -> Served {
+    use super::groups;
+    let later = |r: Result<ResponseKind, Later>| match r {
+        Ok(now) => Served::Now(Box::new(now)),
+        Err(later) => Served::Later(later),
+    };
     let answer: ResponseKind = match request {
         RequestKind::ApiVersions(_) => ApiVersionsResponse::default()
             .with_api_keys(api_versions())
@@ -117,6 +141,27 @@ pub(super) async fn serve(shared: &Arc<Shared>, request: RequestKind, version: i
         RequestKind::Fetch(r) => super::data::fetch(shared, r).await.into(),
         RequestKind::ListOffsets(r) => super::data::list_offsets(shared, r, version).await.into(),
         RequestKind::InitProducerId(r) => super::data::init_producer_id(shared, r).await.into(),
+        RequestKind::FindCoordinator(r) => {
+            groups::find_coordinator(shared, r, version).await.into()
+        }
+        RequestKind::JoinGroup(r) => {
+            return later(
+                groups::join_group(shared, client, r, version)
+                    .await
+                    .map(Into::into),
+            );
+        }
+        RequestKind::SyncGroup(r) => {
+            return later(groups::sync_group(shared, r).await.map(Into::into));
+        }
+        RequestKind::Heartbeat(r) => groups::heartbeat(shared, r).await.into(),
+        RequestKind::LeaveGroup(r) => groups::leave_group(shared, r).await.into(),
+        RequestKind::OffsetCommit(r) => groups::offset_commit(shared, r).await.into(),
+        RequestKind::OffsetFetch(r) => groups::offset_fetch(shared, r, version).await.into(),
+        RequestKind::DescribeGroups(r) => groups::describe_groups(shared, r).await.into(),
+        RequestKind::ListGroups(r) => groups::list_groups(shared, r).await.into(),
+        RequestKind::DescribeCluster(r) => describe_cluster(shared, r).await.into(),
+        RequestKind::DescribeConfigs(r) => describe_configs(shared, r, version).await.into(),
         _ => return Served::Unsupported,
     };
     Served::Now(Box::new(answer))
@@ -238,6 +283,229 @@ async fn metadata(shared: &Arc<Shared>, r: MetadataRequest, version: i16) -> Met
         }
     }
     out
+}
+
+/// DescribeCluster: the live agents that serve Kafka. Every agent answers for the cluster
+/// and names itself controller; there are no controller endpoints of their own.
+async fn describe_cluster(
+    shared: &Arc<Shared>,
+    r: kafka_protocol::messages::DescribeClusterRequest,
+) -> kafka_protocol::messages::DescribeClusterResponse {
+    use kafka_protocol::messages::DescribeClusterResponse;
+    use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+    let own = shared.kafka.as_ref().map_or(-1, |k| k.node_id);
+    let mut out = DescribeClusterResponse::default()
+        .with_cluster_id(str_bytes(CLUSTER_ID))
+        .with_controller_id(BrokerId(own))
+        .with_endpoint_type(r.endpoint_type)
+        .with_cluster_authorized_operations(i32::MIN);
+    if r.endpoint_type != 1 {
+        return out
+            .with_error_code(ResponseError::UnsupportedEndpointType.code())
+            .with_error_message(Some(str_bytes("only broker endpoints (type 1)")));
+    }
+    match shared
+        .meta
+        .list_agents(Some(shared.config.lease_ttl_ms as i64))
+        .await
+    {
+        Ok(agents) => {
+            let mut listed = MetadataResponse::default();
+            brokers(&agents, &mut listed);
+            out.brokers = listed
+                .brokers
+                .into_iter()
+                .map(|b| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(b.node_id)
+                        .with_host(b.host)
+                        .with_port(b.port)
+                })
+                .collect();
+        }
+        Err(e) => {
+            let e = AgentError::from(e);
+            out.error_code = error_code(&e);
+            out.error_message = Some(str_bytes(&e.to_string()));
+        }
+    }
+    out
+}
+
+/// Kafka's config types and sources, as DescribeConfigs numbers them.
+const LONG: i8 = 5;
+const INT: i8 = 3;
+const LIST: i8 = 7;
+const BOOLEAN: i8 = 1;
+const TOPIC_CONFIG: i8 = 1;
+const STATIC_BROKER_CONFIG: i8 = 4;
+const DEFAULT_CONFIG: i8 = 5;
+
+/// DescribeConfigs for topics and for this broker: the settings that mean something here,
+/// read-only but for the two a topic was created with.
+async fn describe_configs(
+    shared: &Arc<Shared>,
+    r: kafka_protocol::messages::DescribeConfigsRequest,
+    version: i16,
+) -> kafka_protocol::messages::DescribeConfigsResponse {
+    use kafka_protocol::messages::DescribeConfigsResponse;
+    use kafka_protocol::messages::describe_configs_response::{
+        DescribeConfigsResourceResult, DescribeConfigsResult,
+    };
+    let cfg = &shared.config;
+    let own = shared.kafka.as_ref().map_or(-1, |k| k.node_id);
+    let mut out = DescribeConfigsResponse::default();
+    let too_many = r.resources.len() > MAX_TOPICS_PER_REQUEST;
+    for res in r.resources {
+        let result = DescribeConfigsResult::default()
+            .with_resource_type(res.resource_type)
+            .with_resource_name(res.resource_name.clone());
+        let refuse = |code: ResponseError, why: String| {
+            result
+                .clone()
+                .with_error_code(code.code())
+                .with_error_message(Some(str_bytes(&why)))
+        };
+        if too_many {
+            out.results
+                .push(refuse(ResponseError::InvalidRequest, too_many_resources()));
+            continue;
+        }
+        let name = res.resource_name.as_str();
+        // (name, value, type, source, read-only)
+        let entries: Vec<(&str, String, i8, i8, bool)> = match res.resource_type {
+            2 => match one_topic(shared, name).await {
+                Err(e) => {
+                    out.results.push(
+                        result
+                            .with_error_code(error_code(&e))
+                            .with_error_message(Some(str_bytes(&e.to_string()))),
+                    );
+                    continue;
+                }
+                Ok((t, _)) => {
+                    let forever = |v: i64| if v <= 0 { -1 } else { v };
+                    vec![
+                        (
+                            "retention.ms",
+                            forever(t.retention_ms).to_string(),
+                            LONG,
+                            TOPIC_CONFIG,
+                            false,
+                        ),
+                        (
+                            "retention.bytes",
+                            forever(t.retention_bytes).to_string(),
+                            LONG,
+                            TOPIC_CONFIG,
+                            false,
+                        ),
+                        (
+                            "cleanup.policy",
+                            "delete".into(),
+                            LIST,
+                            DEFAULT_CONFIG,
+                            true,
+                        ),
+                        (
+                            "max.message.bytes",
+                            cfg.max_record_bytes.to_string(),
+                            INT,
+                            STATIC_BROKER_CONFIG,
+                            true,
+                        ),
+                    ]
+                }
+            },
+            4 if name.is_empty() || name == own.to_string() => vec![
+                (
+                    "message.max.bytes",
+                    cfg.max_record_bytes.to_string(),
+                    INT,
+                    STATIC_BROKER_CONFIG,
+                    true,
+                ),
+                (
+                    "num.partitions",
+                    DEFAULT_PARTITIONS.to_string(),
+                    INT,
+                    DEFAULT_CONFIG,
+                    true,
+                ),
+                (
+                    "log.retention.ms",
+                    cfg.default_retention_ms.to_string(),
+                    LONG,
+                    STATIC_BROKER_CONFIG,
+                    true,
+                ),
+                (
+                    "auto.create.topics.enable",
+                    "false".into(),
+                    BOOLEAN,
+                    DEFAULT_CONFIG,
+                    true,
+                ),
+                (
+                    "group.min.session.timeout.ms",
+                    cfg.group_min_session_timeout_ms.to_string(),
+                    INT,
+                    STATIC_BROKER_CONFIG,
+                    true,
+                ),
+                (
+                    "group.max.session.timeout.ms",
+                    cfg.group_max_session_timeout_ms.to_string(),
+                    INT,
+                    STATIC_BROKER_CONFIG,
+                    true,
+                ),
+                (
+                    "group.initial.rebalance.delay.ms",
+                    cfg.group_initial_rebalance_delay_ms.to_string(),
+                    INT,
+                    STATIC_BROKER_CONFIG,
+                    true,
+                ),
+            ],
+            4 => {
+                out.results.push(refuse(
+                    ResponseError::InvalidRequest,
+                    format!("this is broker {own}; ask broker {name} itself"),
+                ));
+                continue;
+            }
+            t => {
+                out.results.push(refuse(
+                    ResponseError::InvalidRequest,
+                    format!("resource type {t}: topics (2) and brokers (4) are described"),
+                ));
+                continue;
+            }
+        };
+        let keys = res.configuration_keys.as_ref();
+        let configs = entries
+            .into_iter()
+            .filter(|(n, ..)| keys.is_none_or(|k| k.iter().any(|k| k.as_str() == *n)))
+            .map(|(n, value, kind, source, read_only)| {
+                let mut c = DescribeConfigsResourceResult::default()
+                    .with_name(str_bytes(n))
+                    .with_value(Some(str_bytes(&value)))
+                    .with_read_only(read_only)
+                    .with_config_source(source);
+                if version >= 3 {
+                    c.config_type = kind;
+                }
+                c
+            })
+            .collect();
+        out.results.push(result.with_configs(configs));
+    }
+    out
+}
+
+fn too_many_resources() -> String {
+    format!("more than {MAX_TOPICS_PER_REQUEST} resources in one request")
 }
 
 /// Adds the agents that serve Kafka to `out` as brokers; returns agent id -> node id.

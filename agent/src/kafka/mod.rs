@@ -14,6 +14,7 @@
 
 mod apis;
 mod data;
+mod groups;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -35,6 +36,18 @@ pub(crate) struct KafkaIdentity {
     pub advertise: String,
     /// Its broker id: stable for the agent id, from the metadata store.
     pub node_id: i32,
+    /// Wakes requests held at a Kafka group's barrier when the group changes.
+    pub groups: Arc<groups::Wakers>,
+}
+
+impl KafkaIdentity {
+    pub(crate) fn new(advertise: String, node_id: i32) -> KafkaIdentity {
+        KafkaIdentity {
+            advertise,
+            node_id,
+            groups: Arc::default(),
+        }
+    }
 }
 
 /// Accepts Kafka connections until `stop` turns true.
@@ -109,6 +122,7 @@ type Pending = Pin<Box<dyn Future<Output = Result<Option<BytesMut>, ConnectionEn
 /// they complete: requests are pipelined as Kafka clients expect, up to [`PIPELINED`].
 async fn connection(stream: TcpStream, shared: &Arc<Shared>) -> Result<(), ConnectionEnd> {
     let max = shared.config.max_request_bytes();
+    let peer = stream.peer_addr().ok();
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Pending>(PIPELINED);
     let reader = async move {
@@ -127,7 +141,7 @@ async fn connection(stream: TcpStream, shared: &Arc<Shared>) -> Result<(), Conne
             if got < size as usize {
                 return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
             }
-            let pending = start(shared, Bytes::from(frame)).await?;
+            let pending = start(shared, peer, Bytes::from(frame)).await?;
             if tx.send(pending).await.is_err() {
                 // The writer stopped: its error is the connection's.
                 return Ok(());
@@ -151,6 +165,7 @@ async fn connection(stream: TcpStream, shared: &Arc<Shared>) -> Result<(), Conne
 /// happens here; the returned answer may complete later.
 pub(crate) async fn start(
     shared: &Arc<Shared>,
+    peer: Option<std::net::SocketAddr>,
     mut frame: Bytes,
 ) -> Result<Pending, ConnectionEnd> {
     let raw_key = (&frame[0..2]).get_i16();
@@ -183,7 +198,11 @@ pub(crate) async fn start(
         )));
     }
     let correlation_id = header.correlation_id;
-    match apis::serve(shared, request, version).await {
+    let client = groups::Client {
+        id: header.client_id.map(|c| c.to_string()).unwrap_or_default(),
+        peer,
+    };
+    match apis::serve(shared, &client, request, version).await {
         apis::Served::Now(response) => {
             let answer = encode(api, version, correlation_id, &response);
             Ok(Box::pin(std::future::ready(answer.map(Some))))

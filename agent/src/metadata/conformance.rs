@@ -1281,6 +1281,163 @@ async fn kafka_nodes(a: &MetadataStore, b: &MetadataStore) {
     a.deregister_agent("k1").await.unwrap();
 }
 
+/// Kafka's classic groups through two stores: members meet at the barrier, the leader's
+/// assignment reaches the follower, bytes of any value survive the store, StreamHouse's own
+/// consumers are kept out while Kafka members live and let in once they left, and committed
+/// offsets are shared.
+async fn classic_groups(a: &MetadataStore, b: &MetadataStore) {
+    use crate::group::classic::{ClassicError, Join, JoinOutcome, SyncOutcome};
+    // Every byte value, as any client may send: NUL, quotes, backslash, high bytes.
+    let meta: Vec<u8> = (0..=255u8).collect();
+    let join = |id: &str| Join {
+        member_id: id.into(),
+        client_id: "rdkafka".into(),
+        host: "10.0.0.1".into(),
+        session_timeout_ms: 30_000,
+        rebalance_timeout_ms: 30_000,
+        protocol_type: "consumer".into(),
+        protocols: vec![
+            ("range".into(), meta.clone()),
+            ("roundrobin".into(), vec![]),
+        ],
+    };
+    let waiting = |o: JoinOutcome| match o {
+        JoinOutcome::Waiting { since } => since,
+        j => panic!("joined at once: {j:?}"),
+    };
+    let since_a = waiting(
+        a.classic_join("kg", &join("ka"), 1_000)
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    let since_b = waiting(
+        b.classic_join("kg", &join("kb"), 1_000)
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let ja = loop {
+        if let Some(j) = a
+            .classic_poll_join("kg", "ka", since_a)
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            break j;
+        }
+        assert!(Instant::now() < deadline, "the join did not complete");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!((ja.leader.as_str(), ja.protocol.as_str()), ("ka", "range"));
+    assert_eq!(
+        ja.members,
+        vec![
+            ("ka".to_string(), meta.clone()),
+            ("kb".to_string(), meta.clone())
+        ]
+    );
+    let jb = b
+        .classic_poll_join("kg", "kb", since_b)
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("kb joined the same generation");
+    assert_eq!((jb.generation, jb.members.len()), (ja.generation, 0));
+    let g = ja.generation;
+    assert_eq!(
+        b.classic_sync("kg", "kb", g, &[]).await.unwrap().unwrap(),
+        SyncOutcome::Waiting
+    );
+    let plan = vec![
+        ("ka".to_string(), vec![0xff, 0]),
+        ("kb".to_string(), vec![0, 0xff, b'\\']),
+    ];
+    assert_eq!(
+        a.classic_sync("kg", "ka", g, &plan).await.unwrap().unwrap(),
+        SyncOutcome::Assigned(plan[0].1.clone())
+    );
+    assert_eq!(
+        b.classic_poll_sync("kg", "kb", g).await.unwrap().unwrap(),
+        SyncOutcome::Assigned(plan[1].1.clone())
+    );
+    a.classic_heartbeat("kg", "kb", g).await.unwrap().unwrap();
+    assert_eq!(
+        b.classic_heartbeat("kg", "kb", g + 1).await.unwrap(),
+        Err(ClassicError::IllegalGeneration {
+            got: g + 1,
+            current: g
+        })
+    );
+    // StreamHouse's consumers stay out while Kafka members live.
+    assert!(matches!(
+        a.group_heartbeat("kg", &member("ours", false, &[]))
+            .await
+            .unwrap(),
+        Err(GroupError::OtherProtocol(_))
+    ));
+    let d = b.describe_group("kg").await.unwrap().unwrap();
+    assert_eq!((d.state(), d.members.len()), ("Stable", 2));
+    assert_eq!(d.assignor_name(), "range");
+    let listed = a.list_groups().await.unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|s| s.group_id == "kg" && s.state == "Stable")
+    );
+    // Offsets: only from members at the group's generation, shared with everyone.
+    let offsets = vec![("orders".to_string(), 0, 9, "kafka".to_string())];
+    assert_eq!(
+        a.classic_commit("kg", "ka", g - 1, &offsets).await.unwrap(),
+        Err(ClassicError::IllegalGeneration {
+            got: g - 1,
+            current: g
+        })
+    );
+    a.classic_commit("kg", "ka", g, &offsets)
+        .await
+        .unwrap()
+        .unwrap();
+    let got = b
+        .fetch_offsets("kg", &["orders".to_string()])
+        .await
+        .unwrap();
+    assert_eq!((got[0].offset, got[0].metadata.as_str()), (9, "kafka"));
+    // Once the Kafka members left, the group is empty, and ours may join it.
+    let left = a
+        .classic_leave(
+            "kg",
+            &["ka".to_string(), "kb".to_string(), "kc".to_string()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        left,
+        vec![
+            Ok(()),
+            Ok(()),
+            Err(ClassicError::UnknownMember("kc".into()))
+        ]
+    );
+    assert_eq!(
+        b.describe_group("kg").await.unwrap().unwrap().state(),
+        "Empty"
+    );
+    let ours = b
+        .group_heartbeat("kg", &member("ours", false, &[]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(ours.generation > g);
+    // And now the Kafka client is the one kept out.
+    assert!(matches!(
+        a.classic_join("kg", &join("kd"), 0).await.unwrap(),
+        Err(ClassicError::InconsistentProtocol(_))
+    ));
+    b.group_leave("kg", "ours").await.unwrap().unwrap();
+}
+
 #[tokio::test]
 async fn sqlite() {
     let dir = tempfile::tempdir().unwrap();
@@ -1297,6 +1454,7 @@ async fn sqlite() {
     wide_commit(&again).await;
     generation(&store, &again).await;
     kafka_nodes(&store, &again).await;
+    classic_groups(&store, &again).await;
 }
 
 #[tokio::test]
@@ -1315,6 +1473,7 @@ async fn postgres() {
     wide_commit(&again).await;
     generation(&store, &again).await;
     kafka_nodes(&store, &again).await;
+    classic_groups(&store, &again).await;
     // A session whose server side ends (here its backend is terminated, and waited for; in
     // life, a server restart) no longer holds, and its agent opens another.
     let session = again.open_session().await.unwrap();

@@ -81,7 +81,11 @@ pub enum ResetTo {
 impl MetadataStore {
     /// Takes the group's row for this transaction (creating the group if needed): on
     /// PostgreSQL a row lock, on SQLite the write lock a first write takes.
-    async fn lock_group(&self, tx: &mut Transaction<'static, Any>, group: &str) -> Result<()> {
+    pub(super) async fn lock_group(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        group: &str,
+    ) -> Result<()> {
         let now = self.dialect.now_ms();
         sqlx::query(&format!(
             "INSERT INTO consumer_groups (group_id, created_at_ms, updated_at_ms)
@@ -100,19 +104,42 @@ impl MetadataStore {
     }
 
     /// Begins a transaction holding `group`'s row: the transaction, the group, the store's
-    /// clock.
+    /// clock. A Kafka group with live members is refused; one without becomes StreamHouse's.
     async fn open_group(
         &self,
         group: &str,
-    ) -> Result<(Transaction<'static, Any>, GroupState, i64)> {
+    ) -> Result<std::result::Result<(Transaction<'static, Any>, GroupState, i64), GroupError>> {
         let mut tx = self.pool.begin().await?;
         self.lock_group(&mut tx, group).await?;
-        let state = self.load_group(&mut tx, group).await?;
         let now = self.store_now(&mut tx).await?;
-        Ok((tx, state, now))
+        if self.protocol_type(&mut tx, group).await? != super::classic::NATIVE {
+            let mut kafka = self.load_classic(&mut tx, group).await?;
+            crate::group::classic::expire(&mut kafka, now);
+            if let Some(m) = kafka.members.first() {
+                tx.rollback().await?;
+                return Ok(Err(GroupError::OtherProtocol(format!(
+                    "group {group} has Kafka consumers ({} first); StreamHouse consumers cannot join it",
+                    m.id
+                ))));
+            }
+            sqlx::query(
+                "UPDATE consumer_groups SET protocol_type = '', protocol_name = '',
+                    leader_id = '', deadline_ms = 0, hold_until_ms = 0, state = 'empty',
+                    fingerprint = '' WHERE group_id = $1",
+            )
+            .bind(group)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM group_members WHERE group_id = $1")
+                .bind(group)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let state = self.load_group(&mut tx, group).await?;
+        Ok(Ok((tx, state, now)))
     }
 
-    async fn load_group(
+    pub(super) async fn load_group(
         &self,
         tx: &mut Transaction<'static, Any>,
         group: &str,
@@ -141,6 +168,7 @@ impl MetadataStore {
             assignor: Assignor::parse(&assignor),
             fingerprint: g.try_get("fingerprint")?,
             members,
+            kafka: None,
         })
     }
 
@@ -254,7 +282,7 @@ impl MetadataStore {
         Ok(out)
     }
 
-    async fn store_now(&self, tx: &mut Transaction<'static, Any>) -> Result<i64> {
+    pub(super) async fn store_now(&self, tx: &mut Transaction<'static, Any>) -> Result<i64> {
         let row = sqlx::query(&format!("SELECT {} AS now_ms", self.dialect.now_ms()))
             .fetch_one(&mut **tx)
             .await?;
@@ -269,7 +297,10 @@ impl MetadataStore {
     ) -> Result<std::result::Result<Outcome, GroupError>> {
         self.bounded("group_heartbeat", async move {
             self.retry_busy(|| async {
-                let (mut tx, mut state, now) = self.open_group(group).await?;
+                let (mut tx, mut state, now) = match self.open_group(group).await? {
+                    Ok(open) => open,
+                    Err(e) => return Ok(Err(e)),
+                };
                 let mut topics: BTreeSet<String> = hb.topics.clone();
                 for m in &state.members {
                     topics.extend(m.topics.iter().cloned());
@@ -322,7 +353,10 @@ impl MetadataStore {
     ) -> Result<std::result::Result<(), GroupError>> {
         self.bounded("group_leave", async move {
             self.retry_busy(|| async {
-                let (mut tx, mut state, now) = self.open_group(group).await?;
+                let (mut tx, mut state, now) = match self.open_group(group).await? {
+                    Ok(open) => open,
+                    Err(e) => return Ok(Err(e)),
+                };
                 let topics: BTreeSet<String> = state
                     .members
                     .iter()
@@ -352,7 +386,10 @@ impl MetadataStore {
     ) -> Result<std::result::Result<(), GroupError>> {
         self.bounded("commit_offsets", async move {
             self.retry_busy(|| async {
-                let (mut tx, state, now) = self.open_group(group).await?;
+                let (mut tx, state, now) = match self.open_group(group).await? {
+                    Ok(open) => open,
+                    Err(e) => return Ok(Err(e)),
+                };
                 // A member whose session has run out may not commit, even before anyone
                 // noticed and removed it.
                 let mut live = state.clone();
@@ -362,33 +399,47 @@ impl MetadataStore {
                     tx.rollback().await?;
                     return Ok(Err(e));
                 }
-                for (topic, partition, offset, meta) in offsets {
-                    sqlx::query(
-                        "INSERT INTO committed_offsets (group_id, topic, partition_id,
-                            committed_offset, metadata, generation, committed_at_ms)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)
-                         ON CONFLICT (group_id, topic, partition_id) DO UPDATE SET
-                            committed_offset = excluded.committed_offset,
-                            metadata = excluded.metadata,
-                            generation = excluded.generation,
-                            committed_at_ms = excluded.committed_at_ms",
-                    )
-                    .bind(group)
-                    .bind(topic.as_str())
-                    .bind(i64::from(*partition))
-                    .bind(*offset)
-                    .bind(meta.as_str())
-                    .bind(generation)
-                    .bind(now)
-                    .execute(&mut *tx)
+                self.write_offsets(&mut tx, group, generation, now, offsets)
                     .await?;
-                }
                 tx.commit().await?;
                 Ok(Ok(()))
             })
             .await
         })
         .await
+    }
+
+    /// Writes committed offsets, one row per partition: (topic, partition, offset, metadata).
+    pub(super) async fn write_offsets(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        group: &str,
+        generation: i64,
+        now: i64,
+        offsets: &[(String, u32, i64, String)],
+    ) -> Result<()> {
+        for (topic, partition, offset, meta) in offsets {
+            sqlx::query(
+                "INSERT INTO committed_offsets (group_id, topic, partition_id,
+                    committed_offset, metadata, generation, committed_at_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (group_id, topic, partition_id) DO UPDATE SET
+                    committed_offset = excluded.committed_offset,
+                    metadata = excluded.metadata,
+                    generation = excluded.generation,
+                    committed_at_ms = excluded.committed_at_ms",
+            )
+            .bind(group)
+            .bind(topic.as_str())
+            .bind(i64::from(*partition))
+            .bind(*offset)
+            .bind(meta.as_str())
+            .bind(generation)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
     }
 
     /// The group's committed offsets, for `topics` (all when empty).
@@ -433,8 +484,14 @@ impl MetadataStore {
                 tx.rollback().await?;
                 return Ok(None);
             }
-            let mut state = self.load_group(&mut tx, group).await?;
             let now = self.store_now(&mut tx).await?;
+            if self.protocol_type(&mut tx, group).await? != super::classic::NATIVE {
+                let mut kafka = self.load_classic(&mut tx, group).await?;
+                tx.rollback().await?;
+                crate::group::classic::expire(&mut kafka, now);
+                return Ok(Some(kafka_view(&kafka)));
+            }
+            let mut state = self.load_group(&mut tx, group).await?;
             tx.rollback().await?;
             coordinator::expire(&mut state, now);
             Ok(Some(state))
@@ -472,7 +529,7 @@ impl MetadataStore {
                     state: state.state().to_string(),
                     members: state.members.len() as u32,
                     generation: state.generation,
-                    assignor: state.assignor.map_or("", Assignor::name).to_string(),
+                    assignor: state.assignor_name(),
                     total_lag: lag.get(&id).copied().unwrap_or(0),
                     group_id: id,
                 });
@@ -492,7 +549,10 @@ impl MetadataStore {
     ) -> Result<std::result::Result<Vec<(u32, i64)>, GroupError>> {
         self.bounded("reset_offsets", async move {
             self.retry_busy(|| async {
-                let (mut tx, mut state, now) = self.open_group(group).await?;
+                let (mut tx, mut state, now) = match self.open_group(group).await? {
+                    Ok(open) => open,
+                    Err(e) => return Ok(Err(e)),
+                };
                 coordinator::expire(&mut state, now);
                 if let Some(m) = state.members.first() {
                     tx.rollback().await?;
@@ -556,6 +616,42 @@ impl MetadataStore {
             .await
         })
         .await
+    }
+}
+
+/// A Kafka group as StreamHouse's describe shows one: members with their decoded
+/// subscriptions and assignments.
+fn kafka_view(g: &crate::group::classic::Group) -> GroupState {
+    let members = g
+        .members
+        .iter()
+        .map(|m| {
+            let view = crate::group::classic::consumer_view(g, m);
+            MemberState {
+                id: m.id.clone(),
+                client_id: m.client_id.clone(),
+                host: m.host.clone(),
+                topics: view.topics,
+                assignors: Vec::new(),
+                target: view.assigned.clone(),
+                owned: view.assigned,
+                generation: m.generation,
+                session_timeout_ms: m.session_timeout_ms,
+                last_heartbeat_ms: m.last_heartbeat_ms,
+                joined_at_ms: m.joined_at_ms,
+            }
+        })
+        .collect();
+    GroupState {
+        generation: g.generation,
+        assignor: None,
+        fingerprint: String::new(),
+        members,
+        kafka: Some(coordinator::KafkaGroup {
+            phase: g.phase.name(),
+            protocol_type: g.protocol_type.clone(),
+            protocol: g.protocol.clone(),
+        }),
     }
 }
 

@@ -7,6 +7,7 @@
 //! partitions or records in it.
 
 mod agents;
+pub mod classic;
 mod events;
 pub mod groups;
 mod leases;
@@ -146,6 +147,13 @@ impl Dialect {
                 "(CASE WHEN a.lost = 1 THEN 0
                        ELSE GREATEST(p.lease_expires_ms, COALESCE(a.lease_expires_ms, 0)) END)"
             }
+        }
+    }
+
+    fn bytes(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "BLOB",
+            Dialect::Postgres => "BYTEA",
         }
     }
 
@@ -736,7 +744,9 @@ impl MetadataStore {
                 if applied.contains(version) {
                     continue;
                 }
-                let sql = sql.replace("{id}", self.dialect.auto_id());
+                let sql = sql
+                    .replace("{id}", self.dialect.auto_id())
+                    .replace("{bytes}", self.dialect.bytes());
                 sqlx::raw_sql(&sql)
                     .execute(&mut *tx)
                     .await

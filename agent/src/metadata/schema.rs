@@ -1,6 +1,7 @@
 //! The metadata schema and its migrations, embedded in the binary and applied at start.
 //!
-//! One text serves both backends: `{id}` becomes each backend's auto-increment key. Numbers
+//! One text serves both backends: `{id}` becomes each backend's auto-increment key and
+//! `{bytes}` its byte-string type. Numbers
 //! are all BIGINT so both decode to `i64`. Times are milliseconds since the epoch, taken from
 //! the metadata store's own clock wherever they decide correctness (lease expiry).
 
@@ -14,6 +15,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (6, V6),
     (7, V7),
     (8, V8),
+    (9, V9),
 ];
 
 const V1: &str = r#"
@@ -183,4 +185,20 @@ CREATE TABLE kafka_nodes (
     agent_id          TEXT PRIMARY KEY,
     node_id           BIGINT NOT NULL UNIQUE
 );
+"#;
+
+/// Kafka's classic groups on the same tables as ours: the group's protocol type ('' for
+/// StreamHouse consumers), the protocol its members chose, its leader and deadlines; each
+/// member's rebalance timeout, whether it joined the open rebalance, its protocols and the
+/// assignment its leader gave it, as the bytes Kafka clients exchange.
+const V9: &str = r#"
+ALTER TABLE consumer_groups ADD COLUMN protocol_type TEXT NOT NULL DEFAULT '';
+ALTER TABLE consumer_groups ADD COLUMN protocol_name TEXT NOT NULL DEFAULT '';
+ALTER TABLE consumer_groups ADD COLUMN leader_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE consumer_groups ADD COLUMN deadline_ms BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE consumer_groups ADD COLUMN hold_until_ms BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE group_members ADD COLUMN rebalance_timeout_ms BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE group_members ADD COLUMN joined BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE group_members ADD COLUMN protocols {bytes};
+ALTER TABLE group_members ADD COLUMN member_assignment {bytes};
 "#;

@@ -293,7 +293,7 @@ impl Service {
             group_id: r.group_id,
             state: state.state().to_string(),
             generation: state.generation,
-            assignor: state.assignor.map_or("", Assignor::name).to_string(),
+            assignor: state.assignor_name(),
             members: state
                 .members
                 .iter()
