@@ -156,16 +156,37 @@ async fn kafka_clients_find_brokers_and_create_and_delete_topics() {
         ApiKey::CreateTopics,
         ApiKey::DeleteTopics,
         ApiKey::InitProducerId,
+        ApiKey::FindCoordinator,
+        ApiKey::JoinGroup,
+        ApiKey::SyncGroup,
+        ApiKey::Heartbeat,
+        ApiKey::LeaveGroup,
+        ApiKey::OffsetCommit,
+        ApiKey::OffsetFetch,
+        ApiKey::DescribeGroups,
+        ApiKey::ListGroups,
+        ApiKey::DescribeCluster,
+        ApiKey::DescribeConfigs,
     ] {
         assert!(
             keys.contains(&(api as i16)),
             "{api:?} missing from {keys:?}"
         );
     }
-    assert!(
-        !keys.contains(&(ApiKey::JoinGroup as i16)),
-        "the classic group protocol is not served yet"
-    );
+    // Transactions are not served, nor static membership (JoinGroup v5 and later).
+    for api in [
+        ApiKey::AddPartitionsToTxn,
+        ApiKey::EndTxn,
+        ApiKey::TxnOffsetCommit,
+    ] {
+        assert!(!keys.contains(&(api as i16)), "{api:?} is listed");
+    }
+    let join = v
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == ApiKey::JoinGroup as i16)
+        .unwrap();
+    assert_eq!(join.max_version, 4);
 
     // Created, refused as a duplicate, and refused for what cannot be honoured.
     assert_eq!(create(&mut s, topic("orders", 3)).0, 0);

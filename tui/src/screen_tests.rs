@@ -266,6 +266,12 @@ fn group_fixture() -> (App, u64, streamhouse_client::GroupDescription) {
         generation: 7,
         assignor: "round-robin".into(),
         total_lag: lag,
+        kafka: false,
+    };
+    let kafka = |id: &str, state: &str, members, lag| GroupListing {
+        assignor: "range".into(),
+        kafka: true,
+        ..listing(id, state, members, lag)
     };
     for i in 0..20i64 {
         now += 1_000;
@@ -274,6 +280,7 @@ fn group_fixture() -> (App, u64, streamhouse_client::GroupDescription) {
                 listing("analytics", "stable", 2, 4_000 - 200 * i),
                 listing("billing", "reconciling", 3, 120 + 10 * i),
                 listing("old-batch", "empty", 0, 52_000),
+                kafka("orders-rdkafka", "PreparingRebalance", 3, 900 - 20 * i),
             ]),
             now,
         );
@@ -304,6 +311,7 @@ fn group_fixture() -> (App, u64, streamhouse_client::GroupDescription) {
         state: "stable".into(),
         generation: 7,
         assignor: "round-robin".into(),
+        kafka: false,
         members: vec![
             member("c-0-00000000000000a1", vec![tp(0), tp(2), tp(4)]),
             member("c-1-00000000000000b2", vec![tp(1), tp(3), tp(5)]),

@@ -63,6 +63,8 @@ pub struct GroupSummary {
     pub assignor: String,
     /// Over the partitions it has committed offsets for: high watermark - committed.
     pub total_lag: i64,
+    /// A group of Kafka clients (the classic protocol).
+    pub kafka: bool,
 }
 
 /// Where ResetOffsets moves a group's committed offsets.
@@ -531,6 +533,7 @@ impl MetadataStore {
                     generation: state.generation,
                     assignor: state.assignor_name(),
                     total_lag: lag.get(&id).copied().unwrap_or(0),
+                    kafka: state.kafka.is_some(),
                     group_id: id,
                 });
             }

@@ -235,6 +235,7 @@ impl Service {
                 generation: g.generation,
                 assignor: g.assignor,
                 total_lag: g.total_lag,
+                kafka: g.kafka,
             })
             .collect();
         Ok(pb::ListGroupsResponse {
@@ -294,6 +295,7 @@ impl Service {
             state: state.state().to_string(),
             generation: state.generation,
             assignor: state.assignor_name(),
+            kafka: state.kafka.is_some(),
             members: state
                 .members
                 .iter()

@@ -160,7 +160,8 @@ pub struct ClusterEvent {
 pub struct GroupListing {
     /// The group's id.
     pub group_id: String,
-    /// `empty`, `stable` (every member owns its target) or `reconciling`.
+    /// `empty`, `stable` (every member owns its target) or `reconciling`; for a Kafka
+    /// group, Kafka's names: `Empty`, `PreparingRebalance`, `CompletingRebalance` or `Stable`.
     pub state: String,
     /// Live members.
     pub members: u32,
@@ -170,6 +171,9 @@ pub struct GroupListing {
     pub assignor: String,
     /// Over its committed partitions: high watermark - committed offset.
     pub total_lag: i64,
+    /// A group of Kafka clients, joined through an agent's Kafka listener (the classic
+    /// protocol: its members assign partitions among themselves).
+    pub kafka: bool,
 }
 
 /// One member of a group.
@@ -215,12 +219,15 @@ pub struct GroupPartitionDescription {
 pub struct GroupDescription {
     /// The group's id.
     pub group_id: String,
-    /// `empty`, `stable` or `reconciling`.
+    /// `empty`, `stable` or `reconciling`; for a Kafka group, Kafka's names (`Empty`,
+    /// `PreparingRebalance`, `CompletingRebalance`, `Stable`).
     pub state: String,
     /// The current generation.
     pub generation: i64,
     /// The assignor in use.
     pub assignor: String,
+    /// A group of Kafka clients (see [`GroupListing::kafka`]).
+    pub kafka: bool,
     /// Live members.
     pub members: Vec<GroupMemberDescription>,
     /// Every partition of its topics.

@@ -327,6 +327,7 @@ impl Admin {
                 generation: g.generation,
                 assignor: g.assignor,
                 total_lag: g.total_lag,
+                kafka: g.kafka,
             })
             .collect())
     }
@@ -358,6 +359,7 @@ impl Admin {
             state: resp.state,
             generation: resp.generation,
             assignor: resp.assignor,
+            kafka: resp.kafka,
             members: resp
                 .members
                 .into_iter()

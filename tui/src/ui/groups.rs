@@ -61,15 +61,17 @@ pub(super) fn draw(f: &mut Frame<'_>, app: &App, now: u64, area: Rect) {
             .values()
             .map(|g| {
                 let l = &g.listing;
-                let color = match l.state.as_str() {
+                let state = short_state(&l.state);
+                let color = match state {
                     "stable" => Color::Green,
-                    "reconciling" => Color::Yellow,
+                    "reconciling" | "preparing" | "assigning" => Color::Yellow,
                     _ => Color::DarkGray,
                 };
                 let trend: Vec<f64> = g.lag.tail(spark_w).collect();
                 Row::new(vec![
                     Cell::from(l.group_id.as_str()),
-                    Cell::from(l.state.as_str()).style(Style::new().fg(color)),
+                    Cell::from(state).style(Style::new().fg(color)),
+                    Cell::from(if l.kafka { "kafka" } else { "grpc" }),
                     Cell::from(l.members.to_string()),
                     Cell::from(l.generation.to_string()),
                     Cell::from(l.assignor.as_str()),
@@ -83,6 +85,7 @@ pub(super) fn draw(f: &mut Frame<'_>, app: &App, now: u64, area: Rect) {
             vec![
                 Constraint::Min(12),
                 Constraint::Length(11),
+                Constraint::Length(5),
                 Constraint::Length(7),
                 Constraint::Length(5),
                 Constraint::Length(11),
@@ -90,7 +93,7 @@ pub(super) fn draw(f: &mut Frame<'_>, app: &App, now: u64, area: Rect) {
                 Constraint::Length(spark_w as u16),
             ],
             &[
-                "group", "state", "members", "gen", "assignor", "lag", "trend",
+                "group", "state", "via", "members", "gen", "assignor", "lag", "trend",
             ],
             " Groups  enter open · r reset offsets ",
         );
@@ -98,6 +101,18 @@ pub(super) fn draw(f: &mut Frame<'_>, app: &App, now: u64, area: Rect) {
         f.render_stateful_widget(t, list, &mut state);
     }
     rebalance_list(f, &rebalances, recent);
+}
+
+/// A group's state in a word that fits its column: Kafka's rebalance phases are shortened to
+/// what they wait for (`preparing`: members to join again; `assigning`: the leader's plan).
+fn short_state(state: &str) -> &str {
+    match state {
+        "Empty" => "empty",
+        "Stable" => "stable",
+        "PreparingRebalance" => "preparing",
+        "CompletingRebalance" => "assigning",
+        other => other,
+    }
 }
 
 pub(super) fn rebalance_list(
@@ -154,8 +169,9 @@ pub(super) fn group_detail(
         Paragraph::new(Line::from(vec![
             Span::raw(format!(" {} ", d.group_id)).bold(),
             Span::raw(format!(
-                "· {} · gen {} · {} · {} members · esc back · r reset",
-                d.state,
+                "· {}{} · gen {} · {} · {} members · esc back · r reset",
+                short_state(&d.state),
+                if d.kafka { " (Kafka group)" } else { "" },
                 d.generation,
                 if d.assignor.is_empty() {
                     "-"
