@@ -88,14 +88,21 @@ impl TokenCheck {
         if self.path.is_none() {
             return true;
         }
+        header
+            .and_then(bearer_credentials)
+            .is_some_and(|given| self.admits_token(given))
+    }
+
+    /// Whether a bare token (as a Kafka client's SASL message carries it) is accepted.
+    pub fn admits_token(&self, given: &[u8]) -> bool {
+        if self.path.is_none() {
+            return true;
+        }
         let tokens = self
             .tokens
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let Some(given) = header.and_then(bearer_credentials) else {
-            return false;
-        };
         // Compare against every token in full, so timing says nothing about near misses.
         tokens
             .iter()

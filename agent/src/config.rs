@@ -320,15 +320,6 @@ impl AgentConfig {
         if let Some(a) = &self.kafka_advertise {
             check_host_port("kafka_advertise", a)?;
         }
-        if self.kafka_listen.is_some()
-            && (self.tls_cert.is_some() || self.auth_tokens_file.is_some())
-        {
-            return Err(
-                "kafka_listen is set with TLS or tokens, which the Kafka listener does \
-                 not apply yet (it would serve without them); leave kafka_listen unset"
-                    .into(),
-            );
-        }
         let request = self.max_request_bytes();
         if self.max_buffered_bytes < request {
             return Err(format!(

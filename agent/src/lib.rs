@@ -168,6 +168,7 @@ pub struct Agent {
     metrics_listener: Option<TcpListener>,
     tls: Option<tonic::transport::Identity>,
     tokens: auth::TokenCheck,
+    kafka_security: kafka::security::Security,
 }
 
 impl Agent {
@@ -205,6 +206,8 @@ impl Agent {
                  set --tls-cert and --tls-key"
             );
         }
+        let kafka_security =
+            kafka::security::Security::new(&config, tokens.clone()).map_err(StartError::Config)?;
         let advertise = config.advertise.clone().unwrap_or_else(|| addr.to_string());
         let meta = startup::connect_metadata(&config).await?;
         startup::claim_id(&meta, &id, &config).await?;
@@ -324,6 +327,7 @@ impl Agent {
             metrics_listener,
             tls,
             tokens,
+            kafka_security,
         })
     }
 
@@ -358,9 +362,14 @@ impl Agent {
         let (stop_tx, stop_rx) = watch::channel(false);
         let lease_task = tokio::spawn(lease::run(shared.clone(), stop_rx.clone()));
         let maintenance_task = tokio::spawn(maintenance::run(shared.clone(), stop_rx.clone()));
-        let kafka_task = self
-            .kafka_listener
-            .map(|l| tokio::spawn(kafka::serve(l, shared.clone(), stop_rx.clone())));
+        let kafka_task = self.kafka_listener.map(|l| {
+            tokio::spawn(kafka::serve(
+                l,
+                shared.clone(),
+                self.kafka_security,
+                stop_rx.clone(),
+            ))
+        });
         let gc_task = tokio::spawn(maintenance::run_gc(shared.clone(), stop_rx));
         let metrics_task = self
             .metrics_listener

@@ -384,3 +384,33 @@ pub mod raw {
         .into_inner()
     }
 }
+
+/// Writes a CA-signed certificate for 127.0.0.1 and localhost to `dir/agent.pem`, its key to
+/// `dir/agent.key` and the CA to `dir/ca.pem`; returns the CA's PEM.
+pub fn write_certs(dir: &Path) -> Vec<u8> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    // Distinct names: OpenSSL (librdkafka) takes a certificate whose subject is its issuer's
+    // for self-signed.
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "StreamHouse test CA");
+    let ca =
+        CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("a key")).expect("a CA");
+    let key = KeyPair::generate().expect("a key");
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .expect("certificate parameters");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "streamhouse-agent");
+    let cert = params.signed_by(&key, &ca).expect("a certificate");
+    std::fs::write(dir.join("agent.pem"), cert.pem()).expect("write agent.pem");
+    std::fs::write(dir.join("agent.key"), key.serialize_pem()).expect("write agent.key");
+    std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write ca.pem");
+    ca.pem().into_bytes()
+}

@@ -21,6 +21,8 @@ use streamhouse_tests::{AgentProcess, data_dir, wait_for};
 
 #[path = "kafka/groups.rs"]
 mod kafka_groups;
+#[path = "kafka/security.rs"]
+mod kafka_security;
 
 const BIN: &str = env!("CARGO_BIN_EXE_test-agent");
 
@@ -74,6 +76,17 @@ fn name(s: &str) -> TopicName {
 
 /// Sends `req` at `version` and reads its answer, as a Kafka client does.
 fn call<R: Request>(s: &mut TcpStream, version: i16, req: &R) -> R::Response {
+    send(s, version, req);
+    let mut answer = read_frame(s).expect("an answer");
+    let header = ResponseHeader::decode(&mut answer, R::Response::header_version(version)).unwrap();
+    assert_eq!(header.correlation_id, 7);
+    let response = R::Response::decode(&mut answer, version).unwrap();
+    assert!(!answer.has_remaining(), "bytes left over in the answer");
+    response
+}
+
+/// Sends `req` at `version` without reading an answer.
+fn send<R: Request>(s: &mut TcpStream, version: i16, req: &R) {
     let mut body = BytesMut::new();
     RequestHeader::default()
         .with_request_api_key(R::KEY)
@@ -87,12 +100,6 @@ fn call<R: Request>(s: &mut TcpStream, version: i16, req: &R) -> R::Response {
     frame.put_i32(body.len() as i32);
     frame.extend_from_slice(&body);
     s.write_all(&frame).unwrap();
-    let mut answer = read_frame(s).expect("an answer");
-    let header = ResponseHeader::decode(&mut answer, R::Response::header_version(version)).unwrap();
-    assert_eq!(header.correlation_id, 7);
-    let response = R::Response::decode(&mut answer, version).unwrap();
-    assert!(!answer.has_remaining(), "bytes left over in the answer");
-    response
 }
 
 /// One size-prefixed frame, or `None` if the agent closed the connection.

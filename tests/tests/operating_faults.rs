@@ -99,6 +99,17 @@ fn kafka_settings_that_cannot_work_fail_at_start() {
     let tokens = dir.join("tokens");
     std::fs::write(&tokens, "a-token-of-thirty-two-characters-at-least\n").unwrap();
     let tokens = tokens.display().to_string();
+    // A certificate and a key that is not its own: PEM both, but no usable pair.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    std::fs::write(dir.join("agent.pem"), cert.pem()).unwrap();
+    let other = rcgen::KeyPair::generate().unwrap();
+    std::fs::write(dir.join("other.key"), other.serialize_pem()).unwrap();
+    let cert = dir.join("agent.pem").display().to_string();
+    let other_key = dir.join("other.key").display().to_string();
     let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
         (
             vec!["--kafka-advertise", "h:9092"],
@@ -130,10 +141,27 @@ fn kafka_settings_that_cannot_work_fail_at_start() {
             vec![
                 "--kafka-listen",
                 "127.0.0.1:0",
+                "--tls-cert",
+                &cert,
+                "--tls-key",
+                &other_key,
                 "--auth-tokens-file",
                 &tokens,
             ],
-            vec!["kafka_listen", "TLS or tokens", "leave kafka_listen unset"],
+            vec!["tls_cert and tls_key do not make a usable pair"],
+        ),
+        (
+            vec!["--group-initial-rebalance-delay-ms", "300001"],
+            vec!["group_initial_rebalance_delay_ms 300001", "5 minutes"],
+        ),
+        (
+            vec![
+                "--group-min-session-timeout-ms",
+                "6000",
+                "--group-max-session-timeout-ms",
+                "5999",
+            ],
+            vec!["group_min_session_timeout_ms 6000", "above", "5999"],
         ),
         (
             vec!["--kafka-listen", &taken],

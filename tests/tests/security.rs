@@ -4,28 +4,13 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use streamhouse_agent::{AgentConfig, EmbeddedAgent};
 use streamhouse_client::{
     Admin, ClientError, Consumer, NewTopic, OffsetReset, Producer, Security, TopicPartition,
 };
+use streamhouse_tests::write_certs;
 
 const TOKEN: &str = "test-token-0123456789abcdef";
-
-/// A CA, and a certificate it signed for 127.0.0.1 and localhost; returns the CA's PEM.
-fn write_certs(dir: &Path) -> Vec<u8> {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-    std::fs::write(dir.join("agent.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("agent.key"), key.serialize_pem()).unwrap();
-    ca.pem().into_bytes()
-}
 
 fn secured_agent(dir: &Path) -> (EmbeddedAgent, Vec<u8>) {
     let ca = write_certs(dir);

@@ -46,6 +46,10 @@ pub(super) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 4),
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::DescribeConfigs, 1, 4),
+    // After a version 0 SaslHandshake the client sends its SASL message bare; since Kafka
+    // 1.0 clients use version 1 and SaslAuthenticate. librdkafka looks for both.
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
 /// Most topics one CreateTopics or DeleteTopics may name; a longer request is refused whole

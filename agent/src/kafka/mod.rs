@@ -15,16 +15,19 @@
 mod apis;
 mod data;
 mod groups;
+pub(crate) mod security;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader};
+use kafka_protocol::messages::{SaslAuthenticateResponse, SaslHandshakeResponse};
 use kafka_protocol::protocol::{Decodable, Encodable};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::Shared;
@@ -50,10 +53,14 @@ impl KafkaIdentity {
     }
 }
 
+/// Longest a client may take over its TLS handshake.
+const TLS_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Accepts Kafka connections until `stop` turns true.
 pub(crate) async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
+    security: security::Security,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -65,8 +72,29 @@ pub(crate) async fn serve(
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
+                let security = security.clone();
                 tokio::spawn(async move {
-                    match connection(stream, &shared).await {
+                    let sasl = security.sasl().then(|| security.tokens.clone());
+                    let served = match &security.tls {
+                        None => {
+                            let (rd, wr) = stream.into_split();
+                            connection(rd, wr, Some(peer), sasl, &shared).await
+                        }
+                        Some(tls) => {
+                            match tokio::time::timeout(TLS_HANDSHAKE, tls.accept(stream)).await {
+                                Ok(Ok(stream)) => {
+                                    let (rd, wr) = tokio::io::split(stream);
+                                    connection(rd, wr, Some(peer), sasl, &shared).await
+                                }
+                                Ok(Err(e)) => Err(ConnectionEnd::Tls(e.to_string())),
+                                Err(_) => Err(ConnectionEnd::Tls(format!(
+                                    "no TLS handshake within {} s",
+                                    TLS_HANDSHAKE.as_secs()
+                                ))),
+                            }
+                        }
+                    };
+                    match served {
                         Ok(()) => {}
                         // The client went away: nothing an operator need act on.
                         Err(why @ ConnectionEnd::Io(_)) => {
@@ -108,6 +136,92 @@ pub(crate) enum ConnectionEnd {
         version: i16,
         why: String,
     },
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("{0:?} before SASL authentication; this listener requires SASL (PLAIN or OAUTHBEARER)")]
+    Unauthenticated(ApiKey),
+    #[error("SASL authentication failed: {0}")]
+    AuthenticationFailed(security::SaslError),
+}
+
+/// Where a connection stands with SASL.
+#[derive(Debug)]
+pub(crate) struct Sasl {
+    /// The tokens it must present one of; `None`: the listener does not use SASL.
+    tokens: Option<crate::auth::TokenCheck>,
+    /// The mechanism SaslHandshake chose.
+    mechanism: Option<&'static str>,
+    done: bool,
+    /// Why the connection ends once the answer being written is out.
+    failed: Option<security::SaslError>,
+    /// A version 0 SaslHandshake succeeded: the next frame is a bare SASL message.
+    raw_next: bool,
+}
+
+impl Sasl {
+    fn new(tokens: Option<crate::auth::TokenCheck>) -> Sasl {
+        Sasl {
+            tokens,
+            mechanism: None,
+            done: false,
+            failed: None,
+            raw_next: false,
+        }
+    }
+
+    /// Whether requests other than ApiVersions and SASL's own may be served.
+    fn admits(&self) -> bool {
+        self.tokens.is_none() || self.done
+    }
+
+    fn handshake(&mut self, mechanism: &str, version: i16) -> SaslHandshakeResponse {
+        let offered = security::MECHANISMS
+            .iter()
+            .map(|m| kafka_protocol::protocol::StrBytes::from_static_str(m))
+            .collect();
+        let code = if self.tokens.is_none() || self.done {
+            ResponseError::IllegalSaslState
+        } else if let Some(m) = security::MECHANISMS.iter().find(|m| **m == mechanism) {
+            self.mechanism = Some(m);
+            self.raw_next = version == 0;
+            return SaslHandshakeResponse::default().with_mechanisms(offered);
+        } else {
+            ResponseError::UnsupportedSaslMechanism
+        };
+        SaslHandshakeResponse::default()
+            .with_error_code(code.code())
+            .with_mechanisms(offered)
+    }
+
+    fn authenticate(&mut self, message: &[u8]) -> SaslAuthenticateResponse {
+        let refuse = |code: ResponseError, why: String| {
+            SaslAuthenticateResponse::default()
+                .with_error_code(code.code())
+                .with_error_message(Some(kafka_protocol::protocol::StrBytes::from_string(why)))
+        };
+        let (Some(tokens), false) = (&self.tokens, self.done) else {
+            return refuse(
+                ResponseError::IllegalSaslState,
+                "this connection is not authenticating".into(),
+            );
+        };
+        let Some(mechanism) = self.mechanism else {
+            let e = security::SaslError::NoHandshake;
+            self.failed = Some(e.clone());
+            return refuse(ResponseError::IllegalSaslState, e.to_string());
+        };
+        match security::authenticate(tokens, mechanism, message) {
+            Ok(()) => {
+                self.done = true;
+                SaslAuthenticateResponse::default()
+            }
+            Err(e) => {
+                let answer = refuse(ResponseError::SaslAuthenticationFailed, e.to_string());
+                self.failed = Some(e);
+                answer
+            }
+        }
+    }
 }
 
 /// Requests a connection may have read and not yet answered. Kafka's idempotent producers
@@ -120,10 +234,19 @@ type Pending = Pin<Box<dyn Future<Output = Result<Option<BytesMut>, ConnectionEn
 /// Reads requests and starts each in turn (a produce's batches reach the writer in the order
 /// they came, so a partition's log keeps it), while answers are written in the same order as
 /// they complete: requests are pipelined as Kafka clients expect, up to [`PIPELINED`].
-async fn connection(stream: TcpStream, shared: &Arc<Shared>) -> Result<(), ConnectionEnd> {
+async fn connection<R, W>(
+    mut rd: R,
+    mut wr: W,
+    peer: Option<std::net::SocketAddr>,
+    tokens: Option<crate::auth::TokenCheck>,
+    shared: &Arc<Shared>,
+) -> Result<(), ConnectionEnd>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
     let max = shared.config.max_request_bytes();
-    let peer = stream.peer_addr().ok();
-    let (mut rd, mut wr) = stream.into_split();
+    let mut sasl = Sasl::new(tokens);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Pending>(PIPELINED);
     let reader = async move {
         loop {
@@ -132,7 +255,10 @@ async fn connection(stream: TcpStream, shared: &Arc<Shared>) -> Result<(), Conne
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
                 Err(e) => return Err(ConnectionEnd::from(e)),
             };
-            if size < 8 || size as usize > max {
+            // After a version 0 SaslHandshake the next frame is the client's bare SASL
+            // message, which may be shorter than a request header.
+            let least = if sasl.raw_next { 1 } else { 8 };
+            if size < least || size as usize > max {
                 return Err(ConnectionEnd::FrameSize { size, max });
             }
             // Grown as bytes arrive: a declared size alone reserves little.
@@ -141,10 +267,24 @@ async fn connection(stream: TcpStream, shared: &Arc<Shared>) -> Result<(), Conne
             if got < size as usize {
                 return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
             }
-            let pending = start(shared, peer, Bytes::from(frame)).await?;
+            let pending = if sasl.raw_next {
+                sasl.raw_next = false;
+                let answer = sasl.authenticate(&frame);
+                // Success is an empty frame; a failure ends the connection (below).
+                let empty: Pending = Box::pin(std::future::ready(Ok(
+                    (answer.error_code == 0).then(|| BytesMut::from(&[0u8; 4][..]))
+                )));
+                empty
+            } else {
+                start(shared, peer, &mut sasl, Bytes::from(frame)).await?
+            };
             if tx.send(pending).await.is_err() {
                 // The writer stopped: its error is the connection's.
                 return Ok(());
+            }
+            if let Some(why) = sasl.failed.take() {
+                // Its answer goes out first; then the connection ends, as Kafka's does.
+                return Err(ConnectionEnd::AuthenticationFailed(why));
             }
         }
     };
@@ -166,6 +306,7 @@ async fn connection(stream: TcpStream, shared: &Arc<Shared>) -> Result<(), Conne
 pub(crate) async fn start(
     shared: &Arc<Shared>,
     peer: Option<std::net::SocketAddr>,
+    sasl: &mut Sasl,
     mut frame: Bytes,
 ) -> Result<Pending, ConnectionEnd> {
     let raw_key = (&frame[0..2]).get_i16();
@@ -198,6 +339,22 @@ pub(crate) async fn start(
         )));
     }
     let correlation_id = header.correlation_id;
+    let now = |response: Result<BytesMut, ConnectionEnd>| -> Result<Pending, ConnectionEnd> {
+        Ok(Box::pin(std::future::ready(response.map(Some))))
+    };
+    match request {
+        RequestKind::SaslHandshake(r) => {
+            let answer = sasl.handshake(r.mechanism.as_str(), version);
+            return now(encode(api, version, correlation_id, &answer.into()));
+        }
+        RequestKind::SaslAuthenticate(r) => {
+            let answer = sasl.authenticate(&r.auth_bytes);
+            return now(encode(api, version, correlation_id, &answer.into()));
+        }
+        RequestKind::ApiVersions(_) => {}
+        _ if !sasl.admits() => return Err(ConnectionEnd::Unauthenticated(api)),
+        _ => {}
+    }
     let client = groups::Client {
         id: header.client_id.map(|c| c.to_string()).unwrap_or_default(),
         peer,
