@@ -23,6 +23,7 @@ import threading
 import time
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from shared import Reads
 
 
 def produce(bootstrap, topic, start, n):
@@ -51,11 +52,8 @@ def main():
 
     produce(a.bootstrap, a.topic, 0, a.records)
     total = 2 * a.records
-    lock = threading.Lock()
-    seen = {}  # (partition, offset) -> value
-    twice = []
-    assigned = {}  # member index -> set of partitions
-    errors = []
+    r = Reads()
+    lock, seen, assigned, errors = r.lock, r.seen, r.assigned, r.errors
     stop = [threading.Event() for _ in range(3)]
     started = time.monotonic()
 
@@ -94,10 +92,7 @@ def main():
                     continue
                 with lock:
                     for m in good:
-                        k = (m.partition(), m.offset())
-                        if k in seen:
-                            twice.append(k)
-                        seen[k] = m.value()
+                        r.record(m.partition(), m.offset(), m.value())
                 try:
                     c.commit(asynchronous=False)
                 except KafkaException as e:
@@ -110,15 +105,7 @@ def main():
     for t in threads:
         t.start()
 
-    def wait(what, cond, within=90):
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            with lock:
-                if cond():
-                    return
-            time.sleep(0.05)
-        with lock:
-            sys.exit(f"timed out waiting for {what}: read {len(seen)}, assigned {assigned}, errors {errors[:3]}")
+    wait = r.wait
 
     wait(
         "three members sharing every partition, and half the records read",
@@ -146,13 +133,7 @@ def main():
     for t in threads[:2]:
         t.join(30)
 
-    if errors:
-        sys.exit(f"errors: {errors[:5]}")
-    if twice:
-        sys.exit(f"{len(twice)} records read twice, first {twice[:5]}")
-    values = sorted(int(v.decode().split("-")[1]) for v in seen.values())
-    if values != list(range(total)):
-        sys.exit(f"read {len(values)} distinct records of {total}")
+    r.check_once(total)
     # The group's committed offsets are the partitions' ends.
     check = Consumer({"bootstrap.servers": a.bootstrap, "group.id": a.group})
     parts = [TopicPartition(a.topic, p) for p in range(a.partitions)]

@@ -19,6 +19,7 @@ import time
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+from shared import Reads
 
 
 def produce(bootstrap, topic, start, n):
@@ -44,11 +45,9 @@ def main():
 
     produce(a.bootstrap, a.topic, 0, a.records)
     total = 2 * a.records
-    lock = threading.Lock()
-    seen = {}
-    twice = []
-    assigned = {0: set(), 1: set()}
-    errors = []
+    r = Reads()
+    r.assigned.update({0: set(), 1: set()})
+    lock, seen, assigned, errors = r.lock, r.seen, r.assigned, r.errors
     stop = [threading.Event(), threading.Event()]
 
     def member(i):
@@ -69,11 +68,8 @@ def main():
                 with lock:
                     assigned[i] = {tp.partition for tp in c.assignment()}
                     for records in batches.values():
-                        for r in records:
-                            k = (r.partition, r.offset)
-                            if k in seen:
-                                twice.append(k)
-                            seen[k] = r.value
+                        for rec in records:
+                            r.record(rec.partition, rec.offset, rec.value)
                 if batches:
                     c.commit()
         except Exception as e:  # noqa: BLE001 - reported, and the run fails
@@ -85,17 +81,7 @@ def main():
     for t in threads:
         t.start()
 
-    def wait(what, cond, within=90):
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            with lock:
-                if errors:
-                    sys.exit(f"errors: {errors[:3]}")
-                if cond():
-                    return
-            time.sleep(0.05)
-        with lock:
-            sys.exit(f"timed out waiting for {what}: read {len(seen)}, assigned {assigned}")
+    wait = r.wait
 
     wait(
         "two members sharing every partition",
@@ -112,13 +98,7 @@ def main():
     )
     stop[0].set()
     threads[0].join(30)
-    if errors:
-        sys.exit(f"errors: {errors[:3]}")
-    if twice:
-        sys.exit(f"{len(twice)} records read twice, first {twice[:5]}")
-    values = sorted(int(v.decode().split("-")[1]) for v in seen.values())
-    if values != list(range(total)):
-        sys.exit(f"read {len(values)} distinct records of {total}")
+    r.check_once(total)
     check = KafkaConsumer(bootstrap_servers=a.bootstrap, group_id=a.group, enable_auto_commit=False)
     parts = [TopicPartition(a.topic, p) for p in range(a.partitions)]
     ends = check.end_offsets(parts)

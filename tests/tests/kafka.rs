@@ -35,8 +35,15 @@ fn free_port() -> u16 {
 }
 
 fn kafka_agent(dir: &std::path::Path) -> (AgentProcess, String) {
+    kafka_agent_with(dir, &[])
+}
+
+/// An agent listening for Kafka on a free port, with `extra` flags; returns its Kafka address.
+fn kafka_agent_with(dir: &std::path::Path, extra: &[&str]) -> (AgentProcess, String) {
     let kafka = format!("127.0.0.1:{}", free_port());
-    let agent = AgentProcess::start(BIN, dir, &["--kafka-listen", &kafka]);
+    let mut flags = vec!["--kafka-listen", &kafka];
+    flags.extend_from_slice(extra);
+    let agent = AgentProcess::start(BIN, dir, &flags);
     (agent, kafka)
 }
 
@@ -48,20 +55,25 @@ async fn agent_with_topic(
 ) -> (AgentProcess, String) {
     let (agent, kafka) = kafka_agent(dir);
     assert_eq!(create(&mut connect(&kafka), topic(name, partitions)).0, 0);
-    let n = name.to_string();
+    all_led(&kafka, name).await;
+    (agent, kafka)
+}
+
+/// Waits until every partition of `topic` has a leader, as `kafka`'s Metadata says.
+async fn all_led(kafka: &str, topic: &str) -> MetadataResponse {
+    let (kafka, topic) = (kafka.to_string(), topic.to_string());
     wait_for("every partition led", Duration::from_secs(30), || {
-        let (kafka, n) = (kafka.clone(), n.clone());
+        let (kafka, topic) = (kafka.clone(), topic.clone());
         async move {
-            let m = metadata(&mut connect(&kafka), 12, Some(&[&n]));
+            let m = metadata(&mut connect(&kafka), 12, Some(&[&topic]));
             m.topics[0]
                 .partitions
                 .iter()
                 .all(|p| p.error_code == 0)
-                .then_some(())
+                .then_some(m)
         }
     })
-    .await;
-    (agent, kafka)
+    .await
 }
 
 fn connect(addr: &str) -> TcpStream {
@@ -1273,15 +1285,7 @@ async fn librdkafka_idempotent_producer_keeps_every_record_once_through_a_kill_9
         .join(",");
     let first = agents[0].1.clone();
     assert_eq!(create(&mut connect(&first), topic("orders", 6)).0, 0);
-    let spread = wait_for("every partition led", Duration::from_secs(30), || {
-        let first = first.clone();
-        async move {
-            let m = metadata(&mut connect(&first), 12, Some(&["orders"]));
-            let parts = &m.topics[0].partitions;
-            parts.iter().all(|p| p.error_code == 0).then_some(m)
-        }
-    })
-    .await;
+    let spread = all_led(&first, "orders").await;
 
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),

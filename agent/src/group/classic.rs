@@ -209,16 +209,19 @@ fn after_removal(g: &mut Group, now: i64) {
     }
 }
 
-fn begin_rebalance(g: &mut Group, now: i64, initial_delay_ms: i64) {
-    let was_empty = g.phase == Phase::Empty;
-    g.phase = Phase::PreparingRebalance;
-    let longest = g
-        .members
+/// A rebalance waits as long as its most patient member allows (Kafka's rule).
+fn longest_rebalance(g: &Group) -> i64 {
+    g.members
         .iter()
         .map(|m| m.rebalance_timeout_ms)
         .max()
-        .unwrap_or(0);
-    g.deadline_ms = now + longest;
+        .unwrap_or(0)
+}
+
+fn begin_rebalance(g: &mut Group, now: i64, initial_delay_ms: i64) {
+    let was_empty = g.phase == Phase::Empty;
+    g.phase = Phase::PreparingRebalance;
+    g.deadline_ms = now + longest_rebalance(g);
     g.hold_until_ms = if was_empty {
         (now + initial_delay_ms).min(g.deadline_ms)
     } else {
@@ -254,13 +257,7 @@ pub fn try_complete(g: &mut Group, now: i64) -> bool {
         g.leader = g.members[0].id.clone();
     }
     g.phase = Phase::CompletingRebalance;
-    let longest = g
-        .members
-        .iter()
-        .map(|m| m.rebalance_timeout_ms)
-        .max()
-        .unwrap_or(0);
-    g.deadline_ms = now + longest;
+    g.deadline_ms = now + longest_rebalance(g);
     for m in &mut g.members {
         m.joined = false;
         m.generation = g.generation;

@@ -207,13 +207,7 @@ impl MetadataStore {
                 after.leader,
                 ids.join(", ")
             );
-            sqlx::query(&format!(
-                "INSERT INTO events (at_ms, kind, subject, detail) VALUES ({now}, 'rebalance', $1, $2)"
-            ))
-            .bind(group)
-            .bind(detail)
-            .execute(&mut **tx)
-            .await?;
+            self.record_rebalance(tx, group, &detail).await?;
         }
         Ok(())
     }

@@ -228,14 +228,26 @@ impl MetadataStore {
                 state.generation,
                 ids.join(", ")
             );
-            sqlx::query(&format!(
-                "INSERT INTO events (at_ms, kind, subject, detail) VALUES ({now}, 'rebalance', $1, $2)"
-            ))
-            .bind(group)
-            .bind(detail)
-            .execute(&mut **tx)
-            .await?;
+            self.record_rebalance(tx, group, &detail).await?;
         }
+        Ok(())
+    }
+
+    /// Adds a `rebalance` event for `group` to the events log.
+    pub(super) async fn record_rebalance(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        group: &str,
+        detail: &str,
+    ) -> Result<()> {
+        let now = self.dialect.now_ms();
+        sqlx::query(&format!(
+            "INSERT INTO events (at_ms, kind, subject, detail) VALUES ({now}, 'rebalance', $1, $2)"
+        ))
+        .bind(group)
+        .bind(detail)
+        .execute(&mut **tx)
+        .await?;
         Ok(())
     }
 
@@ -593,26 +605,14 @@ impl MetadataStore {
                                 .clamp(lo, hi)
                         }
                     };
-                    sqlx::query(
-                        "INSERT INTO committed_offsets (group_id, topic, partition_id,
-                            committed_offset, metadata, generation, committed_at_ms)
-                         VALUES ($1, $2, $3, $4, 'reset', $5, $6)
-                         ON CONFLICT (group_id, topic, partition_id) DO UPDATE SET
-                            committed_offset = excluded.committed_offset,
-                            metadata = excluded.metadata,
-                            generation = excluded.generation,
-                            committed_at_ms = excluded.committed_at_ms",
-                    )
-                    .bind(group)
-                    .bind(topic)
-                    .bind(i64::from(p))
-                    .bind(offset)
-                    .bind(state.generation)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
                     out.push((p, offset));
                 }
+                let rows: Vec<(String, u32, i64, String)> = out
+                    .iter()
+                    .map(|&(p, o)| (topic.to_string(), p, o, "reset".to_string()))
+                    .collect();
+                self.write_offsets(&mut tx, group, state.generation, now, &rows)
+                    .await?;
                 tx.commit().await?;
                 Ok(Ok(out))
             })

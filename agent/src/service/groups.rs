@@ -36,7 +36,8 @@ fn check_len(what: &str, len: usize, max: usize) -> Result<()> {
 }
 
 /// A new member's id: its client id (cut to fit) and a random suffix, within [`MAX_ID`].
-fn new_member_id(client_id: &str) -> String {
+/// Kafka clients' members get theirs here too.
+pub(crate) fn new_member_id(client_id: &str) -> String {
     const SUFFIX: usize = 17; // '-' and 16 hex digits
     let client = if client_id.is_empty() {
         "consumer"

@@ -22,6 +22,7 @@ use crate::writer::Appended;
 mod cluster;
 mod fetch;
 mod groups;
+pub(crate) use groups::new_member_id;
 mod produce;
 mod topics;
 

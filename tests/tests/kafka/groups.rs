@@ -21,34 +21,7 @@ use super::*;
 
 /// An agent whose Kafka groups complete their first rebalance after 300 ms, not 3 s.
 fn group_agent(dir: &std::path::Path) -> (AgentProcess, String) {
-    let kafka = format!("127.0.0.1:{}", free_port());
-    let agent = AgentProcess::start(
-        BIN,
-        dir,
-        &[
-            "--kafka-listen",
-            &kafka,
-            "--group-initial-rebalance-delay-ms",
-            "300",
-        ],
-    );
-    (agent, kafka)
-}
-
-async fn all_led(kafka: &str, topic: &str) {
-    let (kafka, topic) = (kafka.to_string(), topic.to_string());
-    wait_for("every partition led", Duration::from_secs(30), || {
-        let (kafka, topic) = (kafka.clone(), topic.clone());
-        async move {
-            let m = metadata(&mut connect(&kafka), 12, Some(&[&topic]));
-            m.topics[0]
-                .partitions
-                .iter()
-                .all(|p| p.error_code == 0)
-                .then_some(())
-        }
-    })
-    .await;
+    kafka_agent_with(dir, &["--group-initial-rebalance-delay-ms", "300"])
 }
 
 fn s(v: &str) -> StrBytes {

@@ -14,14 +14,10 @@ const TOKEN: &str = "kafka-token-0123456789abcdef";
 fn secured_agent(dir: &std::path::Path) -> (AgentProcess, String, String) {
     streamhouse_tests::write_certs(dir);
     std::fs::write(dir.join("tokens"), format!("{TOKEN}\n")).unwrap();
-    let kafka = format!("127.0.0.1:{}", free_port());
     let path = |f: &str| dir.join(f).display().to_string();
-    let agent = AgentProcess::start(
-        BIN,
+    let (agent, kafka) = kafka_agent_with(
         dir,
         &[
-            "--kafka-listen",
-            &kafka,
             "--tls-cert",
             &path("agent.pem"),
             "--tls-key",
@@ -121,14 +117,8 @@ async fn librdkafka_produces_and_consumes_with_oauthbearer_and_plain_tokens() {
 /// An agent with tokens but no TLS (Kafka's SASL_PLAINTEXT), so raw frames can be sent.
 fn sasl_plaintext_agent(dir: &std::path::Path) -> (AgentProcess, String) {
     std::fs::write(dir.join("tokens"), format!("{TOKEN}\n")).unwrap();
-    let kafka = format!("127.0.0.1:{}", free_port());
     let tokens = dir.join("tokens").display().to_string();
-    let agent = AgentProcess::start(
-        BIN,
-        dir,
-        &["--kafka-listen", &kafka, "--auth-tokens-file", &tokens],
-    );
-    (agent, kafka)
+    kafka_agent_with(dir, &["--auth-tokens-file", &tokens])
 }
 
 fn handshake(s: &mut TcpStream, version: i16, mechanism: &str) -> SaslHandshakeResponse {
