@@ -634,3 +634,74 @@ async fn group_requests_refuse_the_worst_value_of_every_field() {
         .unwrap();
     assert_eq!(retention.value.as_deref(), Some("604800000"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn librdkafka_group_carries_on_through_a_kill_9_of_its_coordinator() {
+    use std::io::{BufRead, Write};
+    use std::process::{Command, Stdio};
+    if !python_has("confluent_kafka", "confluent-kafka") {
+        return;
+    }
+    let (_guard, dir) = data_dir();
+    let mut agents: Vec<(Option<AgentProcess>, String)> = (0..3)
+        .map(|_| {
+            let (a, k) = group_agent(&dir);
+            (Some(a), k)
+        })
+        .collect();
+    let bootstrap = agents
+        .iter()
+        .map(|(_, k)| k.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    assert_eq!(create(&mut connect(&agents[0].1), topic("survive", 6)).0, 0);
+    all_led(&agents[0].1, "survive").await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/kafka_clients/group_consume.py"
+    );
+    let mut child = Command::new("python3")
+        .args([script, "--bootstrap", &bootstrap, "--topic", "survive"])
+        .args([
+            "--partitions",
+            "6",
+            "--records",
+            "20000",
+            "--group",
+            "survivors",
+        ])
+        .arg("--hold")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("a line").expect("the script's output");
+    assert_eq!(first, "holding", "the group did not form");
+    // The agent FindCoordinator names for the group, as the consumers were told.
+    let mut k = connect(&agents[0].1);
+    let found: FindCoordinatorResponse = call(
+        &mut k,
+        3,
+        &FindCoordinatorRequest::default().with_key(s("survivors")),
+    );
+    assert_eq!(found.error_code, 0);
+    let coordinator = format!("{}:{}", found.host.as_str(), found.port);
+    let victim = agents
+        .iter_mut()
+        .find(|(_, k)| *k == coordinator)
+        .expect("the coordinator is one of ours");
+    victim.0.take().unwrap().kill9();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"go\n")
+        .expect("tell the script to go on");
+    let rest: Vec<String> = lines.map(|l| l.expect("the script's output")).collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "the group did not carry on: {rest:?}");
+    let last = rest.last().expect("the script's result");
+    assert!(last.starts_with("ok 40000 [2, 2, 2] [3, 3]"), "{last}");
+}
