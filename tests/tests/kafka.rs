@@ -11,9 +11,10 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, MetadataRequest, MetadataResponse, RequestHeader,
-    ResponseHeader, TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, ConsumerGroupHeartbeatRequest,
+    ConsumerGroupHeartbeatResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, EndTxnRequest, EndTxnResponse, JoinGroupRequest, JoinGroupResponse,
+    MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use streamhouse_agent::testing::present_or_skip;
@@ -322,8 +323,10 @@ async fn hostile_kafka_frames_end_only_their_own_connection() {
     huge_array.extend_from_slice(&i32::MAX.to_be_bytes());
     let mut unknown_api = header(999, 0);
     unknown_api.extend_from_slice(&[0; 8]);
-    let mut join = header(ApiKey::JoinGroup as i16, 5);
-    join.extend_from_slice(&[0; 16]);
+    let mut old_produce = header(ApiKey::Produce as i16, 2);
+    old_produce.extend_from_slice(&[0; 16]);
+    let mut delete_records = header(ApiKey::DeleteRecords as i16, 0);
+    delete_records.extend_from_slice(&[0; 16]);
     let mut trailing = header(ApiKey::Metadata as i16, 1);
     trailing.extend_from_slice(&0i32.to_be_bytes());
     trailing.extend_from_slice(b"junk");
@@ -341,7 +344,12 @@ async fn hostile_kafka_frames_end_only_their_own_connection() {
         }),
         ("array length of 2^31-1", framed(&huge_array)),
         ("unknown API key", framed(&unknown_api)),
-        ("an API not served", framed(&join)),
+        // Unserved, and their answers carry errors only per partition: no true answer.
+        ("an old Produce version", framed(&old_produce)),
+        (
+            "an API not served without an error code",
+            framed(&delete_records),
+        ),
         ("bytes after the request", framed(&trailing)),
     ];
     for (what, frame) in cases {
@@ -350,6 +358,20 @@ async fn hostile_kafka_frames_end_only_their_own_connection() {
             "{what}: the connection should be closed unanswered"
         );
     }
+
+    // An API or version not served whose answer has an error code of its own is answered
+    // UNSUPPORTED_VERSION, and the connection goes on.
+    let mut s = connect(&kafka);
+    let join: JoinGroupResponse = call(&mut s, 5, &JoinGroupRequest::default());
+    assert_eq!(join.error_code, ResponseError::UnsupportedVersion.code());
+    let end: EndTxnResponse = call(&mut s, 3, &EndTxnRequest::default());
+    assert_eq!(end.error_code, ResponseError::UnsupportedVersion.code());
+    let cg: ConsumerGroupHeartbeatResponse =
+        call(&mut s, 0, &ConsumerGroupHeartbeatRequest::default());
+    assert_eq!(cg.error_code, ResponseError::UnsupportedVersion.code());
+    let m: MetadataResponse = call(&mut s, 13, &MetadataRequest::default());
+    assert_eq!(m.error_code, ResponseError::UnsupportedVersion.code());
+    assert_eq!(metadata(&mut s, 12, None).brokers.len(), 1);
 
     // A client newer than the agent is told which versions there are, at version 0.
     let mut s = connect(&kafka);

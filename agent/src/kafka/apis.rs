@@ -96,6 +96,83 @@ fn api_versions() -> Vec<ApiVersion> {
         .collect()
 }
 
+/// Answers to requests of an API or version not in [`SUPPORTED`], for the APIs whose response
+/// carries an error code of its own: `UNSUPPORTED_VERSION`, so a client that did not look at
+/// `ApiVersions` still gets a refusal rather than a closed connection. `None` for the others
+/// (their responses only carry errors per topic or partition, and an empty one would read as
+/// success): their connection ends.
+macro_rules! refusals {
+    ($($api:ident => $response:ident,)*) => {
+        pub(super) fn refusal(api: ApiKey) -> Option<ResponseKind> {
+            let code = ResponseError::UnsupportedVersion.code();
+            match api {
+                $(ApiKey::$api => Some(ResponseKind::$api(
+                    kafka_protocol::messages::$response::default().with_error_code(code),
+                )),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+refusals! {
+    AddOffsetsToTxn => AddOffsetsToTxnResponse,
+    AddPartitionsToTxn => AddPartitionsToTxnResponse,
+    AddRaftVoter => AddRaftVoterResponse,
+    AllocateProducerIds => AllocateProducerIdsResponse,
+    AlterPartitionReassignments => AlterPartitionReassignmentsResponse,
+    AlterPartition => AlterPartitionResponse,
+    AlterShareGroupOffsets => AlterShareGroupOffsetsResponse,
+    AssignReplicasToDirs => AssignReplicasToDirsResponse,
+    BeginQuorumEpoch => BeginQuorumEpochResponse,
+    BrokerHeartbeat => BrokerHeartbeatResponse,
+    BrokerRegistration => BrokerRegistrationResponse,
+    ConsumerGroupHeartbeat => ConsumerGroupHeartbeatResponse,
+    ControllerRegistration => ControllerRegistrationResponse,
+    CreateDelegationToken => CreateDelegationTokenResponse,
+    DeleteShareGroupOffsets => DeleteShareGroupOffsetsResponse,
+    DescribeAcls => DescribeAclsResponse,
+    DescribeClientQuotas => DescribeClientQuotasResponse,
+    DescribeCluster => DescribeClusterResponse,
+    DescribeDelegationToken => DescribeDelegationTokenResponse,
+    DescribeLogDirs => DescribeLogDirsResponse,
+    DescribeQuorum => DescribeQuorumResponse,
+    DescribeUserScramCredentials => DescribeUserScramCredentialsResponse,
+    ElectLeaders => ElectLeadersResponse,
+    EndQuorumEpoch => EndQuorumEpochResponse,
+    EndTxn => EndTxnResponse,
+    Envelope => EnvelopeResponse,
+    ExpireDelegationToken => ExpireDelegationTokenResponse,
+    Fetch => FetchResponse,
+    FetchSnapshot => FetchSnapshotResponse,
+    FindCoordinator => FindCoordinatorResponse,
+    GetTelemetrySubscriptions => GetTelemetrySubscriptionsResponse,
+    Heartbeat => HeartbeatResponse,
+    InitProducerId => InitProducerIdResponse,
+    JoinGroup => JoinGroupResponse,
+    LeaveGroup => LeaveGroupResponse,
+    ListConfigResources => ListConfigResourcesResponse,
+    ListGroups => ListGroupsResponse,
+    ListPartitionReassignments => ListPartitionReassignmentsResponse,
+    ListTransactions => ListTransactionsResponse,
+    Metadata => MetadataResponse,
+    OffsetDelete => OffsetDeleteResponse,
+    OffsetFetch => OffsetFetchResponse,
+    PushTelemetry => PushTelemetryResponse,
+    RemoveRaftVoter => RemoveRaftVoterResponse,
+    RenewDelegationToken => RenewDelegationTokenResponse,
+    SaslAuthenticate => SaslAuthenticateResponse,
+    SaslHandshake => SaslHandshakeResponse,
+    ShareAcknowledge => ShareAcknowledgeResponse,
+    ShareFetch => ShareFetchResponse,
+    ShareGroupHeartbeat => ShareGroupHeartbeatResponse,
+    SyncGroup => SyncGroupResponse,
+    UnregisterBroker => UnregisterBrokerResponse,
+    UpdateFeatures => UpdateFeaturesResponse,
+    UpdateRaftVoter => UpdateRaftVoterResponse,
+    Vote => VoteResponse,
+}
+
 /// The answer to an `ApiVersions` request newer than ours.
 pub(super) fn api_versions_unsupported() -> ApiVersionsResponse {
     ApiVersionsResponse::default()

@@ -326,7 +326,21 @@ pub(crate) async fn start(
         return Ok(Box::pin(std::future::ready(answer.map(Some))));
     }
     if !apis::supports(api, version) {
-        return Err(ConnectionEnd::Unsupported { api, version });
+        // Answered with UNSUPPORTED_VERSION where the API's answer at this version has an
+        // error code to carry it; otherwise no answer of the right shape exists.
+        let unsupported = ConnectionEnd::Unsupported { api, version };
+        let Some(refusal) = apis::refusal(api) else {
+            return Err(unsupported);
+        };
+        let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
+            .map_err(|e| malformed(e.to_string()))?;
+        return match encode(api, version, header.correlation_id, &refusal) {
+            Ok(answer) => {
+                tracing::debug!("{unsupported}: answered UNSUPPORTED_VERSION");
+                Ok(Box::pin(std::future::ready(Ok(Some(answer)))))
+            }
+            Err(_) => Err(unsupported),
+        };
     }
     let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
         .map_err(|e| malformed(e.to_string()))?;
