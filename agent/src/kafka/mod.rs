@@ -1,16 +1,19 @@
 //! The Kafka listener: Kafka clients and tools speak to an agent in Kafka's own protocol.
 //!
 //! Each connection reads size-prefixed request frames, decodes them with the
-//! `kafka-protocol` codec (vendored with array reservations bounded by the frame), answers
-//! them one at a time in the order they came (Kafka's rule: a client matches answers by
-//! order as well as by correlation id), and writes each answer before reading the next.
+//! `kafka-protocol` codec (vendored with array reservations bounded by the frame), and answers
+//! them in the order they came (Kafka's rule: a client matches answers by order as well as by
+//! correlation id). Up to [`PIPELINED`] requests are in hand at once: each is started in
+//! order, and its answer (a produce's commit, a fetch's long poll, a group's barrier) is
+//! written when it and every answer before it are ready.
 //!
-//! What is served so far is in [`apis::SUPPORTED`]; `ApiVersions` advertises exactly that, so
-//! a client never sends anything else. A request outside it, a frame over the agent's request
-//! limit or one that does not decode ends the connection with one log line, as a Kafka broker
-//! does, since no answer of the right shape can be written for it. An `ApiVersions` request of
-//! a version newer than ours is answered at version 0 with `UNSUPPORTED_VERSION` and the
-//! versions we have, as Kafka does, so the client can step down.
+//! What is served is in [`apis::SUPPORTED`]; `ApiVersions` advertises exactly that. A request
+//! outside it is answered `UNSUPPORTED_VERSION` where the API's answer has an error code of its
+//! own ([`apis::refusal`]); otherwise, like a frame over the agent's request limit or one that
+//! does not decode, it ends the connection with one log line, as a Kafka broker does, since no
+//! answer of the right shape can be written for it. An `ApiVersions` request of a version
+//! newer than ours is answered at version 0 with `UNSUPPORTED_VERSION` and the versions we
+//! have, as Kafka does, so the client can step down. TLS and SASL are in [`security`].
 
 mod apis;
 mod data;
