@@ -4,7 +4,7 @@
 //! assignment means decoded into the columns the console reads) and `committed_offsets`.
 //!
 //! Each request is one transaction holding the group's row: load, apply the state machine in
-//! [`crate::group::classic`], write back what changed. A group belongs to one protocol while
+//! `group::classic`, write back what changed. A group belongs to one protocol while
 //! it has members: a Kafka JoinGroup on a StreamHouse group with live members is refused, and
 //! the other way round; an empty group goes to whichever joins first. Committed offsets are
 //! shared either way.
