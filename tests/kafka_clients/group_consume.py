@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from shared import Reads
 
 
@@ -53,6 +53,7 @@ def main():
     ap.add_argument("--partitions", type=int, required=True)
     ap.add_argument("--records", type=int, default=3000)
     ap.add_argument("--group", default="three")
+    ap.add_argument("--assignor", default="range", help="range, roundrobin or cooperative-sticky")
     ap.add_argument(
         "--hold",
         action="store_true",
@@ -69,13 +70,19 @@ def main():
     started = time.monotonic()
 
     def member(i):
+        # An eager assignor hands out and revokes whole assignments; the cooperative one
+        # adds and takes away a few partitions at a time.
+        cooperative = a.assignor == "cooperative-sticky"
+
         def on_assign(_c, parts):
             with lock:
-                assigned[i] = {p.partition for p in parts}
+                now = assigned.get(i, set()) if cooperative else set()
+                assigned[i] = now | {p.partition for p in parts}
 
-        def on_revoke(_c, _parts):
+        def on_revoke(_c, parts):
             with lock:
-                assigned[i] = set()
+                gone = {p.partition for p in parts} if cooperative else assigned.get(i, set())
+                assigned[i] = assigned.get(i, set()) - gone
 
         c = Consumer(
             {
@@ -86,7 +93,7 @@ def main():
                 "auto.offset.reset": "earliest",
                 "session.timeout.ms": 6000,
                 "heartbeat.interval.ms": 500,
-                "partition.assignment.strategy": "range",
+                "partition.assignment.strategy": a.assignor,
             }
         )
         c.subscribe([a.topic], on_assign=on_assign, on_revoke=on_revoke)
@@ -107,10 +114,13 @@ def main():
                 try:
                     c.commit(asynchronous=False)
                 except KafkaException as e:
-                    if not a.hold:
+                    # A cooperative member reads on while the group rebalances, and a commit
+                    # while the leader's plan is awaited is refused (as Kafka does).
+                    busy = e.args[0].code() == KafkaError.REBALANCE_IN_PROGRESS
+                    if not (a.hold or (cooperative and busy)):
                         errors.append(f"member {i} commit: {e}")
-                    # Through a coordinator's death a commit may fail: whoever takes the
-                    # partitions over may read this batch again, and may only read these twice.
+                    # Through a coordinator's death or a rebalance a commit may fail: whoever
+                    # takes the partitions over may read this batch again, and only it.
                     with lock:
                         r.excused.update((m.partition(), m.offset()) for m in good)
         finally:

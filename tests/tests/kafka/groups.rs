@@ -705,3 +705,39 @@ async fn librdkafka_group_carries_on_through_a_kill_9_of_its_coordinator() {
     let last = rest.last().expect("the script's result");
     assert!(last.starts_with("ok 40000 [2, 2, 2] [3, 3]"), "{last}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn librdkafka_cooperative_sticky_group_moves_only_what_it_must() {
+    if !python_has("confluent_kafka", "confluent-kafka") {
+        return;
+    }
+    let (_guard, dir) = data_dir();
+    let (_agent, kafka) = group_agent(&dir);
+    assert_eq!(create(&mut connect(&kafka), topic("sticky", 6)).0, 0);
+    all_led(&kafka, "sticky").await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/kafka_clients/group_consume.py"
+    );
+    let out = std::process::Command::new("python3")
+        .args([script, "--bootstrap", &kafka, "--topic", "sticky"])
+        .args([
+            "--partitions",
+            "6",
+            "--records",
+            "3000",
+            "--group",
+            "sticky",
+        ])
+        .args(["--assignor", "cooperative-sticky"])
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the cooperative group failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Incremental rebalances through the classic protocol: 2/2/2, then 3/3.
+    assert!(stdout.starts_with("ok 6000 [2, 2, 2] [3, 3]"), "{stdout}");
+}
