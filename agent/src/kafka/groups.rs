@@ -915,12 +915,12 @@ pub(super) async fn list_groups(shared: &Arc<Shared>, r: ListGroupsRequest) -> L
         .collect();
     out.groups = groups
         .into_iter()
-        .map(|g| (kafka_state(&g.state).to_string(), g.group_id))
+        .map(|g| (kafka_state(&g.state).to_string(), g))
         .filter(|(state, _)| states.is_empty() || states.contains(&state.to_ascii_lowercase()))
-        .map(|(state, id)| {
+        .map(|(state, g)| {
             ListedGroup::default()
-                .with_group_id(GroupId(str_bytes(&id)))
-                .with_protocol_type(str_bytes("consumer"))
+                .with_group_id(GroupId(str_bytes(&g.group_id)))
+                .with_protocol_type(str_bytes(&g.protocol_type))
                 .with_group_state(str_bytes(&state))
         })
         .collect();

@@ -65,6 +65,9 @@ pub struct GroupSummary {
     pub total_lag: i64,
     /// A group of Kafka clients (the classic protocol).
     pub kafka: bool,
+    /// Its Kafka protocol type (`consumer`, or `connect` for Kafka Connect's workers);
+    /// `consumer` for StreamHouse's groups.
+    pub protocol_type: String,
 }
 
 /// Where ResetOffsets moves a group's committed offsets.
@@ -546,6 +549,11 @@ impl MetadataStore {
                     assignor: state.assignor_name(),
                     total_lag: lag.get(&id).copied().unwrap_or(0),
                     kafka: state.kafka.is_some(),
+                    protocol_type: state
+                        .kafka
+                        .as_ref()
+                        .map_or("consumer", |k| k.protocol_type.as_str())
+                        .to_string(),
                     group_id: id,
                 });
             }

@@ -595,6 +595,21 @@ async fn group_requests_refuse_the_worst_value_of_every_field() {
     );
     let listed: Vec<&str> = l.groups.iter().map(|g| g.group_id.0.as_str()).collect();
     assert_eq!(listed, ["v0"]);
+    // Kafka Connect's workers form groups of their own protocol type, and are listed so.
+    let workers: JoinGroupResponse = call(
+        &mut k,
+        0,
+        &join_req("workers", "", 10_000).with_protocol_type(s("connect")),
+    );
+    assert_eq!(workers.error_code, 0);
+    let l: ListGroupsResponse = call(&mut k, 4, &ListGroupsRequest::default());
+    let types: Vec<(&str, &str)> = l
+        .groups
+        .iter()
+        .map(|g| (g.group_id.0.as_str(), g.protocol_type.as_str()))
+        .filter(|(g, _)| ["v0", "workers"].contains(g))
+        .collect();
+    assert_eq!(types, [("v0", "consumer"), ("workers", "connect")]);
 
     // DescribeConfigs: a topic, an unknown one, this broker, another broker, a logger.
     let res = |t: i8, n: &str| {
