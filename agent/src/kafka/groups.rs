@@ -898,6 +898,40 @@ pub(super) async fn describe_groups(
     out
 }
 
+/// DeleteGroups: each group with its committed offsets, if it has no live members.
+pub(super) async fn delete_groups(
+    shared: &Arc<Shared>,
+    r: kafka_protocol::messages::DeleteGroupsRequest,
+) -> kafka_protocol::messages::DeleteGroupsResponse {
+    use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+    let mut out = kafka_protocol::messages::DeleteGroupsResponse::default();
+    let too_many = r.groups_names.len() > MAX_DESCRIBE_GROUPS;
+    for id in r.groups_names {
+        let name = id.0.to_string();
+        let code = if too_many {
+            ResponseError::InvalidRequest.code()
+        } else if let Err(code) = check_group(&name) {
+            code
+        } else {
+            match shared.meta.delete_group(&name).await {
+                Ok(Ok(true)) => {
+                    tracing::info!(group = %name, "group deleted");
+                    0
+                }
+                Ok(Ok(false)) => ResponseError::GroupIdNotFound.code(),
+                Ok(Err(_)) => ResponseError::NonEmptyGroup.code(),
+                Err(e) => store_code("DeleteGroups", &name, &e),
+            }
+        };
+        out.results.push(
+            DeletableGroupResult::default()
+                .with_group_id(id)
+                .with_error_code(code),
+        );
+    }
+    out
+}
+
 /// ListGroups: every group, StreamHouse's and Kafka's, filtered by state (version 4).
 pub(super) async fn list_groups(shared: &Arc<Shared>, r: ListGroupsRequest) -> ListGroupsResponse {
     let mut out = ListGroupsResponse::default();

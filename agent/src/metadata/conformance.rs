@@ -1435,7 +1435,16 @@ async fn classic_groups(a: &MetadataStore, b: &MetadataStore) {
         a.classic_join("kg", &join("kd"), 0).await.unwrap(),
         Err(ClassicError::InconsistentProtocol(_))
     ));
+    assert!(matches!(
+        a.delete_group("kg").await.unwrap(),
+        Err(GroupError::NotEmpty(_))
+    ));
     b.group_leave("kg", "ours").await.unwrap().unwrap();
+    // Empty: deleted with its offsets, once.
+    assert_eq!(a.delete_group("kg").await.unwrap(), Ok(true));
+    assert_eq!(b.delete_group("kg").await.unwrap(), Ok(false));
+    assert!(b.fetch_offsets("kg", &[]).await.unwrap().is_empty());
+    assert!(a.describe_group("kg").await.unwrap().is_none());
 }
 
 #[tokio::test]

@@ -562,6 +562,53 @@ impl MetadataStore {
         .await
     }
 
+    /// Deletes a group with its committed offsets: `Ok(false)` if there is no such group,
+    /// `Err(NotEmpty)` while it has live members of either protocol.
+    pub async fn delete_group(&self, group: &str) -> Result<std::result::Result<bool, GroupError>> {
+        self.bounded("delete_group", async move {
+            self.retry_busy(|| async {
+                let mut tx = self.pool.begin().await?;
+                let exists =
+                    sqlx::query("SELECT group_id FROM consumer_groups WHERE group_id = $1")
+                        .bind(group)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .is_some();
+                if !exists {
+                    tx.rollback().await?;
+                    return Ok(Ok(false));
+                }
+                self.lock_group(&mut tx, group).await?;
+                let now = self.store_now(&mut tx).await?;
+                let live = if self.protocol_type(&mut tx, group).await? == super::classic::NATIVE {
+                    let mut native = self.load_group(&mut tx, group).await?;
+                    coordinator::expire(&mut native, now);
+                    native.members.len()
+                } else {
+                    let mut kafka = self.load_classic(&mut tx, group).await?;
+                    crate::group::classic::expire(&mut kafka, now);
+                    kafka.members.len()
+                };
+                if live > 0 {
+                    tx.rollback().await?;
+                    return Ok(Err(GroupError::NotEmpty(format!(
+                        "group {group} has {live} live members; stop them before deleting it"
+                    ))));
+                }
+                for table in ["group_members", "committed_offsets", "consumer_groups"] {
+                    sqlx::query(&format!("DELETE FROM {table} WHERE group_id = $1"))
+                        .bind(group)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(Ok(true))
+            })
+            .await
+        })
+        .await
+    }
+
     /// Moves a group's committed offsets for every partition of `topic`; refused while the
     /// group has live members (they would overwrite it). Returns the new offsets.
     pub async fn reset_offsets(

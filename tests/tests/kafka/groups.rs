@@ -10,11 +10,12 @@ use kafka_protocol::messages::offset_commit_request::{
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    DescribeConfigsRequest, DescribeConfigsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
-    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse,
-    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
-    ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
-    OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse,
+    DeleteGroupsRequest, DeleteGroupsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse,
+    LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
+    SyncGroupRequest, SyncGroupResponse,
 };
 
 use super::*;
@@ -610,6 +611,36 @@ async fn group_requests_refuse_the_worst_value_of_every_field() {
         .filter(|(g, _)| ["v0", "workers"].contains(g))
         .collect();
     assert_eq!(types, [("v0", "consumer"), ("workers", "connect")]);
+
+    // DeleteGroups: a group with a live member, one nobody knows, an invalid id, an empty one
+    // with offsets (gone with them), and too many at once.
+    let del = |names: Vec<GroupId>| DeleteGroupsRequest::default().with_groups_names(names);
+    let r: DeleteGroupsResponse = call(
+        &mut k,
+        2,
+        &del(vec![gid("v1"), gid("never"), gid(""), gid(empty)]),
+    );
+    let codes: Vec<i16> = r.results.iter().map(|x| x.error_code).collect();
+    assert_eq!(
+        codes,
+        [
+            code(ResponseError::NonEmptyGroup),
+            code(ResponseError::GroupIdNotFound),
+            code(ResponseError::InvalidGroupId),
+            0
+        ]
+    );
+    assert_eq!(fetch_offsets(&mut k, empty, "w", vec![0]), [-1]);
+    let r: DeleteGroupsResponse = call(
+        &mut k,
+        2,
+        &del((0..101).map(|i| gid(&format!("g{i}"))).collect()),
+    );
+    assert!(
+        r.results
+            .iter()
+            .all(|x| x.error_code == code(ResponseError::InvalidRequest))
+    );
 
     // DescribeConfigs: a topic, an unknown one, this broker, another broker, a logger.
     let res = |t: i8, n: &str| {
