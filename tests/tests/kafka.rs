@@ -184,6 +184,7 @@ async fn kafka_clients_find_brokers_and_create_and_delete_topics() {
         ApiKey::OffsetCommit,
         ApiKey::OffsetFetch,
         ApiKey::DescribeGroups,
+        ApiKey::DeleteGroups,
         ApiKey::ListGroups,
         ApiKey::DescribeCluster,
         ApiKey::DescribeConfigs,
