@@ -324,8 +324,10 @@ async fn hostile_kafka_frames_end_only_their_own_connection() {
     huge_array.extend_from_slice(&i32::MAX.to_be_bytes());
     let mut unknown_api = header(999, 0);
     unknown_api.extend_from_slice(&[0; 8]);
-    let mut old_produce = header(ApiKey::Produce as i16, 2);
-    old_produce.extend_from_slice(&[0; 16]);
+    let mut old_huge = header(ApiKey::Produce as i16, 2);
+    old_huge.extend_from_slice(&(-1i16).to_be_bytes());
+    old_huge.extend_from_slice(&1000i32.to_be_bytes());
+    old_huge.extend_from_slice(&i32::MAX.to_be_bytes());
     let mut delete_records = header(ApiKey::DeleteRecords as i16, 0);
     delete_records.extend_from_slice(&[0; 16]);
     let mut trailing = header(ApiKey::Metadata as i16, 1);
@@ -345,8 +347,8 @@ async fn hostile_kafka_frames_end_only_their_own_connection() {
         }),
         ("array length of 2^31-1", framed(&huge_array)),
         ("unknown API key", framed(&unknown_api)),
-        // Unserved, and their answers carry errors only per partition: no true answer.
-        ("an old Produce version", framed(&old_produce)),
+        ("an old Produce declaring 2^31-1 topics", framed(&old_huge)),
+        // Unserved, and its answer carries errors only per partition: no true answer.
         (
             "an API not served without an error code",
             framed(&delete_records),
@@ -372,6 +374,47 @@ async fn hostile_kafka_frames_end_only_their_own_connection() {
     assert_eq!(cg.error_code, ResponseError::UnsupportedVersion.code());
     let m: MetadataResponse = call(&mut s, 13, &MetadataRequest::default());
     assert_eq!(m.error_code, ResponseError::UnsupportedVersion.code());
+    // Produce 0-2 is listed (librdkafka 2.0 compresses with LZ4 only for brokers that list
+    // version 0) and refused per partition: it carries message formats 0 and 1. The codec has
+    // no such versions, so the frames are written by hand.
+    let old_produce = |version: i16, acks: i16| {
+        let mut f = header(ApiKey::Produce as i16, version);
+        f.extend_from_slice(&acks.to_be_bytes());
+        f.extend_from_slice(&1000i32.to_be_bytes());
+        f.extend_from_slice(&1i32.to_be_bytes());
+        f.extend_from_slice(&7i16.to_be_bytes());
+        f.extend_from_slice(b"nowhere");
+        f.extend_from_slice(&1i32.to_be_bytes());
+        f.extend_from_slice(&3i32.to_be_bytes()); // partition 3
+        f.extend_from_slice(&4i32.to_be_bytes());
+        f.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+        framed(&f)
+    };
+    for version in 0..=2i16 {
+        s.write_all(&old_produce(version, -1)).unwrap();
+        let mut a = read_frame(&mut s).expect("an old Produce is answered");
+        assert_eq!(a.get_i32(), 9, "correlation id");
+        assert_eq!(a.get_i32(), 1, "topics");
+        assert_eq!(a.get_i16(), 7);
+        a.advance(7);
+        assert_eq!(a.get_i32(), 1, "partitions");
+        assert_eq!(a.get_i32(), 3, "partition");
+        assert_eq!(
+            a.get_i16(),
+            ResponseError::UnsupportedForMessageFormat.code(),
+            "Produce v{version}"
+        );
+        assert_eq!(a.get_i64(), -1, "base offset");
+        if version >= 2 {
+            assert_eq!(a.get_i64(), -1, "log append time");
+        }
+        if version >= 1 {
+            assert_eq!(a.get_i32(), 0, "throttle time");
+        }
+        assert!(!a.has_remaining());
+    }
+    // acks=0: no answer; the next request's answer is the next frame.
+    s.write_all(&old_produce(2, 0)).unwrap();
     assert_eq!(metadata(&mut s, 12, None).brokers.len(), 1);
 
     // A client newer than the agent is told which versions there are, at version 0.

@@ -25,7 +25,10 @@ use crate::service::{MAX_PARTITIONS, Service};
 
 /// The APIs served and their versions: what `ApiVersions` advertises and nothing more.
 pub(super) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 3, 12),
+    // Versions 0-2 are listed, and refused per partition: clients pick the newest version
+    // both sides have, but librdkafka before 2.x compresses with LZ4 only for brokers that
+    // list Produce version 0.
+    (ApiKey::Produce, 0, 12),
     (ApiKey::Fetch, 4, 12),
     (ApiKey::ListOffsets, 1, 6),
     (ApiKey::Metadata, 0, 12),

@@ -114,6 +114,71 @@ fn again(e: &AgentError) -> AgentError {
     }
 }
 
+/// Produce versions 0-2, which the codec does not know: they carry message formats 0 and 1
+/// (magic 0 and 1), which are not stored here, so every partition is refused with Kafka's
+/// `UNSUPPORTED_FOR_MESSAGE_FORMAT`. Reads the request body (after the header) and returns the
+/// answer's body, or `None` for `acks=0`. Every length is checked against what is left.
+pub(super) fn old_produce(mut body: Bytes, version: i16) -> Result<Option<BytesMut>, String> {
+    use bytes::{Buf, BufMut};
+    fn need(b: &Bytes, n: usize, what: &str) -> Result<(), String> {
+        if b.remaining() < n {
+            return Err(format!("{what} runs past the request"));
+        }
+        Ok(())
+    }
+    fn count(b: &mut Bytes, what: &str) -> Result<usize, String> {
+        need(b, 4, what)?;
+        let n = b.get_i32();
+        // Each entry takes at least 4 bytes: a count beyond that cannot be true.
+        if n < 0 || n as usize > b.remaining() / 4 {
+            return Err(format!("{what} count {n} for {} bytes", b.remaining()));
+        }
+        Ok(n as usize)
+    }
+    need(&body, 6, "acks and timeout")?;
+    let acks = body.get_i16();
+    body.advance(4);
+    let code = ResponseError::UnsupportedForMessageFormat.code();
+    let mut out = BytesMut::new();
+    let topics = count(&mut body, "topics")?;
+    out.put_i32(topics as i32);
+    for _ in 0..topics {
+        need(&body, 2, "topic name")?;
+        let len = body.get_i16();
+        let len = usize::try_from(len).map_err(|_| format!("topic name length {len}"))?;
+        need(&body, len, "topic name")?;
+        out.put_i16(len as i16);
+        out.extend_from_slice(&body[..len]);
+        body.advance(len);
+        let partitions = count(&mut body, "partitions")?;
+        out.put_i32(partitions as i32);
+        for _ in 0..partitions {
+            need(&body, 8, "partition")?;
+            let index = body.get_i32();
+            let size = body.get_i32();
+            let size = usize::try_from(size).unwrap_or(0);
+            need(&body, size, "message set")?;
+            body.advance(size);
+            out.put_i32(index);
+            out.put_i16(code);
+            out.put_i64(-1); // base offset
+            if version >= 2 {
+                out.put_i64(-1); // log append time
+            }
+        }
+    }
+    if body.has_remaining() {
+        return Err(format!(
+            "{} bytes left over after the request",
+            body.remaining()
+        ));
+    }
+    if version >= 1 {
+        out.put_i32(0); // throttle time
+    }
+    Ok((acks != 0).then_some(out))
+}
+
 /// A produce's answer, once its batches are committed; `None` for `acks=0`, which Kafka
 /// answers with nothing at all.
 pub(super) type ProduceAnswer =

@@ -328,6 +328,22 @@ pub(crate) async fn start(
         );
         return Ok(Box::pin(std::future::ready(answer.map(Some))));
     }
+    if api == ApiKey::Produce && (0..3).contains(&version) {
+        // The codec has no Produce 0-2; each partition is refused (see `data::old_produce`).
+        if !sasl.admits() {
+            return Err(ConnectionEnd::Unauthenticated(api));
+        }
+        let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
+            .map_err(|e| malformed(e.to_string()))?;
+        let Some(body) = data::old_produce(frame, version).map_err(malformed)? else {
+            return Ok(Box::pin(std::future::ready(Ok(None))));
+        };
+        let mut out = BytesMut::with_capacity(body.len() + 8);
+        out.put_i32((body.len() + 4) as i32);
+        out.put_i32(header.correlation_id);
+        out.extend_from_slice(&body);
+        return Ok(Box::pin(std::future::ready(Ok(Some(out)))));
+    }
     if !apis::supports(api, version) {
         // Answered with UNSUPPORTED_VERSION where the API's answer at this version has an
         // error code to carry it; otherwise no answer of the right shape exists.
