@@ -48,6 +48,26 @@ fn kafka_agent_with(dir: &std::path::Path, extra: &[&str]) -> (AgentProcess, Str
     (agent, kafka)
 }
 
+/// Agents on one store, each killable (`take()` one to kill it), with their Kafka addresses,
+/// and the bootstrap list of them all.
+type Cluster = (Vec<(Option<AgentProcess>, String)>, String);
+
+/// `n` agents on the store in `dir`, each with a Kafka listener and `extra` flags.
+fn kafka_cluster(dir: &std::path::Path, n: usize, extra: &[&str]) -> Cluster {
+    let agents: Vec<(Option<AgentProcess>, String)> = (0..n)
+        .map(|_| {
+            let (a, k) = kafka_agent_with(dir, extra);
+            (Some(a), k)
+        })
+        .collect();
+    let bootstrap = agents
+        .iter()
+        .map(|(_, k)| k.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    (agents, bootstrap)
+}
+
 /// An agent with topic `name` of `partitions` partitions, each with a leader.
 async fn agent_with_topic(
     dir: &std::path::Path,
@@ -1338,17 +1358,7 @@ async fn librdkafka_idempotent_producer_keeps_every_record_once_through_a_kill_9
     }
     let (_guard, dir) = data_dir();
     // Three agents on one store, each with a Kafka listener.
-    let mut agents: Vec<(Option<AgentProcess>, String)> = (0..3)
-        .map(|_| {
-            let (a, k) = kafka_agent(&dir);
-            (Some(a), k)
-        })
-        .collect();
-    let bootstrap = agents
-        .iter()
-        .map(|(_, k)| k.clone())
-        .collect::<Vec<_>>()
-        .join(",");
+    let (mut agents, bootstrap) = kafka_cluster(&dir, 3, &[]);
     let first = agents[0].1.clone();
     assert_eq!(create(&mut connect(&first), topic("orders", 6)).0, 0);
     let spread = all_led(&first, "orders").await;

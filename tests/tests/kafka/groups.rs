@@ -20,9 +20,12 @@ use kafka_protocol::messages::{
 
 use super::*;
 
-/// An agent whose Kafka groups complete their first rebalance after 300 ms, not 3 s.
+/// Kafka groups complete their first rebalance after 300 ms, not 3 s.
+const QUICK_GROUPS: &[&str] = &["--group-initial-rebalance-delay-ms", "300"];
+
+/// An agent whose Kafka groups form quickly.
 fn group_agent(dir: &std::path::Path) -> (AgentProcess, String) {
-    kafka_agent_with(dir, &["--group-initial-rebalance-delay-ms", "300"])
+    kafka_agent_with(dir, QUICK_GROUPS)
 }
 
 fn s(v: &str) -> StrBytes {
@@ -109,12 +112,7 @@ async fn librdkafka_group_of_three_shares_a_topic_and_takes_over_when_one_leaves
     let (_guard, dir) = data_dir();
     // Three agents: the group's coordinator is whichever FindCoordinator names, not
     // necessarily the one bootstrapped from.
-    let agents: Vec<(AgentProcess, String)> = (0..3).map(|_| group_agent(&dir)).collect();
-    let bootstrap = agents
-        .iter()
-        .map(|(_, k)| k.clone())
-        .collect::<Vec<_>>()
-        .join(",");
+    let (agents, bootstrap) = kafka_cluster(&dir, 3, QUICK_GROUPS);
     assert_eq!(create(&mut connect(&agents[0].1), topic("shared", 6)).0, 0);
     all_led(&agents[0].1, "shared").await;
     let script = concat!(
@@ -689,17 +687,7 @@ async fn librdkafka_group_carries_on_through_a_kill_9_of_its_coordinator() {
         return;
     }
     let (_guard, dir) = data_dir();
-    let mut agents: Vec<(Option<AgentProcess>, String)> = (0..3)
-        .map(|_| {
-            let (a, k) = group_agent(&dir);
-            (Some(a), k)
-        })
-        .collect();
-    let bootstrap = agents
-        .iter()
-        .map(|(_, k)| k.clone())
-        .collect::<Vec<_>>()
-        .join(",");
+    let (mut agents, bootstrap) = kafka_cluster(&dir, 3, QUICK_GROUPS);
     assert_eq!(create(&mut connect(&agents[0].1), topic("survive", 6)).0, 0);
     all_led(&agents[0].1, "survive").await;
     let script = concat!(
