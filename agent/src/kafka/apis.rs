@@ -26,7 +26,7 @@ use crate::service::{MAX_PARTITIONS, Service};
 /// The APIs served and their versions: what `ApiVersions` advertises and nothing more.
 pub(super) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // Versions 0-2 are listed, and refused per partition: clients pick the newest version
-    // both sides have, but librdkafka before 2.x compresses with LZ4 only for brokers that
+    // both sides have, but librdkafka 2.0 (Debian 12's) compresses with LZ4 only for brokers that
     // list Produce version 0.
     (ApiKey::Produce, 0, 12),
     (ApiKey::Fetch, 4, 12),
