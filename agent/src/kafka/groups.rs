@@ -93,11 +93,18 @@ fn fnv(s: &str) -> u64 {
     })
 }
 
-/// Who sent a request: what DescribeGroups shows for each member.
+/// Who sent a request: what DescribeGroups shows for each member. The client id is the
+/// header's own bytes (shared, not copied: every request builds one).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Client {
-    pub id: String,
+    pub id: Option<StrBytes>,
     pub peer: Option<SocketAddr>,
+}
+
+impl Client {
+    fn id(&self) -> &str {
+        self.id.as_deref().unwrap_or("")
+    }
 }
 
 fn str_bytes(s: &str) -> StrBytes {
@@ -313,7 +320,7 @@ pub(super) async fn join_group(
         ));
     }
     let member_id = if r.member_id.is_empty() {
-        let id = crate::service::new_member_id(&client.id);
+        let id = crate::service::new_member_id(client.id());
         if version >= 4 {
             // KIP-394: the client learns its id first and joins with it, so a client that
             // never comes back leaves no member behind.
@@ -331,7 +338,7 @@ pub(super) async fn join_group(
     };
     let join = classic::Join {
         member_id: member_id.clone(),
-        client_id: client.id.clone(),
+        client_id: client.id().to_string(),
         host: client.peer.map(|p| p.ip().to_string()).unwrap_or_default(),
         session_timeout_ms: session,
         rebalance_timeout_ms: rebalance,

@@ -389,7 +389,7 @@ pub(crate) async fn start(
         _ => {}
     }
     let client = groups::Client {
-        id: header.client_id.map(|c| c.to_string()).unwrap_or_default(),
+        id: header.client_id,
         peer,
     };
     match apis::serve(shared, &client, request, version).await {
