@@ -281,6 +281,16 @@ async fn a_group_serves_one_protocol_at_a_time_and_shares_its_offsets() {
     );
     assert_eq!(synced.error_code, 0);
     assert_eq!(&synced.assignment[..], b"plan");
+    // The member is named for the client id in its requests' header, and shown with it.
+    assert!(joined.member_id.starts_with("streamhouse-test-"));
+    let d: DescribeGroupsResponse = call(
+        &mut k,
+        5,
+        &DescribeGroupsRequest::default().with_groups(vec![gid("mixed")]),
+    );
+    let member = &d.groups[0].members[0];
+    assert_eq!(member.client_id.as_str(), "streamhouse-test");
+    assert_eq!(member.client_host.as_str(), "/127.0.0.1");
     assert_eq!(fetch_offsets(&mut k, "mixed", "both", vec![0, 1]), [0, -1]);
     let c: OffsetCommitResponse = call(
         &mut k,
