@@ -657,6 +657,18 @@ mod tests {
         }
     }
 
+    /// A group whose members `ids` joined together at time 0 (an initial delay of 10 ms):
+    /// generation 1, led by the first, its assignment awaited.
+    fn formed(ids: &[&str]) -> Group {
+        let mut g = Group::default();
+        for id in ids {
+            join(&mut g, &j(id, &["range"]), 0, 10).unwrap();
+        }
+        poll_join(&mut g, ids[0], 0, 10).unwrap().unwrap();
+        assert_eq!((g.generation, g.phase), (1, Phase::CompletingRebalance));
+        g
+    }
+
     fn joined(o: JoinOutcome) -> Joined {
         match o {
             JoinOutcome::Joined(j) => j,
@@ -716,11 +728,7 @@ mod tests {
 
     #[test]
     fn a_member_leaving_rebalances_the_rest_who_keep_going() {
-        let mut g = Group::default();
-        for id in ["a", "b", "c"] {
-            join(&mut g, &j(id, &["range"]), 0, 10).unwrap();
-        }
-        poll_join(&mut g, "a", 0, 10).unwrap().unwrap();
+        let mut g = formed(&["a", "b", "c"]);
         sync(&mut g, "a", 1, &[], 1).unwrap();
         assert_eq!(
             leave(&mut g, &["b".to_string(), "zz".to_string()], 2),
@@ -746,11 +754,7 @@ mod tests {
 
     #[test]
     fn a_silent_member_is_dropped_and_a_missing_joiner_at_the_deadline() {
-        let mut g = Group::default();
-        for id in ["a", "b"] {
-            join(&mut g, &j(id, &["range"]), 0, 10).unwrap();
-        }
-        poll_join(&mut g, "a", 0, 10).unwrap().unwrap();
+        let mut g = formed(&["a", "b"]);
         sync(&mut g, "a", 1, &[], 10).unwrap();
         // b never heartbeats: a's heartbeat after b's session finds the group rebalancing.
         heartbeat(&mut g, "a", 1, 5_000).unwrap();
@@ -782,11 +786,7 @@ mod tests {
 
     #[test]
     fn a_leader_that_never_syncs_is_dropped_at_the_deadline() {
-        let mut g = Group::default();
-        for id in ["a", "b"] {
-            join(&mut g, &j(id, &["range"]), 0, 10).unwrap();
-        }
-        poll_join(&mut g, "a", 0, 10).unwrap().unwrap();
+        let mut g = formed(&["a", "b"]);
         assert_eq!(sync(&mut g, "b", 1, &[], 1).unwrap(), SyncOutcome::Waiting);
         assert_eq!(
             poll_sync(&mut g, "b", 1, 29_000).unwrap(),
@@ -828,11 +828,7 @@ mod tests {
 
     #[test]
     fn a_follower_asking_again_keeps_its_generation() {
-        let mut g = Group::default();
-        for id in ["a", "b"] {
-            join(&mut g, &j(id, &["range"]), 0, 10).unwrap();
-        }
-        poll_join(&mut g, "a", 0, 10).unwrap().unwrap();
+        let mut g = formed(&["a", "b"]);
         sync(&mut g, "a", 1, &[], 0).unwrap();
         let again = joined(join(&mut g, &j("b", &["range"]), 5, 0).unwrap());
         assert_eq!((again.generation, g.phase), (1, Phase::Stable));

@@ -65,6 +65,22 @@ impl MetadataStore {
         Ok(row.try_get("protocol_type")?)
     }
 
+    /// StreamHouse's own group state as of `now` (expired members left out), or `None` when
+    /// `group` is a Kafka group. Its row must be held.
+    pub(super) async fn native_state(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        group: &str,
+        now: i64,
+    ) -> Result<Option<crate::group::coordinator::GroupState>> {
+        if self.protocol_type(tx, group).await? != NATIVE {
+            return Ok(None);
+        }
+        let mut native = self.load_group(tx, group).await?;
+        coordinator::expire(&mut native, now);
+        Ok(Some(native))
+    }
+
     /// A Kafka group as the store keeps it (its row must be held).
     pub(super) async fn load_classic(
         &self,
@@ -109,20 +125,22 @@ impl MetadataStore {
         before: &Group,
         after: &Group,
     ) -> Result<()> {
-        let same_shape = before.phase == after.phase
-            && before.generation == after.generation
-            && before.leader == after.leader
-            && before.protocol == after.protocol
-            && before.deadline_ms == after.deadline_ms
-            && before.hold_until_ms == after.hold_until_ms
-            && before.members.len() == after.members.len()
-            && before
-                .members
-                .iter()
-                .zip(&after.members)
-                .all(|(a, b)| a.id == b.id);
-        if same_shape {
-            // A heartbeat and the like: only the rows that changed.
+        // A heartbeat and the like change members' liveness alone: only those rows are written.
+        let liveness_only = Group {
+            members: Vec::new(),
+            ..before.clone()
+        } == Group {
+            members: Vec::new(),
+            ..after.clone()
+        } && before.members.len() == after.members.len()
+            && before.members.iter().zip(&after.members).all(|(a, b)| {
+                Member {
+                    last_heartbeat_ms: b.last_heartbeat_ms,
+                    session_timeout_ms: b.session_timeout_ms,
+                    ..a.clone()
+                } == *b
+            });
+        if liveness_only {
             for (a, b) in before.members.iter().zip(&after.members) {
                 if a != b {
                     sqlx::query(
@@ -137,15 +155,7 @@ impl MetadataStore {
                     .await?;
                 }
             }
-            if before.members.iter().zip(&after.members).all(|(a, b)| {
-                Member {
-                    last_heartbeat_ms: b.last_heartbeat_ms,
-                    session_timeout_ms: b.session_timeout_ms,
-                    ..a.clone()
-                } == *b
-            }) {
-                return Ok(());
-            }
+            return Ok(());
         }
         let now = self.dialect.now_ms();
         sqlx::query(&format!(
@@ -226,9 +236,7 @@ impl MetadataStore {
                 let mut tx = self.pool.begin().await?;
                 self.lock_group(&mut tx, group).await?;
                 let now = self.store_now(&mut tx).await?;
-                if self.protocol_type(&mut tx, group).await? == NATIVE {
-                    let mut native = self.load_group(&mut tx, group).await?;
-                    coordinator::expire(&mut native, now);
+                if let Some(native) = self.native_state(&mut tx, group, now).await? {
                     if let Some(m) = native.members.first() {
                         tx.rollback().await?;
                         return Ok(Err(ClassicError::InconsistentProtocol(format!(
@@ -349,18 +357,16 @@ impl MetadataStore {
                 let mut tx = self.pool.begin().await?;
                 self.lock_group(&mut tx, group).await?;
                 let now = self.store_now(&mut tx).await?;
-                let before = if self.protocol_type(&mut tx, group).await? == NATIVE {
-                    let mut native = self.load_group(&mut tx, group).await?;
-                    coordinator::expire(&mut native, now);
-                    if !native.members.is_empty() {
+                let before = match self.native_state(&mut tx, group, now).await? {
+                    Some(native) if !native.members.is_empty() => {
                         tx.rollback().await?;
                         return Ok(Err(ClassicError::InconsistentProtocol(format!(
                             "group {group} has StreamHouse consumers; commit through them"
                         ))));
                     }
-                    Group::default()
-                } else {
-                    self.load_classic(&mut tx, group).await?
+                    // A commit from outside does not make StreamHouse's empty group Kafka's.
+                    Some(_) => Group::default(),
+                    None => self.load_classic(&mut tx, group).await?,
                 };
                 let mut after = before.clone();
                 if let Err(e) = classic::commit(&mut after, member_id, generation, now) {

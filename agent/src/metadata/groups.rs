@@ -580,14 +580,13 @@ impl MetadataStore {
                 }
                 self.lock_group(&mut tx, group).await?;
                 let now = self.store_now(&mut tx).await?;
-                let live = if self.protocol_type(&mut tx, group).await? == super::classic::NATIVE {
-                    let mut native = self.load_group(&mut tx, group).await?;
-                    coordinator::expire(&mut native, now);
-                    native.members.len()
-                } else {
-                    let mut kafka = self.load_classic(&mut tx, group).await?;
-                    crate::group::classic::expire(&mut kafka, now);
-                    kafka.members.len()
+                let live = match self.native_state(&mut tx, group, now).await? {
+                    Some(native) => native.members.len(),
+                    None => {
+                        let mut kafka = self.load_classic(&mut tx, group).await?;
+                        crate::group::classic::expire(&mut kafka, now);
+                        kafka.members.len()
+                    }
                 };
                 if live > 0 {
                     tx.rollback().await?;
