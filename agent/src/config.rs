@@ -443,4 +443,43 @@ mod tests {
         assert_eq!(c.max_request_bytes(), 129 * 1024 * 1024);
         assert_eq!(c.max_decompressed_bytes(), 512 * 1024 * 1024);
     }
+
+    #[test]
+    fn group_settings_refuse_their_worst_values_in_one_line() {
+        // What does not parse as a number of milliseconds: one line with the value.
+        for bad in ["-1", "soon", "", "99999999999999999999999", "1.5"] {
+            let e = <AgentConfig as clap::Parser>::try_parse_from([
+                "streamhouse-agent",
+                "--group-initial-rebalance-delay-ms",
+                bad,
+            ])
+            .unwrap_err();
+            let line = clap_error_line(&e);
+            assert!(
+                line.contains(bad) && !line.contains('\n'),
+                "{bad:?}: {line}"
+            );
+        }
+        // What parses but cannot work: one line naming the setting and the bound.
+        let mut c = defaults();
+        c.group_initial_rebalance_delay_ms = u64::MAX;
+        let e = c.validate().unwrap_err();
+        assert!(
+            e.contains("group_initial_rebalance_delay_ms") && e.contains("300000"),
+            "{e}"
+        );
+        let mut c = defaults();
+        c.group_min_session_timeout_ms = u64::MAX;
+        let e = c.validate().unwrap_err();
+        assert!(
+            e.contains("group_min_session_timeout_ms") && !e.contains('\n'),
+            "{e}"
+        );
+        // The edges that work: no delay at all, and the longest allowed.
+        for ok in [0, 300_000] {
+            let mut c = defaults();
+            c.group_initial_rebalance_delay_ms = ok;
+            assert_eq!(c.validate(), Ok(()), "{ok}");
+        }
+    }
 }
