@@ -1,23 +1,22 @@
 //! Kafka clients against StreamHouse, beside StreamHouse's own client, on one agent and one
-//! run: produce and consume throughput through librdkafka (`kcat`, Debian's package), and
-//! acknowledgement latency at a fixed rate through librdkafka (`confluent-kafka` from PyPI,
-//! `demos/kafka_benchmark.py`), each next to the same measurement with `streamhouse-client`.
+//! run: produce and consume throughput, and acknowledgement latency at a fixed rate, through
+//! librdkafka (built from source by the `rdkafka` crate and driven in this process, as an
+//! application drives it), each next to the same measurement with `streamhouse-client`.
 //!
 //! `cargo run --release -p demos --example kafka_benchmark [-- --records 2000000]`
 //!
 //! Both producers are idempotent, linger 5 ms and compress with LZ4 (librdkafka's LZ4 frames,
 //! StreamHouse's LZ4 block); values are the same 100 B of JSON-like text, keyed over 1,000
-//! keys, into topics of `--partitions` partitions. The consumers read every record back from
-//! the start of every partition. Latency is from the send call to the acknowledgement, at
-//! `--rate` records per second for `--seconds`. The target of issue 16 is librdkafka at 70% of
-//! StreamHouse's client or better, for produce and for consume.
+//! keys with Kafka's murmur2 partitioner, into topics of `--partitions` partitions. The
+//! consumers read every record back from the start of every partition. Latency is from the
+//! send call to the acknowledgement, at `--rate` records per second for `--seconds`. The
+//! target of issue 16 is librdkafka at 70% of StreamHouse's client or better, for produce and
+//! for consume.
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use demos::{ADMIN_TIMEOUT, Storage, Target, Workload, percentiles_ms, values};
+use demos::{ADMIN_TIMEOUT, CpuUse, Storage, Target, Workload, percentiles_ms, values};
 use streamhouse_client::{Admin, Consumer, NewTopic, OffsetReset, Producer, TopicPartition};
 
 #[derive(Debug, Parser)]
@@ -34,6 +33,16 @@ struct Args {
     /// Seconds each latency run lasts.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// A librdkafka setting for its producers and consumer, as `KEY=VALUE`, over the
+    /// benchmark's own (repeatable; as kcat's `-X`).
+    #[arg(short = 'X', value_parser = parse_setting)]
+    rdkafka: Vec<(String, String)>,
+}
+
+fn parse_setting(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("-X {s}: expected KEY=VALUE"))
 }
 
 #[tokio::main]
@@ -66,6 +75,8 @@ async fn main() -> anyhow::Result<()> {
         .security(target.security.clone())
         .build()
         .await?;
+    let hz = demos::tick_hz();
+    let cpu = CpuUse::now(hz)?;
     let start = Instant::now();
     for i in 0..w.records {
         let key = &keys[(i % 1000) as usize];
@@ -79,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
     }
     producer.flush().await?;
     let ours_produce = w.records as f64 / start.elapsed().as_secs_f64();
+    let ours_produce_cpu = CpuUse::now(hz)?.since(cpu);
 
     // Every record back from the start of every partition.
     let mut consumer = Consumer::builder()
@@ -89,6 +101,7 @@ async fn main() -> anyhow::Result<()> {
         .max_partition_fetch_bytes(4 * 1024 * 1024)
         .build()
         .await?;
+    let cpu = CpuUse::now(hz)?;
     let start = Instant::now();
     consumer
         .assign(
@@ -103,68 +116,34 @@ async fn main() -> anyhow::Result<()> {
         anyhow::ensure!(start.elapsed() < Duration::from_secs(300), "read only {n}");
     }
     let ours_consume = w.records as f64 / start.elapsed().as_secs_f64();
+    let ours_consume_cpu = CpuUse::now(hz)?.since(cpu);
     consumer.close().await?;
 
-    let dir = tempfile::tempdir()?;
-    let file = dir.path().join("records.txt");
-    {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&file)?);
-        for i in 0..w.records {
-            f.write_all(keys[(i % 1000) as usize].as_bytes())?;
-            f.write_all(b"\t")?;
-            f.write_all(&vals[(i % 1024) as usize])?;
-            f.write_all(b"\n")?;
-        }
-    }
-    let path = file.to_str().unwrap_or_default();
-    let start = Instant::now();
-    kcat(&[
-        "-P",
-        "-b",
-        &kafka,
-        "-t",
-        &topic("theirs"),
-        "-K",
-        "\t",
-        "-l",
-        path,
-        "-X",
-        "enable.idempotence=true",
-        "-X",
-        "linger.ms=5",
-        "-X",
-        "compression.codec=lz4",
-        "-X",
-        "partitioner=murmur2_random",
-    ])?;
-    let theirs_produce = w.records as f64 / start.elapsed().as_secs_f64();
-
-    // Until the last record, as ours (`-e` would add the long poll that finds the end).
-    let count = w.records.to_string();
-    let start = Instant::now();
-    let out = kcat(&[
-        "-C",
-        "-b",
-        &kafka,
-        "-t",
-        &topic("theirs"),
-        "-o",
-        "beginning",
-        "-c",
-        &count,
-        "-q",
-        "-f",
-        "\n",
-        "-X",
-        "max.partition.fetch.bytes=4194304",
-    ])?;
-    let theirs_consume = w.records as f64 / start.elapsed().as_secs_f64();
-    let read = out.iter().filter(|b| **b == b'\n').count() as u64;
-    anyhow::ensure!(
-        read == w.records,
-        "kcat read {read} of {} records",
-        w.records
-    );
+    let kafka = librdkafka::Client {
+        bootstrap: kafka,
+        settings: args.rdkafka.clone(),
+    };
+    let cpu = CpuUse::now(hz)?;
+    let theirs_produce = {
+        let (kafka, topic, keys, vals) =
+            (kafka.clone(), topic("theirs"), keys.clone(), vals.clone());
+        let records = w.records;
+        tokio::task::spawn_blocking(move || {
+            librdkafka::produce(&kafka, &topic, records, &keys, &vals)
+        })
+        .await??
+    };
+    let theirs_produce_cpu = CpuUse::now(hz)?.since(cpu);
+    let cpu = CpuUse::now(hz)?;
+    let theirs_consume = {
+        let (kafka, topic) = (kafka.clone(), topic("theirs"));
+        let (records, partitions) = (w.records, w.partitions);
+        tokio::task::spawn_blocking(move || {
+            librdkafka::consume(&kafka, &topic, partitions, records)
+        })
+        .await??
+    };
+    let theirs_consume_cpu = CpuUse::now(hz)?.since(cpu);
 
     // Acknowledgement latency at a fixed rate: ours, then librdkafka's.
     let total = args.rate * args.seconds;
@@ -188,42 +167,53 @@ async fn main() -> anyhow::Result<()> {
     let ours_latency = collector.await??;
     producer.close().await?;
 
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/kafka_benchmark.py");
-    let out = Command::new("python3")
-        .args([
-            script,
-            "--bootstrap",
-            &kafka,
-            "--topic",
-            &topic("theirs-lat"),
-        ])
-        .args([
-            "--rate",
-            &args.rate.to_string(),
-            "--seconds",
-            &args.seconds.to_string(),
-        ])
-        .args(["--value-size", &w.value_size.to_string()])
-        .stderr(Stdio::inherit())
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "demos/kafka_benchmark.py failed (pip install confluent-kafka)"
-    );
-    let theirs_latency = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let theirs_latency = {
+        let (kafka, topic, keys, vals) = (
+            kafka.clone(),
+            topic("theirs-lat"),
+            keys.clone(),
+            vals.clone(),
+        );
+        let (rate, seconds) = (args.rate, args.seconds);
+        tokio::task::spawn_blocking(move || {
+            librdkafka::latency(&kafka, &topic, rate, seconds, &keys, &vals)
+        })
+        .await??
+    };
 
     println!("kafka_benchmark: {}, idempotent, LZ4", w.describe());
     let ratio = |a: f64, b: f64| 100.0 * a / b;
     println!(
-        "  produce:  streamhouse-client {ours_produce:.0} records/s, librdkafka (kcat) \
+        "  produce:  streamhouse-client {ours_produce:.0} records/s, librdkafka \
          {theirs_produce:.0} records/s: {:.0}% (target >= 70%)",
         ratio(theirs_produce, ours_produce)
     );
     println!(
-        "  consume:  streamhouse-client {ours_consume:.0} records/s, librdkafka (kcat) \
+        "  consume:  streamhouse-client {ours_consume:.0} records/s, librdkafka \
          {theirs_consume:.0} records/s: {:.0}% (target >= 70%)",
         ratio(theirs_consume, ours_consume)
     );
+    // Where the time went: with the agent in this process, its threads' CPU and the rest
+    // (the client, and for librdkafka its own threads), per run.
+    if w.bootstrap.is_none() {
+        let line = |what: &str, ours: CpuUse, theirs: CpuUse| {
+            println!(
+                "  {what} {}; librdkafka's run {}",
+                ours.describe(),
+                theirs.describe()
+            )
+        };
+        line(
+            "produce:  streamhouse-client's run",
+            ours_produce_cpu,
+            theirs_produce_cpu,
+        );
+        line(
+            "consume:  streamhouse-client's run",
+            ours_consume_cpu,
+            theirs_consume_cpu,
+        );
+    }
     println!(
         "  ack latency at {} records/s for {} s:",
         args.rate, args.seconds
@@ -232,20 +222,273 @@ async fn main() -> anyhow::Result<()> {
         "    streamhouse-client:           {}",
         percentiles_ms(&ours_latency)
     );
-    println!("    librdkafka (confluent-kafka): {theirs_latency}");
+    println!(
+        "    librdkafka {}:             {}",
+        librdkafka::version(),
+        percentiles_ms(&theirs_latency)
+    );
     println!("{}", target.peak_rss_line());
     target.shutdown().await?;
     Ok(())
 }
 
-/// Runs kcat to its end; its stdout.
-fn kcat(args: &[&str]) -> anyhow::Result<Vec<u8>> {
-    let out = Command::new("kcat")
-        .args(args)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| anyhow::anyhow!("kcat: {e} (apt-get install kcat)"))?;
-    anyhow::ensure!(out.status.success(), "kcat {args:?} failed");
-    Ok(out.stdout)
+/// librdkafka driven the way an application drives it: `rdkafka`'s `BaseProducer` and
+/// `BaseConsumer`, polled on this thread, with no per-record work beyond the client's own.
+mod librdkafka {
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    use rdkafka::message::DeliveryResult;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _, ProducerContext};
+    use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+    /// librdkafka's version, as it reports it.
+    pub fn version() -> String {
+        rdkafka::util::get_rdkafka_version().1
+    }
+
+    /// Counts delivery reports, and times them from the send time each record carries: its
+    /// opaque, in nanoseconds since `epoch` plus one (0 for a record not timed).
+    struct Reports {
+        epoch: Instant,
+        delivered: Mutex<(u64, Vec<String>)>,
+        latency: Mutex<hdrhistogram::Histogram<u64>>,
+    }
+
+    impl ClientContext for Reports {}
+
+    impl ProducerContext for Reports {
+        type DeliveryOpaque = usize;
+
+        fn delivery(&self, result: &DeliveryResult<'_>, sent: usize) {
+            let mut d = self.delivered.lock().unwrap_or_else(|e| e.into_inner());
+            match result {
+                Ok(_) => {
+                    d.0 += 1;
+                    if sent > 0 {
+                        let sent = self.epoch + Duration::from_nanos(sent as u64 - 1);
+                        let us = sent.elapsed().as_micros() as u64;
+                        let mut h = self.latency.lock().unwrap_or_else(|e| e.into_inner());
+                        h.saturating_record(us);
+                    }
+                }
+                Err((e, _)) if d.1.len() < 10 => d.1.push(e.to_string()),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Where librdkafka connects, and the settings given with `-X`.
+    #[derive(Clone, Debug)]
+    pub struct Client {
+        pub bootstrap: String,
+        pub settings: Vec<(String, String)>,
+    }
+
+    impl Client {
+        /// `defaults`, then the `-X` settings over them.
+        fn config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+            let mut c = ClientConfig::new();
+            c.set("bootstrap.servers", &self.bootstrap);
+            for (k, v) in defaults {
+                c.set(*k, *v);
+            }
+            for (k, v) in &self.settings {
+                c.set(k, v);
+            }
+            c
+        }
+    }
+
+    /// The producer both runs use: idempotent, linger 5 ms, LZ4, Kafka's murmur2 partitioner
+    /// (as `streamhouse-client`'s).
+    fn producer(client: &Client) -> anyhow::Result<BaseProducer<Reports>> {
+        let reports = Reports {
+            epoch: Instant::now(),
+            delivered: Mutex::new((0, Vec::new())),
+            latency: Mutex::new(hdrhistogram::Histogram::new_with_bounds(1, 600_000_000, 3)?),
+        };
+        Ok(client
+            .config(&[
+                ("enable.idempotence", "true"),
+                ("linger.ms", "5"),
+                ("compression.codec", "lz4"),
+                ("partitioner", "murmur2_random"),
+            ])
+            .create_with_context(reports)?)
+    }
+
+    /// Sends `record`, serving delivery reports while librdkafka's queue is full.
+    fn send(
+        p: &BaseProducer<Reports>,
+        mut record: BaseRecord<'_, [u8], [u8], usize>,
+    ) -> anyhow::Result<()> {
+        loop {
+            match p.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    p.poll(Duration::from_millis(1));
+                }
+                Err((e, _)) => anyhow::bail!("librdkafka refused a record: {e}"),
+            }
+        }
+    }
+
+    /// Waits for every record sent to be reported, and fails on any that was not delivered.
+    fn finish(p: &BaseProducer<Reports>, sent: u64) -> anyhow::Result<()> {
+        p.flush(Duration::from_secs(120))?;
+        let d = p
+            .context()
+            .delivered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        anyhow::ensure!(
+            d.1.is_empty(),
+            "librdkafka: records not delivered: {:?}",
+            d.1
+        );
+        anyhow::ensure!(
+            d.0 == sent,
+            "librdkafka: {} of {sent} records delivered",
+            d.0
+        );
+        Ok(())
+    }
+
+    /// Produce throughput: `records` records as fast as librdkafka takes them, in records/s
+    /// from the first send to the last acknowledgement.
+    pub fn produce(
+        client: &Client,
+        topic: &str,
+        records: u64,
+        keys: &[String],
+        vals: &[Vec<u8>],
+    ) -> anyhow::Result<f64> {
+        let p = producer(client)?;
+        warm_up(&p, topic, keys, vals)?;
+        let start = Instant::now();
+        for i in 0..records {
+            let key = keys[(i % 1000) as usize].as_bytes();
+            let value = vals[(i % 1024) as usize].as_slice();
+            send(
+                &p,
+                BaseRecord::with_opaque_to(topic, 0).key(key).payload(value),
+            )?;
+            if i % 1024 == 0 {
+                p.poll(Duration::ZERO);
+            }
+        }
+        finish(&p, records + WARM_UP)?;
+        Ok(records as f64 / start.elapsed().as_secs_f64())
+    }
+
+    /// Records sent before a run is timed: librdkafka's idempotent producer waits for its
+    /// producer id at start, which is start-up, not throughput or acknowledgement latency.
+    const WARM_UP: u64 = 8;
+
+    fn warm_up(
+        p: &BaseProducer<Reports>,
+        topic: &str,
+        keys: &[String],
+        vals: &[Vec<u8>],
+    ) -> anyhow::Result<()> {
+        for key in &keys[..WARM_UP as usize] {
+            send(
+                p,
+                BaseRecord::with_opaque_to(topic, 0)
+                    .key(key.as_bytes())
+                    .payload(&vals[0][..]),
+            )?;
+        }
+        finish(p, WARM_UP)
+    }
+
+    /// Acknowledgement latency at `rate` records/s for `seconds`: each record timed from its
+    /// send to its delivery report, which `poll` serves while waiting for the next send.
+    pub fn latency(
+        client: &Client,
+        topic: &str,
+        rate: u64,
+        seconds: u64,
+        keys: &[String],
+        vals: &[Vec<u8>],
+    ) -> anyhow::Result<hdrhistogram::Histogram<u64>> {
+        let p = producer(client)?;
+        warm_up(&p, topic, keys, vals)?;
+        p.context()
+            .latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .reset();
+        let total = rate * seconds;
+        let start = Instant::now();
+        for i in 0..total {
+            let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+            p.poll(due.saturating_duration_since(Instant::now()));
+            let key = keys[(i % 1000) as usize].as_bytes();
+            let value = vals[(i % 1024) as usize].as_slice();
+            let sent = p.context().epoch.elapsed().as_nanos() as usize + 1;
+            send(
+                &p,
+                BaseRecord::with_opaque_to(topic, sent)
+                    .key(key)
+                    .payload(value),
+            )?;
+        }
+        finish(&p, total + WARM_UP)?;
+        let h = p
+            .context()
+            .latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        Ok(h.clone())
+    }
+
+    /// Consume throughput: every record of `topic` from the start of each partition, in
+    /// records/s from the assignment to the last record.
+    pub fn consume(
+        client: &Client,
+        topic: &str,
+        partitions: u32,
+        records: u64,
+    ) -> anyhow::Result<f64> {
+        let group = format!("{topic}-reader");
+        let c: BaseConsumer = client
+            .config(&[
+                ("group.id", &group),
+                ("enable.auto.commit", "false"),
+                ("max.partition.fetch.bytes", "4194304"),
+                // librdkafka's default prefetch (100,000 messages for the whole consumer,
+                // then a 1 s back-off) holds less than one fetch of 8 partitions at 4 MiB of
+                // LZ4: it would measure the back-off, at about 0.5M records/s.
+                ("queued.min.messages", "1000000"),
+            ])
+            .create()?;
+        let mut assignment = TopicPartitionList::new();
+        for p in 0..partitions {
+            assignment.add_partition_offset(topic, p as i32, Offset::Beginning)?;
+        }
+        // Warm, as `streamhouse-client`'s consumer is when its clock starts: connected, and
+        // knowing the partitions' leaders (else librdkafka retries the offset lookup on a
+        // 500 ms timer).
+        c.fetch_metadata(Some(topic), Duration::from_secs(30))?;
+        let start = Instant::now();
+        c.assign(&assignment)?;
+        let mut n = 0u64;
+        while n < records {
+            match c.poll(Duration::from_secs(5)) {
+                Some(Ok(_)) => n += 1,
+                Some(Err(e)) => anyhow::bail!("librdkafka's consumer failed: {e}"),
+                None => anyhow::ensure!(
+                    start.elapsed() < Duration::from_secs(300),
+                    "librdkafka read only {n} of {records} records"
+                ),
+            }
+        }
+        Ok(records as f64 / start.elapsed().as_secs_f64())
+    }
 }

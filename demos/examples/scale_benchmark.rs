@@ -114,15 +114,7 @@ struct Usage {
 
 /// Reads `/proc/PID/stat` (user and system time) and `/proc/PID/status` (VmRSS, VmHWM).
 fn usage(pid: u32, tick_hz: u64) -> anyhow::Result<Usage> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command (which may hold spaces) start after the last ')'.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .ok_or_else(|| anyhow::anyhow!("unreadable /proc/{pid}/stat"))?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the command.
-    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    let ticks = demos::stat_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat"))?)?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kib = |key: &str| -> u64 {
         status
@@ -158,17 +150,6 @@ fn postgres_cpu(tick_hz: u64) -> HashMap<u32, Duration> {
         }
     }
     out
-}
-
-/// The clock ticks per second `/proc` counts CPU time in.
-fn tick_hz() -> u64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100)
 }
 
 /// What a phase is measured from: when it began, every agent's usage, PostgreSQL's
@@ -502,7 +483,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut bench = Bench {
         db,
         db_name: db_name.clone(),
-        tick_hz: tick_hz(),
+        tick_hz: demos::tick_hz(),
         agents,
         args,
     };

@@ -288,3 +288,75 @@ pub fn ack_timer() -> (
     });
     (tx, task)
 }
+
+/// The clock ticks per second `/proc` counts CPU time in.
+pub fn tick_hz() -> u64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100)
+}
+
+/// User plus system time in a `/proc/.../stat` line, in clock ticks.
+pub fn stat_ticks(stat: &str) -> anyhow::Result<u64> {
+    // Fields after the command (which may hold spaces) start after the last ')'.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| anyhow::anyhow!("unreadable stat line"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    anyhow::ensure!(fields.len() > 12, "short stat line");
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the command.
+    Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
+}
+
+/// CPU time this process has used: in all (threads that have ended included), and in the
+/// threads of an agent started in it ([`Target`] without `--bootstrap`: its runtime's
+/// `agent-worker` threads and SQLite's workers). Ticks of `/proc`, 10 ms each.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuUse {
+    pub total: std::time::Duration,
+    pub agent: std::time::Duration,
+}
+
+impl CpuUse {
+    /// Reads `/proc/self`.
+    pub fn now(tick_hz: u64) -> anyhow::Result<CpuUse> {
+        let time = |ticks: u64| std::time::Duration::from_millis(ticks * 1000 / tick_hz.max(1));
+        let total = stat_ticks(&std::fs::read_to_string("/proc/self/stat")?)?;
+        let mut agent = 0;
+        for task in std::fs::read_dir("/proc/self/task")?.flatten() {
+            let dir = task.path();
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            if (comm.starts_with("agent-worker") || comm.starts_with("sqlx-sqlite"))
+                && let Ok(stat) = std::fs::read_to_string(dir.join("stat"))
+            {
+                agent += stat_ticks(&stat).unwrap_or(0);
+            }
+        }
+        Ok(CpuUse {
+            total: time(total),
+            agent: time(agent),
+        })
+    }
+
+    /// What was used between `earlier` and this reading.
+    pub fn since(self, earlier: CpuUse) -> CpuUse {
+        CpuUse {
+            total: self.total.saturating_sub(earlier.total),
+            agent: self.agent.saturating_sub(earlier.agent),
+        }
+    }
+
+    /// `agent A ms, clients C ms` of CPU, the clients being everything but the agent.
+    pub fn describe(&self) -> String {
+        format!(
+            "CPU: agent {} ms, clients {} ms",
+            self.agent.as_millis(),
+            self.total.saturating_sub(self.agent).as_millis()
+        )
+    }
+}
