@@ -465,8 +465,17 @@ async fn hostile_kafka_frames_end_only_their_own_connection() {
 }
 
 /// `kcat`, from Debian's package, or `None` (after saying so) when it is missing outside CI.
+/// A Kafka client program (kcat, python3) to run, without the `LD_LIBRARY_PATH` cargo gives
+/// the tests: it names the build directory of `rdkafka-sys` (a dev-dependency of `demos`),
+/// whose `librdkafka.so.1`, built without OpenSSL, would stand in for the system's under kcat.
+fn client(program: &str) -> std::process::Command {
+    let mut c = std::process::Command::new(program);
+    c.env_remove("LD_LIBRARY_PATH");
+    c
+}
+
 fn kcat() -> Option<&'static str> {
-    let found = std::process::Command::new("kcat")
+    let found = client("kcat")
         .arg("-V")
         .output()
         .is_ok_and(|o| o.status.success());
@@ -488,7 +497,7 @@ async fn kcat_lists_the_brokers_and_topics() {
         || {
             let kafka = kafka.clone();
             async move {
-                let out = std::process::Command::new(kcat)
+                let out = client(kcat)
                     .args(["-L", "-J", "-m", "10", "-b", &kafka, "-t", "events"])
                     .output()
                     .expect("run kcat");
@@ -517,8 +526,8 @@ async fn kcat_lists_the_brokers_and_topics() {
 }
 
 fn run_kcat(kcat: &str, args: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(kcat)
+    use std::process::Stdio;
+    let mut child = client(kcat)
         .args(args)
         .stdin(if stdin.is_some() {
             Stdio::piped()
@@ -1340,7 +1349,7 @@ mod data_path {
 /// Whether `python3` can import `module` (from PyPI's `package`); when it cannot, says so and
 /// the test skips, except under CI, where that is a failure.
 fn python_has(module: &str, package: &str) -> bool {
-    let found = std::process::Command::new("python3")
+    let found = client("python3")
         .args(["-c", &format!("import {module}")])
         .output()
         .is_ok_and(|o| o.status.success());
@@ -1367,7 +1376,7 @@ async fn librdkafka_idempotent_producer_keeps_every_record_once_through_a_kill_9
         env!("CARGO_MANIFEST_DIR"),
         "/kafka_clients/failover_produce.py"
     );
-    let mut child = std::process::Command::new("python3")
+    let mut child = client("python3")
         .args([script, "--bootstrap", &bootstrap, "--topic", "orders"])
         .args(["--records", "100000", "--partitions", "6"])
         .stdout(std::process::Stdio::piped())
@@ -1431,7 +1440,7 @@ async fn kafka_python_produces_and_consumes_with_every_codec() {
     let (_guard, dir) = data_dir();
     let (_agent, kafka) = agent_with_topic(&dir, "codecs", 1).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/kafka_clients/codecs.py");
-    let out = std::process::Command::new("python3")
+    let out = client("python3")
         .args([script, "--bootstrap", &kafka, "--topic", "codecs"])
         .output()
         .expect("python3");

@@ -119,7 +119,7 @@ async fn librdkafka_group_of_three_shares_a_topic_and_takes_over_when_one_leaves
         env!("CARGO_MANIFEST_DIR"),
         "/kafka_clients/group_consume.py"
     );
-    let out = std::process::Command::new("python3")
+    let out = client("python3")
         .args([script, "--bootstrap", &bootstrap, "--topic", "shared"])
         .args(["--partitions", "6", "--records", "3000"])
         .output()
@@ -156,7 +156,7 @@ async fn kafka_python_group_shares_a_topic_and_takes_over_when_one_leaves() {
         env!("CARGO_MANIFEST_DIR"),
         "/kafka_clients/group_kafka_python.py"
     );
-    let out = std::process::Command::new("python3")
+    let out = client("python3")
         .args([script, "--bootstrap", &kafka, "--topic", "pairs"])
         .args(["--partitions", "4", "--records", "1000"])
         .output()
@@ -692,7 +692,7 @@ async fn group_requests_refuse_the_worst_value_of_every_field() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn librdkafka_group_carries_on_through_a_kill_9_of_its_coordinator() {
     use std::io::{BufRead, Write};
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     if !python_has("confluent_kafka", "confluent-kafka") {
         return;
     }
@@ -704,7 +704,7 @@ async fn librdkafka_group_carries_on_through_a_kill_9_of_its_coordinator() {
         env!("CARGO_MANIFEST_DIR"),
         "/kafka_clients/group_consume.py"
     );
-    let mut child = Command::new("python3")
+    let mut child = client("python3")
         .args([script, "--bootstrap", &bootstrap, "--topic", "survive"])
         .args([
             "--partitions",
@@ -763,7 +763,7 @@ async fn librdkafka_cooperative_sticky_group_moves_only_what_it_must() {
         env!("CARGO_MANIFEST_DIR"),
         "/kafka_clients/group_consume.py"
     );
-    let out = std::process::Command::new("python3")
+    let out = client("python3")
         .args([script, "--bootstrap", &kafka, "--topic", "sticky"])
         .args([
             "--partitions",

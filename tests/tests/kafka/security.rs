@@ -35,10 +35,7 @@ fn kcat_list(kcat: &str, kafka: &str, settings: &[&str]) -> Result<String, Strin
     for s in settings {
         args.extend(["-X", s]);
     }
-    let out = std::process::Command::new(kcat)
-        .args(&args)
-        .output()
-        .expect("run kcat");
+    let out = client(kcat).args(&args).output().expect("run kcat");
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
@@ -100,7 +97,7 @@ async fn librdkafka_produces_and_consumes_with_oauthbearer_and_plain_tokens() {
     let (_guard, dir) = data_dir();
     let (_agent, kafka, ca) = secured_agent(&dir);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/kafka_clients/secured.py");
-    let out = std::process::Command::new("python3")
+    let out = client("python3")
         .args([script, "--bootstrap", &kafka, "--ca", &ca, "--token", TOKEN])
         .args(["--topic", "secrets"])
         .output()
