@@ -315,7 +315,9 @@ pub fn stat_ticks(stat: &str) -> anyhow::Result<u64> {
 
 /// CPU time this process has used: in all (threads that have ended included), and in the
 /// threads of an agent started in it ([`Target`] without `--bootstrap`: its runtime's
-/// `agent-worker` threads and SQLite's workers). Ticks of `/proc`, 10 ms each.
+/// `agent-worker` threads and SQLite's workers), to the clock tick of `/proc` (10 ms at the
+/// usual 100 Hz). An agent thread that ends between two readings takes its time with it, so
+/// the agent's part can only be undercounted.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CpuUse {
     pub total: std::time::Duration,
@@ -358,5 +360,43 @@ impl CpuUse {
             self.agent.as_millis(),
             self.total.saturating_sub(self.agent).as_millis()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_ticks_reads_user_and_system_time_past_any_command_name() {
+        // A command may hold spaces and parentheses; utime 1234 and stime 56 follow it.
+        let line = "4242 (rdk:broker (1) x) S 1 2 3 4 5 6 7 8 9 10 1234 56 0 0 20 0 1 0";
+        assert_eq!(stat_ticks(line).unwrap(), 1290);
+        assert!(stat_ticks("4242 (short) S 1 2").is_err());
+        assert!(stat_ticks("no command here").is_err());
+        assert!(stat_ticks("1 (x) S 1 2 3 4 5 6 7 8 9 10 lots 56").is_err());
+    }
+
+    #[test]
+    fn this_process_cpu_time_grows_with_work_and_counts_no_agent_when_none_runs() {
+        let hz = tick_hz();
+        let before = CpuUse::now(hz).unwrap();
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        // Work until /proc has counted 50 ms of it (however slowly a shared machine runs it).
+        let used = loop {
+            for _ in 0..1_000_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
+            let used = CpuUse::now(hz).unwrap().since(before);
+            if used.total >= std::time::Duration::from_millis(50) {
+                break used;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "{used:?}"
+            );
+        };
+        assert_eq!(used.agent, std::time::Duration::ZERO, "{used:?}");
     }
 }
