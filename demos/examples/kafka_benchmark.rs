@@ -40,9 +40,11 @@ struct Args {
 }
 
 fn parse_setting(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("-X {s}: expected KEY=VALUE"))
+    match s.split_once('=') {
+        Some(("bootstrap.servers", _)) => Err(format!("-X {s}: give --kafka-bootstrap instead")),
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("-X {s}: expected KEY=VALUE with a KEY")),
+    }
 }
 
 #[tokio::main]
@@ -55,6 +57,13 @@ async fn main() -> anyhow::Result<()> {
         .clone()
         .or_else(|| target.kafka_bootstrap.clone())
         .ok_or_else(|| anyhow::anyhow!("give --kafka-bootstrap with --bootstrap"))?;
+    // librdkafka judges the -X settings when a client is made: make both kinds now, so that
+    // a wrong one fails here and not after streamhouse-client's runs.
+    let kafka = librdkafka::Client {
+        bootstrap: kafka,
+        settings: args.rdkafka.clone(),
+    };
+    kafka.check()?;
     let admin =
         Admin::connect_with(&target.bootstrap, ADMIN_TIMEOUT, target.security.clone()).await?;
     let run = std::process::id();
@@ -119,10 +128,6 @@ async fn main() -> anyhow::Result<()> {
     let ours_consume_cpu = CpuUse::now(hz)?.since(cpu);
     consumer.close().await?;
 
-    let kafka = librdkafka::Client {
-        bootstrap: kafka,
-        settings: args.rdkafka.clone(),
-    };
     let cpu = CpuUse::now(hz)?;
     let theirs_produce = {
         let (kafka, topic, keys, vals) =
@@ -301,6 +306,24 @@ mod librdkafka {
             }
             c
         }
+
+        /// Makes a producer and a consumer with these settings, and drops them.
+        pub fn check(&self) -> anyhow::Result<()> {
+            producer(self)?;
+            consumer(self, "check")?;
+            Ok(())
+        }
+    }
+
+    /// librdkafka's refusal of a setting as one line naming it; other errors as they are.
+    fn made<T>(r: rdkafka::error::KafkaResult<T>) -> anyhow::Result<T> {
+        r.map_err(|e| match e {
+            KafkaError::ClientConfig(_, why, key, value) => {
+                let why = why.lines().next().unwrap_or_default().trim().to_string();
+                anyhow::anyhow!("-X {key}={value}: {why}")
+            }
+            e => anyhow::anyhow!("librdkafka: {e}"),
+        })
     }
 
     /// The producer both runs use: idempotent, linger 5 ms, LZ4, Kafka's murmur2 partitioner
@@ -311,14 +334,16 @@ mod librdkafka {
             delivered: Mutex::new((0, Vec::new())),
             latency: Mutex::new(hdrhistogram::Histogram::new_with_bounds(1, 600_000_000, 3)?),
         };
-        Ok(client
-            .config(&[
-                ("enable.idempotence", "true"),
-                ("linger.ms", "5"),
-                ("compression.codec", "lz4"),
-                ("partitioner", "murmur2_random"),
-            ])
-            .create_with_context(reports)?)
+        made(
+            client
+                .config(&[
+                    ("enable.idempotence", "true"),
+                    ("linger.ms", "5"),
+                    ("compression.codec", "lz4"),
+                    ("partitioner", "murmur2_random"),
+                ])
+                .create_with_context(reports),
+        )
     }
 
     /// Sends `record`, serving delivery reports while librdkafka's queue is full.
@@ -448,6 +473,26 @@ mod librdkafka {
         Ok(h.clone())
     }
 
+    /// The consumer of the consume run: reading by assignment, committing nothing, fetching
+    /// 4 MiB a partition (as `streamhouse-client`'s).
+    fn consumer(client: &Client, topic: &str) -> anyhow::Result<BaseConsumer> {
+        let group = format!("{topic}-reader");
+        made(
+            client
+                .config(&[
+                    ("group.id", &group),
+                    ("enable.auto.commit", "false"),
+                    ("max.partition.fetch.bytes", "4194304"),
+                    // librdkafka's default prefetch (100,000 messages for the whole
+                    // consumer, then a 1 s back-off) holds less than one fetch of 8
+                    // partitions at 4 MiB of LZ4: it would measure the back-off, at about
+                    // 0.5M records/s.
+                    ("queued.min.messages", "1000000"),
+                ])
+                .create(),
+        )
+    }
+
     /// Consume throughput: every record of `topic` from the start of each partition, in
     /// records/s from the assignment to the last record.
     pub fn consume(
@@ -456,18 +501,7 @@ mod librdkafka {
         partitions: u32,
         records: u64,
     ) -> anyhow::Result<f64> {
-        let group = format!("{topic}-reader");
-        let c: BaseConsumer = client
-            .config(&[
-                ("group.id", &group),
-                ("enable.auto.commit", "false"),
-                ("max.partition.fetch.bytes", "4194304"),
-                // librdkafka's default prefetch (100,000 messages for the whole consumer,
-                // then a 1 s back-off) holds less than one fetch of 8 partitions at 4 MiB of
-                // LZ4: it would measure the back-off, at about 0.5M records/s.
-                ("queued.min.messages", "1000000"),
-            ])
-            .create()?;
+        let c = consumer(client, topic)?;
         let mut assignment = TopicPartitionList::new();
         for p in 0..partitions {
             assignment.add_partition_offset(topic, p as i32, Offset::Beginning)?;
