@@ -106,6 +106,10 @@ pub enum ClientError {
     /// The producer or consumer was closed.
     #[error("closed")]
     Closed,
+    /// The operating system refused what the client needs to run, such as the producer's
+    /// timer thread; the message says what and why.
+    #[error("system: {0}")]
+    System(String),
 }
 
 impl ClientError {

@@ -122,14 +122,14 @@ impl TopicQueues {
     }
 }
 
-/// Timers fire on the first millisecond tick after their deadline (tokio's resolution), so
-/// a batch timed to the end of its linger would be sent up to a tick late, every time. It is
-/// timed up to a tick (at most half its linger) early instead, and sealed when that fires:
-/// `linger` stays an upper bound, as in Kafka, and is on average half a tick short of it.
-pub(super) const TIMER_TICK: Duration = Duration::from_millis(1);
+/// A batch is timed this much before the end of its linger (at most half of it), and sealed
+/// when the sender's [`Alarm`] fires for it. The alarm fires within tens of microseconds of
+/// its instant, so `linger` stays an upper bound, as in Kafka, short of it by this on
+/// average; and batches due within this of each other are sealed by one wake-up.
+pub(super) const LINGER_EARLY: Duration = Duration::from_micros(250);
 
 /// Time passing for one partition at `now`: its open batch is sealed once it has lingered
-/// `linger`, give or take a [`TIMER_TICK`] (at once when `closing`), unless the partition is
+/// `linger`, less up to [`LINGER_EARLY`] (at once when `closing`), unless the partition is
 /// `held` (another batch could not be sent now: the batch keeps filling, and the sender
 /// looks again when a request comes back), and sealed batches older than `delivery_timeout` fail
 /// with [`ClientError::DeliveryTimeout`] naming their last error. Returns when this partition
@@ -146,7 +146,7 @@ pub(super) fn ripen(
     let mut due = None;
     if let Some(open) = &q.open {
         let sealed_at = open.created + linger;
-        let early = TIMER_TICK.min(linger / 2);
+        let early = LINGER_EARLY.min(linger / 2);
         if closing || (sealed_at <= now + early && !held) {
             seal(q);
         } else if sealed_at > now + early {

@@ -31,12 +31,14 @@ use crate::cluster::{AgentConn, Cluster, parse_bootstrap};
 use crate::error::{ClientError, Result};
 
 mod accumulator;
+mod alarm;
 mod builder;
 mod delivery;
 mod idempotence;
 mod sender;
 
 use accumulator::*;
+use alarm::Alarm;
 pub use builder::ProducerBuilder;
 use delivery::*;
 pub use delivery::{DeliveryFuture, RecordMetadata};

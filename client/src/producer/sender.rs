@@ -11,8 +11,9 @@ pub(super) const REQUEST_FRAMING: usize = 512 * 1024;
 
 /// The sender: seals batches that lingered long enough, fails those past the delivery
 /// timeout, and sends the rest. It holds the producer only weakly, so dropping every
-/// `Producer` ends it.
-pub(super) async fn sender(inner: Weak<Inner>, wake: Arc<Notify>) {
+/// `Producer` ends it (and, with it, its alarm's thread). It sleeps until `wake` is notified:
+/// by a send, a request coming back, or the alarm at the next instant something is due.
+pub(super) async fn sender(inner: Weak<Inner>, wake: Arc<Notify>, alarm: Alarm) {
     loop {
         let Some(strong) = inner.upgrade() else {
             return;
@@ -20,11 +21,8 @@ pub(super) async fn sender(inner: Weak<Inner>, wake: Arc<Notify>) {
         let next = strong.dispatch();
         drop(strong);
         let idle = Instant::now() + Duration::from_secs(1);
-        let until = next.map_or(idle, |n| n.min(idle));
-        tokio::select! {
-            _ = wake.notified() => {}
-            _ = tokio::time::sleep_until(until.into()) => {}
-        }
+        alarm.set(next.map_or(idle, |n| n.min(idle)));
+        wake.notified().await;
     }
 }
 

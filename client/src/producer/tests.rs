@@ -152,16 +152,16 @@ fn an_open_batch_is_sealed_once_it_has_lingered() {
         false,
     );
     assert!(q.open.is_some() && q.sealed.is_empty());
-    // Due a timer tick early, as timers fire up to a tick after their deadline.
-    assert_eq!(due, Some(t0 + LINGER - TIMER_TICK));
-    let before = t0 + LINGER - TIMER_TICK - Duration::from_micros(1);
+    // Due a little early, so the sender's alarm seals it by the end of its linger.
+    assert_eq!(due, Some(t0 + LINGER - LINGER_EARLY));
+    let before = t0 + LINGER - LINGER_EARLY - Duration::from_micros(1);
     let (due, _) = ripen(&mut q, before, LINGER, DELIVERY, false, false);
-    assert!(q.open.is_some(), "sealed more than a tick early");
-    assert_eq!(due, Some(t0 + LINGER - TIMER_TICK));
-    // Within a tick of its linger: sealed whole, and due next at its delivery timeout.
+    assert!(q.open.is_some(), "sealed more than LINGER_EARLY early");
+    assert_eq!(due, Some(t0 + LINGER - LINGER_EARLY));
+    // Within LINGER_EARLY of its linger: sealed whole, and due next at its delivery timeout.
     let (due, _) = ripen(
         &mut q,
-        t0 + LINGER - TIMER_TICK,
+        t0 + LINGER - LINGER_EARLY,
         LINGER,
         DELIVERY,
         false,
@@ -192,7 +192,7 @@ fn a_held_partition_keeps_filling_its_batch_past_the_linger() {
     };
     let (due, _) = ripen(&mut early, t0, LINGER, DELIVERY, false, true);
     assert!(early.open.is_some());
-    assert_eq!(due, Some(t0 + LINGER - TIMER_TICK));
+    assert_eq!(due, Some(t0 + LINGER - LINGER_EARLY));
     // Released: sealed at once, every record in one batch.
     ripen(&mut q, t0 + 4 * LINGER, LINGER, DELIVERY, false, false);
     assert!(q.open.is_none());
@@ -529,7 +529,8 @@ async fn worst_linger_settings() {
         longest.err()
     );
 
-    // No linger: sealed at once. A linger shorter than a tick is timed half of it early.
+    // No linger: sealed at once. A linger shorter than twice LINGER_EARLY is timed half of
+    // it early.
     let t0 = Instant::now();
     let mut q = PartitionQueue {
         open: Some(open_batch(t0, 1).0),
@@ -537,12 +538,12 @@ async fn worst_linger_settings() {
     };
     ripen(&mut q, t0, Duration::ZERO, DELIVERY, false, false);
     assert_eq!(q.sealed.len(), 1);
-    let one = Duration::from_millis(1);
+    let short = LINGER_EARLY;
     let mut q = PartitionQueue {
         open: Some(open_batch(t0, 1).0),
         ..Default::default()
     };
-    let (due, _) = ripen(&mut q, t0, one, DELIVERY, false, false);
+    let (due, _) = ripen(&mut q, t0, short, DELIVERY, false, false);
     assert!(q.open.is_some());
-    assert_eq!(due, Some(t0 + one / 2));
+    assert_eq!(due, Some(t0 + short / 2));
 }
