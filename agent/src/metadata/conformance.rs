@@ -1467,6 +1467,33 @@ async fn sqlite() {
 }
 
 #[tokio::test]
+async fn sqlite_connections_commit_durably_and_journal_statements_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("meta.db").display());
+    let store = MetadataStore::connect(&url).await.unwrap();
+    let dedicated = store.dedicated(1, Duration::from_secs(1)).await.unwrap();
+    for pool in [&store.pool, &dedicated.pool] {
+        let mut conn = pool.acquire().await.unwrap();
+        let mut pragma = async |name: &str| -> String {
+            use sqlx::Row;
+            let row = sqlx::query(&format!("PRAGMA {name}"))
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            match row.try_get::<String, _>(0) {
+                Ok(s) => s,
+                Err(_) => row.try_get::<i64, _>(0).unwrap().to_string(),
+            }
+        };
+        assert_eq!(pragma("journal_mode").await, "wal");
+        // 2: FULL, every commit synced before it returns.
+        assert_eq!(pragma("synchronous").await, "2");
+        // 2: MEMORY, no temporary file per multi-row statement.
+        assert_eq!(pragma("temp_store").await, "2");
+    }
+}
+
+#[tokio::test]
 async fn postgres() {
     let Some(db) = crate::testing::FreshPostgres::create().await else {
         return;

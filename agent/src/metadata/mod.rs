@@ -606,6 +606,10 @@ impl MetadataStore {
                             // every commit durable before a producer is acknowledged.
                             conn.execute("PRAGMA journal_mode = WAL").await?;
                             conn.execute("PRAGMA synchronous = FULL").await?;
+                            // Statement journals (a multi-row statement inside a transaction)
+                            // in memory, not a file created and unlinked in /var/tmp for
+                            // each: they only undo one statement, and never outlive it.
+                            conn.execute("PRAGMA temp_store = MEMORY").await?;
                             conn.execute(format!("PRAGMA busy_timeout = {server_ms}").as_str())
                                 .await?;
                         }
