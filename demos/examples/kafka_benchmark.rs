@@ -35,22 +35,16 @@ struct Args {
     seconds: u64,
     /// A librdkafka setting for its producers and consumer, as `KEY=VALUE`, over the
     /// benchmark's own (repeatable; as kcat's `-X`).
-    #[arg(short = 'X', value_parser = parse_setting)]
+    #[arg(short = 'X', value_parser = demos::rdkafka_setting)]
     rdkafka: Vec<(String, String)>,
-}
-
-fn parse_setting(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some(("bootstrap.servers", _)) => Err(format!("-X {s}: give --kafka-bootstrap instead")),
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.to_string(), v.to_string())),
-        _ => Err(format!("-X {s}: expected KEY=VALUE with a KEY")),
-    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let w = &args.workload;
+    anyhow::ensure!(w.records > 0, "--records: at least 1");
+    let total = demos::paced_total(args.rate, args.seconds)?;
     let target = Target::connect(w.bootstrap.clone(), Storage::Temporary).await?;
     let kafka = args
         .kafka_bootstrap
@@ -151,7 +145,6 @@ async fn main() -> anyhow::Result<()> {
     let theirs_consume_cpu = CpuUse::now(hz)?.since(cpu);
 
     // Acknowledgement latency at a fixed rate: ours, then librdkafka's.
-    let total = args.rate * args.seconds;
     let (tx, collector) = demos::ack_timer();
     let start = Instant::now();
     for i in 0..total {

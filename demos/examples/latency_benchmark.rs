@@ -66,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
         args.value_size >= 8,
         "value_size must hold an 8-byte timestamp"
     );
+    let total = demos::paced_total(args.rate, args.seconds)?;
     let target = Target::connect(args.bootstrap.clone(), Storage::Temporary).await?;
     let topic = format!("latency-bench-{}", std::process::id());
     Admin::connect_with(&target.bootstrap, ADMIN_TIMEOUT, target.security.clone())
@@ -73,7 +74,6 @@ async fn main() -> anyhow::Result<()> {
         .create_topic(NewTopic::new(&topic, args.partitions))
         .await?;
     let epoch = Instant::now();
-    let total = args.rate * args.seconds;
 
     let mut consumer = Consumer::builder()
         .bootstrap(&target.bootstrap)

@@ -289,6 +289,26 @@ pub fn ack_timer() -> (
     (tx, task)
 }
 
+/// How many records a run paced at `rate` records/s for `seconds` sends; a rate of 0, or a
+/// product past `u64`, is refused naming the flags.
+pub fn paced_total(rate: u64, seconds: u64) -> anyhow::Result<u64> {
+    anyhow::ensure!(rate > 0, "--rate: at least 1 record/s");
+    rate.checked_mul(seconds).ok_or_else(|| {
+        anyhow::anyhow!("--rate {rate} for --seconds {seconds}: more records than a u64 counts")
+    })
+}
+
+/// A librdkafka setting given as `KEY=VALUE` (kcat's `-X`): the key must be there, and
+/// `bootstrap.servers` comes from the benchmark's own flag. librdkafka itself judges the rest
+/// when a client is made.
+pub fn rdkafka_setting(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some(("bootstrap.servers", _)) => Err(format!("-X {s}: give --kafka-bootstrap instead")),
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("-X {s}: expected KEY=VALUE with a KEY")),
+    }
+}
+
 /// The clock ticks per second `/proc` counts CPU time in.
 pub fn tick_hz() -> u64 {
     std::process::Command::new("getconf")
@@ -366,6 +386,40 @@ impl CpuUse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paced_runs_refuse_no_rate_and_totals_past_u64() {
+        assert_eq!(paced_total(10_000, 20).unwrap(), 200_000);
+        assert_eq!(paced_total(1, 0).unwrap(), 0);
+        let zero = paced_total(0, 20).unwrap_err().to_string();
+        assert_eq!(zero, "--rate: at least 1 record/s");
+        let huge = paced_total(u64::MAX, 2).unwrap_err().to_string();
+        assert!(
+            huge.starts_with("--rate 18446744073709551615 for --seconds 2:"),
+            "{huge}"
+        );
+        assert!(!huge.contains('\n'));
+    }
+
+    #[test]
+    fn rdkafka_settings_need_a_key_and_leave_the_bootstrap_to_its_flag() {
+        let ok = |k: &str, v: &str| Ok((k.to_string(), v.to_string()));
+        assert_eq!(rdkafka_setting("linger.ms=5"), ok("linger.ms", "5"));
+        // The value is librdkafka's to judge, '=' and emptiness included.
+        assert_eq!(
+            rdkafka_setting("sasl.password=a=b"),
+            ok("sasl.password", "a=b")
+        );
+        assert_eq!(rdkafka_setting("client.id="), ok("client.id", ""));
+        for bad in ["", "nokey", "=x", " =x", "="] {
+            let e = rdkafka_setting(bad).unwrap_err();
+            assert_eq!(e, format!("-X {bad}: expected KEY=VALUE with a KEY"));
+        }
+        assert_eq!(
+            rdkafka_setting("bootstrap.servers=h:9092").unwrap_err(),
+            "-X bootstrap.servers=h:9092: give --kafka-bootstrap instead"
+        );
+    }
 
     #[test]
     fn stat_ticks_reads_user_and_system_time_past_any_command_name() {

@@ -464,7 +464,6 @@ async fn hostile_kafka_frames_end_only_their_own_connection() {
     assert_eq!(metadata(&mut s, 12, None).brokers.len(), 1);
 }
 
-/// `kcat`, from Debian's package, or `None` (after saying so) when it is missing outside CI.
 /// A Kafka client program (kcat, python3) to run, without the `LD_LIBRARY_PATH` cargo gives
 /// the tests: it names the build directory of `rdkafka-sys` (a dev-dependency of `demos`),
 /// whose `librdkafka.so.1`, built without OpenSSL, would stand in for the system's under kcat.
@@ -474,6 +473,7 @@ fn client(program: &str) -> std::process::Command {
     c
 }
 
+/// `kcat`, from Debian's package, or `None` (after saying so) when it is missing outside CI.
 fn kcat() -> Option<&'static str> {
     let found = client("kcat")
         .arg("-V")
